@@ -1,0 +1,132 @@
+"""The one place where recipe names become objects, with every check that needs a model done up front.
+
+Nothing here trains. Everything that can be wrong with a recipe (names, checkpoint, class counts,
+image sizes the teacher cannot take, loss parameters, feature taps) fails here, before step 0,
+with a message that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from datafree import checkpoint as ckpt
+from datafree.config import Config, ConfigError
+from datafree.distill import create_loss, loss_class
+from datafree.distill.objective import StudentWithLosses
+from datafree.features import FeatureTaps
+from datafree.teacher import Teacher
+from datafree.trainer import ImageSpec
+from generators import create_generator
+
+
+def resolve_precision(requested: str) -> str:
+    """"auto" -> bf16 where the device has fast bf16 (CUDA with bf16 support, CPUs with AMX/AVX512-BF16)."""
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
+
+
+def make_accelerator(config: Config) -> Accelerator:
+    trackers = list(config.train.trackers)
+    return Accelerator(mixed_precision=resolve_precision(config.train.mixed_precision),
+                       log_with=trackers or None, project_dir=config.train.output_dir)  # fmt: skip
+
+
+def image_spec(config: Config) -> ImageSpec:
+    from datafree.data import dataset_info
+
+    info = dataset_info(config.data.name, like=config.data.like or None)
+    return ImageSpec(info.channels, info.image_size, info.num_classes, tuple(info.mean), tuple(info.std))
+
+
+@torch.no_grad()
+def check_network(net: nn.Module, spec: ImageSpec, role: str, taps: list[str] = ()) -> dict[str, tuple[int, ...]]:
+    """Dry forward on a 2-image batch: the net must take the images and emit ``num_classes`` logits.
+
+    Returns the per-sample shapes of the requested taps.
+    """
+    x = torch.zeros(2, spec.channels, spec.image_size, spec.image_size,
+                    device=next(iter(net.parameters()), torch.zeros(())).device)  # fmt: skip
+    was_training = net.training
+    net.eval()
+    hooks = FeatureTaps(net, list(taps))
+    try:
+        out = hooks.run(x)
+    except RuntimeError as err:
+        raise ConfigError(
+            f"the {role} ({type(net).__name__}) cannot take images of shape ({spec.channels}, {spec.image_size}, "
+            f"{spec.image_size}): {str(err).splitlines()[0]}. Use the image size / channel count the {role} was "
+            "built for (data.name / data.like decide them) or another architecture."
+        ) from None
+    finally:
+        hooks.remove()
+        net.train(was_training)
+    logits = out.logits
+    if logits.ndim != 2 or logits.shape[1] != spec.num_classes:
+        raise ConfigError(f"the {role} outputs {tuple(logits.shape[1:])} logits per image but the dataset has "
+                          f"{spec.num_classes} classes; build it with num_classes={spec.num_classes}")  # fmt: skip
+    return {name: tuple(value.shape[1:]) for name, value in out.features.items()}
+
+
+def build_net(arch: str, spec: ImageSpec) -> nn.Module:
+    from datafree.models import create_model
+
+    return create_model(arch, num_classes=spec.num_classes, in_channels=spec.channels)
+
+
+def load_teacher_net(config: Config, spec: ImageSpec) -> nn.Module:
+    net = build_net(config.teacher.arch, spec)
+    check_network(net, spec, f"teacher {config.teacher.arch!r}")
+    path = Path(config.teacher_checkpoint)
+    meta = ckpt.read_metadata(path) if path.exists() and path.suffix == ".safetensors" else {}
+    if meta.get("num_classes") and int(meta["num_classes"]) != spec.num_classes:
+        raise ConfigError(f"teacher checkpoint {path} has {meta['num_classes']} classes but dataset "
+                          f"{config.data.name!r} has {spec.num_classes}; use a matching teacher or dataset")  # fmt: skip
+    return ckpt.load_weights(net, path, what="teacher checkpoint")
+
+
+def build_student(config: Config, student_net: nn.Module, teacher_net: nn.Module, spec: ImageSpec) -> StudentWithLosses:
+    """Create each recipe loss, fill default feature taps from the models, and size owned parameters."""
+    losses, weights = [], []
+    for term in config.distill:
+        params = dict(term.params)
+        if getattr(loss_class(term.name), "uses_default_taps", False):
+            for key, net in (("student_layers", student_net), ("teacher_layers", teacher_net)):
+                if params.get(key) is None:
+                    default = getattr(net, "default_taps", None)
+                    if not default:
+                        raise ConfigError(f"loss {term.name!r} needs feature layers but {type(net).__name__} declares "
+                                          f"no default_taps; set params.{key} in the recipe "
+                                          "(list layers with `python -m datafree.models <arch>`)")  # fmt: skip
+                    params[key] = list(default)
+        loss = create_loss(term.name, **params)
+        student_shapes = check_network(student_net, spec, "student", list(loss.student_taps))
+        teacher_shapes = check_network(teacher_net, spec, "teacher", list(loss.teacher_taps))
+        loss.setup(student_shapes, teacher_shapes)
+        losses.append(loss)
+        weights.append({"weight": term.weight, "schedule": term.schedule, "end_weight": term.end_weight,
+                        "milestones": list(term.milestones), "gamma": term.gamma})  # fmt: skip
+    return StudentWithLosses(student_net, losses, weights)
+
+
+def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
+    g = config.generator
+    return create_generator(g.arch, latent_dim=g.latent_dim, image_size=spec.image_size, channels=spec.channels,
+                            width=g.width, bn_eps=g.bn_eps)  # fmt: skip
+
+
+def assemble(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec: ImageSpec,
+             feature_layer: str | None = None):  # fmt: skip
+    """Teacher wrapper + student-with-losses + generator from already-built networks (registry or user's own)."""
+    check_network(teacher_net, spec, "teacher")
+    check_network(student_net, spec, "student")
+    student = build_student(config, student_net, teacher_net, spec)
+    teacher = Teacher(teacher_net, taps=student.teacher_taps, feature_layer=feature_layer)
+    check_network(teacher_net, spec, "teacher", [teacher.penultimate])
+    return teacher, student, build_generator(config, spec)

@@ -1,0 +1,129 @@
+"""Weights as safetensors, written atomically, loaded without unpickling anything.
+
+A crash mid-write never leaves a corrupt file under the final name: everything is written to a
+temporary file in the same folder and moved into place with ``os.replace`` (atomic on POSIX).
+Training-state folders (``accelerator.save_state``) are made atomic the same way, one level up:
+each save goes to a fresh ``step_XXXXXXX`` folder and only then does the ``LATEST`` pointer move.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing or does not fit the model it is loaded into."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_weights(module: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """state_dict -> safetensors (tensors made contiguous, shared storage cloned)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return dict(fh.metadata() or {})
+
+
+def load_weights(module: nn.Module, path: str | Path, what: str = "checkpoint") -> nn.Module:
+    """Load a safetensors state_dict; a missing file or a shape/key mismatch says what and how to fix."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{what} {path} does not exist. Train it first (python train_teacher.py --config "
+                              f"runs/<recipe>.toml) or point the recipe at the right file.")  # fmt: skip
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"{what} {path} is not a .safetensors file; datafree never unpickles checkpoints. "
+                              "Convert it once with datafree.checkpoint.convert_torch_checkpoint().")  # fmt: skip
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
+        raise CheckpointError(f"{what} {path} is unreadable or corrupt ({err}); retrain or restore it") from None
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own.keys() & state.keys() if own[k].shape != state[k].shape]  # fmt: skip
+    if missing or unexpected or wrong:
+        meta = read_metadata(path)
+        hint = f" (the file says arch={meta.get('arch')!r}, num_classes={meta.get('num_classes')!r})" if meta else ""
+        details = "; ".join(filter(None, [f"missing keys {missing[:5]}" if missing else "",
+                                          f"unexpected keys {unexpected[:5]}" if unexpected else "",
+                                          f"shape mismatch {wrong[:3]}" if wrong else ""]))  # fmt: skip
+        raise CheckpointError(f"{what} {path} does not match the {type(module).__name__} being built{hint}: "
+                              f"{details}. Check the recipe's arch and class count against the checkpoint.")  # fmt: skip
+    module.load_state_dict(state)
+    return module
+
+
+def convert_torch_checkpoint(src: str | Path, dst: str | Path) -> None:
+    """One-off conversion of a trusted ``torch.save``d state_dict to safetensors (weights only, no code)."""
+    state = torch.load(src, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    save_file({k: v.contiguous() for k, v in state.items()}, str(dst))
+
+
+# ---- training-state folders (accelerator.save_state) ----------------------------------------------
+
+LATEST = "LATEST"
+
+
+def new_state_dir(root: str | Path, step: int) -> Path:
+    return Path(root) / f"step_{step:07d}"
+
+
+def commit_state_dir(root: str | Path, state_dir: Path, keep: int = 2) -> None:
+    """Point LATEST at a completely written state folder, then prune older ones (main process only)."""
+    root = Path(root)
+    atomic_write_text(root / LATEST, json.dumps({"dir": state_dir.name}))
+    folders = sorted(p for p in root.glob("step_*") if p.is_dir())
+    for old in folders[:-keep]:
+        if old != state_dir:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_state_dir(root: str | Path) -> Path | None:
+    pointer = Path(root) / LATEST
+    if not pointer.exists():
+        return None
+    folder = Path(root) / json.loads(pointer.read_text())["dir"]
+    return folder if folder.is_dir() else None

@@ -1,0 +1,68 @@
+"""The contract every distillation loss follows, and the registry that finds losses by name.
+
+A loss is an ``nn.Module`` with one ``forward(student, teacher) -> scalar`` where both arguments are
+:class:`datafree.features.NetOutput` (logits + the features the loss asked for, by layer name).
+It declares the layers it needs in ``student_taps`` / ``teacher_taps``; the trainer taps exactly those.
+It may own trainable parameters (regressors, thresholds): they are trained with the student,
+checkpointed with it and wrapped for DDP together with it. Losses never see optimizers or the teacher's
+parameters, and the trainer never sees a loss by name.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from datafree.features import NetOutput
+
+_REGISTRY: dict[str, type["DistillLoss"]] = {}
+
+
+class DistillLoss(nn.Module):
+    """Base class: set ``student_taps``/``teacher_taps`` in ``__init__`` and implement ``forward``."""
+
+    student_taps: tuple[str, ...] = ()
+    teacher_taps: tuple[str, ...] = ()
+
+    def setup(self, student_shapes: dict[str, tuple[int, ...]], teacher_shapes: dict[str, tuple[int, ...]]) -> None:
+        """Called once before training with per-sample feature shapes, e.g. to build regressors or reject a mismatch."""
+
+    def forward(self, student: NetOutput, teacher: NetOutput) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def register_loss(name: str) -> Callable[[type[DistillLoss]], type[DistillLoss]]:
+    """Class decorator: ``@register_loss("kd")`` makes the loss available to recipes by that name."""
+
+    def add(cls: type[DistillLoss]) -> type[DistillLoss]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"distillation loss {name!r} is registered twice")
+        _REGISTRY[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return add
+
+
+def list_losses() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def loss_class(name: str) -> type[DistillLoss]:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown distillation loss {name!r}; registered losses: {', '.join(list_losses())}")
+    return _REGISTRY[name]
+
+
+def create_loss(name: str, **params) -> DistillLoss:
+    """Build a registered loss by name; unknown names and unknown parameters fail with the valid choices."""
+    cls = loss_class(name)
+    try:
+        return cls(**params)
+    except TypeError as err:
+        import inspect
+
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        raise ValueError(f"bad parameters {params} for loss {name!r} ({err}); it accepts: {accepted}") from None

@@ -1,0 +1,24 @@
+"""Accuracy on a real labelled dataset, sharded over processes and gathered exactly once per call."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, loader, accelerator=None) -> float:
+    """Top-1 accuracy as a fraction; with an Accelerator the loader is sharded and results gathered."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long)
+    total = torch.zeros((), dtype=torch.long)
+    for images, labels in loader:
+        logits = model(images)
+        hits = (logits.argmax(dim=1) == labels)
+        if accelerator is not None:
+            hits = accelerator.gather_for_metrics(hits)
+        correct = correct.to(hits.device) + hits.sum()
+        total = total.to(hits.device) + hits.numel()
+    model.train(was_training)
+    return float(correct) / max(int(total), 1)

@@ -1,0 +1,104 @@
+"""Capture named intermediate features with forward hooks, so no model needs a special forward signature.
+
+A tap name is a module path as given by ``model.named_modules()`` (e.g. ``"layer2"``, ``"features.3"``).
+By default a tap records the module's *output*; the suffix ``":input"`` records its first input instead
+(``"fc2:input"`` is the penultimate feature of a network whose classifier is ``fc2``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+INPUT_SUFFIX = ":input"
+
+
+@dataclass
+class NetOutput:
+    """What a network produced for one batch: logits and the tapped features by name."""
+
+    logits: torch.Tensor
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def detach(self) -> "NetOutput":
+        return NetOutput(self.logits.detach(), {k: v.detach() for k, v in self.features.items()})
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """Strip DDP / torch.compile wrappers so module paths match the user's own model."""
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif hasattr(model, "module") and isinstance(model.module, nn.Module) and not model._modules.keys() - {"module"}:
+            model = model.module
+        else:
+            return model
+
+
+def last_linear_input(model: nn.Module) -> str:
+    """Tap name of the penultimate feature of an arbitrary classifier: the input of its last nn.Linear."""
+    linears = [name for name, module in _unwrap(model).named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Linear layer, so its penultimate feature cannot be found "
+            "automatically; pass feature_layer='<module path>' (see `python -m datafree.models --layers`)."
+        )
+    return linears[-1] + INPUT_SUFFIX
+
+
+def penultimate_tap(model: nn.Module) -> str:
+    """The model's declared ``feature_layer`` if it has one, else the input of its last linear layer."""
+    declared = getattr(_unwrap(model), "feature_layer", None)
+    return declared if declared else last_linear_input(model)
+
+
+def list_layers(model: nn.Module) -> list[str]:
+    """Every tappable module path of a model (the root itself excluded)."""
+    return [name for name, _ in _unwrap(model).named_modules() if name]
+
+
+class FeatureTaps:
+    """Forward hooks on named layers of a model; ``run(x)`` returns logits plus those features.
+
+    The hooks live as long as this object; the model's forward is called untouched, so it works on any
+    ``nn.Module`` and inside DDP (the hooks sit on the inner modules).
+    """
+
+    def __init__(self, model: nn.Module, names: list[str] | tuple[str, ...]):
+        self.model = model
+        self.names = list(dict.fromkeys(names))
+        self._store: dict[str, torch.Tensor] = {}
+        self._handles = []
+        inner = _unwrap(model)
+        known = dict(inner.named_modules())
+        for name in self.names:
+            path, wants_input = (name[: -len(INPUT_SUFFIX)], True) if name.endswith(INPUT_SUFFIX) else (name, False)
+            if path not in known or not path:
+                raise ValueError(
+                    f"{type(inner).__name__} has no layer named {path!r}. Known layers: "
+                    f"{', '.join(list_layers(inner)[:40])}{' ...' if len(known) > 41 else ''}. "
+                    "List them all with `python -m datafree.models <name>` or datafree.features.list_layers(model)."
+                )
+            self._handles.append(known[path].register_forward_hook(self._hook(name, wants_input)))
+
+    def _hook(self, name: str, wants_input: bool):
+        def hook(module, inputs, output):
+            self._store[name] = inputs[0] if wants_input else output
+
+        return hook
+
+    def run(self, x: torch.Tensor, *args, **kwargs) -> NetOutput:
+        self._store = {}
+        logits = self.model(x, *args, **kwargs)
+        features, self._store = self._store, {}
+        missing = [n for n in self.names if n not in features]
+        if missing:
+            raise RuntimeError(f"layers {missing} were not called during forward; tap layers the forward actually uses")
+        return NetOutput(logits, features)
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []

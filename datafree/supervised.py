@@ -1,0 +1,71 @@
+"""Supervised teacher training on real data, keeping checkpoints along the way (the teacher's route, for RCO)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from datafree import build
+from datafree.checkpoint import atomic_write_text, save_weights
+from datafree.config import Config
+from datafree.evaluate import accuracy
+
+
+def train_teacher(config: Config) -> dict:
+    """Train ``teacher.arch`` on ``data.name``; save teacher.safetensors, route/epoch_XXX.safetensors, teacher.json."""
+    from datafree.data import load_dataset
+
+    t, d = config.teacher, config.data
+    set_seed(t.seed)
+    accelerator = Accelerator(mixed_precision="no")
+    spec = build.image_spec(config)
+    net = build.build_net(t.arch, spec)
+    build.check_network(net, spec, f"teacher {t.arch!r}")
+    kwargs = dict(root=d.root, download=d.download, like=d.like or None, fake_size=d.fake_size or None)
+    train_set = load_dataset(d.name, train=True, augment=t.augment, **kwargs)
+    test_set = load_dataset(d.name, train=False, **kwargs)
+    train_loader = DataLoader(train_set, batch_size=t.batch_size, shuffle=True, num_workers=d.num_workers, drop_last=True)
+    test_loader = DataLoader(test_set, batch_size=d.eval_batch_size, num_workers=d.num_workers)
+    if t.optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=True)
+    else:
+        opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    net, opt, train_loader, test_loader = accelerator.prepare(net, opt, train_loader, test_loader)
+    total = t.epochs * len(train_loader)
+    factor = {"cosine": lambda s: 0.5 * (1 + math.cos(math.pi * s / total)),
+              "step": lambda s: 0.1 ** ((s >= 0.5 * total) + (s >= 0.75 * total)),
+              "constant": lambda s: 1.0}[t.schedule]  # fmt: skip
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)  # stepped by hand: once per step on every process
+
+    out = Path(config.teacher_checkpoint)
+    route = out.parent / "route"
+    meta = {"arch": t.arch, "num_classes": spec.num_classes, "dataset": d.name, "channels": spec.channels,
+            "image_size": spec.image_size}  # fmt: skip
+    history = []
+    for epoch in range(1, t.epochs + 1):
+        net.train()
+        bar = tqdm(train_loader, desc=f"teacher {epoch}/{t.epochs}", disable=not accelerator.is_main_process, leave=False)
+        for images, labels in bar:
+            loss = F.cross_entropy(net(images), labels)
+            accelerator.backward(loss)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            schedule.step()
+        acc = accuracy(net, test_loader, accelerator)
+        history.append({"epoch": epoch, "test_acc": acc})
+        accelerator.print(f"teacher epoch {epoch}: test accuracy {acc:.4f}")
+        if accelerator.is_main_process and (epoch % t.route_every == 0 or epoch == t.epochs):
+            save_weights(accelerator.unwrap_model(net), route / f"epoch_{epoch:03d}.safetensors", {**meta, "epoch": epoch})
+    result = {"teacher_acc": history[-1]["test_acc"], "epochs": t.epochs, "history": history, "checkpoint": str(out)}
+    if accelerator.is_main_process:
+        save_weights(accelerator.unwrap_model(net), out, {**meta, "test_acc": history[-1]["test_acc"]})
+        atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
+    return result

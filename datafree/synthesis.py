@@ -1,0 +1,85 @@
+"""DAFL's generator objective (Chen et al., ICCV 2019, Eq. 3-6): the frozen teacher as a fixed discriminator.
+
+For a batch of n synthetic images with teacher logits y_T^i and penultimate features f_T^i:
+
+- one-hot loss     L_oh = (1/n) sum_i CE(y_T^i, argmax_j y_T^i[j])          (confident predictions)
+- activation loss  L_a  = -(1/n) sum_i ||f_T^i||_1                           (paper, ``activation="l1"``)
+                          -(1/(n*d)) sum_i ||f_T^i||_1 = -mean|f|             (official code, ``"mean"``)
+- info. entropy    L_ie = -H(p_bar) = sum_j p_bar_j log p_bar_j,  p_bar = (1/n) sum_i softmax(y_T^i)
+                          with natural log (paper, ``entropy_log="ln"``) or log10 (official, ``"log10"``)
+
+Total: oh * L_oh + a * L_a + ie * L_ie. The official code's conventions are the defaults because they
+produced the published numbers: "mean" divides the paper's activation loss by the feature size d
+(e.g. 120 for LeNet-5, 512 for ResNet), and log10 divides the entropy by ln(10) ~ 2.303. So the paper's
+weights (a=0.1, ie=5) mean different strengths under the two conventions.
+
+With several processes, p_bar is taken over the global batch (all ranks) when ``global_entropy`` is on:
+the other ranks' sums enter as constants, and the local part's gradient is scaled by the world size so
+that after DDP averages gradients, N processes x batch B give exactly the gradient of one batch N x B.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def one_hot_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against the teacher's own argmax: pushes synthetic images towards confident classes."""
+    return F.cross_entropy(logits, logits.detach().argmax(dim=1))
+
+
+def activation_loss(features: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Negative feature magnitude: real images excite the teacher's filters more than noise does."""
+    flat = features.flatten(1)
+    if reduction == "mean":
+        return -flat.abs().mean()
+    if reduction == "l1":
+        return -flat.abs().sum(dim=1).mean()
+    raise ValueError(f"activation reduction must be 'mean' or 'l1', got {reduction!r}")
+
+
+def entropy_loss(mean_probs: torch.Tensor, log: str = "log10") -> torch.Tensor:
+    """Negative entropy of the batch-mean class distribution: minimizing it balances the classes."""
+    log_p = torch.log(mean_probs.clamp_min(1e-12))
+    if log == "log10":
+        log_p = log_p / math.log(10.0)
+    elif log != "ln":
+        raise ValueError(f"entropy log must be 'log10' or 'ln', got {log!r}")
+    return (mean_probs * log_p).sum()
+
+
+class DAFLObjective(nn.Module):
+    """Weighted sum of the three DAFL terms; returns (total, {term: value}) for logging."""
+
+    def __init__(self, oh: float = 1.0, a: float = 0.1, ie: float = 5.0, entropy_log: str = "log10",
+                 activation: str = "mean",
+                 reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None, world_size: int = 1):  # fmt: skip
+        super().__init__()
+        self.oh, self.a, self.ie = oh, a, ie
+        self.entropy_log, self.activation = entropy_log, activation
+        self.reduce_sum, self.world_size = reduce_sum, world_size
+
+    def batch_mean_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """p_bar over the local batch, or over the global batch when a cross-process sum is given."""
+        probs = F.softmax(logits.float(), dim=1)
+        if self.reduce_sum is None or self.world_size == 1:
+            return probs.mean(dim=0)
+        local_sum = probs.sum(dim=0)
+        global_sum = self.reduce_sum(local_sum.detach())
+        # value = global sum; gradient = world_size x local (DDP divides it back by world_size)
+        scaled = global_sum + self.world_size * (local_sum - local_sum.detach())
+        return scaled / (logits.shape[0] * self.world_size)
+
+    def forward(self, logits: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = {
+            "g_onehot": one_hot_loss(logits.float()),
+            "g_activation": activation_loss(features.float(), self.activation),
+            "g_entropy": entropy_loss(self.batch_mean_probs(logits), self.entropy_log),
+        }
+        total = self.oh * terms["g_onehot"] + self.a * terms["g_activation"] + self.ie * terms["g_entropy"]
+        return total, terms

@@ -1,0 +1,35 @@
+"""Pictures of what the generator makes: per-class sample grids, in the data's own (denormalized) colours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+
+def denormalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Map teacher-space images back to [0, 1] pixels for display."""
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    return (x.float() * std_t + mean_t).clamp(0, 1)
+
+
+def class_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int = 8) -> torch.Tensor:
+    """One row per class (the teacher's argmax), up to ``per_class`` images each; empty slots stay black."""
+    c, h, w = images.shape[1:]
+    shown_classes = min(num_classes, 20)
+    grid = torch.zeros(shown_classes * per_class, c, h, w, dtype=images.dtype, device=images.device)
+    for k in range(shown_classes):
+        members = images[labels == k][:per_class]
+        grid[k * per_class : k * per_class + len(members)] = members
+    return grid
+
+
+def save_class_grid(images: torch.Tensor, labels: torch.Tensor, path: str | Path, num_classes: int,
+                    mean: tuple[float, ...], std: tuple[float, ...], per_class: int = 8) -> Path:  # fmt: skip
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = denormalize(images.detach(), mean, std).cpu()
+    save_image(class_grid(pixels, labels.cpu(), num_classes, per_class), path, nrow=per_class, padding=1)
+    return path
