@@ -1,0 +1,73 @@
+"""Model registry: networks are found by name so configs and CLIs never import model classes directly."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from datafree.features import INPUT_SUFFIX, last_linear_input
+
+ModelFactory = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered factory plus the input it was designed for (used by the CLI's dummy forward)."""
+
+    name: str
+    factory: ModelFactory
+    in_channels: int
+    image_size: int
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, *, in_channels: int = 3, image_size: int = 32) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator adding ``factory(num_classes, in_channels) -> nn.Module`` to the registry under ``name``.
+
+    ``in_channels`` / ``image_size`` only describe the model's natural input, for ``python -m datafree.models``.
+    """
+
+    def decorator(factory: ModelFactory) -> ModelFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name].factory.__module__})")
+        _REGISTRY[name] = ModelEntry(name, factory, in_channels, image_size)
+        return factory
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted, so users can discover what ``create_model`` accepts."""
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry for ``name``; a ValueError listing every known name otherwise."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
+    """Build a registered model; guarantees the ``feature_layer`` / ``default_taps`` attributes callers rely on."""
+    model = get_entry(name).factory(num_classes=num_classes, in_channels=in_channels)
+    # Models registered by users may not declare taps: fall back to the paper's choice (input of the last fc).
+    if not getattr(model, "feature_layer", None):
+        model.feature_layer = last_linear_input(model)
+    if getattr(model, "default_taps", None) is None:
+        model.default_taps = ()
+    model.default_taps = tuple(model.default_taps)
+    # A typo in a declared tap would otherwise only surface deep inside a training run.
+    known = {path for path, _ in model.named_modules() if path}
+    for tap in (model.feature_layer, *model.default_taps):
+        path = tap[: -len(INPUT_SUFFIX)] if tap.endswith(INPUT_SUFFIX) else tap
+        if path not in known:
+            raise ValueError(f"model {name!r} declares tap {tap!r} but has no submodule {path!r}")
+    return model
