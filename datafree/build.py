@@ -7,6 +7,7 @@ with a message that names the problem and the fix.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -32,9 +33,14 @@ def resolve_precision(requested: str) -> str:
     return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
 
 
+def multiprocess_cpu() -> bool:
+    """Launched as several processes on a machine without CUDA: use gloo on CPU instead of N lone processes."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 def make_accelerator(config: Config) -> Accelerator:
     trackers = list(config.train.trackers)
-    return Accelerator(mixed_precision=resolve_precision(config.train.mixed_precision),
+    return Accelerator(mixed_precision=resolve_precision(config.train.mixed_precision), cpu=multiprocess_cpu(),
                        log_with=trackers or None, project_dir=config.train.output_dir)  # fmt: skip
 
 

@@ -43,7 +43,7 @@ def last_linear_input(model: nn.Module) -> str:
     if not linears:
         raise ValueError(
             f"{type(model).__name__} has no nn.Linear layer, so its penultimate feature cannot be found "
-            "automatically; pass feature_layer='<module path>' (see `python -m datafree.models --layers`)."
+            "automatically; pass feature_layer='<module path>' (see `python -m datafree.models <name>`)."
         )
     return linears[-1] + INPUT_SUFFIX
 

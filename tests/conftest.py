@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny recipe on generated data, and a fresh Accelerate state per test."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Accelerate keeps process-global state; each test builds its own Accelerator from scratch."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+
+
+def tiny_config(out: Path, **sections):
+    """A recipe that runs in seconds: fake Fashion-MNIST-shaped data, a narrow generator, a few steps."""
+    from datafree.config import from_dict
+
+    raw = {
+        "name": "tiny",
+        "data": {"name": "fake", "like": "fashion-mnist", "fake_size": 256, "eval_batch_size": 128, "root": str(out / "data")},
+        "teacher": {"arch": "lenet5", "checkpoint": str(out / "teacher.safetensors"), "epochs": 1, "batch_size": 64},
+        "student": {"arch": "lenet5_half", "lr": 0.002},
+        "generator": {"width": 16, "latent_dim": 16},
+        "train": {"output_dir": str(out / "run"), "steps": 6, "batch_size": 16, "eval_every": 3, "log_every": 1,
+                  "sample_every": 3, "checkpoint_every": 3, "mixed_precision": "no", "channels_last": False},
+        "distill": [{"name": "kd"}],
+    }
+    for section, values in sections.items():
+        raw[section] = values if section == "distill" else {**raw.get(section, {}), **values}
+    return from_dict(raw)
+
+
+def save_random_teacher(config, seed: int = 0) -> None:
+    """An untrained but fixed teacher checkpoint: the loop's mechanics do not need a good teacher."""
+    from datafree import build
+    from datafree.checkpoint import save_weights
+
+    torch.manual_seed(seed)
+    spec = build.image_spec(config)
+    net = build.build_net(config.teacher.arch, spec)
+    save_weights(net, config.teacher_checkpoint, {"arch": config.teacher.arch, "num_classes": spec.num_classes})
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    config = tiny_config(tmp_path)
+    save_random_teacher(config)
+    return config

@@ -1,0 +1,32 @@
+import pytest
+import torch
+
+from generators import create_generator, list_generators
+
+
+def test_dafl_generator_shape_range_and_normalized_output():
+    g = create_generator("dafl", latent_dim=10, image_size=32, channels=3, width=16)
+    x = g(torch.randn(64, 10))
+    assert x.shape == (64, 3, 32, 32)
+    # final non-affine BN: each channel is zero-mean unit-variance over the batch (train mode)
+    per_channel = x.transpose(0, 1).flatten(1)
+    torch.testing.assert_close(per_channel.mean(1), torch.zeros(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(per_channel.std(1, unbiased=False), torch.ones(3), atol=1e-2, rtol=0)
+
+
+def test_dafl_generator_bn_eps_is_configurable_and_tanh_bounds_pre_bn():
+    g = create_generator("dafl", latent_dim=8, image_size=16, channels=1, width=8, bn_eps=0.8)
+    assert g.block1[2].eps == 0.8 and g.block2[2].eps == 0.8
+    hidden = g.block2(g.block1(g.bn0(g.project(torch.randn(5, 8)).view(5, 8, 4, 4))))
+    assert hidden.abs().max() <= 1.0  # tanh before the output BN
+
+
+def test_unknown_generator_lists_known_ones():
+    with pytest.raises(ValueError, match="dafl"):
+        create_generator("stylegan9", latent_dim=8, image_size=32, channels=1)
+    assert "dafl" in list_generators()
+
+
+def test_image_size_must_be_multiple_of_four():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        create_generator("dafl", latent_dim=8, image_size=30, channels=1)
