@@ -58,10 +58,14 @@ def save_weights(module: nn.Module, path: str | Path, metadata: dict[str, str] |
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata stored beside the weights ({} when the file is unreadable: load_weights reports that)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as fh:
-        return dict(fh.metadata() or {})
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except Exception:
+        return {}
 
 
 def load_weights(module: nn.Module, path: str | Path, what: str = "checkpoint") -> nn.Module:

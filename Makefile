@@ -1,0 +1,39 @@
+# datafree: `make demo` (Fashion-MNIST end to end), `make test` (the test suite).
+PY      ?= .venv/bin/python
+VENV    := .venv/.installed
+RECIPE  ?= runs/fmnist.toml
+export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: demo test teacher distill fmnist-data clean
+
+$(VENV): requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: a bare "torch" could pull a multi-GB CUDA build on some machines
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(PY) -m pip install -q "torch<=2.14.1" "torchvision<=0.29.1"
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(VENV)
+
+# Real Fashion-MNIST offline: Debian's package when apt is usable, else torchvision's downloader.
+fmnist-data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -qq dataset-fashion-mnist || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null || true; fi
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then echo "Fashion-MNIST: Debian files in /usr/share/datasets/fashion-mnist"; \
+	else echo "Fashion-MNIST: not installed via apt; torchvision will download it"; fi
+
+teacher: $(VENV) fmnist-data
+	$(PY) train_teacher.py --config $(RECIPE) $(if $(wildcard /usr/share/datasets/fashion-mnist),,--data.download true)
+
+distill: $(VENV)
+	$(PY) -m accelerate.commands.launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+		train_dfl.py --config $(RECIPE)
+
+demo: $(VENV) fmnist-data
+	$(PY) runs/demo.py --config $(RECIPE)
+
+test: $(VENV)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf outputs

@@ -1,0 +1,109 @@
+"""Every bad input named in the DAFL issue fails before training, with a message naming problem and fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from datafree import build
+from datafree.checkpoint import CheckpointError, save_weights
+from datafree.config import ConfigError, load_toml
+from datafree.pipeline import distill_from_config
+from datafree.trainer import ImageSpec
+from tests.conftest import save_random_teacher, tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ran_no_step(config) -> bool:
+    return not Path(config.train.output_dir, "metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("section,key,value,known", [
+    ("data", "name", "imagenet-42", "fashion-mnist"),
+    ("student", "arch", "resnet9000", "lenet5_half"),
+    ("generator", "arch", "stylegan9", "dafl"),
+])  # fmt: skip
+def test_unknown_names_list_the_known_ones(tmp_path, section, key, value, known):
+    config = tiny_config(tmp_path, **{section: {key: value}})
+    if section != "data":
+        save_random_teacher(config)
+    with pytest.raises(ValueError, match=known):
+        distill_from_config(config)
+    assert _ran_no_step(config)
+
+
+def test_unknown_loss_lists_registered_losses(tiny):
+    tiny.distill[0].name = "kd_but_better"
+    with pytest.raises(ValueError, match=r"registered losses: .*kd"):
+        distill_from_config(tiny)
+
+
+def test_missing_teacher_checkpoint_says_how_to_train_it(tmp_path):
+    config = tiny_config(tmp_path)
+    with pytest.raises(CheckpointError, match="train_teacher.py"):
+        distill_from_config(config)
+    assert _ran_no_step(config)
+
+
+def test_teacher_checkpoint_of_another_architecture(tmp_path):
+    config = tiny_config(tmp_path)
+    spec = build.image_spec(config)
+    save_weights(build.build_net("lenet5_half", spec), config.teacher_checkpoint, {"arch": "lenet5_half"})
+    with pytest.raises(CheckpointError, match=r"does not match.*lenet5_half"):
+        distill_from_config(config)
+
+
+def test_teacher_checkpoint_with_other_class_count(tmp_path):
+    config = tiny_config(tmp_path)
+    net = build.build_net("lenet5", ImageSpec(1, 32, 7))
+    save_weights(net, config.teacher_checkpoint, {"arch": "lenet5", "num_classes": 7})
+    with pytest.raises(ConfigError, match="7 classes"):
+        distill_from_config(config)
+
+
+def test_class_count_mismatch_between_network_and_dataset():
+    spec = ImageSpec(channels=1, image_size=32, num_classes=10)
+    student = build.build_net("lenet5_half", ImageSpec(1, 32, 8))
+    with pytest.raises(ConfigError, match="num_classes=10"):
+        build.check_network(student, spec, "student")
+
+
+@pytest.mark.parametrize("spec,needle", [(ImageSpec(1, 16, 10), r"\(1, 16, 16\)"), (ImageSpec(3, 32, 10), r"\(3, 32, 32\)")])
+def test_image_size_or_channels_the_teacher_cannot_take(spec, needle):
+    teacher = build.build_net("lenet5", ImageSpec(1, 32, 10))
+    with pytest.raises(ConfigError, match=f"cannot take images of shape {needle}"):
+        build.check_network(teacher, spec, "teacher 'lenet5'")
+
+
+def test_unreadable_checkpoint_is_reported_not_unpickled(tmp_path):
+    config = tiny_config(tmp_path)
+    Path(config.teacher_checkpoint).write_bytes(b"\x80\x04 not a safetensors file")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        distill_from_config(config)
+
+
+def test_bad_recipe_values_and_keys(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[train]\nstepz = 3\n')
+    with pytest.raises(ConfigError, match="stepz"):
+        load_toml(recipe)
+    recipe.write_text('[synthesis]\nentropy_log = "log2"\n')
+    from datafree.config import validate
+
+    with pytest.raises(ConfigError, match="log10"):
+        validate(load_toml(recipe))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_toml(tmp_path / "missing.toml")
+
+
+def test_cli_prints_a_clear_error_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "train_dfl.py"), "--student.arch", "nope",
+                           "--train.output_dir", str(tmp_path / "o"), "--teacher.checkpoint", str(tmp_path / "t.safetensors")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "Traceback" not in proc.stderr
