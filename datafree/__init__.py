@@ -1,3 +1,10 @@
-"""datafree: data-free knowledge distillation (DAFL) with pluggable distillation losses."""
+"""datafree: data-free knowledge distillation (DAFL) with pluggable distillation losses, on Accelerate."""
 
 __version__ = "0.1.0"
+
+
+def distill_datafree(*args, **kwargs):
+    """See :func:`datafree.api.distill_datafree` (imported lazily so ``import datafree`` stays light)."""
+    from datafree.api import distill_datafree as run
+
+    return run(*args, **kwargs)

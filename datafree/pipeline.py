@@ -77,12 +77,12 @@ def distill(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec
 
 def distill_from_config(config: Config, resume: bool = False) -> dict:
     """The recipe path: registry networks, the recipe's teacher checkpoint, the real test set for evaluation."""
-    from datafree.data import load_dataset
+    from datafree.data import load_tensors
 
     spec = build.image_spec(config)
     set_seed(config.train.seed)
     teacher_net = build.load_teacher_net(config, spec)
     student_net = build.build_net(config.student.arch, spec)
-    eval_set = load_dataset(config.data.name, root=config.data.root, train=False, download=config.data.download,
+    eval_set = load_tensors(config.data.name, root=config.data.root, train=False, download=config.data.download,
                             like=config.data.like or None, fake_size=config.data.fake_size or None)  # fmt: skip
     return distill(config, teacher_net, student_net, spec, eval_set, resume=resume)

@@ -21,7 +21,7 @@ from datafree.evaluate import accuracy
 
 def train_teacher(config: Config) -> dict:
     """Train ``teacher.arch`` on ``data.name``; save teacher.safetensors, route/epoch_XXX.safetensors, teacher.json."""
-    from datafree.data import load_dataset
+    from datafree.data import augment_batch, dataset_info, load_tensors
 
     t, d = config.teacher, config.data
     set_seed(t.seed)
@@ -29,9 +29,10 @@ def train_teacher(config: Config) -> dict:
     spec = build.image_spec(config)
     net = build.build_net(t.arch, spec)
     build.check_network(net, spec, f"teacher {t.arch!r}")
+    info = dataset_info(d.name, like=d.like or None)
     kwargs = dict(root=d.root, download=d.download, like=d.like or None, fake_size=d.fake_size or None)
-    train_set = load_dataset(d.name, train=True, augment=t.augment, **kwargs)
-    test_set = load_dataset(d.name, train=False, **kwargs)
+    train_set = load_tensors(d.name, train=True, **kwargs)  # in memory; augmented batch-wise below
+    test_set = load_tensors(d.name, train=False, **kwargs)
     train_loader = DataLoader(train_set, batch_size=t.batch_size, shuffle=True, num_workers=d.num_workers, drop_last=True)
     test_loader = DataLoader(test_set, batch_size=d.eval_batch_size, num_workers=d.num_workers)
     if t.optimizer == "sgd":
@@ -54,6 +55,8 @@ def train_teacher(config: Config) -> dict:
         net.train()
         bar = tqdm(train_loader, desc=f"teacher {epoch}/{t.epochs}", disable=not accelerator.is_main_process, leave=False)
         for images, labels in bar:
+            if t.augment:
+                images = augment_batch(images, info)
             loss = F.cross_entropy(net(images), labels)
             accelerator.backward(loss)
             opt.step()
