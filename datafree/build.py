@@ -38,6 +38,15 @@ def multiprocess_cpu() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
+def reset_accelerate() -> None:
+    """Forget Accelerate's process-global state so a second phase (e.g. teacher, then distillation) may
+    choose another mixed precision in the same process."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
 def make_accelerator(config: Config) -> Accelerator:
     trackers = list(config.train.trackers)
     return Accelerator(mixed_precision=resolve_precision(config.train.mixed_precision), cpu=multiprocess_cpu(),

@@ -49,6 +49,8 @@ def distill(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec
     if config.train.trackers:
         accelerator.init_trackers(config.name, config={k: str(v) for k, v in config.to_dict().items()})
     teacher_acc = accuracy(trainer.teacher.net, trainer.eval_loader, accelerator) if trainer.eval_loader else None
+    if teacher_acc is not None:
+        accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}")
     fit = trainer.fit(resume=resume)
     final_acc = accuracy(trainer.student, trainer.eval_loader, accelerator) if trainer.eval_loader else None
     results = {

@@ -71,4 +71,6 @@ def train_teacher(config: Config) -> dict:
     if accelerator.is_main_process:
         save_weights(accelerator.unwrap_model(net), out, {**meta, "test_acc": history[-1]["test_acc"]})
         atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
+    accelerator.wait_for_everyone()
+    build.reset_accelerate()  # the distillation that may follow in this process picks its own precision
     return result
