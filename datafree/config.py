@@ -62,7 +62,7 @@ class GeneratorConfig:
     width: int = 128  # channels of the first conv block; DAFL uses 128
     bn_eps: float = 0.8  # official DAFL code: BatchNorm2d(C, 0.8) passes 0.8 as eps (not momentum)
     lr: float = 0.2
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # official code: Adam defaults
 
 
 @dataclass
@@ -75,6 +75,7 @@ class SynthesisConfig:
     entropy_log: str = "log10"  # log10 (official code) | ln (paper's formula)
     activation: str = "mean"  # mean: mean |f| over batch AND features (official) | l1: paper's per-sample L1 norm
     global_entropy: bool = True  # batch-mean softmax over all processes, so N x B behaves like one batch
+    adv: float = 0.0  # optional DFAD term: generator also maximizes |student - teacher| logits (0 = pure DAFL)
 
 
 @dataclass
@@ -82,13 +83,14 @@ class TrainConfig:
     output_dir: str = "outputs/fmnist"
     steps: int = 2000
     batch_size: int = 256  # per process
-    student_steps: int = 1  # student updates per generated batch
+    student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)
+    replay: int = 0  # extra student steps draw from the last N synthetic batches (0: reuse the current one)
     eval_every: int = 200
     log_every: int = 20
     sample_every: int = 500
     checkpoint_every: int = 500
     seed: int = 0
-    mixed_precision: str = "auto"  # auto | no | bf16 | fp16  (auto: bf16 where the device runs it fast)
+    mixed_precision: str = "auto"  # auto | no | bf16 | fp16  (auto: bf16 on CUDA, fp32 on CPU; see build.py)
     channels_last: bool = True
     compile: bool = False
     trackers: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]

@@ -53,6 +53,18 @@ def entropy_loss(mean_probs: torch.Tensor, log: str = "log10") -> torch.Tensor:
     return (mean_probs * log_p).sum()
 
 
+def adversarial_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Negative teacher-student disagreement: -(1/n) sum_i ||softmax(s_i) - softmax(t_i)||_1, in [-2, 0].
+
+    The adversarial idea of DFAD (Fang et al. 2019): the generator also seeks images where the student is
+    still wrong, which makes each synthetic batch more informative. DFAD measures the disagreement on raw
+    logits; with DAFL's large generator learning rate that term is unbounded and swamps the other three
+    (the teacher's logits blow up), so datafree compares probabilities, which keeps it bounded.
+    """
+    gap = student_logits.float().softmax(dim=1) - teacher_logits.float().softmax(dim=1)
+    return -gap.abs().sum(dim=1).mean()
+
+
 class DAFLObjective(nn.Module):
     """Weighted sum of the three DAFL terms; returns (total, {term: value}) for logging."""
 

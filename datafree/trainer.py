@@ -27,7 +27,7 @@ from datafree import checkpoint as ckpt
 from datafree.config import Config
 from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy
-from datafree.synthesis import DAFLObjective
+from datafree.synthesis import DAFLObjective, adversarial_loss
 from datafree.teacher import Teacher
 from datafree.viz import save_class_grid
 
@@ -116,6 +116,7 @@ class DataFreeTrainer:
         self.penultimate = teacher.penultimate
         self.z_generator = torch.Generator(device=accelerator.device)
         self._last_logged = 0  # step of the previous metrics line (loss terms are averaged since then)
+        self._replay: list = [None] * config.train.replay  # ring buffer of (images, teacher output)
 
     # ---- one step -------------------------------------------------------------------------------------
     def sample_latent(self, step: int) -> torch.Tensor:
@@ -125,33 +126,51 @@ class DataFreeTrainer:
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         """One generator update and ``student_steps`` student updates on one synthetic batch."""
-        acc, cfg = self.accelerator, self.config.train
-        progress = step / cfg.steps
+        acc, cfg, adversarial = self.accelerator, self.config.train, self.config.synthesis.adv
         self.generator.train()
         self.student.train()
         with acc.autocast():
             images = self.generator(self.sample_latent(step))
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            teacher_out = self.teacher(images)
+            teacher_out = self.teacher(images)  # the ONE teacher forward: G's objective and S's targets
             g_loss, terms = self.objective(teacher_out.logits, teacher_out.features[self.penultimate])
-        targets, fixed_images = teacher_out.detach(), images.detach()
+            if adversarial:
+                terms["g_adversarial"] = adversarial_loss(self._frozen_student(images), teacher_out.logits)
+                g_loss = g_loss + adversarial * terms["g_adversarial"]
+        if adversarial:  # G's loss went through the student: update G alone before the student learns
+            self._step(self.opt_g, g_loss)
+        batch = (images.detach(), teacher_out.detach())
+        if cfg.replay:
+            self._replay[step % cfg.replay] = batch
         for k in range(cfg.student_steps):
+            images_k, targets_k = batch
+            if k > 0 and cfg.replay:  # extra student steps revisit recent batches (no new G/T work)
+                images_k, targets_k = self._replay[(step - k) % cfg.replay] or batch
             with acc.autocast():
-                s_loss, s_terms, _ = self.student(fixed_images, targets, progress)
-            if k == 0:  # G and S graphs are disjoint (x is detached): one backward serves both
-                acc.backward(g_loss + s_loss)
-                self.opt_g.step()
-                self.opt_g.zero_grad(set_to_none=True)
+                s_loss, s_terms, _ = self.student(images_k, targets_k, step / cfg.steps)
+            if k == 0 and not adversarial:  # disjoint graphs (images detached): one backward serves G and S
+                self._step((self.opt_g, self.opt_s), g_loss + s_loss)
             else:
-                acc.backward(s_loss)
-            self.opt_s.step()
-            self.opt_s.zero_grad(set_to_none=True)
+                self._step(self.opt_s, s_loss)
         self.sched_s.step()
         terms.update(s_terms)
         terms["g_total"], terms["s_total"] = g_loss.detach(), s_loss.detach()
-        self._last = (fixed_images, targets.logits)
+        self._last = (batch[0], batch[1].logits)
         return terms
+
+    def _step(self, optimizers, loss: torch.Tensor) -> None:
+        optimizers = optimizers if isinstance(optimizers, tuple) else (optimizers,)
+        self.accelerator.backward(loss)
+        for optimizer in optimizers:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+    def _frozen_student(self, images: torch.Tensor) -> torch.Tensor:
+        """Student logits with gradients to the images only (detached weights, outside DDP's bookkeeping)."""
+        net = self.accelerator.unwrap_model(self.student).net
+        params = {name: p.detach() for name, p in net.named_parameters()}
+        return torch.func.functional_call(net, params, (images,))
 
     # ---- the loop -----------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict:

@@ -57,3 +57,12 @@ def test_global_entropy_matches_one_big_batch_after_ddp_averaging():
     assert local_loss.item() == pytest.approx(ref_loss.item(), rel=1e-6)
     # DDP averages gradients over 2 ranks, so the local gradient must be 2x the exact one
     torch.testing.assert_close(local_grad / 2, ref_grad)
+
+
+def test_adversarial_loss_is_minus_l1_between_probabilities():
+    from datafree.synthesis import adversarial_loss
+
+    s = torch.tensor([[0.0, 0.0]])  # probs [.5, .5]
+    t = torch.tensor([[math.log(3.0), 0.0]])  # probs [.75, .25]
+    assert adversarial_loss(s, t).item() == pytest.approx(-0.5)
+    assert adversarial_loss(t, t).item() == pytest.approx(0.0)
