@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="runs/fmnist.toml")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=0, help="per-step batch (default: the recipe's)")
     parser.add_argument("--only", default="", help="comma-separated loss names (kd is always the baseline)")
     parser.add_argument("--output-root", default="outputs/loss_zoo")
     args = parser.parse_args(argv)
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds):
             out = root / label.replace("+", "_") / f"seed_{seed}"
             train = replace(base.train, steps=args.steps, seed=seed, output_dir=str(out),
+                            batch_size=args.batch_size or base.train.batch_size,
                             eval_every=max(1, args.steps // 4), sample_every=args.steps, checkpoint_every=args.steps)  # fmt: skip
             config = replace(base, name=f"{base.name}-{label}", train=train, distill=losses)
             result = distill_from_config(config)
@@ -77,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: final {spread(finals)}  best {spread(bests)}")
     lines = [
         f"Student accuracy (%) on the real {base.data.name} test set after {args.steps} data-free steps "
-        f"(batch {base.train.batch_size}, recipe `{args.config}`), mean ± std over {args.seeds} seeds. "
-        f"Produced by `python runs/compare_losses.py --config {args.config} --seeds {args.seeds} --steps {args.steps}` "
+        f"(batch {args.batch_size or base.train.batch_size}, recipe `{args.config}`), mean ± std over {args.seeds} "
+        f"seeds. Produced by `python runs/compare_losses.py --config {args.config} --seeds {args.seeds} "
+        f"--steps {args.steps}{f' --batch-size {args.batch_size}' if args.batch_size else ''}` "
         f"on {hardware()}.",
         "",
         "| student objective | final | best | wall time per run (s) |",
