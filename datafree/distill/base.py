@@ -2,7 +2,8 @@
 
 A loss is an ``nn.Module`` with one ``forward(student, teacher) -> scalar`` where both arguments are
 :class:`datafree.features.NetOutput` (logits + the features the loss asked for, by layer name).
-It declares the layers it needs in ``student_taps`` / ``teacher_taps``; the trainer taps exactly those.
+It declares the layers it needs in ``student_layers`` / ``teacher_layers`` (exposed as ``student_taps`` /
+``teacher_taps``); the trainer taps exactly those.
 It may own trainable parameters (regressors, thresholds): they are trained with the student,
 checkpointed with it and wrapped for DDP together with it. Losses never see optimizers or the teacher's
 parameters, and the trainer never sees a loss by name.
@@ -21,10 +22,19 @@ _REGISTRY: dict[str, type["DistillLoss"]] = {}
 
 
 class DistillLoss(nn.Module):
-    """Base class: set ``student_taps``/``teacher_taps`` in ``__init__`` and implement ``forward``."""
+    """Base class: set ``student_layers``/``teacher_layers`` in ``__init__`` and implement ``forward``."""
 
-    student_taps: tuple[str, ...] = ()
-    teacher_taps: tuple[str, ...] = ()
+    student_layers: list[str] | None = None  # layers this loss reads; logits-only losses leave them None
+    teacher_layers: list[str] | None = None
+
+    @property
+    def student_taps(self) -> tuple[str, ...]:
+        """The student layers the trainer must tap for this loss."""
+        return tuple(self.student_layers or ())
+
+    @property
+    def teacher_taps(self) -> tuple[str, ...]:
+        return tuple(self.teacher_layers or ())
 
     def setup(self, student_shapes: dict[str, tuple[int, ...]], teacher_shapes: dict[str, tuple[int, ...]]) -> None:
         """Called once before training with per-sample feature shapes, e.g. to build regressors or reject a mismatch."""

@@ -68,14 +68,6 @@ class PairedFeatureLoss(DistillLoss):
         self.student_layers = None if student_layers is None else list(student_layers)
         self.teacher_layers = None if teacher_layers is None else list(teacher_layers)
 
-    @property
-    def student_taps(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(self.student_layers or ())
-
-    @property
-    def teacher_taps(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(self.teacher_layers or ())
-
     def setup(self, student_shapes: dict[str, tuple[int, ...]], teacher_shapes: dict[str, tuple[int, ...]]) -> None:
         self.pairs()  # the layer lists must be set by now
 

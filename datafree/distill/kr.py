@@ -154,14 +154,6 @@ class KR(DistillLoss):
         self.alpha = nn.ParameterList()  # [i]: (k,) aggregation logits
         self.sparse = nn.ModuleList()  # [i]: SparseRecodingPenalty of student layer i
 
-    @property
-    def student_taps(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(self.student_layers or ())
-
-    @property
-    def teacher_taps(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(self.teacher_layers or ())
-
     def groups(self) -> list[tuple[str, list[str]]]:
         if self.student_layers is None or self.teacher_layers is None:
             raise ValueError(
@@ -244,12 +236,8 @@ class SparseRecoding(DistillLoss):
     def __init__(self, student_layers: list[str] | None = None, teacher_layers: list[str] | None = None):
         super().__init__()
         self.student_layers = None if student_layers is None else list(student_layers)
-        self.teacher_layers = teacher_layers  # unused
+        self.teacher_layers = None  # accepted for a uniform signature; the penalty reads only the student
         self.penalties = nn.ModuleList()
-
-    @property
-    def student_taps(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(self.student_layers or ())
 
     def setup(self, student_shapes: dict[str, tuple[int, ...]], teacher_shapes: dict[str, tuple[int, ...]]) -> None:
         if not self.student_layers:

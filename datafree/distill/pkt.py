@@ -40,14 +40,8 @@ class PKT(DistillLoss):
         super().__init__()
         check_single_layers("pkt", student_layer, teacher_layer)
         self.student_layer, self.teacher_layer, self.eps = student_layer, teacher_layer, eps
-
-    @property
-    def student_taps(self) -> tuple[str, ...]:  # type: ignore[override]
-        return () if self.student_layer is None else (self.student_layer,)
-
-    @property
-    def teacher_taps(self) -> tuple[str, ...]:  # type: ignore[override]
-        return () if self.teacher_layer is None else (self.teacher_layer,)
+        self.student_layers = None if student_layer is None else [student_layer]
+        self.teacher_layers = None if teacher_layer is None else [teacher_layer]
 
     def forward(self, student: NetOutput, teacher: NetOutput) -> torch.Tensor:
         with torch.autocast(device_type=student.logits.device.type, enabled=False):

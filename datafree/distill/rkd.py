@@ -69,14 +69,8 @@ class RKD(DistillLoss):
         check_single_layers("rkd", student_layer, teacher_layer)
         self.w_dist, self.w_angle = w_dist, w_angle
         self.student_layer, self.teacher_layer = student_layer, teacher_layer
-
-    @property
-    def student_taps(self) -> tuple[str, ...]:  # type: ignore[override]
-        return () if self.student_layer is None else (self.student_layer,)
-
-    @property
-    def teacher_taps(self) -> tuple[str, ...]:  # type: ignore[override]
-        return () if self.teacher_layer is None else (self.teacher_layer,)
+        self.student_layers = None if student_layer is None else [student_layer]
+        self.teacher_layers = None if teacher_layer is None else [teacher_layer]
 
     def distance_loss(self, s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         b = len(s)
