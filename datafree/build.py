@@ -138,7 +138,7 @@ def build_student(config: Config, student_net: nn.Module, teacher_net: nn.Module
 def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
     g = config.generator
     return create_generator(g.arch, latent_dim=g.latent_dim, image_size=spec.image_size, channels=spec.channels,
-                            width=g.width, bn_eps=g.bn_eps)  # fmt: skip
+                            width=g.width, bn_eps=g.bn_eps, output=g.output, mean=spec.mean, std=spec.std)  # fmt: skip
 
 
 def assemble(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec: ImageSpec,

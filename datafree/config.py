@@ -61,6 +61,7 @@ class GeneratorConfig:
     latent_dim: int = 100
     width: int = 128  # channels of the first conv block; DAFL uses 128
     bn_eps: float = 0.8  # official DAFL code: BatchNorm2d(C, 0.8) passes 0.8 as eps (not momentum)
+    output: str = "bn"  # bn: DAFL's non-affine BatchNorm output | pixels: tanh -> [0, 1] pixels -> normalized
     lr: float = 0.2
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # official code: Adam defaults
 

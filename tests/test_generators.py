@@ -30,3 +30,17 @@ def test_unknown_generator_lists_known_ones():
 def test_image_size_must_be_multiple_of_four():
     with pytest.raises(ValueError, match="multiple of 4"):
         create_generator("dafl", latent_dim=8, image_size=30, channels=1)
+
+
+def test_pixels_output_stays_in_the_teachers_valid_input_range():
+    mean, std = (0.2860,), (0.3530,)
+    g = create_generator("dafl", latent_dim=8, image_size=16, channels=1, width=8, output="pixels", mean=mean, std=std)
+    with torch.no_grad():
+        for p in g.parameters():
+            p.mul_(50)  # drive tanh into saturation: the bounds must still hold
+        x = g(torch.randn(32, 8))
+    low, high = (0 - mean[0]) / std[0], (1 - mean[0]) / std[0]
+    assert x.min() >= low - 1e-5 and x.max() <= high + 1e-5
+    assert x.min() < low + 0.05 and x.max() > high - 0.05  # and it can reach black and white
+    with pytest.raises(ValueError, match="pixels"):
+        create_generator("dafl", latent_dim=8, image_size=16, channels=1, output="raw")
