@@ -64,10 +64,9 @@ def smoke_config(config: Config) -> Config:
 
 def _fresh_accelerate_state() -> None:
     """Teacher training and each seed build their own Accelerator (possibly another precision); keep processes."""
-    from accelerate.state import AcceleratorState, GradientState
+    from datafree.build import reset_accelerate
 
-    AcceleratorState._reset_state(reset_partial_state=False)
-    GradientState._reset_state()
+    reset_accelerate()
 
 
 def get_teacher(config: Config, retrain: bool) -> dict:
