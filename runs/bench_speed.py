@@ -255,7 +255,8 @@ class ModeBench:
         generator = build.build_generator(self.base, build.image_spec(self.base)).eval()
         shapes = {}
         convs = [m for m in generator.modules() if isinstance(m, torch.nn.Conv2d)]
-        hooks = [m.register_forward_hook(lambda m, i, o: shapes.__setitem__(m, (i[0].shape[1:], o.shape[1:]))) for m in convs]
+        record = lambda m, i, o: shapes.__setitem__(m, (i[0].shape[1:], o.shape[1:]))  # noqa: E731
+        hooks = [m.register_forward_hook(record) for m in convs]
         with torch.no_grad():
             generator(torch.randn(2, self.base.generator.latent_dim))
         for hook in hooks:
@@ -305,7 +306,8 @@ class ModeBench:
             pass_flops = flops_per_image * batch * (3 if name == "fwd_bwd" else 1)
             rates[name] = pass_flops * iters / (time.perf_counter() - start) / 1e9
         k = conv.kernel_size
-        what = f"Conv2d({conv.in_channels}->{conv.out_channels}, {k[0]}x{k[1]}) on {batch}x{'x'.join(map(str, in_shape))}"
+        shape = "x".join(map(str, (batch, *in_shape)))
+        what = f"Conv2d({conv.in_channels}->{conv.out_channels}, {k[0]}x{k[1]}) on {shape}"
         return {"gflops": rates, "what": what}
 
 
@@ -352,8 +354,8 @@ class Worker:
     def __post_init__(self):
         self.log_path = self.log_dir / f"{self.mode.name.replace('+', '_')}.log"
         self.log = self.log_path.open("w")
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", self.mode.name, "--recipe", str(self.recipe),
-                   "--threads", str(self.threads)]
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", self.mode.name,
+                   "--recipe", str(self.recipe), "--threads", str(self.threads)]
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
 
     def ask(self, cmd: str, **request) -> dict:
@@ -457,7 +459,8 @@ def report(workers: list[Worker], batches: list[int], ref_batch: int, info: dict
     print(f"\n## FLOPs of one step (FlopCounterMode over one eager train_step: G, teacher, student; fwd + bwd)")
     for batch in batches:
         flops = info["flops"].get(batch)
-        print(f"- batch {batch}: " + (f"{flops / 1e9:.1f} GFLOP ({flops / batch / 1e6:.0f} MFLOP/image)" if flops else "n/a"))
+        text = f"{flops / 1e9:.1f} GFLOP ({flops / batch / 1e6:.0f} MFLOP/image)" if flops else "n/a"
+        print(f"- batch {batch}: {text}")
 
     print(f"\n## Conv ceiling: the generator's largest conv, {info['conv_what'] or 'n/a'}, median GFLOP/s")
     print("| layout / precision | fwd | bwd-data | bwd-weight | fwd+bwd |\n|---|---:|---:|---:|---:|")
@@ -467,7 +470,8 @@ def report(workers: list[Worker], batches: list[int], ref_batch: int, info: dict
         if not runs:
             continue
         rate = {k: median([r[k] for r in runs]) for k in runs[0]}
-        print(f"| {w.mode.name} | {rate['fwd']:.0f} | {rate['bwd_data']:.0f} | {rate['bwd_weight']:.0f} | {rate['fwd_bwd']:.0f} |")
+        cells = " | ".join(f"{rate[k]:.0f}" for k in ("fwd", "bwd_data", "bwd_weight", "fwd_bwd"))
+        print(f"| {w.mode.name} | {cells} |")
         if rate["fwd_bwd"] > ceiling:
             ceiling, ceiling_mode = rate["fwd_bwd"], w.mode.name
         for k in ("fwd", "bwd_data", "bwd_weight"):
@@ -479,7 +483,8 @@ def report(workers: list[Worker], batches: list[int], ref_batch: int, info: dict
               f"would give {mixed:.0f} GFLOP/s fwd+bwd)")
 
     print("\n## Full data-free step (DataFreeTrainer.train_step), medians of the round-robin rounds")
-    print("| batch | mode | img/s | x eager fp32 | ms/step | peak MB | gen / teacher / student % | GFLOP/s | % of ceiling |")
+    print("| batch | mode | img/s | x eager fp32 | ms/step | peak MB | gen / teacher / student % | GFLOP/s "
+          "| % of ceiling |")
     print("|---:|---|---:|---:|---:|---:|---|---:|---:|")
     for batch in batches:
         base = step_s.get(("fp32", batch), float("nan"))
@@ -494,7 +499,8 @@ def report(workers: list[Worker], batches: list[int], ref_batch: int, info: dict
             splits = w.samples.get((batch, "split"), [])
             gt, t, s = (median([x[k] for x in splits]) for k in ("gen_teacher", "teacher", "student"))
             total = gt + s
-            shares = f"{100 * max(gt - t, 0) / total:.0f} / {100 * t / total:.0f} / {100 * s / total:.0f}" if splits else "n/a"
+            parts = (max(gt - t, 0.0), t, s)
+            shares = " / ".join(f"{100 * x / total:.0f}" for x in parts) if splits else "n/a"
             flops = info["flops"].get(batch)
             rate = flops / seconds / 1e9 if flops else float("nan")
             frac = f"{100 * rate / ceiling:.0f}%" if flops and ceiling else "n/a"
@@ -549,10 +555,15 @@ def main(argv: list[str] | None = None) -> int:
     ref_batch = config.train.batch_size if config.train.batch_size in batches else batches[-1]
 
     print(f"# bench_speed: recipe {config.name} ({recipe})")
-    print(f"command: PYTHONPATH=. .venv/bin/python runs/bench_speed.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    given = " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"command: PYTHONPATH=. .venv/bin/python runs/bench_speed.py {given}")
     print(f"machine: {hardware()}; python {platform.python_version()}")
     print(cpu_info())
-    print(f"load average at start (other jobs share this machine): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    load = os.getloadavg()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in load)}")
+    if load[0] >= (os.cpu_count() or 1) and torch.get_num_threads() > 1:
+        print("note: other jobs already fill the cores; OpenMP regions then stall on descheduled threads and "
+              "multi-threaded timings get slow and noisy (compare with --threads 1)")
     g, s = config.generator, config.student
     print(f"models: generator {g.arch} (width {g.width}, latent {g.latent_dim}), teacher {config.teacher.arch} "
           f"(random init), student {s.arch} ({s.optimizer}), student_steps {config.train.student_steps}; "
