@@ -19,6 +19,7 @@ import copy
 import ctypes
 import gc
 import json
+import math
 import os
 import platform
 import resource
@@ -157,12 +158,14 @@ class ModeBench:
         self.device = accelerator.device
         start = time.perf_counter()
         flops = self.flops()["flops"] if count_flops else None
+        step_s = time.perf_counter() - start
         for _ in range(max(1, warmup) - count_flops):
-            self.steps(1)
+            step_s = self.steps(1)["seconds"]
         if self.mode.compile:
             self.split(1)  # the pieces' own compiles (new guards) stay outside the timed region
+            step_s = self.steps(1)["seconds"]  # the warmup steps above included compiling
         return {"device": str(self.device), "flops": flops, "mixed_precision": accelerator.mixed_precision,
-                "step_s": (time.perf_counter() - start) / max(1, warmup)}  # fmt: skip
+                "step_s": step_s}  # fmt: skip
 
     def steps(self, iters: int) -> dict:
         """Mean seconds per full train_step over ``iters`` (the parent takes medians over rounds) and peak memory."""
@@ -383,7 +386,11 @@ class Worker:
                 self.proc.stdin.close()
             except BrokenPipeError:
                 pass
-            self.proc.wait(timeout=60)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()  # our own child, by its handle
+                self.proc.wait()
         self.log.close()
 
 
@@ -507,7 +514,7 @@ def report(workers: list[Worker], batches: list[int], ref_batch: int, info: dict
             print(f"| {batch} | {name} | {batch / seconds:.0f} | {base / seconds:.2f} | {1000 * seconds:.0f} | {peak:.0f} "
                   f"| {shares} | {rate:.0f} | {frac} |")  # fmt: skip
 
-    measured = {n: s for (n, b), s in step_s.items() if b == ref_batch and s == s}
+    measured = {n: s for (n, b), s in step_s.items() if b == ref_batch and not math.isnan(s)}
     if "fp32" not in measured:
         print("\nno eager fp32 measurement at the reference batch")
         return float("nan")
