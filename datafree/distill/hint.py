@@ -80,13 +80,7 @@ class PairedFeatureLoss(DistillLoss):
         """Reject taps that are not conv maps: per-sample shapes must be (C, H, W)."""
         for s, t in self.pairs():
             for side, layer, shapes in (("student", s, student_shapes), ("teacher", t, teacher_shapes)):
-                if layer not in shapes:
-                    raise ValueError(f"{self.registry_name}: no shape given for {side} layer {layer!r}")
-                if len(shapes[layer]) != 3:
-                    raise ValueError(
-                        f"{self.registry_name}: {side} layer {layer!r} has per-sample shape {tuple(shapes[layer])}, "
-                        "but this loss needs conv feature maps (C, H, W); tap a convolutional layer"
-                    )
+                require_conv_map(self.registry_name, side, layer, shapes)
 
 
 @register_loss("hint")
@@ -135,3 +129,14 @@ class Hint(PairedFeatureLoss):
                     f_s, f_t = match_spatial(f_s, f_t)
                 loss = loss + F.mse_loss(regressor(f_s), f_t)
         return loss
+
+
+def require_conv_map(loss: str, side: str, layer: str, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Feature losses on conv maps reject a missing layer or a non-(C, H, W) tap before training starts."""
+    if layer not in shapes:
+        raise ValueError(f"{loss}: no shape given for {side} layer {layer!r}")
+    if len(shapes[layer]) != 3:
+        raise ValueError(
+            f"{loss}: {side} layer {layer!r} has per-sample shape {tuple(shapes[layer])}, "
+            "but this loss needs conv maps (C, H, W), i.e. conv feature maps; tap a convolutional layer"
+        )

@@ -56,6 +56,7 @@ from einops import rearrange
 from torch import nn
 
 from datafree.distill.base import DistillLoss, register_loss
+from datafree.distill.hint import require_conv_map
 from datafree.features import NetOutput
 
 
@@ -175,13 +176,7 @@ class KR(DistillLoss):
         connectors, alpha, sparse = [], [], []
         for s, ts in self.groups():
             for side, layer, shapes in [("student", s, student_shapes)] + [("teacher", t, teacher_shapes) for t in ts]:
-                if layer not in shapes:
-                    raise ValueError(f"kr: no shape given for {side} layer {layer!r}")
-                if len(shapes[layer]) != 3:
-                    raise ValueError(
-                        f"kr: {side} layer {layer!r} has per-sample shape {tuple(shapes[layer])}; kr needs conv maps "
-                        "(C, H, W). Tap convolutional layers."
-                    )
+                require_conv_map("kr", side, layer, shapes)
             c_s = student_shapes[s][0]
             group = nn.ModuleList()
             for t in ts:
