@@ -77,6 +77,7 @@ class SynthesisConfig:
     activation: str = "mean"  # mean: mean |f| over batch AND features (official) | l1: paper's per-sample L1 norm
     global_entropy: bool = True  # batch-mean softmax over all processes, so N x B behaves like one batch
     adv: float = 0.0  # optional DFAD term: generator also maximizes |student - teacher| logits (0 = pure DAFL)
+    moment: float = 0.0  # optional prior: batch pixel mean/std pulled to the dataset's (normalized 0 / 1)
 
 
 @dataclass
@@ -86,6 +87,7 @@ class TrainConfig:
     batch_size: int = 256  # per process
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)
     replay: int = 0  # extra student steps draw from the last N synthetic batches (0: reuse the current one)
+    fresh_batches: bool = False  # extra student steps draw NEW batches (G forward without grad + teacher forward)
     eval_every: int = 200
     log_every: int = 20
     sample_every: int = 500
@@ -242,6 +244,8 @@ def validate(config: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} = {value!r} is not one of {sorted(allowed)}")
+    if t.fresh_batches and t.replay:
+        raise ConfigError("train.fresh_batches and train.replay both choose the extra student steps' batches; set one")
     if t.batch_size < 2:
         raise ConfigError("train.batch_size must be >= 2: the generator has BatchNorm and DAFL's entropy needs a batch")
     for loss in config.distill:

@@ -27,7 +27,7 @@ from datafree import checkpoint as ckpt
 from datafree.config import Config
 from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy
-from datafree.synthesis import DAFLObjective, adversarial_loss
+from datafree.synthesis import DAFLObjective, adversarial_loss, moment_loss
 from datafree.teacher import Teacher
 from datafree.viz import save_class_grid
 
@@ -76,9 +76,10 @@ def lr_lambda(schedule: str, total_steps: int, milestones=(), gamma: float = 0.1
     raise ValueError(f"unknown LR schedule {schedule!r}")
 
 
-def latent_seed(seed: int, rank: int, step: int) -> int:
-    """z at (seed, rank, step) is fixed: ranks draw different batches and resume replays the same ones."""
-    return int(np.random.SeedSequence([seed, rank, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+def latent_seed(seed: int, rank: int, step: int, draw: int = 0) -> int:
+    """z at (seed, rank, step, draw) is fixed: ranks draw different batches and resume replays the same ones."""
+    entropy = [seed, rank, step] + ([draw] if draw else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class DataFreeTrainer:
@@ -119,8 +120,9 @@ class DataFreeTrainer:
         self._replay: list = [None] * config.train.replay  # ring buffer of (images, teacher output)
 
     # ---- one step -------------------------------------------------------------------------------------
-    def sample_latent(self, step: int) -> torch.Tensor:
-        self.z_generator.manual_seed(latent_seed(self.config.train.seed, self.accelerator.process_index, step))
+    def sample_latent(self, step: int, draw: int = 0) -> torch.Tensor:
+        seed = latent_seed(self.config.train.seed, self.accelerator.process_index, step, draw)
+        self.z_generator.manual_seed(seed)
         shape = (self.config.train.batch_size, self.config.generator.latent_dim)
         return torch.randn(shape, generator=self.z_generator, device=self.accelerator.device)
 
@@ -130,11 +132,11 @@ class DataFreeTrainer:
         self.generator.train()
         self.student.train()
         with acc.autocast():
-            images = self.generator(self.sample_latent(step))
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            teacher_out = self.teacher(images)  # the ONE teacher forward: G's objective and S's targets
+            images, teacher_out = self._synthesize(step)
             g_loss, terms = self.objective(teacher_out.logits, teacher_out.features[self.penultimate])
+            if self.config.synthesis.moment:
+                terms["g_moment"] = moment_loss(images)
+                g_loss = g_loss + self.config.synthesis.moment * terms["g_moment"]
             if adversarial:
                 terms["g_adversarial"] = adversarial_loss(self._frozen_student(images), teacher_out.logits)
                 g_loss = g_loss + adversarial * terms["g_adversarial"]
@@ -145,7 +147,10 @@ class DataFreeTrainer:
             self._replay[step % cfg.replay] = batch
         for k in range(cfg.student_steps):
             images_k, targets_k = batch
-            if k > 0 and cfg.replay:  # extra student steps revisit recent batches (no new G/T work)
+            if k > 0 and cfg.fresh_batches:  # a new batch from the just-updated G: no G backward, ~1/3 of a step
+                with torch.no_grad(), acc.autocast():
+                    images_k, targets_k = self._synthesize(step, draw=k)
+            elif k > 0 and cfg.replay:  # extra student steps revisit recent batches (no new G/T work)
                 images_k, targets_k = self._replay[(step - k) % cfg.replay] or batch
             with acc.autocast():
                 s_loss, s_terms, _ = self.student(images_k, targets_k, step / cfg.steps)
@@ -158,6 +163,13 @@ class DataFreeTrainer:
         terms["g_total"], terms["s_total"] = g_loss.detach(), s_loss.detach()
         self._last = (batch[0], batch[1].logits)
         return terms
+
+    def _synthesize(self, step: int, draw: int = 0):
+        """Generate a batch and run the ONE teacher forward that serves both G's objective and S's targets."""
+        images = self.generator(self.sample_latent(step, draw))
+        if self.config.train.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, self.teacher(images)
 
     def _step(self, optimizers, loss: torch.Tensor) -> None:
         optimizers = optimizers if isinstance(optimizers, tuple) else (optimizers,)

@@ -66,3 +66,15 @@ def test_adversarial_loss_is_minus_l1_between_probabilities():
     t = torch.tensor([[math.log(3.0), 0.0]])  # probs [.75, .25]
     assert adversarial_loss(s, t).item() == pytest.approx(-0.5)
     assert adversarial_loss(t, t).item() == pytest.approx(0.0)
+
+
+def test_moment_loss_by_hand():
+    from datafree.synthesis import moment_loss
+
+    # one channel, values 0, 2, 0, 2: mean 1, unbiased std sqrt(4/3) -> 1 + (sqrt(4/3) - 1)^2
+    images = torch.tensor([0.0, 2.0, 0.0, 2.0]).view(2, 1, 1, 2)
+    assert moment_loss(images).item() == pytest.approx(1 + (math.sqrt(4 / 3) - 1) ** 2, rel=1e-6)
+    # two channels add up; a channel already at mean 0 / std 1 contributes nothing
+    unit = torch.tensor([-1.0, 1.0, -1.0, 1.0]).view(2, 1, 1, 2) / math.sqrt(4 / 3)
+    both = torch.cat([images, unit], dim=1)
+    assert moment_loss(both).item() == pytest.approx(moment_loss(images).item(), rel=1e-6)

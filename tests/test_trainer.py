@@ -134,3 +134,30 @@ def test_adversarial_term_trains_generator_not_student_and_replay_runs(tmp_path)
     trainer._frozen_student(images).sum().backward()
     assert all(p.grad is None for p in trainer.student.parameters())
     assert any(p.grad is not None for p in trainer.generator.parameters())
+
+
+def test_fresh_batches_draw_a_new_generated_batch_per_extra_student_step(tmp_path):
+    config = tiny_config(tmp_path, synthesis={"adv": 1.0, "moment": 1.0},
+                         train={"student_steps": 3, "fresh_batches": True, "steps": 2})  # fmt: skip
+    save_random_teacher(config)
+    from datafree import build
+
+    spec = build.image_spec(config)
+    teacher, student, generator = build.assemble(config, build.load_teacher_net(config, spec),
+                                                 build.build_net("lenet5_half", spec), spec)  # fmt: skip
+    trainer = DataFreeTrainer(config, build.make_accelerator(config), teacher, student, generator, spec)
+    latents = []
+    trainer.generator.register_forward_hook(lambda m, args, out: latents.append(args[0].clone()))
+    terms = trainer.train_step(0)
+    assert len(latents) == 3  # one batch for G's update, two fresh ones for the extra student steps
+    assert not torch.equal(latents[0], latents[1]) and not torch.equal(latents[1], latents[2])
+    assert torch.equal(latents[0], trainer.sample_latent(0))  # draw 0 keeps the one-batch-per-step stream
+    assert torch.equal(latents[2], trainer.sample_latent(0, draw=2))
+    assert terms["g_moment"].item() >= 0.0
+
+
+def test_fresh_batches_and_replay_are_exclusive(tmp_path):
+    from datafree.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="fresh_batches"):
+        validate(tiny_config(tmp_path, train={"student_steps": 2, "fresh_batches": True, "replay": 2}))
