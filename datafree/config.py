@@ -78,6 +78,7 @@ class SynthesisConfig:
     global_entropy: bool = True  # batch-mean softmax over all processes, so N x B behaves like one batch
     adv: float = 0.0  # optional DFAD term: generator also maximizes |student - teacher| logits (0 = pure DAFL)
     moment: float = 0.0  # optional prior: batch pixel mean/std pulled to the dataset's (normalized 0 / 1)
+    tv: float = 0.0  # optional prior: total variation of the images (smoothness, as in DeepInversion)
 
 
 @dataclass

@@ -65,6 +65,16 @@ def adversarial_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor)
     return -gap.abs().sum(dim=1).mean()
 
 
+def total_variation_loss(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels: DeepInversion's smoothness prior (Yin et al. 2020).
+
+    Natural images are piecewise smooth; without it a bounded generator fills the frame with saturated
+    high-frequency texture that excites the teacher but looks like no real image.
+    """
+    x = images.float()
+    return (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean() + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean()
+
+
 def moment_loss(images: torch.Tensor) -> torch.Tensor:
     """Squared distance of each channel's batch mean/std from 0/1, in the teacher's normalized input space.
 

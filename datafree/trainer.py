@@ -27,7 +27,7 @@ from datafree import checkpoint as ckpt
 from datafree.config import Config
 from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy
-from datafree.synthesis import DAFLObjective, adversarial_loss, moment_loss
+from datafree.synthesis import DAFLObjective, adversarial_loss, moment_loss, total_variation_loss
 from datafree.teacher import Teacher
 from datafree.viz import save_class_grid
 
@@ -134,9 +134,7 @@ class DataFreeTrainer:
         with acc.autocast():
             images, teacher_out = self._synthesize(step)
             g_loss, terms = self.objective(teacher_out.logits, teacher_out.features[self.penultimate])
-            if self.config.synthesis.moment:
-                terms["g_moment"] = moment_loss(images)
-                g_loss = g_loss + self.config.synthesis.moment * terms["g_moment"]
+            g_loss = g_loss + self._image_priors(images, terms)
             if adversarial:
                 terms["g_adversarial"] = adversarial_loss(self._frozen_student(images), teacher_out.logits)
                 g_loss = g_loss + adversarial * terms["g_adversarial"]
@@ -163,6 +161,15 @@ class DataFreeTrainer:
         terms["g_total"], terms["s_total"] = g_loss.detach(), s_loss.detach()
         self._last = (batch[0], batch[1].logits)
         return terms
+
+    def _image_priors(self, images: torch.Tensor, terms: dict) -> torch.Tensor:
+        """Optional priors on the pixels themselves (weights 0 = pure DAFL); logged as g_moment / g_tv."""
+        y, total = self.config.synthesis, images.new_zeros((), dtype=torch.float32)
+        for name, weight, loss in (("g_moment", y.moment, moment_loss), ("g_tv", y.tv, total_variation_loss)):
+            if weight:
+                terms[name] = loss(images)
+                total = total + weight * terms[name]
+        return total
 
     def _synthesize(self, step: int, draw: int = 0):
         """Generate a batch and run the ONE teacher forward that serves both G's objective and S's targets."""

@@ -78,3 +78,12 @@ def test_moment_loss_by_hand():
     unit = torch.tensor([-1.0, 1.0, -1.0, 1.0]).view(2, 1, 1, 2) / math.sqrt(4 / 3)
     both = torch.cat([images, unit], dim=1)
     assert moment_loss(both).item() == pytest.approx(moment_loss(images).item(), rel=1e-6)
+
+
+def test_total_variation_by_hand():
+    from datafree.synthesis import total_variation_loss
+
+    # 2x2 image [[0, 1], [3, 5]]: vertical diffs |3-0|, |5-1| -> mean 3.5; horizontal |1-0|, |5-3| -> mean 1.5
+    image = torch.tensor([[0.0, 1.0], [3.0, 5.0]]).view(1, 1, 2, 2)
+    assert total_variation_loss(image).item() == pytest.approx(5.0)
+    assert total_variation_loss(torch.full((2, 1, 4, 4), 7.0)).item() == 0.0

@@ -137,7 +137,7 @@ def test_adversarial_term_trains_generator_not_student_and_replay_runs(tmp_path)
 
 
 def test_fresh_batches_draw_a_new_generated_batch_per_extra_student_step(tmp_path):
-    config = tiny_config(tmp_path, synthesis={"adv": 1.0, "moment": 1.0},
+    config = tiny_config(tmp_path, synthesis={"adv": 1.0, "moment": 1.0, "tv": 0.5},
                          train={"student_steps": 3, "fresh_batches": True, "steps": 2})  # fmt: skip
     save_random_teacher(config)
     from datafree import build
@@ -153,7 +153,7 @@ def test_fresh_batches_draw_a_new_generated_batch_per_extra_student_step(tmp_pat
     assert not torch.equal(latents[0], latents[1]) and not torch.equal(latents[1], latents[2])
     assert torch.equal(latents[0], trainer.sample_latent(0))  # draw 0 keeps the one-batch-per-step stream
     assert torch.equal(latents[2], trainer.sample_latent(0, draw=2))
-    assert terms["g_moment"].item() >= 0.0
+    assert terms["g_moment"].item() >= 0.0 and terms["g_tv"].item() >= 0.0
 
 
 def test_fresh_batches_and_replay_are_exclusive(tmp_path):
