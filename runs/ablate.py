@@ -42,6 +42,7 @@ VARIANTS: dict[str, dict] = {
     "student-5-replay8": {"train.fresh_batches": False, "train.replay": 8},
     "student-10-fresh": {"train.student_steps": 10},
     "width-32": {"generator.width": 32},
+    "bf16": {"train.mixed_precision": "bf16"},  # the fast CPU path (runs/bench_speed.py) at equal steps
 }
 
 
