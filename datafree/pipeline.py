@@ -61,6 +61,7 @@ def distill(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec
         "best_step": fit["best_step"],
         "steps": fit["steps"],
         "images_generated": fit["images_generated"],
+        "student_steps_per_step": fit["student_steps"],
         "wall_time_s": round(fit["wall_time_s"], 2),
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,

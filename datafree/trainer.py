@@ -119,6 +119,12 @@ class DataFreeTrainer:
         self._last_logged = 0  # step of the previous metrics line (loss terms are averaged since then)
         self._replay: list = [None] * config.train.replay  # ring buffer of (images, teacher output)
 
+    @property
+    def images_per_step(self) -> int:
+        """Images the generator makes per step over all processes (fresh batches for extra student steps count)."""
+        t = self.config.train
+        return t.batch_size * self.accelerator.num_processes * (t.student_steps if t.fresh_batches else 1)
+
     # ---- one step -------------------------------------------------------------------------------------
     def sample_latent(self, step: int, draw: int = 0) -> torch.Tensor:
         seed = latent_seed(self.config.train.seed, self.accelerator.process_index, step, draw)
@@ -216,7 +222,7 @@ class DataFreeTrainer:
             if at(cfg.log_every) or at(cfg.eval_every) or at(cfg.checkpoint_every):
                 self._guard_finite(bad, term_names, done)
                 record = {"step": done, "time_s": round(self.progress.elapsed_s, 3),
-                          "images": done * cfg.batch_size * acc.num_processes,
+                          "images": done * self.images_per_step,
                           "lr_s": self.opt_s.param_groups[0]["lr"], "lr_g": self.opt_g.param_groups[0]["lr"]}  # fmt: skip
                 logged = (sums / (done - self._last_logged)).tolist()
                 record.update({k: round(v, 6) for k, v in zip(term_names, logged)})
@@ -244,7 +250,7 @@ class DataFreeTrainer:
         self._save_weights("generator.safetensors", self.generator)
         return {"steps": cfg.steps, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
                 "wall_time_s": self.progress.elapsed_s,
-                "images_generated": cfg.steps * cfg.batch_size * acc.num_processes}  # fmt: skip
+                "images_generated": cfg.steps * self.images_per_step, "student_steps": cfg.student_steps}  # fmt: skip
 
     # ---- every-N-steps helpers ------------------------------------------------------------------------
     def _guard_finite(self, bad: torch.Tensor, names: list[str], step: int) -> None:

@@ -114,6 +114,7 @@ def summarize(recipe: str, config: Config, recipe_file: str, teacher: dict, runs
         "diff_vs_paper": {"best": diff(best["mean"]), "final": diff(final["mean"])},
         "steps": runs[0]["steps"],
         "batch_size": config.train.batch_size,
+        "student_steps_per_step": config.train.student_steps,
         "eval_every": config.train.eval_every,
         "num_processes": runs[0]["num_processes"],
         "images_generated": runs[0]["images_generated"],

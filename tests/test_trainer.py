@@ -161,3 +161,10 @@ def test_fresh_batches_and_replay_are_exclusive(tmp_path):
 
     with pytest.raises(ConfigError, match="fresh_batches"):
         validate(tiny_config(tmp_path, train={"student_steps": 2, "fresh_batches": True, "replay": 2}))
+
+
+def test_images_generated_counts_the_fresh_batches(tmp_path):
+    config = tiny_config(tmp_path, train={"student_steps": 3, "fresh_batches": True, "steps": 2, "eval_every": 2})
+    save_random_teacher(config)
+    results = distill_from_config(config)
+    assert results["images_generated"] == 2 * 16 * 3 and results["student_steps_per_step"] == 3
