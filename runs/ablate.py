@@ -33,16 +33,17 @@ VARIANTS: dict[str, dict] = {
     "dafl-pixels": {**PURE_DAFL, "generator.output": "pixels", "generator.lr": 0.01},
     "pixels-adv-5fresh": {**PURE_DAFL, "generator.output": "pixels", "generator.lr": 0.01, "synthesis.adv": 1.0,
                     "train.student_steps": 5, "train.fresh_batches": True},  # fmt: skip
-    "adv-moment": {"synthesis.tv": 0.0, "generator.width": 64},
+    "adv-moment": {"synthesis.tv": 0.0, "generator.width": 64, "train.student_steps": 5},
     "recipe-width-64": {"generator.width": 64},
     "recipe": {},
-    # cost knobs around the recipe
+    "student-5-fresh": {"train.student_steps": 5, "train.fresh_batches": True},  # + TV, width 16: the ladder's end
+    # cost knobs around student-5-fresh (the recipe when they were first measured)
     "student-1": {"train.student_steps": 1, "train.fresh_batches": False},
-    "student-5-same": {"train.fresh_batches": False},
-    "student-5-replay8": {"train.fresh_batches": False, "train.replay": 8},
-    "student-10-fresh": {"train.student_steps": 10},
-    "width-32": {"generator.width": 32},
-    "bf16": {"train.mixed_precision": "bf16"},  # the fast CPU path (runs/bench_speed.py) at equal steps
+    "student-5-same": {"train.student_steps": 5, "train.fresh_batches": False},
+    "student-5-replay8": {"train.student_steps": 5, "train.fresh_batches": False, "train.replay": 8},
+    "student-10-fresh": {"train.student_steps": 10, "train.fresh_batches": True},
+    "width-32": {"generator.width": 32, "train.student_steps": 5, "train.fresh_batches": True},
+    "bf16": {"train.mixed_precision": "bf16", "train.student_steps": 5, "train.fresh_batches": True},  # fast CPU path
 }
 
 
