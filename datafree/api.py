@@ -8,6 +8,9 @@
 Any ``nn.Module`` that maps normalized images to logits works. The activation loss needs the teacher's
 penultimate feature: by default the input of its last ``nn.Linear`` (a forward hook, no change to your
 model); pass ``feature_layer="<module path>"`` (or ``"<path>:input"``) to choose another layer.
+The optional DeepInversion prior (``synthesis={"feature_stats": 1.0}``) reads a BatchNorm teacher's
+running statistics by itself; for a teacher without BatchNorm pass
+``feature_stats=datafree.feature_stats.record_feature_stats(teacher, batches_you_trained_it_on)``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, *, image_size: int,
                      mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                      eval_set: Dataset | None = None, feature_layer: str | None = None,
                      config: Config | None = None, losses: list[dict] | None = None, resume: bool = False,
-                     **sections: dict) -> dict:  # fmt: skip
+                     feature_stats: dict | None = None, **sections: dict) -> dict:  # fmt: skip
     """Run DAFL with the given networks; ``sections`` override recipe tables, e.g. ``generator={"width": 64}``.
 
     ``mean``/``std`` are the normalization the teacher was trained with (only used to display samples).
@@ -48,4 +51,5 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, *, image_size: int,
         config.distill = [LossConfig(**loss) for loss in losses]
     validate(config)
     spec = ImageSpec(channels, image_size, num_classes, tuple(mean or (0.5,) * channels), tuple(std or (0.5,) * channels))
-    return distill(config, teacher, student, spec, eval_set, feature_layer=feature_layer, resume=resume)
+    return distill(config, teacher, student, spec, eval_set, feature_layer=feature_layer, resume=resume,
+                   feature_stats=feature_stats)

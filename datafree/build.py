@@ -18,6 +18,7 @@ from datafree import checkpoint as ckpt
 from datafree.config import Config, ConfigError
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
+from datafree.feature_stats import Reference, batchnorm_reference, load_reference, stats_path
 from datafree.features import FeatureTaps
 from datafree.teacher import Teacher
 from datafree.trainer import ImageSpec
@@ -141,12 +142,50 @@ def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
                             width=g.width, bn_eps=g.bn_eps, output=g.output, mean=spec.mean, std=spec.std)  # fmt: skip
 
 
+def feature_stats_reference(config: Config, teacher_net: nn.Module, spec: ImageSpec,
+                            given: Reference | None = None) -> Reference:  # fmt: skip
+    """The teacher's training-set feature statistics when ``synthesis.feature_stats`` is on, checked against it.
+
+    Source, in order: ``given`` (API), the teacher's own BatchNorm layers, ``<teacher>.stats.safetensors``.
+    """
+    weight = config.synthesis.feature_stats
+    if not weight:
+        return {}
+    if given is not None:
+        reference, source = given, "the feature_stats argument"
+    else:
+        reference, source = batchnorm_reference(teacher_net), "the teacher's BatchNorm layers"
+        if not reference:
+            path = stats_path(config.teacher_checkpoint)
+            if not path.exists():
+                raise ConfigError(
+                    f"synthesis.feature_stats = {weight} needs the teacher's feature statistics on its training data, "
+                    f"but {type(teacher_net).__name__} has no BatchNorm layers and {path} does not exist. Record them "
+                    "with `python -m datafree.feature_stats --config <recipe>` (train_teacher.py writes them too; "
+                    "from Python pass feature_stats=datafree.feature_stats.record_feature_stats(teacher, batches)), "
+                    "or set synthesis.feature_stats = 0."
+                )
+            reference, source = load_reference(path), str(path)
+    try:
+        shapes = check_network(teacher_net, spec, "teacher", list(reference))
+    except ValueError as err:
+        raise ConfigError(f"feature statistics from {source}: {err}") from None
+    for tap, (mean, var) in reference.items():
+        channels = shapes[tap][0]
+        if tuple(mean.shape) != (channels,) or tuple(var.shape) != (channels,):
+            raise ConfigError(f"feature statistics from {source} have {tuple(mean.shape)} values for {tap!r}, but the "
+                              f"teacher's {tap} has {channels} channels; record them again for this teacher")  # fmt: skip
+    return reference
+
+
 def assemble(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec: ImageSpec,
-             feature_layer: str | None = None):  # fmt: skip
+             feature_layer: str | None = None, feature_stats: Reference | None = None):  # fmt: skip
     """Teacher wrapper + student-with-losses + generator from already-built networks (registry or user's own)."""
     check_network(teacher_net, spec, "teacher")
     check_network(student_net, spec, "student")
     student = build_student(config, student_net, teacher_net, spec)
-    teacher = Teacher(teacher_net, taps=student.teacher_taps, feature_layer=feature_layer)
+    reference = feature_stats_reference(config, teacher_net, spec, feature_stats)
+    teacher = Teacher(teacher_net, taps=[*student.teacher_taps, *reference], feature_layer=feature_layer)
+    teacher.feature_stats = reference
     check_network(teacher_net, spec, "teacher", [teacher.penultimate])
     return teacher, student, build_generator(config, spec)

@@ -44,9 +44,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def save_weights(module: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """state_dict -> safetensors (tensors made contiguous, shared storage cloned)."""
+    save_tensors(module.state_dict(), path, metadata)
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Named tensors -> safetensors, atomically (a crash mid-write leaves the previous file intact)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -79,6 +79,7 @@ class SynthesisConfig:
     adv: float = 0.0  # optional DFAD term: generator also maximizes |student - teacher| logits (0 = pure DAFL)
     moment: float = 0.0  # optional prior: batch pixel mean/std pulled to the dataset's (normalized 0 / 1)
     tv: float = 0.0  # optional prior: total variation of the images (smoothness, as in DeepInversion)
+    feature_stats: float = 0.0  # optional prior: teacher feature mean/var -> its training statistics (DeepInversion)
 
 
 @dataclass
@@ -89,6 +90,8 @@ class TrainConfig:
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)
     replay: int = 0  # extra student steps draw from the last N synthetic batches (0: reuse the current one)
     fresh_batches: bool = False  # extra student steps draw NEW batches (G forward without grad + teacher forward)
+    augment_flip: bool = False  # student batches: random left-right flip, relabelled by the teacher
+    augment_shift: int = 0  # student batches: random shift of up to N pixels (black fill), relabelled by the teacher
     eval_every: int = 200
     log_every: int = 20
     sample_every: int = 500
@@ -245,6 +248,8 @@ def validate(config: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} = {value!r} is not one of {sorted(allowed)}")
+    if t.augment_shift < 0:
+        raise ConfigError(f"train.augment_shift must be >= 0 pixels, got {t.augment_shift}")
     if t.fresh_batches and t.replay:
         raise ConfigError("train.fresh_batches and train.replay both choose the extra student steps' batches; set one")
     if t.batch_size < 2:

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datafree.feature_stats import channel_moments
+
 
 def one_hot_loss(logits: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against the teacher's own argmax: pushes synthetic images towards confident classes."""
@@ -85,6 +87,24 @@ def moment_loss(images: torch.Tensor) -> torch.Tensor:
     """
     flat = images.float().transpose(0, 1).flatten(1)  # (channels, batch * pixels)
     return (flat.mean(dim=1).pow(2) + (flat.std(dim=1) - 1).pow(2)).sum()
+
+
+def feature_stats_loss(features: dict[str, torch.Tensor],
+                       reference: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:  # fmt: skip
+    """DeepInversion's feature prior: sum over layers of ||mu(x) - mu_ref||_2 + ||var(x) - var_ref||_2.
+
+    mu/var are per-channel batch statistics of the teacher's features at each reference layer (over batch
+    and space, biased variance); mu_ref/var_ref what the teacher saw on its training data
+    (:mod:`datafree.feature_stats`). Matching them makes the batch look like the training set to the teacher.
+    """
+    total = None
+    for tap, (ref_mean, ref_var) in reference.items():
+        mean, var = channel_moments(features[tap])
+        term = torch.linalg.vector_norm(mean - ref_mean) + torch.linalg.vector_norm(var - ref_var)
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("feature_stats_loss needs at least one reference layer")
+    return total
 
 
 class DAFLObjective(nn.Module):

@@ -24,10 +24,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from datafree import checkpoint as ckpt
+from datafree.augment import augment
 from datafree.config import Config
 from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy
-from datafree.synthesis import DAFLObjective, adversarial_loss, moment_loss, total_variation_loss
+from datafree.synthesis import (DAFLObjective, adversarial_loss, feature_stats_loss, moment_loss,
+                                total_variation_loss)  # fmt: skip
 from datafree.teacher import Teacher
 from datafree.viz import save_class_grid
 
@@ -115,9 +117,14 @@ class DataFreeTrainer:
         y = config.synthesis
         self.objective = DAFLObjective(y.oh, y.a, y.ie, y.entropy_log, y.activation, reduce_sum, accelerator.num_processes)
         self.penultimate = teacher.penultimate
+        self.feature_stats = {tap: (m.to(accelerator.device), v.to(accelerator.device))
+                              for tap, (m, v) in getattr(teacher, "feature_stats", {}).items()}  # fmt: skip
         self.z_generator = torch.Generator(device=accelerator.device)
         self._last_logged = 0  # step of the previous metrics line (loss terms are averaged since then)
         self._replay: list = [None] * config.train.replay  # ring buffer of (images, teacher output)
+        self._augments = config.train.augment_flip or config.train.augment_shift > 0
+        black = [-m / s for m, s in zip(spec.mean, spec.std)]  # pixel 0 in the teacher's normalized space
+        self._fill = torch.tensor(black * (spec.channels // len(black)), device=accelerator.device)
 
     @property
     def images_per_step(self) -> int:
@@ -140,7 +147,7 @@ class DataFreeTrainer:
         with acc.autocast():
             images, teacher_out = self._synthesize(step)
             g_loss, terms = self.objective(teacher_out.logits, teacher_out.features[self.penultimate])
-            g_loss = g_loss + self._image_priors(images, terms)
+            g_loss = g_loss + self._image_priors(images, teacher_out, terms)
             if adversarial:
                 terms["g_adversarial"] = adversarial_loss(self._frozen_student(images), teacher_out.logits)
                 g_loss = g_loss + adversarial * terms["g_adversarial"]
@@ -150,12 +157,7 @@ class DataFreeTrainer:
         if cfg.replay:
             self._replay[step % cfg.replay] = batch
         for k in range(cfg.student_steps):
-            images_k, targets_k = batch
-            if k > 0 and cfg.fresh_batches:  # a new batch from the just-updated G: no G backward, ~1/3 of a step
-                with torch.no_grad(), acc.autocast():
-                    images_k, targets_k = self._synthesize(step, draw=k)
-            elif k > 0 and cfg.replay:  # extra student steps revisit recent batches (no new G/T work)
-                images_k, targets_k = self._replay[(step - k) % cfg.replay] or batch
+            images_k, targets_k = self._student_batch(step, k, batch)
             with acc.autocast():
                 s_loss, s_terms, _ = self.student(images_k, targets_k, step / cfg.steps)
             if k == 0 and not adversarial:  # disjoint graphs (images detached): one backward serves G and S
@@ -168,21 +170,47 @@ class DataFreeTrainer:
         self._last = (batch[0], batch[1].logits)
         return terms
 
-    def _image_priors(self, images: torch.Tensor, terms: dict) -> torch.Tensor:
-        """Optional priors on the pixels themselves (weights 0 = pure DAFL); logged as g_moment / g_tv."""
+    def _image_priors(self, images: torch.Tensor, teacher_out, terms: dict) -> torch.Tensor:
+        """Optional priors (weights 0 = pure DAFL), logged as g_moment / g_tv / g_feature_stats."""
         y, total = self.config.synthesis, images.new_zeros((), dtype=torch.float32)
-        for name, weight, loss in (("g_moment", y.moment, moment_loss), ("g_tv", y.tv, total_variation_loss)):
+        priors = (("g_moment", y.moment, lambda: moment_loss(images)),
+                  ("g_tv", y.tv, lambda: total_variation_loss(images)),
+                  ("g_feature_stats", y.feature_stats,
+                   lambda: feature_stats_loss(teacher_out.features, self.feature_stats)))  # fmt: skip
+        for name, weight, loss in priors:
             if weight:
-                terms[name] = loss(images)
+                terms[name] = loss()
                 total = total + weight * terms[name]
         return total
 
-    def _synthesize(self, step: int, draw: int = 0):
+    def _synthesize(self, step: int, draw: int = 0, augmented: bool = False):
         """Generate a batch and run the ONE teacher forward that serves both G's objective and S's targets."""
         images = self.generator(self.sample_latent(step, draw))
+        images = self._augment(images) if augmented and self._augments else images
         if self.config.train.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, self.teacher(images)
+
+    def _student_batch(self, step: int, k: int, batch: tuple):
+        """The k-th student batch of a step: G's batch, a fresh one or a replayed one; augmented if asked."""
+        cfg = self.config.train
+        if k > 0 and cfg.fresh_batches:  # a new batch from the just-updated G: no G backward, ~1/3 of a step
+            with torch.no_grad(), self.accelerator.autocast():
+                return self._synthesize(step, draw=k, augmented=True)
+        images, targets = batch
+        if k > 0 and cfg.replay:  # extra student steps revisit recent batches (no new G/T work)
+            images, targets = self._replay[(step - k) % cfg.replay] or batch
+        if self._augments:  # the teacher relabels what the student actually sees
+            with torch.no_grad(), self.accelerator.autocast():
+                images = self._augment(images)
+                if cfg.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                targets = self.teacher(images)
+        return images, targets
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        cfg = self.config.train
+        return augment(images, cfg.augment_flip, cfg.augment_shift, self._fill, self.z_generator)
 
     def _step(self, optimizers, loss: torch.Tensor) -> None:
         optimizers = optimizers if isinstance(optimizers, tuple) else (optimizers,)

@@ -199,7 +199,7 @@ class ModeBench:
                 images = images.contiguous(memory_format=torch.channels_last)
             out = tr.teacher(images)
             loss, _ = tr.objective(out.logits, out.features[tr.penultimate])
-            loss = loss + tr._image_priors(images, {})  # moment / TV priors, as in train_step
+            loss = loss + tr._image_priors(images, out, {})  # moment / TV / feature-stats priors, as in train_step
             if tr.config.synthesis.adv:  # optional DFAD term, as in train_step
                 from datafree.synthesis import adversarial_loss
 

@@ -13,6 +13,7 @@ class LeNet5(nn.Module):
 
     feature_layer = "flatten"  # the 120-d vector before the fc layers, as in the official DAFL code
     default_taps = ("relu1", "relu2", "relu3")
+    stats_taps = ("conv1", "conv2", "conv3")  # where BatchNorm would sit: feature statistics are recorded here
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, widths: tuple[int, int, int, int] = (6, 16, 120, 84)):
         super().__init__()

@@ -1,0 +1,44 @@
+"""Cheap on-device augmentation of synthetic batches before the teacher labels them for the student.
+
+The generator tends to settle on a few poses per class; a random horizontal flip and a random shift of
+a few pixels give the student more distinct images per generated one for the price of an index copy,
+and the teacher relabels the augmented batch, so the targets stay exact. Randomness comes from the
+caller's ``torch.Generator`` (seeded per step), so resume replays the same augmentations.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+
+def random_flip(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = torch.rand(images.shape[0], generator=rng, device=images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def random_shift(images: torch.Tensor, max_shift: int, fill: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Translate each image by its own (dy, dx) in [-max_shift, max_shift]; uncovered pixels take ``fill``.
+
+    ``fill`` holds one value per channel (black in the teacher's normalized space, as a padded crop gives).
+    """
+    if max_shift <= 0:
+        return images
+    n, c, h, w = images.shape
+    padded = fill.view(1, c, 1, 1).to(images.dtype).expand(n, c, h + 2 * max_shift, w + 2 * max_shift).clone()
+    padded[:, :, max_shift : max_shift + h, max_shift : max_shift + w] = images
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=rng, device=images.device)
+    rows = offsets[0, :, None] + torch.arange(h, device=images.device)  # (n, h): source row of each output row
+    cols = offsets[1, :, None] + torch.arange(w, device=images.device)  # (n, w)
+    batch = torch.arange(n, device=images.device)[:, None, None]
+    crops = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (n, h, w, c)
+    out = rearrange(crops, "n h w c -> n c h w")
+    return out.contiguous()
+
+
+def augment(images: torch.Tensor, flip: bool, max_shift: int, fill: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Flip and/or shift a batch; identity when both are off."""
+    if flip:
+        images = random_flip(images, rng)
+    return random_shift(images, max_shift, fill, rng)

@@ -1,0 +1,145 @@
+"""The teacher's per-channel feature statistics on its training data: DeepInversion's image prior.
+
+DeepInversion (Yin et al., CVPR 2020) makes synthetic images look like the training set *to the
+teacher* by pulling the batch mean/variance of each BatchNorm layer's input to the running statistics
+that layer stored during training. Those statistics are part of a BN teacher, so nothing else is needed.
+A teacher without BatchNorm (DAFL's LeNet-5) stores none, so the teacher's owner records the same numbers
+once, when training it (``train_teacher.py`` does; ``python -m datafree.feature_stats`` does it for an
+existing teacher): a few dozen means and variances per layer, saved beside the teacher as
+``<teacher>.stats.safetensors``. The student never sees a training image either way.
+
+A reference is ``{tap name: (mean, var)}`` with one value per channel; tap names follow
+:mod:`datafree.features` (``"conv1"`` = that module's output, ``"bn1:input"`` = its input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from datafree.checkpoint import CheckpointError, save_tensors
+from datafree.features import INPUT_SUFFIX, FeatureTaps, _unwrap
+
+Reference = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+def batchnorm_reference(net: nn.Module) -> Reference:
+    """The running mean/var of every BatchNorm2d, as statistics of that layer's input (DeepInversion)."""
+    layers = [(name, m) for name, m in _unwrap(net).named_modules() if isinstance(m, nn.BatchNorm2d)]
+    return {name + INPUT_SUFFIX: (m.running_mean.detach().clone(), m.running_var.detach().clone())
+            for name, m in layers if m.running_mean is not None}  # fmt: skip
+
+
+def default_stats_taps(net: nn.Module) -> list[str]:
+    """Layers to record for a teacher without BatchNorm: its declared ``stats_taps``, else every conv output."""
+    declared = getattr(_unwrap(net), "stats_taps", None)
+    if declared:
+        return list(declared)
+    return [name for name, m in _unwrap(net).named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def channel_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (biased) variance over batch and space of an (N, C, ...) tensor."""
+    flat = features.float().transpose(0, 1).flatten(1)  # (C, N * H * W)
+    return flat.mean(dim=1), flat.var(dim=1, unbiased=False)
+
+
+@torch.no_grad()
+def record_feature_stats(net: nn.Module, batches, taps: list[str] | None = None) -> Reference:
+    """Per-channel mean/var of ``taps`` over all images of ``batches`` (an iterable of image tensors or
+    (images, labels) pairs), accumulated in float64 so a 60K-image pass does not lose precision."""
+    taps = taps or default_stats_taps(net)
+    hooks = FeatureTaps(net, taps)
+    was_training = net.training
+    net.eval()
+    count = {t: 0 for t in taps}
+    sums: dict[str, torch.Tensor] = {}
+    squares: dict[str, torch.Tensor] = {}
+    try:
+        for batch in tqdm(batches, desc="feature statistics", leave=False):
+            images = batch[0] if isinstance(batch, (list, tuple)) else batch
+            out = hooks.run(images.to(next(net.parameters()).device))
+            for tap, value in out.features.items():
+                flat = value.double().transpose(0, 1).flatten(1)
+                sums[tap] = sums.get(tap, 0) + flat.sum(dim=1)
+                squares[tap] = squares.get(tap, 0) + (flat * flat).sum(dim=1)
+                count[tap] += flat.shape[1]
+    finally:
+        hooks.remove()
+        net.train(was_training)
+    if not sums:
+        raise ValueError("record_feature_stats got no images")
+    reference = {}
+    for tap in taps:
+        mean = sums[tap] / count[tap]
+        reference[tap] = (mean.float(), (squares[tap] / count[tap] - mean * mean).clamp_min(0).float())
+    return reference
+
+
+def stats_path(teacher_checkpoint: str | Path) -> Path:
+    """Where a teacher's recorded statistics live: beside it, ``teacher.safetensors`` -> ``teacher.stats.safetensors``."""
+    path = Path(teacher_checkpoint)
+    return path.with_name(path.name.removesuffix(".safetensors") + ".stats.safetensors")
+
+
+def save_reference(reference: Reference, path: str | Path) -> None:
+    tensors = {}
+    for tap, (mean, var) in reference.items():
+        tensors[f"{tap}/mean"], tensors[f"{tap}/var"] = mean, var
+    save_tensors(tensors, Path(path), metadata={"what": "per-channel feature statistics of the teacher, training data"})
+
+
+def load_reference(path: str | Path) -> Reference:
+    """Read a statistics file (safetensors: tensors only, nothing is unpickled)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"feature statistics {path} do not exist")
+    tensors = load_file(str(path))
+    taps = sorted({key.rsplit("/", 1)[0] for key in tensors})
+    try:
+        return {tap: (tensors[f"{tap}/mean"], tensors[f"{tap}/var"]) for tap in taps}
+    except KeyError as err:
+        raise CheckpointError(f"{path} is not a feature statistics file (missing {err}); record it again") from None
+
+
+def record_for_recipe(config) -> Path:
+    """Record a recipe's trained teacher's statistics on the recipe's real training set; returns the file."""
+    from datafree import build
+    from datafree.data import load_tensors
+
+    spec = build.image_spec(config)
+    net = build.load_teacher_net(config, spec)
+    d = config.data
+    images = load_tensors(d.name, root=d.root, train=True, download=d.download, like=d.like or None,
+                          fake_size=d.fake_size or None).tensors[0]  # fmt: skip
+    path = stats_path(config.teacher_checkpoint)
+    save_reference(record_feature_stats(net, images.split(1000)), path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Record the statistics for a recipe's existing teacher (no BatchNorm) from the recipe's real training set."""
+    from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml
+    from datafree.data import DataMissingError
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--config", default="runs/fmnist.toml")
+    add_override_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        path = record_for_recipe(apply_overrides(load_toml(args.config), args))
+    except (ConfigError, DataMissingError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
