@@ -166,6 +166,13 @@ def feature_stats_reference(config: Config, teacher_net: nn.Module, spec: ImageS
                     "or set synthesis.feature_stats = 0."
                 )
             reference, source = load_reference(path), str(path)
+    wanted = config.synthesis.feature_stats_layers
+    if wanted:
+        missing = [tap for tap in wanted if tap not in reference]
+        if missing:
+            raise ConfigError(f"synthesis.feature_stats_layers {missing} are not in the statistics from {source}, "
+                              f"which has {sorted(reference)}")  # fmt: skip
+        reference = {tap: reference[tap] for tap in wanted}
     try:
         shapes = check_network(teacher_net, spec, "teacher", list(reference))
     except ValueError as err:

@@ -80,6 +80,7 @@ class SynthesisConfig:
     moment: float = 0.0  # optional prior: batch pixel mean/std pulled to the dataset's (normalized 0 / 1)
     tv: float = 0.0  # optional prior: total variation of the images (smoothness, as in DeepInversion)
     feature_stats: float = 0.0  # optional prior: teacher feature mean/var -> its training statistics (DeepInversion)
+    feature_stats_layers: list[str] = field(default_factory=list)  # which of the recorded layers ([] = all)
 
 
 @dataclass

@@ -24,7 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datafree.config import Config, load_toml  # noqa: E402
 
 PURE_DAFL = {"generator.output": "bn", "generator.lr": 0.2, "generator.width": 64, "synthesis.adv": 0.0,
-             "synthesis.moment": 0.0, "synthesis.tv": 0.0, "train.student_steps": 1, "train.fresh_batches": False}  # fmt: skip
+             "synthesis.moment": 0.0, "synthesis.tv": 0.0, "synthesis.feature_stats": 0.0,
+             "train.student_steps": 1, "train.fresh_batches": False}  # fmt: skip
+# the recipe before the feature-statistics prior: smoothness (TV) instead; the cost knobs were measured on it
+TV_RECIPE = {"synthesis.feature_stats": 0.0, "synthesis.tv": 1.0}
 
 # name -> overrides of the recipe (section.key -> value); "recipe" is the recipe untouched.
 VARIANTS: dict[str, dict] = {
@@ -33,17 +36,20 @@ VARIANTS: dict[str, dict] = {
     "dafl-pixels": {**PURE_DAFL, "generator.output": "pixels", "generator.lr": 0.01},
     "pixels-adv-5fresh": {**PURE_DAFL, "generator.output": "pixels", "generator.lr": 0.01, "synthesis.adv": 1.0,
                     "train.student_steps": 5, "train.fresh_batches": True},  # fmt: skip
-    "adv-moment": {"synthesis.tv": 0.0, "generator.width": 64, "train.student_steps": 5},
-    "recipe-width-64": {"generator.width": 64},
-    "recipe": {},
-    "student-5-fresh": {"train.student_steps": 5, "train.fresh_batches": True},  # + TV, width 16: the ladder's end
+    "adv-moment": {**TV_RECIPE, "synthesis.tv": 0.0, "generator.width": 64, "train.student_steps": 5},
+    "student-5-fresh": {**TV_RECIPE, "train.student_steps": 5, "train.fresh_batches": True},  # + TV, width 16
+    "student-10-fresh": {**TV_RECIPE, "train.student_steps": 10, "train.fresh_batches": True},  # the TV recipe
+    "stats-and-tv": {"synthesis.tv": 1.0},  # feature statistics on top of TV
+    "stats-conv12": {"synthesis.feature_stats_layers": ["conv1", "conv2"]},  # without the 1x1 conv3 layer
+    "stats-no-moment": {"synthesis.moment": 0.0},
+    "recipe": {},  # feature statistics instead of TV
+    "recipe-flip-shift": {"train.augment_flip": True, "train.augment_shift": 2},  # student batches augmented
     # cost knobs around student-5-fresh (the recipe when they were first measured)
-    "student-1": {"train.student_steps": 1, "train.fresh_batches": False},
-    "student-5-same": {"train.student_steps": 5, "train.fresh_batches": False},
-    "student-5-replay8": {"train.student_steps": 5, "train.fresh_batches": False, "train.replay": 8},
-    "student-10-fresh": {"train.student_steps": 10, "train.fresh_batches": True},
-    "width-32": {"generator.width": 32, "train.student_steps": 5, "train.fresh_batches": True},
-    "bf16": {"train.mixed_precision": "bf16", "train.student_steps": 5, "train.fresh_batches": True},  # fast CPU path
+    "student-1": {**TV_RECIPE, "train.student_steps": 1, "train.fresh_batches": False},
+    "student-5-same": {**TV_RECIPE, "train.student_steps": 5, "train.fresh_batches": False},
+    "student-5-replay8": {**TV_RECIPE, "train.student_steps": 5, "train.fresh_batches": False, "train.replay": 8},
+    "width-32": {**TV_RECIPE, "generator.width": 32, "train.student_steps": 5, "train.fresh_batches": True},
+    "bf16": {**TV_RECIPE, "train.mixed_precision": "bf16", "train.student_steps": 5, "train.fresh_batches": True},
 }
 
 

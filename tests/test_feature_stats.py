@@ -86,6 +86,12 @@ def test_missing_statistics_or_wrong_channel_count_fail_before_training(tmp_path
     bad = {"conv1": (torch.zeros(5), torch.ones(5))}  # LeNet-5's conv1 has 6 channels
     with pytest.raises(ConfigError, match="6 channels"):
         build.feature_stats_reference(config, teacher, spec, given=bad)
+    config.synthesis.feature_stats_layers = ["conv2"]
+    assert list(build.feature_stats_reference(config, teacher, spec, given={**bad, "conv2": (torch.zeros(16), torch.ones(16))})) == ["conv2"]
+    config.synthesis.feature_stats_layers = ["conv3"]
+    with pytest.raises(ConfigError, match=r"\['conv3'\] are not in"):
+        build.feature_stats_reference(config, teacher, spec, given=bad)
+    config.synthesis.feature_stats_layers = []
     with pytest.raises(ConfigError, match="no layer named 'conv9'"):
         build.feature_stats_reference(config, teacher, spec, given={"conv9": (torch.zeros(6), torch.ones(6))})
 
