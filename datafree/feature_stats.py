@@ -123,6 +123,22 @@ def record_for_recipe(config) -> Path:
     return path
 
 
+def ensure_for_recipe(config) -> Path | None:
+    """Record the statistics if the recipe uses them, its teacher has no BatchNorm and they are not there yet.
+
+    For scripts that own the whole chain (demo, benchmark), right after the teacher is trained or found.
+    """
+    from datafree import build
+
+    path = stats_path(config.teacher_checkpoint)
+    if not config.synthesis.feature_stats or path.exists():
+        return None
+    if batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))):
+        return None
+    print("== recording the teacher's feature statistics on its training data (teacher side, once)")
+    return record_for_recipe(config)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Record the statistics for a recipe's existing teacher (no BatchNorm) from the recipe's real training set."""
     from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml

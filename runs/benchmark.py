@@ -132,6 +132,7 @@ def run_benchmark(recipe: str, seeds: int, smoke: bool = False, output_root: str
     from accelerate import PartialState
 
     from datafree.checkpoint import atomic_write_text
+    from datafree.feature_stats import ensure_for_recipe
     from datafree.pipeline import distill_from_config
     from datafree.report import write_summary
 
@@ -147,6 +148,7 @@ def run_benchmark(recipe: str, seeds: int, smoke: bool = False, output_root: str
     if not config.teacher.checkpoint:
         config.teacher.checkpoint = str(root / "teacher" / "teacher.safetensors")
     teacher = get_teacher(config, retrain_teacher)
+    ensure_for_recipe(config)  # a teacher trained before train_teacher.py wrote its feature statistics
     runs = []
     for seed in range(seeds):
         c = copy.deepcopy(config)

@@ -18,7 +18,7 @@ from datafree.config import ConfigError, add_override_arguments, apply_overrides
 def main(argv: list[str] | None = None) -> int:
     from datafree.checkpoint import CheckpointError
     from datafree.data import DataMissingError
-    from datafree.feature_stats import record_for_recipe, stats_path
+    from datafree.feature_stats import ensure_for_recipe
     from datafree.pipeline import distill_from_config
     from datafree.supervised import train_teacher
     from datafree.trainer import NonFiniteLossError
@@ -36,9 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             train_teacher(config)
         else:
             print(f"== teacher found: {config.teacher_checkpoint}")
-            if config.synthesis.feature_stats and not stats_path(config.teacher_checkpoint).exists():
-                print("== recording the teacher's feature statistics on its training data (teacher side, once)")
-                print(f"   saved {record_for_recipe(config)}")
+            ensure_for_recipe(config)  # a teacher trained before train_teacher.py wrote them
         print(f"== data-free distillation into {config.student.arch} (no training image is used)")
         results = distill_from_config(config)
     except (ConfigError, CheckpointError, DataMissingError, NonFiniteLossError, ValueError) as err:

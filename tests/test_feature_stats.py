@@ -135,3 +135,18 @@ def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_gener
     trainer._image_priors(images, teacher_out, terms).backward()
     assert set(terms) == {"g_feature_stats"}
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.generator.parameters() if p.requires_grad)
+
+
+def test_ensure_for_recipe_records_once_and_only_when_needed(tmp_path):
+    from datafree.feature_stats import ensure_for_recipe
+
+    off = tiny_config(tmp_path / "off")
+    save_random_teacher(off)
+    assert ensure_for_recipe(off) is None and not stats_path(off.teacher_checkpoint).exists()
+    on = tiny_config(tmp_path / "on", synthesis={"feature_stats": 1.0})
+    save_random_teacher(on)
+    assert ensure_for_recipe(on) == stats_path(on.teacher_checkpoint) and stats_path(on.teacher_checkpoint).exists()
+    assert ensure_for_recipe(on) is None  # already there: not recorded again
+    bn_teacher = tiny_config(tmp_path / "bn", data={"like": "cifar10"}, teacher={"arch": "resnet18"},
+                             synthesis={"feature_stats": 1.0})  # fmt: skip
+    assert ensure_for_recipe(bn_teacher) is None  # BatchNorm running stats serve instead
