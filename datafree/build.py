@@ -23,6 +23,7 @@ from datafree.features import FeatureTaps
 from datafree.teacher import Teacher
 from datafree.trainer import ImageSpec
 from generators import create_generator
+from generators.conditional import ClassConditional
 
 
 def resolve_precision(requested: str) -> str:
@@ -138,8 +139,9 @@ def build_student(config: Config, student_net: nn.Module, teacher_net: nn.Module
 
 def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
     g = config.generator
-    return create_generator(g.arch, latent_dim=g.latent_dim, image_size=spec.image_size, channels=spec.channels,
-                            width=g.width, bn_eps=g.bn_eps, output=g.output, mean=spec.mean, std=spec.std)  # fmt: skip
+    generator = create_generator(g.arch, latent_dim=g.latent_dim, image_size=spec.image_size, channels=spec.channels,
+                                 width=g.width, bn_eps=g.bn_eps, output=g.output, mean=spec.mean, std=spec.std)  # fmt: skip
+    return ClassConditional(generator, spec.num_classes, g.latent_dim) if g.conditional else generator
 
 
 def feature_stats_reference(config: Config, teacher_net: nn.Module, spec: ImageSpec,

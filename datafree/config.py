@@ -62,6 +62,7 @@ class GeneratorConfig:
     width: int = 128  # channels of the first conv block; DAFL uses 128
     bn_eps: float = 0.8  # official DAFL code: BatchNorm2d(C, 0.8) passes 0.8 as eps (not momentum)
     output: str = "bn"  # bn: DAFL's non-affine BatchNorm output | pixels: tanh -> [0, 1] pixels -> normalized
+    conditional: bool = False  # balanced classes: image i of a batch is made for class i mod K (generators/conditional.py)
     lr: float = 0.2
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # official code: Adam defaults
 

@@ -30,9 +30,9 @@ from torch import nn
 from datafree.feature_stats import channel_moments
 
 
-def one_hot_loss(logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against the teacher's own argmax: pushes synthetic images towards confident classes."""
-    return F.cross_entropy(logits, logits.detach().argmax(dim=1))
+def one_hot_loss(logits: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy against the teacher's own argmax (or the classes a conditional generator was asked for)."""
+    return F.cross_entropy(logits, logits.detach().argmax(dim=1) if targets is None else targets)
 
 
 def activation_loss(features: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -129,9 +129,10 @@ class DAFLObjective(nn.Module):
         scaled = global_sum + self.world_size * (local_sum - local_sum.detach())
         return scaled / (logits.shape[0] * self.world_size)
 
-    def forward(self, logits: torch.Tensor, features: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, logits: torch.Tensor, features: torch.Tensor,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
         terms = {
-            "g_onehot": one_hot_loss(logits.float()),
+            "g_onehot": one_hot_loss(logits.float(), targets),
             "g_activation": activation_loss(features.float(), self.activation),
             "g_entropy": entropy_loss(self.batch_mean_probs(logits), self.entropy_log),
         }

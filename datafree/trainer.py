@@ -32,6 +32,7 @@ from datafree.synthesis import (DAFLObjective, adversarial_loss, feature_stats_l
                                 total_variation_loss)  # fmt: skip
 from datafree.teacher import Teacher
 from datafree.viz import save_class_grid
+from generators.conditional import balanced_labels
 
 
 class NonFiniteLossError(RuntimeError):
@@ -146,7 +147,7 @@ class DataFreeTrainer:
         self.student.train()
         with acc.autocast():
             images, teacher_out = self._synthesize(step)
-            g_loss, terms = self.objective(teacher_out.logits, teacher_out.features[self.penultimate])
+            g_loss, terms = self.objective(teacher_out.logits, teacher_out.features[self.penultimate], self._targets())
             g_loss = g_loss + self._image_priors(images, teacher_out, terms)
             if adversarial:
                 terms["g_adversarial"] = adversarial_loss(self._frozen_student(images), teacher_out.logits)
@@ -182,6 +183,12 @@ class DataFreeTrainer:
                 terms[name] = loss()
                 total = total + weight * terms[name]
         return total
+
+    def _targets(self) -> torch.Tensor | None:
+        """The classes a conditional generator made its batch for (None: the teacher's argmax, as in DAFL)."""
+        if not self.config.generator.conditional:
+            return None
+        return balanced_labels(self.config.train.batch_size, self.spec.num_classes, self.accelerator.device)
 
     def _synthesize(self, step: int, draw: int = 0, augmented: bool = False):
         """Generate a batch and run the ONE teacher forward that serves both G's objective and S's targets."""

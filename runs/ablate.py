@@ -44,6 +44,7 @@ VARIANTS: dict[str, dict] = {
     "stats-no-moment": {"synthesis.moment": 0.0},
     "recipe": {},  # feature statistics instead of TV
     "recipe-flip-shift": {"train.augment_flip": True, "train.augment_shift": 2},  # student batches augmented
+    "recipe-conditional": {"generator.conditional": True},  # classes assigned per image, not left to the entropy
     # cost knobs around student-5-fresh (the recipe when they were first measured)
     "student-1": {**TV_RECIPE, "train.student_steps": 1, "train.fresh_batches": False},
     "student-5-same": {**TV_RECIPE, "train.student_steps": 5, "train.fresh_batches": False},

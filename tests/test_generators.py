@@ -44,3 +44,46 @@ def test_pixels_output_stays_in_the_teachers_valid_input_range():
     assert x.min() < low + 0.05 and x.max() > high - 0.05  # and it can reach black and white
     with pytest.raises(ValueError, match="pixels"):
         create_generator("dafl", latent_dim=8, image_size=16, channels=1, output="raw")
+
+
+def test_conditional_generator_assigns_balanced_classes_through_a_learned_embedding():
+    from generators import create_generator
+    from generators.conditional import ClassConditional, balanced_labels
+
+    assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    torch.manual_seed(0)
+    gen = ClassConditional(create_generator("dafl", latent_dim=8, image_size=8, channels=1, width=8, output="pixels"), 3, 8)
+    z = torch.randn(1, 8).repeat(6, 1)  # one latent code, six positions = classes 0,1,2,0,1,2
+    with torch.no_grad():
+        gen.embed.weight.copy_(torch.tensor([[1.0] * 8, [2.0] * 8, [-1.0] * 8]))
+        gen.eval()
+        images = gen(z)
+    assert images.shape == (6, 1, 8, 8)
+    torch.testing.assert_close(images[0], images[3])  # same class, same code -> same image
+    assert not torch.allclose(images[0], images[1])  # same code, another class -> another image
+    with torch.no_grad():
+        torch.testing.assert_close(images[1], gen.generator(z[:1] * 2.0)[0])  # class 1 scales z by its embedding
+
+
+def test_conditional_run_targets_the_assigned_classes(tmp_path):
+    import torch.nn.functional as F
+
+    from datafree import build
+    from datafree.trainer import DataFreeTrainer
+    from tests.conftest import save_random_teacher, tiny_config
+
+    config = tiny_config(tmp_path, generator={"conditional": True, "width": 16, "latent_dim": 16})
+    save_random_teacher(config)
+    spec = build.image_spec(config)
+    teacher, student, generator = build.assemble(config, build.load_teacher_net(config, spec),
+                                                 build.build_net("lenet5_half", spec), spec)  # fmt: skip
+    trainer = DataFreeTrainer(config, build.make_accelerator(config), teacher, student, generator, spec)
+    targets = trainer._targets()
+    assert targets.tolist() == [i % 10 for i in range(config.train.batch_size)]
+    images, out = trainer._synthesize(0)
+    _, terms = trainer.objective(out.logits, out.features[trainer.penultimate], targets)
+    torch.testing.assert_close(terms["g_onehot"], F.cross_entropy(out.logits, targets))
+    assert not torch.allclose(terms["g_onehot"], F.cross_entropy(out.logits, out.logits.argmax(1)))
+    before = generator.embed.weight.detach().clone()
+    trainer.train_step(0)
+    assert not torch.equal(before, generator.embed.weight)  # the class embedding is trained with the generator
