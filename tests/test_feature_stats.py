@@ -150,3 +150,24 @@ def test_ensure_for_recipe_records_once_and_only_when_needed(tmp_path):
     bn_teacher = tiny_config(tmp_path / "bn", data={"like": "cifar10"}, teacher={"arch": "resnet18"},
                              synthesis={"feature_stats": 1.0})  # fmt: skip
     assert ensure_for_recipe(bn_teacher) is None  # BatchNorm running stats serve instead
+
+
+def test_cli_records_for_a_recipe_and_reports_a_missing_teacher(tmp_path, capsys):
+    from datafree.feature_stats import main
+
+    recipe = tmp_path / "r.toml"
+    teacher = tmp_path / "t" / "teacher.safetensors"
+    recipe.write_text(f"""
+[data]
+name = "fake"
+like = "fashion-mnist"
+fake_size = 64
+root = "{tmp_path / 'data'}"
+[teacher]
+checkpoint = "{teacher}"
+""")
+    assert main(["--config", str(recipe)]) == 2
+    assert "train_teacher.py" in capsys.readouterr().err  # the missing-checkpoint message names the fix
+    config = tiny_config(tmp_path, teacher={"checkpoint": str(teacher)})
+    save_random_teacher(config)
+    assert main(["--config", str(recipe)]) == 0 and stats_path(teacher).exists()
