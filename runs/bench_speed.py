@@ -136,6 +136,16 @@ class ModeBench:
         torch._dynamo.reset()  # one static-shape compile per batch, as a real run (fixed batch) would have
         release_memory()
 
+    @staticmethod
+    def stand_in_stats(config, teacher_net, spec):
+        """Feature statistics of the random teacher on noise: the prior costs the same whatever its reference."""
+        if not config.synthesis.feature_stats:
+            return None
+        from datafree.feature_stats import record_feature_stats
+
+        noise = torch.randn(64, spec.channels, spec.image_size, spec.image_size)
+        return record_feature_stats(teacher_net, [noise])
+
     def setup(self, batch: int, warmup: int, count_flops: bool = False) -> dict:
         """Build generator/teacher/student through datafree.build, as the pipeline does, and warm up (compile).
 
@@ -153,7 +163,8 @@ class ModeBench:
         teacher_net = build.build_net(config.teacher.arch, spec)  # random init: speed does not need a trained teacher
         student_net = build.build_net(config.student.arch, spec)
         accelerator = build.make_accelerator(config)
-        teacher, student, generator = build.assemble(config, teacher_net, student_net, spec)
+        teacher, student, generator = build.assemble(config, teacher_net, student_net, spec,
+                                                     feature_stats=self.stand_in_stats(config, teacher_net, spec))
         self.trainer = DataFreeTrainer(config, accelerator, teacher, student, generator, spec)
         self.device = accelerator.device
         start = time.perf_counter()
