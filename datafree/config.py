@@ -94,6 +94,7 @@ class TrainConfig:
     fresh_batches: bool = False  # extra student steps draw NEW batches (G forward without grad + teacher forward)
     augment_flip: bool = False  # student batches: random left-right flip, relabelled by the teacher
     augment_shift: int = 0  # student batches: random shift of up to N pixels (black fill), relabelled by the teacher
+    ema_decay: float = 0.0  # > 0: ship (evaluate, save) an exponential moving average of the student's weights
     eval_every: int = 200
     log_every: int = 20
     sample_every: int = 500
@@ -250,6 +251,8 @@ def validate(config: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} = {value!r} is not one of {sorted(allowed)}")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ConfigError(f"train.ema_decay must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema_decay}")
     if t.augment_shift < 0:
         raise ConfigError(f"train.augment_shift must be >= 0 pixels, got {t.augment_shift}")
     if t.fresh_batches and t.replay:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -107,6 +108,11 @@ class DataFreeTrainer:
             self.generator, self.teacher = torch.compile(self.generator), torch.compile(self.teacher)
         self.progress = Progress()
         accelerator.register_for_checkpointing(self.sched_s, self.progress)
+        self.ema = None  # exponential moving average of the student's weights: the student we ship, when on
+        if t.ema_decay:
+            net = accelerator.unwrap_model(self.student).net
+            self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
+            accelerator.register_for_checkpointing(self.ema)
 
         self.eval_loader = None
         if eval_set is not None:
@@ -165,6 +171,8 @@ class DataFreeTrainer:
                 self._step((self.opt_g, self.opt_s), g_loss + s_loss)
             else:
                 self._step(self.opt_s, s_loss)
+            if self.ema is not None:
+                self.ema.update_parameters(self.accelerator.unwrap_model(self.student).net)
         self.sched_s.step()
         terms.update(s_terms)
         terms["g_total"], terms["s_total"] = g_loss.detach(), s_loss.detach()
@@ -265,7 +273,9 @@ class DataFreeTrainer:
                 self._last_logged = done
                 record.update(self._teacher_stats())
                 if at(cfg.eval_every) and self.eval_loader is not None:
-                    record["student_acc"] = accuracy(self.student, self.eval_loader, acc)
+                    record["student_acc"] = accuracy(self.shipped_student, self.eval_loader, acc)
+                    if self.ema is not None:
+                        record["student_acc_raw"] = accuracy(self.student, self.eval_loader, acc)
                     if record["student_acc"] > self.progress.best_acc:
                         self.progress.best_acc, self.progress.best_step = record["student_acc"], done
                         self._save_weights("student_best.safetensors")
@@ -281,11 +291,18 @@ class DataFreeTrainer:
             bar.update(1)
         bar.close()
         acc.wait_for_everyone()
+        if self.ema is not None:  # from here on the student IS its average (final accuracy, saved weights, API)
+            acc.unwrap_model(self.student).net.load_state_dict(self.ema.module.state_dict())
         self._save_weights("student_last.safetensors")
         self._save_weights("generator.safetensors", self.generator)
         return {"steps": cfg.steps, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
                 "wall_time_s": self.progress.elapsed_s,
                 "images_generated": cfg.steps * self.images_per_step, "student_steps": cfg.student_steps}  # fmt: skip
+
+    @property
+    def shipped_student(self) -> nn.Module:
+        """The student whose accuracy we report and whose weights we save: the EMA when train.ema_decay > 0."""
+        return self.ema.module if self.ema is not None else self.student
 
     # ---- every-N-steps helpers ------------------------------------------------------------------------
     def _guard_finite(self, bad: torch.Tensor, names: list[str], step: int) -> None:
@@ -317,6 +334,8 @@ class DataFreeTrainer:
         module = self.accelerator.unwrap_model(module if module is not None else self.student)
         if self.accelerator.is_main_process:
             target = module.net if isinstance(module, StudentWithLosses) and name.startswith("student") else module
+            if self.ema is not None and target is not module:
+                target = self.ema.module
             ckpt.save_weights(target, self.out / name, metadata={"step": self.progress.step})
             if isinstance(module, StudentWithLosses):  # the losses' own parameters (regressors...) beside it
                 ckpt.save_weights(module, self.out / name.replace(".safetensors", "_with_losses.safetensors"))

@@ -98,6 +98,24 @@ def test_kd_t1_equals_hand_kl():
     assert create_loss("kd", temperature=1.0)(out(s), out(t)).item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_kd_class_balanced_gives_each_teacher_class_equal_weight():
+    from datafree.distill.kd import class_balanced_weights
+
+    labels = torch.tensor([0, 0, 0, 1])  # 3 images of class 0, 1 of class 1: weights 4/(2*3) and 4/(2*1)
+    assert class_balanced_weights(labels, 3).tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])
+    s = torch.randn(4, 3)
+    t = torch.tensor([[5.0, 0, 0], [4.0, 1, 0], [3.0, 0, 1], [0.0, 6, 0]])
+    per_image = [create_loss("kd")(out(s[i:i + 1]), out(t[i:i + 1])).item() for i in range(4)]
+    expected = (2 / 3 * sum(per_image[:3]) + 2.0 * per_image[3]) / 4  # class 0 and class 1 each count half
+    balanced = create_loss("kd", class_balanced=True)(out(s), out(t)).item()
+    assert balanced == pytest.approx(expected, rel=1e-5)
+    assert balanced != pytest.approx(sum(per_image) / 4, rel=1e-3)  # plain KD weighs class 0 three times
+    even = torch.tensor([[5.0, 0, 0], [0.0, 5, 0], [0.0, 0, 5]])  # one image per class: the plain loss
+    s3 = torch.randn(3, 3)
+    assert create_loss("kd", class_balanced=True)(out(s3), out(even)).item() == pytest.approx(
+        create_loss("kd")(out(s3), out(even)).item(), rel=1e-6)
+
+
 def test_kd_temperature_squared_scaling():
     s, t = torch.randn(4, 5), torch.randn(4, 5)
     kd1 = create_loss("kd", temperature=1.0)

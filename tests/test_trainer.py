@@ -62,12 +62,13 @@ def _interrupt_after(monkeypatch, calls: int):
     monkeypatch.setattr(DataFreeTrainer, "train_step", step)
 
 
-def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch):
-    straight = tiny_config(tmp_path / "a")
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])  # the weight average is part of the resumable state
+def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch, ema_decay):
+    straight = tiny_config(tmp_path / "a", train={"ema_decay": ema_decay})
     save_random_teacher(straight)
     distill_from_config(straight)
 
-    resumed = tiny_config(tmp_path / "b")
+    resumed = tiny_config(tmp_path / "b", train={"ema_decay": ema_decay})
     save_random_teacher(resumed)
     with monkeypatch.context() as patch:
         _interrupt_after(patch, 4)  # checkpoint at step 3, crash during step 5
@@ -168,3 +169,41 @@ def test_images_generated_counts_the_fresh_batches(tmp_path):
     save_random_teacher(config)
     results = distill_from_config(config)
     assert results["images_generated"] == 2 * 16 * 3 and results["student_steps_per_step"] == 3
+
+
+def test_ema_student_is_the_moving_average_and_is_what_gets_shipped(tmp_path):
+    from accelerate.utils import set_seed
+
+    from datafree import build
+
+    decay = 0.6
+    config = tiny_config(tmp_path, train={"ema_decay": decay, "steps": 3, "eval_every": 3})
+    save_random_teacher(config)
+    spec = build.image_spec(config)
+    set_seed(0)
+    teacher, student, generator = build.assemble(config, build.load_teacher_net(config, spec),
+                                                 build.build_net("lenet5_half", spec), spec)
+    trainer = DataFreeTrainer(config, build.make_accelerator(config), teacher, student, generator, spec)
+    expected = None
+    for step in range(3):  # one student update per step: e_1 = w_1, e_k = d e_(k-1) + (1 - d) w_k
+        trainer.train_step(step)
+        raw = {k: v.detach().clone() for k, v in student.net.state_dict().items()}
+        expected = raw if expected is None else {k: decay * expected[k] + (1 - decay) * raw[k] for k in raw}
+    for key, value in trainer.ema.module.state_dict().items():
+        torch.testing.assert_close(value, expected[key], msg=key)
+    assert any(not torch.equal(expected[k], raw[k]) for k in raw)  # the average really lags the raw weights
+
+    run = tiny_config(tmp_path / "run", train={"ema_decay": decay})
+    save_random_teacher(run)
+    results = distill_from_config(run)
+    lines = [json.loads(l) for l in open(f"{tmp_path}/run/run/metrics.jsonl")]
+    assert {"student_acc", "student_acc_raw"} <= set(lines[2])
+    assert results["student_acc_final"] == lines[-1]["student_acc"]  # the final figure is the average's
+
+
+def test_ema_config_out_of_range_is_rejected(tmp_path):
+    from datafree.config import ConfigError, validate
+
+    validate(tiny_config(tmp_path, train={"ema_decay": 0.999}))
+    with pytest.raises(ConfigError, match="ema_decay"):
+        validate(tiny_config(tmp_path, train={"ema_decay": 1.0}))
