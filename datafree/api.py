@@ -11,6 +11,8 @@ model); pass ``feature_layer="<module path>"`` (or ``"<path>:input"``) to choose
 The optional DeepInversion prior (``synthesis={"feature_stats": 1.0}``) reads a BatchNorm teacher's
 running statistics by itself; for a teacher without BatchNorm pass
 ``feature_stats=datafree.feature_stats.record_feature_stats(teacher, batches_you_trained_it_on)``.
+The per-class prior (``synthesis={"class_feature_stats": 1.0}``) needs the same per class, from labelled
+batches: ``class_feature_stats=record_feature_stats(teacher, labelled_batches, num_classes=K)``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, *, image_size: int,
                      mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                      eval_set: Dataset | None = None, feature_layer: str | None = None,
                      config: Config | None = None, losses: list[dict] | None = None, resume: bool = False,
-                     feature_stats: dict | None = None, **sections: dict) -> dict:  # fmt: skip
+                     feature_stats: dict | None = None, class_feature_stats: dict | None = None,
+                     **sections: dict) -> dict:  # fmt: skip
     """Run DAFL with the given networks; ``sections`` override recipe tables, e.g. ``generator={"width": 64}``.
 
     ``mean``/``std`` are the normalization the teacher was trained with (only used to display samples).
@@ -52,4 +55,4 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, *, image_size: int,
     validate(config)
     spec = ImageSpec(channels, image_size, num_classes, tuple(mean or (0.5,) * channels), tuple(std or (0.5,) * channels))
     return distill(config, teacher, student, spec, eval_set, feature_layer=feature_layer, resume=resume,
-                   feature_stats=feature_stats)
+                   feature_stats=feature_stats, class_feature_stats=class_feature_stats)

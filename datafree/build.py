@@ -145,29 +145,35 @@ def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
 
 
 def feature_stats_reference(config: Config, teacher_net: nn.Module, spec: ImageSpec,
-                            given: Reference | None = None) -> Reference:  # fmt: skip
-    """The teacher's training-set feature statistics when ``synthesis.feature_stats`` is on, checked against it.
+                            given: Reference | None = None, per_class: bool = False) -> Reference:  # fmt: skip
+    """The teacher's training-set feature statistics a prior needs (pooled, or per class), checked against it.
 
-    Source, in order: ``given`` (API), the teacher's own BatchNorm layers, ``<teacher>.stats.safetensors``.
+    Source, in order: ``given`` (API), the teacher's own BatchNorm layers (pooled only),
+    ``<teacher>.stats.safetensors``.
     """
-    weight = config.synthesis.feature_stats
+    weight = config.synthesis.class_feature_stats if per_class else config.synthesis.feature_stats
+    knob = "synthesis.class_feature_stats" if per_class else "synthesis.feature_stats"
     if not weight:
         return {}
     if given is not None:
-        reference, source = given, "the feature_stats argument"
+        reference, source = given, "the class_feature_stats argument" if per_class else "the feature_stats argument"
     else:
-        reference, source = batchnorm_reference(teacher_net), "the teacher's BatchNorm layers"
+        reference, source = ({}, "") if per_class else (batchnorm_reference(teacher_net), "the teacher's BatchNorm layers")
         if not reference:
             path = stats_path(config.teacher_checkpoint)
             if not path.exists():
+                why = "" if per_class else f"{type(teacher_net).__name__} has no BatchNorm layers and "
                 raise ConfigError(
-                    f"synthesis.feature_stats = {weight} needs the teacher's feature statistics on its training data, "
-                    f"but {type(teacher_net).__name__} has no BatchNorm layers and {path} does not exist. Record them "
-                    "with `python -m datafree.feature_stats --config <recipe>` (train_teacher.py writes them too; "
-                    "from Python pass feature_stats=datafree.feature_stats.record_feature_stats(teacher, batches)), "
-                    "or set synthesis.feature_stats = 0."
+                    f"{knob} = {weight} needs the teacher's {'per-class ' if per_class else ''}feature statistics on "
+                    f"its training data, but {why}{path} does not exist. Record them with `python -m "
+                    "datafree.feature_stats --config <recipe>` (train_teacher.py writes them too; from Python pass "
+                    f"{knob.split('.')[1]}=datafree.feature_stats.record_feature_stats(teacher, batches"
+                    f"{', num_classes=K' if per_class else ''})), or set {knob} = 0."
                 )
-            reference, source = load_reference(path), str(path)
+            try:
+                reference, source = load_reference(path, per_class), str(path)
+            except ckpt.CheckpointError as err:
+                raise ConfigError(f"{knob} = {weight}: {err}") from None
     wanted = config.synthesis.feature_stats_layers
     if wanted:
         missing = [tap for tap in wanted if tap not in reference]
@@ -180,21 +186,26 @@ def feature_stats_reference(config: Config, teacher_net: nn.Module, spec: ImageS
     except ValueError as err:
         raise ConfigError(f"feature statistics from {source}: {err}") from None
     for tap, (mean, var) in reference.items():
-        channels = shapes[tap][0]
-        if tuple(mean.shape) != (channels,) or tuple(var.shape) != (channels,):
-            raise ConfigError(f"feature statistics from {source} have {tuple(mean.shape)} values for {tap!r}, but the "
-                              f"teacher's {tap} has {channels} channels; record them again for this teacher")  # fmt: skip
+        expected = (spec.num_classes, shapes[tap][0]) if per_class else (shapes[tap][0],)
+        if tuple(mean.shape) != expected or tuple(var.shape) != expected:
+            classes = f" and the data has {spec.num_classes} classes" if per_class else ""
+            raise ConfigError(f"feature statistics from {source} have shape {tuple(mean.shape)} for {tap!r}, but the "
+                              f"teacher's {tap} has {shapes[tap][0]} channels{classes} (expected {expected}); "
+                              "record them again for this teacher")  # fmt: skip
     return reference
 
 
 def assemble(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec: ImageSpec,
-             feature_layer: str | None = None, feature_stats: Reference | None = None):  # fmt: skip
+             feature_layer: str | None = None, feature_stats: Reference | None = None,
+             class_feature_stats: Reference | None = None):  # fmt: skip
     """Teacher wrapper + student-with-losses + generator from already-built networks (registry or user's own)."""
     check_network(teacher_net, spec, "teacher")
     check_network(student_net, spec, "student")
     student = build_student(config, student_net, teacher_net, spec)
-    reference = feature_stats_reference(config, teacher_net, spec, feature_stats)
-    teacher = Teacher(teacher_net, taps=[*student.teacher_taps, *reference], feature_layer=feature_layer)
-    teacher.feature_stats = reference
+    pooled = feature_stats_reference(config, teacher_net, spec, feature_stats)
+    per_class = feature_stats_reference(config, teacher_net, spec, class_feature_stats, per_class=True)
+    taps = dict.fromkeys([*student.teacher_taps, *pooled, *per_class])  # ordered, no duplicates
+    teacher = Teacher(teacher_net, taps=list(taps), feature_layer=feature_layer)
+    teacher.feature_stats, teacher.class_feature_stats = pooled, per_class
     check_network(teacher_net, spec, "teacher", [teacher.penultimate])
     return teacher, student, build_generator(config, spec)

@@ -81,6 +81,7 @@ class SynthesisConfig:
     moment: float = 0.0  # optional prior: batch pixel mean/std pulled to the dataset's (normalized 0 / 1)
     tv: float = 0.0  # optional prior: total variation of the images (smoothness, as in DeepInversion)
     feature_stats: float = 0.0  # optional prior: teacher feature mean/var -> its training statistics (DeepInversion)
+    class_feature_stats: float = 0.0  # optional prior: the same, per class (images the teacher calls k -> class k's)
     feature_stats_layers: list[str] = field(default_factory=list)  # which of the recorded layers ([] = all)
 
 

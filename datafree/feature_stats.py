@@ -10,6 +10,9 @@ existing teacher): a few dozen means and variances per layer, saved beside the t
 
 A reference is ``{tap name: (mean, var)}`` with one value per channel; tap names follow
 :mod:`datafree.features` (``"conv1"`` = that module's output, ``"bn1:input"`` = its input).
+A *class* reference holds the same statistics per class, ``(K, C)`` tensors: what the teacher's features
+look like on each class's training images (``synthesis.class_feature_stats``; BatchNorm keeps no such
+thing, so it is always recorded, by ``train_teacher.py`` or ``python -m datafree.feature_stats``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -51,35 +56,69 @@ def channel_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 
 
 @torch.no_grad()
-def record_feature_stats(net: nn.Module, batches, taps: list[str] | None = None) -> Reference:
-    """Per-channel mean/var of ``taps`` over all images of ``batches`` (an iterable of image tensors or
-    (images, labels) pairs), accumulated in float64 so a 60K-image pass does not lose precision."""
-    taps = taps or default_stats_taps(net)
+def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | None):
+    """Per-group float64 sums of x and x^2 over batch and space, and counts; groups = classes or one group."""
     hooks = FeatureTaps(net, taps)
     was_training = net.training
     net.eval()
-    count = {t: 0 for t in taps}
+    groups = num_classes or 1
     sums: dict[str, torch.Tensor] = {}
     squares: dict[str, torch.Tensor] = {}
+    counts: dict[str, torch.Tensor] = {}
     try:
         for batch in tqdm(batches, desc="feature statistics", leave=False):
             images = batch[0] if isinstance(batch, (list, tuple)) else batch
+            if num_classes is not None and not isinstance(batch, (list, tuple)):
+                raise ValueError("per-class feature statistics need (images, labels) batches")
             out = hooks.run(images.to(next(net.parameters()).device))
+            labels = batch[1] if num_classes is not None else torch.zeros(len(images), dtype=torch.long)
+            one_hot = F.one_hot(labels.long().to(images.device), groups).double()  # (N, G)
             for tap, value in out.features.items():
-                flat = value.double().transpose(0, 1).flatten(1)
-                sums[tap] = sums.get(tap, 0) + flat.sum(dim=1)
-                squares[tap] = squares.get(tap, 0) + (flat * flat).sum(dim=1)
-                count[tap] += flat.shape[1]
+                value = value.double()
+                positions = value[0, 0].numel()  # H * W values per channel per image
+                sums[tap] = sums.get(tap, 0) + torch.einsum("ng,nc...->gc", one_hot, value)
+                squares[tap] = squares.get(tap, 0) + torch.einsum("ng,nc...->gc", one_hot, value * value)
+                counts[tap] = counts.get(tap, 0) + one_hot.sum(dim=0) * positions
     finally:
         hooks.remove()
         net.train(was_training)
     if not sums:
         raise ValueError("record_feature_stats got no images")
+    return sums, squares, counts
+
+
+def _finish(sums, squares, counts, per_class: bool) -> Reference:
+    """Mean/var from the sums; pooled over classes unless ``per_class`` (an empty class gets the pooled values)."""
     reference = {}
-    for tap in taps:
-        mean = sums[tap] / count[tap]
-        reference[tap] = (mean.float(), (squares[tap] / count[tap] - mean * mean).clamp_min(0).float())
+    for tap in sums:
+        s, q, n = sums[tap], squares[tap], counts[tap][:, None]
+        pooled_mean = s.sum(0) / n.sum()
+        pooled_var = q.sum(0) / n.sum() - pooled_mean**2
+        if per_class:
+            mean = torch.where(n > 0, s / n.clamp_min(1), pooled_mean)
+            var = torch.where(n > 0, q / n.clamp_min(1) - mean**2, pooled_var)
+        else:
+            mean, var = pooled_mean, pooled_var
+        reference[tap] = (mean.float(), var.clamp_min(0).float())
     return reference
+
+
+def record_feature_stats(net: nn.Module, batches, taps: list[str] | None = None,
+                         num_classes: int | None = None) -> Reference:  # fmt: skip
+    """Per-channel mean/var of ``taps`` over all images of ``batches`` (an iterable of image tensors or
+    (images, labels) pairs), accumulated in float64 so a 60K-image pass does not lose precision.
+
+    With ``num_classes`` the batches must carry labels and the result is per class: ``(K, C)`` tensors.
+    """
+    sums = _accumulate(net, batches, taps or default_stats_taps(net), num_classes)
+    return _finish(*sums, per_class=num_classes is not None)
+
+
+def record_teacher_stats(net: nn.Module, batches, num_classes: int,
+                         taps: list[str] | None = None) -> tuple[Reference, Reference]:  # fmt: skip
+    """(pooled, per-class) statistics from ONE pass over labelled training batches: what gets saved."""
+    sums = _accumulate(net, batches, taps or default_stats_taps(net), num_classes)
+    return _finish(*sums, per_class=False), _finish(*sums, per_class=True)
 
 
 def stats_path(teacher_checkpoint: str | Path) -> Path:
@@ -88,24 +127,36 @@ def stats_path(teacher_checkpoint: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".safetensors") + ".stats.safetensors")
 
 
-def save_reference(reference: Reference, path: str | Path) -> None:
+def save_reference(reference: Reference, path: str | Path, class_reference: Reference | None = None) -> None:
+    """One safetensors file: ``<tap>/mean``, ``<tap>/var`` and, if given, ``<tap>/class_mean``, ``<tap>/class_var``."""
     tensors = {}
     for tap, (mean, var) in reference.items():
         tensors[f"{tap}/mean"], tensors[f"{tap}/var"] = mean, var
+    for tap, (mean, var) in (class_reference or {}).items():
+        tensors[f"{tap}/class_mean"], tensors[f"{tap}/class_var"] = mean, var
     save_tensors(tensors, Path(path), metadata={"what": "per-channel feature statistics of the teacher, training data"})
 
 
-def load_reference(path: str | Path) -> Reference:
-    """Read a statistics file (safetensors: tensors only, nothing is unpickled)."""
+def load_reference(path: str | Path, per_class: bool = False) -> Reference:
+    """Read a statistics file (safetensors: tensors only, nothing is unpickled); the per-class part if asked."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"feature statistics {path} do not exist")
     tensors = load_file(str(path))
+    prefix = "class_" if per_class else ""
     taps = sorted({key.rsplit("/", 1)[0] for key in tensors})
+    if per_class and not any(key.endswith("/class_mean") for key in tensors):
+        raise CheckpointError(f"{path} has no per-class statistics (recorded before they existed); record them again "
+                              "with `python -m datafree.feature_stats --config <recipe>`")  # fmt: skip
     try:
-        return {tap: (tensors[f"{tap}/mean"], tensors[f"{tap}/var"]) for tap in taps}
+        return {tap: (tensors[f"{tap}/{prefix}mean"], tensors[f"{tap}/{prefix}var"]) for tap in taps}
     except KeyError as err:
         raise CheckpointError(f"{path} is not a feature statistics file (missing {err}); record it again") from None
+
+
+def has_class_stats(path: str | Path) -> bool:
+    with safe_open(str(path), framework="pt") as fh:
+        return any(key.endswith("/class_mean") for key in fh.keys())
 
 
 def record_for_recipe(config) -> Path:
@@ -116,10 +167,11 @@ def record_for_recipe(config) -> Path:
     spec = build.image_spec(config)
     net = build.load_teacher_net(config, spec)
     d = config.data
-    images = load_tensors(d.name, root=d.root, train=True, download=d.download, like=d.like or None,
-                          fake_size=d.fake_size or None).tensors[0]  # fmt: skip
+    images, labels = load_tensors(d.name, root=d.root, train=True, download=d.download, like=d.like or None,
+                                  fake_size=d.fake_size or None).tensors  # fmt: skip
     path = stats_path(config.teacher_checkpoint)
-    save_reference(record_feature_stats(net, images.split(1000)), path)
+    pooled, per_class = record_teacher_stats(net, zip(images.split(1000), labels.split(1000)), spec.num_classes)
+    save_reference(pooled, path, per_class)
     return path
 
 
@@ -130,10 +182,13 @@ def ensure_for_recipe(config) -> Path | None:
     """
     from datafree import build
 
-    path = stats_path(config.teacher_checkpoint)
-    if not config.synthesis.feature_stats or path.exists():
+    path, y = stats_path(config.teacher_checkpoint), config.synthesis
+    if y.class_feature_stats:
+        if path.exists() and has_class_stats(path):
+            return None
+    elif not y.feature_stats or path.exists():
         return None
-    if batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))):
+    elif batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))):
         return None
     print("== recording the teacher's feature statistics on its training data (teacher side, once)")
     return record_for_recipe(config)

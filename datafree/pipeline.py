@@ -35,12 +35,13 @@ def hardware() -> str:
 
 def distill(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec: ImageSpec,
             eval_set: Dataset | None = None, feature_layer: str | None = None, resume: bool = False,
-            feature_stats: dict | None = None) -> dict:  # fmt: skip
+            feature_stats: dict | None = None, class_feature_stats: dict | None = None) -> dict:  # fmt: skip
     """Data-free distillation of ``teacher_net`` into ``student_net``; returns (and writes) the results."""
     out = Path(config.train.output_dir)
     accelerator = build.make_accelerator(config)
     set_seed(config.train.seed)  # same model init on every rank; latent codes differ per rank (trainer)
-    teacher, student, generator = build.assemble(config, teacher_net, student_net, spec, feature_layer, feature_stats)
+    teacher, student, generator = build.assemble(config, teacher_net, student_net, spec, feature_layer, feature_stats,
+                                                 class_feature_stats)  # fmt: skip
     trainer = DataFreeTrainer(config, accelerator, teacher, student, generator, spec, eval_set)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from datafree import build
 from datafree.checkpoint import atomic_write_text, save_weights
 from datafree.config import Config
 from datafree.evaluate import accuracy
-from datafree.feature_stats import batchnorm_reference, record_feature_stats, save_reference, stats_path
+from datafree.feature_stats import record_teacher_stats, save_reference, stats_path
 
 
 def train_teacher(config: Config) -> dict:
@@ -72,9 +72,11 @@ def train_teacher(config: Config) -> dict:
     if accelerator.is_main_process:
         save_weights(accelerator.unwrap_model(net), out, {**meta, "test_acc": history[-1]["test_acc"]})
         atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
-        teacher_net = accelerator.unwrap_model(net)
-        if not batchnorm_reference(teacher_net):  # what a BN teacher carries anyway: feature stats on the train set
-            save_reference(record_feature_stats(teacher_net, train_set.tensors[0].split(1000)), stats_path(out))
+        # pooled feature statistics (what a BN teacher carries anyway) and per-class ones, for the image priors
+        images, labels = train_set.tensors
+        batches = zip(images.split(1000), labels.split(1000))
+        pooled, per_class = record_teacher_stats(accelerator.unwrap_model(net), batches, spec.num_classes)
+        save_reference(pooled, stats_path(out), per_class)
     accelerator.wait_for_everyone()
     build.reset_accelerate()  # the distillation that may follow in this process picks its own precision
     return result

@@ -107,6 +107,33 @@ def feature_stats_loss(features: dict[str, torch.Tensor],
     return total
 
 
+def class_feature_stats_loss(features: dict[str, torch.Tensor], reference: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                             labels: torch.Tensor, min_count: int = 2) -> torch.Tensor:  # fmt: skip
+    """The feature prior per class: images labelled k must have the statistics of class k's training images.
+
+    For each layer, sum over classes k of (n_k / n) * (||mu_k(x) - mu_ref[k]||_2 + ||var_k(x) - var_ref[k]||_2),
+    mu_k/var_k over the n_k images labelled k (and space); classes with fewer than ``min_count`` images in
+    the batch are skipped (n counts the rest). The pooled prior only asks that the MIXTURE look right; a
+    generator can meet it with too few pullovers and too many shirt-like ones, this one cannot.
+    """
+    total = None
+    for tap, (ref_mean, ref_var) in reference.items():
+        value = features[tap].float()
+        one_hot = F.one_hot(labels, ref_mean.shape[0]).to(value.dtype)  # (N, K)
+        images = one_hot.sum(dim=0)  # n_k
+        positions = value[0, 0].numel()
+        count = (images * positions).clamp_min(1)[:, None]
+        mean = torch.einsum("nk,nc...->kc", one_hot, value) / count
+        var = (torch.einsum("nk,nc...->kc", one_hot, value * value) / count - mean * mean).clamp_min(0)
+        per_class = torch.linalg.vector_norm(mean - ref_mean, dim=1) + torch.linalg.vector_norm(var - ref_var, dim=1)
+        weight = torch.where(images >= min_count, images, torch.zeros_like(images))
+        term = (weight * per_class).sum() / weight.sum().clamp_min(1)
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("class_feature_stats_loss needs at least one reference layer")
+    return total
+
+
 class DAFLObjective(nn.Module):
     """Weighted sum of the three DAFL terms; returns (total, {term: value}) for logging."""
 

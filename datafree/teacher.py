@@ -31,6 +31,7 @@ class Teacher(nn.Module):
         self.feature_names = list(dict.fromkeys([self.feature_layer, *taps]))
         self._taps = FeatureTaps(self.net, self.feature_names)
         self.feature_stats: dict = {}  # {tap: (mean, var)} on the training data, for synthesis.feature_stats
+        self.class_feature_stats: dict = {}  # {tap: (mean, var)} as (classes, channels), synthesis.class_feature_stats
 
     def train(self, mode: bool = True) -> "Teacher":
         """Stay in eval mode whatever the caller asks: BN statistics of a teacher never move."""

@@ -29,8 +29,8 @@ from datafree.augment import augment
 from datafree.config import Config
 from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy
-from datafree.synthesis import (DAFLObjective, adversarial_loss, feature_stats_loss, moment_loss,
-                                total_variation_loss)  # fmt: skip
+from datafree.synthesis import (DAFLObjective, adversarial_loss, class_feature_stats_loss, feature_stats_loss,
+                                moment_loss, total_variation_loss)  # fmt: skip
 from datafree.teacher import Teacher
 from datafree.viz import save_class_grid
 from generators.conditional import balanced_labels
@@ -124,8 +124,9 @@ class DataFreeTrainer:
         y = config.synthesis
         self.objective = DAFLObjective(y.oh, y.a, y.ie, y.entropy_log, y.activation, reduce_sum, accelerator.num_processes)
         self.penultimate = teacher.penultimate
-        self.feature_stats = {tap: (m.to(accelerator.device), v.to(accelerator.device))
-                              for tap, (m, v) in getattr(teacher, "feature_stats", {}).items()}  # fmt: skip
+        on_device = lambda ref: {tap: (m.to(accelerator.device), v.to(accelerator.device)) for tap, (m, v) in ref.items()}  # noqa: E731
+        self.feature_stats = on_device(getattr(teacher, "feature_stats", {}))
+        self.class_feature_stats = on_device(getattr(teacher, "class_feature_stats", {}))
         self.z_generator = torch.Generator(device=accelerator.device)
         self._last_logged = 0  # step of the previous metrics line (loss terms are averaged since then)
         self._replay: list = [None] * config.train.replay  # ring buffer of (images, teacher output)
@@ -180,17 +181,24 @@ class DataFreeTrainer:
         return terms
 
     def _image_priors(self, images: torch.Tensor, teacher_out, terms: dict) -> torch.Tensor:
-        """Optional priors (weights 0 = pure DAFL), logged as g_moment / g_tv / g_feature_stats."""
+        """Optional priors (weights 0 = pure DAFL), logged as g_moment / g_tv / g_feature_stats / g_class_stats."""
         y, total = self.config.synthesis, images.new_zeros((), dtype=torch.float32)
+        features = teacher_out.features
         priors = (("g_moment", y.moment, lambda: moment_loss(images)),
                   ("g_tv", y.tv, lambda: total_variation_loss(images)),
-                  ("g_feature_stats", y.feature_stats,
-                   lambda: feature_stats_loss(teacher_out.features, self.feature_stats)))  # fmt: skip
+                  ("g_feature_stats", y.feature_stats, lambda: feature_stats_loss(features, self.feature_stats)),
+                  ("g_class_stats", y.class_feature_stats,
+                   lambda: class_feature_stats_loss(features, self.class_feature_stats, self._labels(teacher_out))))  # fmt: skip
         for name, weight, loss in priors:
             if weight:
                 terms[name] = loss()
                 total = total + weight * terms[name]
         return total
+
+    def _labels(self, teacher_out) -> torch.Tensor:
+        """The class of each synthetic image: the one it was made for, else the teacher's argmax."""
+        targets = self._targets()
+        return targets if targets is not None else teacher_out.logits.detach().argmax(dim=1)
 
     def _targets(self) -> torch.Tensor | None:
         """The classes a conditional generator made its batch for (None: the teacher's argmax, as in DAFL)."""

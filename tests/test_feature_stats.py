@@ -111,6 +111,7 @@ def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_gener
     assert json.loads((folder / "teacher.json").read_text())["epochs"] == 2 and 0 <= result["teacher_acc"] <= 1
     reference = load_reference(stats_path(config.teacher_checkpoint))
     assert list(reference) == ["conv1", "conv2", "conv3"]  # LeNet-5's declared stats_taps
+    assert tuple(load_reference(stats_path(config.teacher_checkpoint), per_class=True)["conv1"][0].shape) == (10, 6)
 
     from datafree import build
 
@@ -171,3 +172,80 @@ checkpoint = "{teacher}"
     config = tiny_config(tmp_path, teacher={"checkpoint": str(teacher)})
     save_random_teacher(config)
     assert main(["--config", str(recipe)]) == 0 and stats_path(teacher).exists()
+
+
+# ---------------------------------------------------------------------------------- per-class statistics
+def test_class_loss_matches_hand_computation_and_skips_classes_seen_once():
+    from datafree.synthesis import class_feature_stats_loss
+
+    # 1 channel, no space: class 0 = {1, 3} (mean 2, var 1), class 1 = {5, 9} (mean 7, var 4), class 2 = {0}
+    features = {"fc": torch.tensor([[1.0], [5.0], [3.0], [9.0], [0.0]])}
+    labels = torch.tensor([0, 1, 0, 1, 2])
+    reference = {"fc": (torch.tensor([[2.0], [4.0], [100.0]]), torch.tensor([[1.0], [0.0], [100.0]]))}
+    # class 0 matches exactly; class 1 is off by |7 - 4| + |4 - 0| = 7; class 2 has 1 image: skipped
+    expected = (2 * 0.0 + 2 * 7.0) / 4
+    assert class_feature_stats_loss(features, reference, labels).item() == pytest.approx(expected)
+    # the pooled prior cannot tell which images belong to which class, the per-class one can
+    swapped = torch.tensor([1, 0, 1, 0, 2])  # class 0 = {5, 9}: |7 - 2| + |4 - 1| = 8; class 1 = {1, 3}: 2 + 1
+    assert class_feature_stats_loss(features, reference, swapped).item() == pytest.approx((2 * 8.0 + 2 * 3.0) / 4)
+
+
+def test_class_stats_recorded_per_class_and_pooled_from_one_pass():
+    from datafree.feature_stats import record_teacher_stats
+    from datafree.synthesis import class_feature_stats_loss
+
+    net, images = _net(), torch.randn(41, 1, 8, 8)
+    labels = torch.arange(41) % 3
+    labels[labels == 2] = 1  # class 2 has no image: it gets the pooled statistics
+    pooled, per_class = record_teacher_stats(net, zip(images.split(10), labels.split(10)), num_classes=3)
+    assert tuple(per_class["0"][0].shape) == (3, 3) and tuple(per_class["2"][1].shape) == (3, 4)
+    features = {"0": net[0](images), "2": net[2](net[1](net[0](images)))}
+    for tap in ("0", "2"):
+        for k in (0, 1):
+            mean, var = channel_moments(features[tap][labels == k])
+            torch.testing.assert_close(per_class[tap][0][k], mean, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(per_class[tap][1][k], var, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(per_class[tap][0][2], pooled[tap][0])
+        plain = record_feature_stats(net, images.split(10), ["0", "2"])  # the pooled part = unlabelled recording
+        torch.testing.assert_close(pooled[tap][0], plain[tap][0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(pooled[tap][1], plain[tap][1], atol=1e-5, rtol=1e-5)
+    assert class_feature_stats_loss(features, per_class, labels).item() < 1e-3
+    with pytest.raises(ValueError, match="labels"):
+        record_feature_stats(net, images.split(10), num_classes=3)
+
+
+def test_class_stats_file_errors_and_ensure_rerecords_an_old_file(tmp_path):
+    from datafree import build
+    from datafree.feature_stats import ensure_for_recipe, has_class_stats
+    from datafree.pipeline import distill_from_config
+
+    config = tiny_config(tmp_path, synthesis={"class_feature_stats": 1.0}, train={"steps": 2, "eval_every": 2})
+    save_random_teacher(config)
+    with pytest.raises(ConfigError, match="per-class feature statistics.*python -m datafree.feature_stats"):
+        distill_from_config(config)
+    path = stats_path(config.teacher_checkpoint)
+    spec = build.image_spec(config)
+    teacher = build.load_teacher_net(config, spec)
+    save_reference(record_feature_stats(teacher, [torch.randn(8, 1, 32, 32)]), path)  # an old, pooled-only file
+    with pytest.raises(ConfigError, match="no per-class statistics"):
+        distill_from_config(config)
+    assert ensure_for_recipe(config) == path and has_class_stats(path)
+    assert ensure_for_recipe(config) is None
+    wrong = {"conv1": (torch.zeros(4, 6), torch.ones(4, 6))}  # 4 classes, the data has 10
+    with pytest.raises(ConfigError, match="10 classes"):
+        build.feature_stats_reference(config, teacher, spec, given=wrong, per_class=True)
+
+    import json
+
+    distill_from_config(config)
+    lines = [json.loads(l) for l in open(f"{config.train.output_dir}/metrics.jsonl")]
+    assert all(l["g_class_stats"] > 0 for l in lines) and "g_feature_stats" not in lines[0]
+    teacher_, student, generator = build.assemble(config, teacher, build.build_net("lenet5_half", spec), spec)
+    from datafree.trainer import DataFreeTrainer
+
+    trainer = DataFreeTrainer(config, build.make_accelerator(config), teacher_, student, generator, spec)
+    images, teacher_out = trainer._synthesize(0)
+    terms: dict = {}
+    trainer._image_priors(images, teacher_out, terms).backward()
+    assert set(terms) == {"g_class_stats"}
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.generator.parameters() if p.requires_grad)
