@@ -25,9 +25,11 @@ from datafree.config import Config, load_toml  # noqa: E402
 
 PURE_DAFL = {"generator.output": "bn", "generator.lr": 0.2, "generator.width": 64, "synthesis.adv": 0.0,
              "synthesis.moment": 0.0, "synthesis.tv": 0.0, "synthesis.feature_stats": 0.0,
-             "train.student_steps": 1, "train.fresh_batches": False}  # fmt: skip
-# the recipe before the feature-statistics prior: smoothness (TV) instead; the cost knobs were measured on it
-TV_RECIPE = {"synthesis.feature_stats": 0.0, "synthesis.tv": 1.0}
+             "synthesis.class_feature_stats": 0.0, "train.student_steps": 1, "train.fresh_batches": False}  # fmt: skip
+# the recipe before the per-class statistics: pooled feature statistics only; the stats-* variants were measured on it
+POOLED = {"synthesis.class_feature_stats": 0.0}
+# the recipe before any feature statistics: smoothness (TV) instead; the cost knobs were measured on it
+TV_RECIPE = {**POOLED, "synthesis.feature_stats": 0.0, "synthesis.tv": 1.0}
 
 # name -> overrides of the recipe (section.key -> value); "recipe" is the recipe untouched.
 VARIANTS: dict[str, dict] = {
@@ -39,12 +41,14 @@ VARIANTS: dict[str, dict] = {
     "adv-moment": {**TV_RECIPE, "synthesis.tv": 0.0, "generator.width": 64, "train.student_steps": 5},
     "student-5-fresh": {**TV_RECIPE, "train.student_steps": 5, "train.fresh_batches": True},  # + TV, width 16
     "student-10-fresh": {**TV_RECIPE, "train.student_steps": 10, "train.fresh_batches": True},  # the TV recipe
-    "stats-and-tv": {"synthesis.tv": 1.0},  # feature statistics on top of TV
-    "stats-conv12": {"synthesis.feature_stats_layers": ["conv1", "conv2"]},  # without the 1x1 conv3 layer
-    "stats-no-moment": {"synthesis.moment": 0.0},
-    "recipe": {},  # feature statistics instead of TV
-    "recipe-flip-shift": {"train.augment_flip": True, "train.augment_shift": 2},  # student batches augmented
-    "recipe-conditional": {"generator.conditional": True},  # classes assigned per image, not left to the entropy
+    "stats-and-tv": {**POOLED, "synthesis.tv": 1.0},  # feature statistics on top of TV
+    "stats-conv12": {**POOLED, "synthesis.feature_stats_layers": ["conv1", "conv2"]},  # without the 1x1 conv3
+    "stats-no-moment": {**POOLED, "synthesis.moment": 0.0},
+    "pooled-stats": POOLED,  # feature statistics instead of TV (the recipe before the per-class prior)
+    "pooled-flip-shift": {**POOLED, "train.augment_flip": True, "train.augment_shift": 2},  # student batches augmented
+    "pooled-conditional": {**POOLED, "generator.conditional": True},  # classes assigned per image
+    "class-stats-only": {"synthesis.feature_stats": 0.0},  # per-class prior without the pooled one
+    "recipe": {},  # pooled + per-class feature statistics
     # cost knobs around student-5-fresh (the recipe when they were first measured)
     "student-1": {**TV_RECIPE, "train.student_steps": 1, "train.fresh_batches": False},
     "student-5-same": {**TV_RECIPE, "train.student_steps": 5, "train.fresh_batches": False},
