@@ -22,3 +22,20 @@ def accuracy(model: nn.Module, loader, accelerator=None) -> float:
         total = total.to(hits.device) + hits.numel()
     model.train(was_training)
     return float(correct) / max(int(total), 1)
+
+
+@torch.no_grad()
+def per_class_accuracy(model: nn.Module, loader, num_classes: int, accelerator=None) -> list[float | None]:
+    """Top-1 accuracy of each true class (None for a class absent from the set): where a student falls short."""
+    was_training = model.training
+    model.eval()
+    hits = torch.zeros(num_classes, dtype=torch.long)
+    seen = torch.zeros(num_classes, dtype=torch.long)
+    for images, labels in loader:
+        correct = model(images).argmax(dim=1) == labels
+        if accelerator is not None:
+            correct, labels = accelerator.gather_for_metrics((correct, labels))
+        hits = hits.to(labels.device) + torch.bincount(labels[correct], minlength=num_classes)
+        seen = seen.to(labels.device) + torch.bincount(labels, minlength=num_classes)
+    model.train(was_training)
+    return [int(h) / int(n) if n else None for h, n in zip(hits.tolist(), seen.tolist())]

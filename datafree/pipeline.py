@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from datafree import build
 from datafree.checkpoint import atomic_write_text
 from datafree.config import Config
-from datafree.evaluate import accuracy
+from datafree.evaluate import accuracy, per_class_accuracy
 from datafree.trainer import DataFreeTrainer, ImageSpec
 
 
@@ -55,6 +55,10 @@ def distill(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec
         accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}")
     fit = trainer.fit(resume=resume)
     final_acc = accuracy(trainer.student, trainer.eval_loader, accelerator) if trainer.eval_loader else None
+    class_acc = None
+    if trainer.eval_loader is not None:
+        class_acc = {role: per_class_accuracy(net, trainer.eval_loader, spec.num_classes, accelerator)
+                     for role, net in (("teacher", trainer.teacher.net), ("student", trainer.student))}  # fmt: skip
     results = {
         "name": config.name,
         "teacher_acc": teacher_acc,
@@ -70,6 +74,7 @@ def distill(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec
         "hardware": hardware(),
         "student_params": sum(p.numel() for p in student_net.parameters()),
         "teacher_params": sum(p.numel() for p in teacher_net.parameters()),
+        "class_acc": class_acc,  # per true class of the real test set: {"teacher": [...], "student": [...]}
     }
     if accelerator.is_main_process:
         atomic_write_text(out / "results.json", json.dumps(results, indent=2))

@@ -166,6 +166,19 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
+def _class_table(class_acc: dict | None, names: list[str]) -> list[str]:
+    """Teacher vs student accuracy per true class, largest gap first: which classes the synthetic data misses."""
+    if not class_acc:
+        return []
+    teacher, student = class_acc["teacher"], class_acc["student"]
+    gaps = [(t - s if t is not None and s is not None else 0.0) for t, s in zip(teacher, student)]
+    order = sorted(range(len(teacher)), key=lambda k: -gaps[k])
+    rows = [f"| {names[k] if k < len(names) else k} | {_pct(teacher[k])} | {_pct(student[k])} | {100 * gaps[k]:+.1f} |"
+            for k in order]  # fmt: skip
+    return ["", "## Accuracy per class (real test set), largest teacher - student gap first", "",
+            "| class | teacher | student | gap (points) |", "|---|---:|---:|---:|", *rows]
+
+
 def write_report(run_dir: str | Path, results: dict, spec=None) -> Path:
     """Write ``report.md`` (+ PNGs) in the run folder; every figure in it comes from files in that folder."""
     run_dir = Path(run_dir)
@@ -195,6 +208,7 @@ def write_report(run_dir: str | Path, results: dict, spec=None) -> Path:
         lines += ["", f"Trained offline from the exported synthetic set `{results.get('export_dir')}` "
                   f"({results.get('images_generated')} images, KD on the stored teacher logits, "
                   f"{results.get('images_seen')} images seen); no generator in the loop."]  # fmt: skip
+    lines += _class_table(results.get("class_acc"), names)
     if metrics:
         lines += ["", "## Accuracy over training", "", f"![accuracy]({_plot_accuracy(run_dir, metrics, results)})"]
         losses = _plot_losses(run_dir, metrics)

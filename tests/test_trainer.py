@@ -33,6 +33,22 @@ def test_short_run_writes_metrics_checkpoints_samples_and_report(tiny):
     assert 0.0 <= saved["student_acc_final"] <= 1.0 and saved["student_acc_best"] >= max(
         l["student_acc"] for l in lines if "student_acc" in l) - 1e-9
     assert results["num_processes"] == 1
+    assert len(saved["class_acc"]["teacher"]) == len(saved["class_acc"]["student"]) == 10
+    assert "## Accuracy per class" in open(f"{out}/report.md").read()
+
+
+def test_per_class_accuracy_by_hand():
+    from datafree.evaluate import accuracy, per_class_accuracy
+
+    class Fixed(torch.nn.Module):  # predicts class (x mod 3) from a 1-pixel image holding x
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x.flatten(1)[:, 0].long() % 3, 4).float()
+
+    images = torch.tensor([0.0, 1, 2, 3, 4, 5]).view(6, 1, 1, 1)  # predictions 0 1 2 0 1 2
+    labels = torch.tensor([0, 1, 1, 0, 2, 2])  # class 0: 2/2, class 1: 1/2, class 2: 1/2, class 3: absent
+    loader = [(images[:4], labels[:4]), (images[4:], labels[4:])]
+    assert per_class_accuracy(Fixed(), loader, 4) == [1.0, 0.5, 0.5, None]
+    assert accuracy(Fixed(), loader) == pytest.approx(4 / 6)
 
 
 def test_student_learns_and_teacher_stays_frozen(tiny):
