@@ -126,15 +126,21 @@ def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_gener
     lines = [json.loads(l) for l in open(f"{config.train.output_dir}/metrics.jsonl")]
     assert all(l["g_feature_stats"] > 0 for l in lines)
 
-    # the prior reaches the generator through the teacher's features (not computed on detached tensors)
+    assert_prior_trains_every_generator_parameter(config, net, "g_feature_stats")
+
+
+def assert_prior_trains_every_generator_parameter(config, teacher_net, term: str) -> None:
+    """The prior reaches the generator through the teacher's features (not computed on detached tensors)."""
+    from datafree import build
     from datafree.trainer import DataFreeTrainer
 
-    teacher, student, generator = build.assemble(config, net, build.build_net("lenet5_half", spec), spec)
+    spec = build.image_spec(config)
+    teacher, student, generator = build.assemble(config, teacher_net, build.build_net("lenet5_half", spec), spec)
     trainer = DataFreeTrainer(config, build.make_accelerator(config), teacher, student, generator, spec)
     images, teacher_out = trainer._synthesize(0)
     terms: dict = {}
     trainer._image_priors(images, teacher_out, terms).backward()
-    assert set(terms) == {"g_feature_stats"}
+    assert set(terms) == {term}
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.generator.parameters() if p.requires_grad)
 
 
@@ -240,12 +246,4 @@ def test_class_stats_file_errors_and_ensure_rerecords_an_old_file(tmp_path):
     distill_from_config(config)
     lines = [json.loads(l) for l in open(f"{config.train.output_dir}/metrics.jsonl")]
     assert all(l["g_class_stats"] > 0 for l in lines) and "g_feature_stats" not in lines[0]
-    teacher_, student, generator = build.assemble(config, teacher, build.build_net("lenet5_half", spec), spec)
-    from datafree.trainer import DataFreeTrainer
-
-    trainer = DataFreeTrainer(config, build.make_accelerator(config), teacher_, student, generator, spec)
-    images, teacher_out = trainer._synthesize(0)
-    terms: dict = {}
-    trainer._image_priors(images, teacher_out, terms).backward()
-    assert set(terms) == {"g_class_stats"}
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.generator.parameters() if p.requires_grad)
+    assert_prior_trains_every_generator_parameter(config, teacher, "g_class_stats")
