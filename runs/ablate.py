@@ -47,8 +47,9 @@ VARIANTS: dict[str, dict] = {
     "pooled-stats": POOLED,  # feature statistics instead of TV (the recipe before the per-class prior)
     "pooled-flip-shift": {**POOLED, "train.augment_flip": True, "train.augment_shift": 2},  # student batches augmented
     "pooled-conditional": {**POOLED, "generator.conditional": True},  # classes assigned per image
-    "class-stats-only": {"synthesis.feature_stats": 0.0},  # per-class prior without the pooled one
-    "recipe": {},  # pooled + per-class feature statistics
+    "class-stats-1": {"synthesis.class_feature_stats": 1.0},  # pooled + per-class at weight 1
+    "class-stats-only": {"synthesis.feature_stats": 0.0, "synthesis.class_feature_stats": 1.0},  # without pooled
+    "recipe": {},  # pooled + per-class feature statistics (weight 3)
     # cost knobs around student-5-fresh (the recipe when they were first measured)
     "student-1": {**TV_RECIPE, "train.student_steps": 1, "train.fresh_batches": False},
     "student-5-same": {**TV_RECIPE, "train.student_steps": 5, "train.fresh_batches": False},
