@@ -77,8 +77,10 @@ def load_weights(module: nn.Module, path: str | Path, what: str = "checkpoint") 
     """Load a safetensors state_dict; a missing file or a shape/key mismatch says what and how to fix."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"{what} {path} does not exist. Train it first (python train_teacher.py --config "
-                              f"runs/<recipe>.toml) or point the recipe at the right file.")  # fmt: skip
+        fix = ("Train it first (python train_teacher.py --config runs/<recipe>.toml) or point the recipe at the right "
+               "file." if "teacher" in what else "Check the path: a data-free run writes student_last.safetensors, "
+               "student_best.safetensors and generator.safetensors into its train.output_dir.")  # fmt: skip
+        raise CheckpointError(f"{what} {path} does not exist. {fix}")
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{what} {path} is not a .safetensors file; datafree never unpickles checkpoints. "
                               "Convert it once with datafree.checkpoint.convert_torch_checkpoint().")  # fmt: skip

@@ -137,14 +137,17 @@ class ModeBench:
         release_memory()
 
     @staticmethod
-    def stand_in_stats(config, teacher_net, spec):
-        """Feature statistics of the random teacher on noise: the prior costs the same whatever its reference."""
-        if not config.synthesis.feature_stats:
-            return None
-        from datafree.feature_stats import record_feature_stats
+    def stand_in_stats(config, teacher_net, spec) -> dict:
+        """Feature statistics (pooled, per class) of the random teacher on labelled noise, for the priors the
+        recipe turns on: a prior costs the same whatever its reference holds."""
+        from datafree.feature_stats import record_teacher_stats
 
         noise = torch.randn(64, spec.channels, spec.image_size, spec.image_size)
-        return record_feature_stats(teacher_net, [noise])
+        labels = torch.arange(64) % spec.num_classes
+        pooled, per_class = record_teacher_stats(teacher_net, [(noise, labels)], spec.num_classes)
+        y = config.synthesis
+        return {"feature_stats": pooled if y.feature_stats else None,
+                "class_feature_stats": per_class if y.class_feature_stats else None}
 
     def setup(self, batch: int, warmup: int, count_flops: bool = False) -> dict:
         """Build generator/teacher/student through datafree.build, as the pipeline does, and warm up (compile).
@@ -164,7 +167,7 @@ class ModeBench:
         student_net = build.build_net(config.student.arch, spec)
         accelerator = build.make_accelerator(config)
         teacher, student, generator = build.assemble(config, teacher_net, student_net, spec,
-                                                     feature_stats=self.stand_in_stats(config, teacher_net, spec))
+                                                     **self.stand_in_stats(config, teacher_net, spec))
         self.trainer = DataFreeTrainer(config, accelerator, teacher, student, generator, spec)
         self.device = accelerator.device
         start = time.perf_counter()

@@ -223,3 +223,30 @@ def test_ema_config_out_of_range_is_rejected(tmp_path):
     validate(tiny_config(tmp_path, train={"ema_decay": 0.999}))
     with pytest.raises(ConfigError, match="ema_decay"):
         validate(tiny_config(tmp_path, train={"ema_decay": 1.0}))
+
+
+def test_evaluate_cli_prints_per_class_accuracy_of_a_saved_student(tmp_path, capsys):
+    from datafree.evaluate import main
+
+    config = tiny_config(tmp_path, train={"steps": 2, "eval_every": 2})
+    save_random_teacher(config)
+    results = distill_from_config(config)
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(f"""
+[data]
+name = "fake"
+like = "fashion-mnist"
+fake_size = 256
+root = "{tmp_path / 'data'}"
+[teacher]
+checkpoint = "{config.teacher_checkpoint}"
+[student]
+arch = "lenet5_half"
+""")
+    student = f"{config.train.output_dir}/student_last.safetensors"
+    assert main([student, "--config", str(recipe)]) == 0
+    rows = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| ") and "%" in l]
+    assert len(rows) == 11 and rows[0].startswith("| T-shirt/top |")  # 10 classes by name, then all
+    assert rows[-1].split("|")[3].strip() == f"{100 * results['student_acc_final']:.2f}%"
+    assert main([str(tmp_path / "missing.safetensors"), "--config", str(recipe)]) == 2
+    assert "student_last.safetensors" in capsys.readouterr().err  # says what a run writes where
