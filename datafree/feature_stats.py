@@ -70,9 +70,10 @@ def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | Non
             images = batch[0] if isinstance(batch, (list, tuple)) else batch
             if num_classes is not None and not isinstance(batch, (list, tuple)):
                 raise ValueError("per-class feature statistics need (images, labels) batches")
-            out = hooks.run(images.to(next(net.parameters()).device))
+            images = images.to(next(net.parameters()).device)
+            out = hooks.run(images)
             labels = batch[1] if num_classes is not None else torch.zeros(len(images), dtype=torch.long)
-            one_hot = F.one_hot(labels.long().to(images.device), groups).double()  # (N, G)
+            one_hot = F.one_hot(labels.long().to(images.device), groups).double()  # (N, G), on the net's device
             for tap, value in out.features.items():
                 value = value.double()
                 positions = value[0, 0].numel()  # H * W values per channel per image
