@@ -1,4 +1,4 @@
-"""Accuracy on a real labelled dataset, sharded over processes and gathered exactly once per call."""
+"""Accuracy on a real labelled dataset (overall and per class from one pass), sharded over processes."""
 
 from __future__ import annotations
 
@@ -7,38 +7,45 @@ from torch import nn
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, loader, accelerator=None) -> float:
-    """Top-1 accuracy as a fraction; with an Accelerator the loader is sharded and results gathered."""
+def class_counts(model: nn.Module, loader, accelerator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, seen) per true class in ONE pass; with an Accelerator the loader is sharded and results gathered."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.long)
-    total = torch.zeros((), dtype=torch.long)
+    hits = seen = None
     for images, labels in loader:
         logits = model(images)
-        hits = (logits.argmax(dim=1) == labels)
-        if accelerator is not None:
-            hits = accelerator.gather_for_metrics(hits)
-        correct = correct.to(hits.device) + hits.sum()
-        total = total.to(hits.device) + hits.numel()
-    model.train(was_training)
-    return float(correct) / max(int(total), 1)
-
-
-@torch.no_grad()
-def per_class_accuracy(model: nn.Module, loader, num_classes: int, accelerator=None) -> list[float | None]:
-    """Top-1 accuracy of each true class (None for a class absent from the set): where a student falls short."""
-    was_training = model.training
-    model.eval()
-    hits = torch.zeros(num_classes, dtype=torch.long)
-    seen = torch.zeros(num_classes, dtype=torch.long)
-    for images, labels in loader:
-        correct = model(images).argmax(dim=1) == labels
+        correct = logits.argmax(dim=1) == labels
         if accelerator is not None:
             correct, labels = accelerator.gather_for_metrics((correct, labels))
-        hits = hits.to(labels.device) + torch.bincount(labels[correct], minlength=num_classes)
-        seen = seen.to(labels.device) + torch.bincount(labels, minlength=num_classes)
+        k = logits.shape[1]
+        hits = torch.bincount(labels[correct], minlength=k) + (0 if hits is None else hits.to(labels.device))
+        seen = torch.bincount(labels, minlength=k) + (0 if seen is None else seen.to(labels.device))
     model.train(was_training)
+    if hits is None:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    return hits, seen
+
+
+def overall(counts: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Top-1 accuracy as a fraction, from :func:`class_counts`."""
+    hits, seen = counts
+    return int(hits.sum()) / max(int(seen.sum()), 1)
+
+
+def per_class(counts: tuple[torch.Tensor, torch.Tensor]) -> list[float | None]:
+    """Accuracy of each true class (None for a class absent from the set), from :func:`class_counts`."""
+    hits, seen = counts
     return [int(h) / int(n) if n else None for h, n in zip(hits.tolist(), seen.tolist())]
+
+
+def accuracy(model: nn.Module, loader, accelerator=None) -> float:
+    """Top-1 accuracy as a fraction."""
+    return overall(class_counts(model, loader, accelerator))
+
+
+def per_class_accuracy(model: nn.Module, loader, accelerator=None) -> list[float | None]:
+    """Top-1 accuracy of each true class: where a student falls short of its teacher."""
+    return per_class(class_counts(model, loader, accelerator))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     loader = DataLoader(test, batch_size=d.eval_batch_size)
-    rows = {role: per_class_accuracy(net, loader, spec.num_classes) for role, net in nets.items()}
+    counts = {role: class_counts(net, loader) for role, net in nets.items()}
+    rows = {role: per_class(c) for role, c in counts.items()}
     names = dataset_info(d.name, like=d.like or None).class_names
     print("| class | teacher | student |\n|---|---:|---:|")
     for k, name in enumerate(names):
         print(f"| {name} | {100 * rows['teacher'][k]:.2f}% | {100 * rows['student'][k]:.2f}% |")
-    print(f"| all | {100 * accuracy(nets['teacher'], loader):.2f}% | {100 * accuracy(nets['student'], loader):.2f}% |")
+    print(f"| all | {100 * overall(counts['teacher']):.2f}% | {100 * overall(counts['student']):.2f}% |")
     return 0
 
 

@@ -156,6 +156,7 @@ def load_reference(path: str | Path, per_class: bool = False) -> Reference:
 
 
 def has_class_stats(path: str | Path) -> bool:
+    """Whether a statistics file has the per-class part (files written before it existed do not)."""
     with safe_open(str(path), framework="pt") as fh:
         return any(key.endswith("/class_mean") for key in fh.keys())
 
@@ -184,12 +185,10 @@ def ensure_for_recipe(config) -> Path | None:
     from datafree import build
 
     path, y = stats_path(config.teacher_checkpoint), config.synthesis
-    if y.class_feature_stats:
-        if path.exists() and has_class_stats(path):
-            return None
-    elif not y.feature_stats or path.exists():
-        return None
-    elif batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))):
+    need_class = y.class_feature_stats and not (path.exists() and has_class_stats(path))
+    need_pooled = (y.feature_stats and not path.exists()
+                   and not batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))))  # fmt: skip
+    if not (need_class or need_pooled):
         return None
     print("== recording the teacher's feature statistics on its training data (teacher side, once)")
     return record_for_recipe(config)

@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from datafree import build
 from datafree.checkpoint import atomic_write_text
 from datafree.config import Config
-from datafree.evaluate import accuracy, per_class_accuracy
+from datafree.evaluate import class_counts, overall, per_class
 from datafree.trainer import DataFreeTrainer, ImageSpec
 
 
@@ -50,15 +50,16 @@ def distill(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if config.train.trackers:
         accelerator.init_trackers(config.name, config={k: str(v) for k, v in config.to_dict().items()})
-    teacher_acc = accuracy(trainer.teacher.net, trainer.eval_loader, accelerator) if trainer.eval_loader else None
+    teacher_counts = class_counts(trainer.teacher.net, trainer.eval_loader, accelerator) if trainer.eval_loader else None
+    teacher_acc = overall(teacher_counts) if teacher_counts is not None else None
     if teacher_acc is not None:
         accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}")
     fit = trainer.fit(resume=resume)
-    final_acc = accuracy(trainer.student, trainer.eval_loader, accelerator) if trainer.eval_loader else None
-    class_acc = None
+    final_acc = class_acc = None
     if trainer.eval_loader is not None:
-        class_acc = {role: per_class_accuracy(net, trainer.eval_loader, spec.num_classes, accelerator)
-                     for role, net in (("teacher", trainer.teacher.net), ("student", trainer.student))}  # fmt: skip
+        student_counts = class_counts(trainer.student, trainer.eval_loader, accelerator)
+        final_acc = overall(student_counts)
+        class_acc = {"teacher": per_class(teacher_counts), "student": per_class(student_counts)}
     results = {
         "name": config.name,
         "teacher_acc": teacher_acc,

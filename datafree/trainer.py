@@ -86,6 +86,11 @@ def latent_seed(seed: int, rank: int, step: int, draw: int = 0) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def _on_device(reference: dict, device) -> dict:
+    """A feature-statistics reference moved once to the training device (not per step)."""
+    return {tap: (mean.to(device), var.to(device)) for tap, (mean, var) in reference.items()}
+
+
 class DataFreeTrainer:
     def __init__(self, config: Config, accelerator: Accelerator, teacher: Teacher, student: StudentWithLosses,
                  generator: nn.Module, spec: ImageSpec, eval_set: Dataset | None = None):  # fmt: skip
@@ -124,9 +129,8 @@ class DataFreeTrainer:
         y = config.synthesis
         self.objective = DAFLObjective(y.oh, y.a, y.ie, y.entropy_log, y.activation, reduce_sum, accelerator.num_processes)
         self.penultimate = teacher.penultimate
-        on_device = lambda ref: {tap: (m.to(accelerator.device), v.to(accelerator.device)) for tap, (m, v) in ref.items()}  # noqa: E731
-        self.feature_stats = on_device(getattr(teacher, "feature_stats", {}))
-        self.class_feature_stats = on_device(getattr(teacher, "class_feature_stats", {}))
+        self.feature_stats = _on_device(getattr(teacher, "feature_stats", {}), accelerator.device)
+        self.class_feature_stats = _on_device(getattr(teacher, "class_feature_stats", {}), accelerator.device)
         self.z_generator = torch.Generator(device=accelerator.device)
         self._last_logged = 0  # step of the previous metrics line (loss terms are averaged since then)
         self._replay: list = [None] * config.train.replay  # ring buffer of (images, teacher output)

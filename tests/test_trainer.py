@@ -47,7 +47,7 @@ def test_per_class_accuracy_by_hand():
     images = torch.tensor([0.0, 1, 2, 3, 4, 5]).view(6, 1, 1, 1)  # predictions 0 1 2 0 1 2
     labels = torch.tensor([0, 1, 1, 0, 2, 2])  # class 0: 2/2, class 1: 1/2, class 2: 1/2, class 3: absent
     loader = [(images[:4], labels[:4]), (images[4:], labels[4:])]
-    assert per_class_accuracy(Fixed(), loader, 4) == [1.0, 0.5, 0.5, None]
+    assert per_class_accuracy(Fixed(), loader) == [1.0, 0.5, 0.5, None]
     assert accuracy(Fixed(), loader) == pytest.approx(4 / 6)
 
 
