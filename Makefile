@@ -33,6 +33,7 @@ demo: $(VENV) fmnist-data
 	$(PY) runs/demo.py --config $(RECIPE)
 
 test: $(VENV)
+	$(dir $(PY))lint-imports
 	$(PY) -m pytest -q tests
 
 clean:

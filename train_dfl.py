@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from datafree.config import ConfigError, Config, add_override_arguments, apply_overrides, load_toml
+from datafree.config import ConfigError, Config, add_override_arguments, apply_overrides, load_toml, parse_args
 
 DEFAULT_RECIPE = Path(__file__).parent / "runs" / "fmnist.toml"
 
@@ -21,9 +21,9 @@ def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--config", default=str(DEFAULT_RECIPE), help="recipe TOML (default: runs/fmnist.toml)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     parser.add_argument("--from-export", default=None, metavar="DIR",
-                        help="train the student by KD on a synthetic set written by `python -m datafree.export`")  # fmt: skip
+                        help="train the student by KD on a synthetic set written by `python -m datafree.cli.export`")  # fmt: skip
     add_override_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     return apply_overrides(load_toml(args.config), args), args
 
 

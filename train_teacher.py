@@ -1,6 +1,6 @@
 """Train a recipe's teacher on real data (and keep its route checkpoints).
 
-    python train_teacher.py --config runs/fmnist.toml [--teacher.epochs 10]
+    python train_teacher.py --config runs/fmnist.toml [--teacher_training.epochs 10]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="runs/fmnist.toml", help="recipe TOML (default: runs/fmnist.toml)")
-    add_override_arguments(parser)
+    add_override_arguments(parser, sections=["data", "teacher", "teacher_training"])  # what it reads
     args = parser.parse_args(argv)
     try:
         config = apply_overrides(load_toml(args.config), args)

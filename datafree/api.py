@@ -6,13 +6,16 @@
                                train={"steps": 2000, "output_dir": "outputs/mine"})
 
 Any ``nn.Module`` that maps normalized images to logits works. The activation loss needs the teacher's
-penultimate feature: by default the input of its last ``nn.Linear`` (a forward hook, no change to your
-model); pass ``feature_layer="<module path>"`` (or ``"<path>:input"``) to choose another layer.
-The optional DeepInversion prior (``synthesis={"feature_stats": 1.0}``) reads a BatchNorm teacher's
-running statistics by itself; for a teacher without BatchNorm pass
+penultimate feature: by default the input of its last ``nn.Linear`` (a forward hook, removed afterwards);
+pass ``feature_layer="<module path>"`` (or ``"<path>:input"``) to choose another layer.
+The generator's objective is a list of terms (``synthesis=[{"name": "onehot", "weight": 1.0}, ...]``; default:
+DAFL's three). DeepInversion's prior (``{"name": "feature_stats", "weight": 1.0}``) reads a BatchNorm
+teacher's running statistics by itself; for a teacher without BatchNorm pass
 ``feature_stats=datafree.feature_stats.record_feature_stats(teacher, batches_you_trained_it_on)``.
-The per-class prior (``synthesis={"class_feature_stats": 1.0}``) needs the same per class, from labelled
+The per-class prior (``{"name": "class_feature_stats", ...}``) needs the same per class, from labelled
 batches: ``class_feature_stats=record_feature_stats(teacher, labelled_batches, num_classes=K)``.
+After the call the teacher has no hooks left and its ``requires_grad`` flags and train mode are as they were;
+both networks are left in channels_last memory format when ``train.channels_last`` is on (the default).
 """
 
 from __future__ import annotations
@@ -22,37 +25,46 @@ from dataclasses import fields, replace
 from torch import nn
 from torch.utils.data import Dataset
 
-from datafree.config import Config, ConfigError, LossConfig, validate
+from datafree.config import SECTIONS, Config, ConfigError, TermConfig, _coerce, set_synthesis_value, validate
 from datafree.pipeline import distill
-from datafree.trainer import ImageSpec
+from datafree.spec import ImageSpec
 
 
-def distill_datafree(teacher: nn.Module, student: nn.Module, *, image_size: int, channels: int, num_classes: int,
+def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: int, channels: int, num_classes: int,
                      mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                      eval_set: Dataset | None = None, feature_layer: str | None = None,
-                     config: Config | None = None, losses: list[dict] | None = None, resume: bool = False,
+                     config: Config | None = None, losses: list[dict] | None = None,
+                     synthesis: list[dict] | dict[str, float] | None = None, resume: bool = False,
                      feature_stats: dict | None = None, class_feature_stats: dict | None = None,
                      **sections: dict) -> dict:  # fmt: skip
-    """Run DAFL with the given networks; ``sections`` override recipe tables, e.g. ``generator={"width": 64}``.
+    """Run data-free distillation with the given networks; ``sections`` override recipe tables by keyword,
+    e.g. ``generator={"width": 64}``, ``train={"steps": 500}``, ``student={"lr": 1e-3}``.
 
-    ``mean``/``std`` are the normalization the teacher was trained with (only used to display samples).
-    ``losses`` is the student objective, e.g. ``[{"name": "kd"}, {"name": "at", "weight": 1.0,
-    "params": {"student_layers": [...], "teacher_layers": [...]}}]``. Returns the results dict
-    (also written to ``<train.output_dir>/results.json`` with the report).
+    ``mean``/``std`` are the normalization the teacher was trained with. ``losses`` is the student objective,
+    e.g. ``[{"name": "kd"}, {"name": "at", "weight": 1.0, "params": {...}}]``; ``synthesis`` the generator's: a
+    list of terms (replaces the recipe's), or ``{term: weight}`` added to them (``{"feature_stats": 1.0}``).
+    Returns the results dict (accuracies as fractions; also written to ``<train.output_dir>/results.json``).
     """
     config = replace(config or Config(name="custom"))
     for section, values in sections.items():
-        if section not in {f.name for f in fields(Config)} or section in {"name", "distill"}:
-            raise ConfigError(f"unknown recipe section {section!r}; use data, teacher, student, generator, synthesis, train")
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown recipe section {section!r}; use {', '.join(SECTIONS)} (and losses=, synthesis=)")
         current = getattr(config, section)
         allowed = {f.name for f in fields(current)}
         unknown = set(values) - allowed
         if unknown:
             raise ConfigError(f"unknown key(s) {sorted(unknown)} for [{section}]; allowed: {sorted(allowed)}")
-        setattr(config, section, replace(current, **values))
+        setattr(config, section, _coerce({**current.__dict__, **values}, type(current), section))
     if losses is not None:
-        config.distill = [LossConfig(**loss) for loss in losses]
+        config.distill = _coerce(losses, list[TermConfig], "losses")
+    if isinstance(synthesis, dict):  # {term: weight} on top of the recipe's terms, e.g. {"feature_stats": 1.0}
+        config.synthesis = [replace(t) for t in config.synthesis]
+        for name, weight in synthesis.items():
+            set_synthesis_value(config, name, weight)
+    elif synthesis is not None:
+        config.synthesis = _coerce(synthesis, list[TermConfig], "synthesis")
     validate(config)
     spec = ImageSpec(channels, image_size, num_classes, tuple(mean or (0.5,) * channels), tuple(std or (0.5,) * channels))
+    references = {"feature_stats": feature_stats, "class_feature_stats": class_feature_stats}
     return distill(config, teacher, student, spec, eval_set, feature_layer=feature_layer, resume=resume,
-                   feature_stats=feature_stats, class_feature_stats=class_feature_stats)
+                   references=references)

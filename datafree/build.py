@@ -1,29 +1,37 @@
 """The one place where recipe names become objects, with every check that needs a model done up front.
 
-Nothing here trains. Everything that can be wrong with a recipe (names, checkpoint, class counts,
-image sizes the teacher cannot take, loss parameters, feature taps) fails here, before step 0,
-with a message that names the problem and the fix.
+Nothing here trains. Everything that can be wrong with a recipe (names, checkpoint, class counts, image
+sizes the teacher cannot take, term parameters, feature taps, references) fails here, before step 0, with a
+message that names the problem and the fix. Each registry is read here and nowhere else: teacher kinds
+(datafree/teachers), synthesis terms (datafree/synthesis), distillation losses (datafree/distill), student
+wrappers (datafree/wrappers), models, generators, datasets.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from torch import nn
 
-from datafree import checkpoint as ckpt
-from datafree.config import Config, ConfigError
+from datafree.batches import Augmented, Augmenter, FreshBatches, ReplayBatches, SameBatch
+from datafree.callbacks import EMA, Callback, WrapperHooks
+from datafree.config import Config, ConfigError, TermConfig
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
-from datafree.feature_stats import Reference, batchnorm_reference, load_reference, stats_path
-from datafree.features import FeatureTaps
-from datafree.teacher import Teacher
-from datafree.trainer import ImageSpec
+from datafree.netcheck import build_net, check_network, load_network  # noqa: F401  (part of build's API)
+from datafree.optim import make_optimizer, make_schedule
+from datafree.spec import ImageSpec
+from datafree.synthesis import SynthesisObjective, TermContext, create_synthesis_term
+from datafree.teachers import SingleTeacher, TeacherSource, teacher_class
+from datafree.trainer import DataFreeTrainer
+from datafree.wrappers import create_student_wrapper
 from generators import create_generator
-from generators.conditional import ClassConditional
+from generators.conditional import ClassConditional, balanced_labels
 
 
 def resolve_precision(requested: str) -> str:
@@ -67,74 +75,75 @@ def image_spec(config: Config) -> ImageSpec:
     return ImageSpec(info.channels, info.image_size, info.num_classes, tuple(info.mean), tuple(info.std))
 
 
-@torch.no_grad()
-def check_network(net: nn.Module, spec: ImageSpec, role: str, taps: list[str] = ()) -> dict[str, tuple[int, ...]]:
-    """Dry forward on a 2-image batch: the net must take the images and emit ``num_classes`` logits.
-
-    Returns the per-sample shapes of the requested taps.
-    """
-    x = torch.zeros(2, spec.channels, spec.image_size, spec.image_size,
-                    device=next(iter(net.parameters()), torch.zeros(())).device)  # fmt: skip
-    was_training = net.training
-    net.eval()
-    hooks = FeatureTaps(net, list(taps))
-    try:
-        out = hooks.run(x)
-    except RuntimeError as err:
-        raise ConfigError(
-            f"the {role} ({type(net).__name__}) cannot take images of shape ({spec.channels}, {spec.image_size}, "
-            f"{spec.image_size}): {str(err).splitlines()[0]}. Use the image size / channel count the {role} was "
-            "built for (data.name / data.like decide them) or another architecture."
-        ) from None
-    finally:
-        hooks.remove()
-        net.train(was_training)
-    logits = out.logits
-    if logits.ndim != 2 or logits.shape[1] != spec.num_classes:
-        raise ConfigError(f"the {role} outputs {tuple(logits.shape[1:])} logits per image but the dataset has "
-                          f"{spec.num_classes} classes; build it with num_classes={spec.num_classes}")  # fmt: skip
-    return {name: tuple(value.shape[1:]) for name, value in out.features.items()}
-
-
-def build_net(arch: str, spec: ImageSpec) -> nn.Module:
-    from datafree.models import create_model
-
-    return create_model(arch, num_classes=spec.num_classes, in_channels=spec.channels)
-
-
 def load_teacher_net(config: Config, spec: ImageSpec) -> nn.Module:
-    net = build_net(config.teacher.arch, spec)
-    check_network(net, spec, f"teacher {config.teacher.arch!r}")
-    path = Path(config.teacher_checkpoint)
-    meta = ckpt.read_metadata(path) if path.exists() and path.suffix == ".safetensors" else {}
-    if meta.get("num_classes") and int(meta["num_classes"]) != spec.num_classes:
-        raise ConfigError(f"teacher checkpoint {path} has {meta['num_classes']} classes but dataset "
-                          f"{config.data.name!r} has {spec.num_classes}; use a matching teacher or dataset")  # fmt: skip
-    return ckpt.load_weights(net, path, what="teacher checkpoint")
+    """The recipe's lone teacher network with its weights (teacher training, evaluation, statistics)."""
+    return load_network(config.teacher.arch, config.teacher_checkpoint, spec)
 
 
-def build_student(config: Config, student_net: nn.Module, teacher_net: nn.Module, spec: ImageSpec) -> StudentWithLosses:
-    """Create each recipe loss, fill default feature taps from the models, and size owned parameters."""
-    losses, weights = [], []
+def build_teacher(config: Config, spec: ImageSpec, net: nn.Module | None = None,
+                  feature_layer: str | None = None) -> TeacherSource:  # fmt: skip
+    """``[teacher] kind`` from the registry; a user's own network becomes a ``single`` source."""
+    if net is None:
+        return teacher_class(config.teacher.kind).from_config(config, spec)
+    check_network(net, spec, "teacher")
+    return SingleTeacher(net, spec, None, feature_layer or config.teacher.feature_layer or None)
+
+
+def _default_taps(term: TermConfig, student_net: nn.Module, teacher: TeacherSource) -> dict:
+    params = dict(term.params)
+    if not getattr(loss_class(term.name), "uses_default_taps", False):
+        return params
+    first = teacher.members()[0]
+    for key, net, prefix in (("student_layers", student_net, ""), ("teacher_layers", first.net, first.prefix)):
+        if params.get(key) is None:
+            default = getattr(net, "default_taps", None)
+            if not default:
+                raise ConfigError(f"loss {term.name!r} needs feature layers but {type(net).__name__} declares "
+                                  f"no default_taps; set params.{key} in the recipe "
+                                  "(list layers with `python -m datafree.models <arch>`)")  # fmt: skip
+            params[key] = [prefix + tap for tap in default]
+    return params
+
+
+def _weights(term: TermConfig) -> dict:
+    return {"weight": term.weight, "schedule": term.schedule, "end_weight": term.end_weight,
+            "milestones": list(term.milestones), "gamma": term.gamma}  # fmt: skip
+
+
+def build_student(config: Config, student_net: nn.Module, teacher: TeacherSource, spec: ImageSpec):
+    """Wrappers applied in order, then each recipe loss with default taps filled and owned parameters sized."""
+    check_network(student_net, spec, "student")
+    wrappers = [create_student_wrapper(w.name, **w.params) for w in config.student.wrap]
+    for wrapper in wrappers:
+        student_net = wrapper.wrap(student_net)
+    losses = []
     for term in config.distill:
-        params = dict(term.params)
-        if getattr(loss_class(term.name), "uses_default_taps", False):
-            for key, net in (("student_layers", student_net), ("teacher_layers", teacher_net)):
-                if params.get(key) is None:
-                    default = getattr(net, "default_taps", None)
-                    if not default:
-                        raise ConfigError(f"loss {term.name!r} needs feature layers but {type(net).__name__} declares "
-                                          f"no default_taps; set params.{key} in the recipe "
-                                          "(list layers with `python -m datafree.models <arch>`)")  # fmt: skip
-                    params[key] = list(default)
-        loss = create_loss(term.name, **params)
+        loss = create_loss(term.name, **_default_taps(term, student_net, teacher))
         student_shapes = check_network(student_net, spec, "student", list(loss.student_taps))
-        teacher_shapes = check_network(teacher_net, spec, "teacher", list(loss.teacher_taps))
-        loss.setup(student_shapes, teacher_shapes)
+        loss.setup(student_shapes, teacher.feature_shapes(list(loss.teacher_taps)))
         losses.append(loss)
-        weights.append({"weight": term.weight, "schedule": term.schedule, "end_weight": term.end_weight,
-                        "milestones": list(term.milestones), "gamma": term.gamma})  # fmt: skip
-    return StudentWithLosses(student_net, losses, weights)
+    return StudentWithLosses(student_net, losses, [_weights(t) for t in config.distill], wrappers), wrappers
+
+
+def build_synthesis(config: Config, teacher: TeacherSource, spec: ImageSpec, accelerator: Accelerator | None = None,
+                    given: dict[str, Any] | None = None) -> SynthesisObjective:  # fmt: skip
+    """The generator's terms (weight-0 constant terms left out), each set up against the teacher."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    active = [t for t in config.synthesis if t.weight or t.schedule != "constant"]
+    unused = sorted(set(given) - {t.name for t in active})
+    if unused:
+        raise ConfigError(f"{unused} were passed but the recipe has no such [[synthesis]] term with a weight; add it "
+                          f"(e.g. synthesis=[..., {{'name': '{unused[0]}', 'weight': 1.0}}]) or leave the argument out")  # fmt: skip
+    context = TermContext(teacher, spec, given=given)
+    if accelerator is not None:
+        context.device, context.world_size = accelerator.device, accelerator.num_processes
+        context.reduce_sum = lambda x: accelerator.reduce(x, reduction="sum")
+    terms = []
+    for term in active:
+        synthesis_term = create_synthesis_term(term.name, **term.params)
+        synthesis_term.setup(context)
+        terms.append(synthesis_term)
+    return SynthesisObjective(terms, [_weights(t) for t in active])
 
 
 def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
@@ -144,68 +153,82 @@ def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
     return ClassConditional(generator, spec.num_classes, g.latent_dim) if g.conditional else generator
 
 
-def feature_stats_reference(config: Config, teacher_net: nn.Module, spec: ImageSpec,
-                            given: Reference | None = None, per_class: bool = False) -> Reference:  # fmt: skip
-    """The teacher's training-set feature statistics a prior needs (pooled, or per class), checked against it.
+def student_batches(config: Config) -> Callable:
+    """The piece that gives the student its batches, as a factory of (synthesizer, autocast)."""
+    t = config.train
+    augments = t.augment_flip or t.augment_shift > 0
 
-    Source, in order: ``given`` (API), the teacher's own BatchNorm layers (pooled only),
-    ``<teacher>.stats.safetensors``.
-    """
-    weight = config.synthesis.class_feature_stats if per_class else config.synthesis.feature_stats
-    knob = "synthesis.class_feature_stats" if per_class else "synthesis.feature_stats"
-    if not weight:
-        return {}
-    if given is not None:
-        reference, source = given, "the class_feature_stats argument" if per_class else "the feature_stats argument"
-    else:
-        reference, source = ({}, "") if per_class else (batchnorm_reference(teacher_net), "the teacher's BatchNorm layers")
-        if not reference:
-            path = stats_path(config.teacher_checkpoint)
-            if not path.exists():
-                why = "" if per_class else f"{type(teacher_net).__name__} has no BatchNorm layers and "
-                raise ConfigError(
-                    f"{knob} = {weight} needs the teacher's {'per-class ' if per_class else ''}feature statistics on "
-                    f"its training data, but {why}{path} does not exist. Record them with `python -m "
-                    "datafree.feature_stats --config <recipe>` (train_teacher.py writes them too; from Python pass "
-                    f"{knob.split('.')[1]}=datafree.feature_stats.record_feature_stats(teacher, batches"
-                    f"{', num_classes=K' if per_class else ''})), or set {knob} = 0."
-                )
-            try:
-                reference, source = load_reference(path, per_class), str(path)
-            except ckpt.CheckpointError as err:
-                raise ConfigError(f"{knob} = {weight}: {err}") from None
-    wanted = config.synthesis.feature_stats_layers
-    if wanted:
-        missing = [tap for tap in wanted if tap not in reference]
-        if missing:
-            raise ConfigError(f"synthesis.feature_stats_layers {missing} are not in the statistics from {source}, "
-                              f"which has {sorted(reference)}")  # fmt: skip
-        reference = {tap: reference[tap] for tap in wanted}
-    try:
-        shapes = check_network(teacher_net, spec, "teacher", list(reference))
-    except ValueError as err:
-        raise ConfigError(f"feature statistics from {source}: {err}") from None
-    for tap, (mean, var) in reference.items():
-        expected = (spec.num_classes, shapes[tap][0]) if per_class else (shapes[tap][0],)
-        if tuple(mean.shape) != expected or tuple(var.shape) != expected:
-            classes = f" and the data has {spec.num_classes} classes" if per_class else ""
-            raise ConfigError(f"feature statistics from {source} have shape {tuple(mean.shape)} for {tap!r}, but the "
-                              f"teacher's {tap} has {shapes[tap][0]} channels{classes} (expected {expected}); "
-                              "record them again for this teacher")  # fmt: skip
-    return reference
+    def make(synthesize, autocast):
+        first = ReplayBatches(t.replay) if t.replay else SameBatch()
+        first = Augmented(first, synthesize, autocast) if augments else first
+        return FreshBatches(synthesize, autocast, first) if t.fresh_batches else first
+
+    return make
 
 
-def assemble(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec: ImageSpec,
-             feature_layer: str | None = None, feature_stats: Reference | None = None,
-             class_feature_stats: Reference | None = None):  # fmt: skip
-    """Teacher wrapper + student-with-losses + generator from already-built networks (registry or user's own)."""
-    check_network(teacher_net, spec, "teacher")
-    check_network(student_net, spec, "student")
-    student = build_student(config, student_net, teacher_net, spec)
-    pooled = feature_stats_reference(config, teacher_net, spec, feature_stats)
-    per_class = feature_stats_reference(config, teacher_net, spec, class_feature_stats, per_class=True)
-    taps = dict.fromkeys([*student.teacher_taps, *pooled, *per_class])  # ordered, no duplicates
-    teacher = Teacher(teacher_net, taps=list(taps), feature_layer=feature_layer)
-    teacher.feature_stats, teacher.class_feature_stats = pooled, per_class
-    check_network(teacher_net, spec, "teacher", [teacher.penultimate])
-    return teacher, student, build_generator(config, spec)
+@dataclass
+class Parts:
+    """Everything the loop needs, built; the trainer prepares and runs it."""
+
+    teacher: TeacherSource
+    student: StudentWithLosses
+    generator: nn.Module
+    objective: SynthesisObjective
+    optimizer_g: torch.optim.Optimizer
+    optimizer_s: torch.optim.Optimizer
+    schedule_s: Any
+    student_batches: Callable
+    batches_per_step: int  # generator batches per step (fresh batches for the extra student steps count)
+    latent_dim: int
+    augmenter: Augmenter | None
+    labels: Callable | None
+    callbacks: list[Callback]
+
+
+def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
+             accelerator: Accelerator, given: dict[str, Any] | None = None) -> Parts:  # fmt: skip
+    """Student-with-losses, synthesis terms, generator, optimizers, pieces, callbacks around a teacher source."""
+    t, s, g = config.train, config.student, config.generator
+    student, wrappers = build_student(config, student_net, teacher, spec)
+    objective = build_synthesis(config, teacher, spec, accelerator, given)
+    teacher.tap([*objective.teacher_taps, *student.teacher_taps])
+    generator = build_generator(config, spec)
+    if t.channels_last:
+        for module in (generator, student, teacher):
+            module.to(memory_format=torch.channels_last)
+    extra = [group for wrapper in wrappers for group in wrapper.param_groups(student.net)]
+    optimizer_g = make_optimizer("adam", generator.parameters(), g.lr, betas=tuple(g.betas))
+    optimizer_s = make_optimizer(s.optimizer, student.param_groups(extra), s.lr, momentum=s.momentum,
+                                 weight_decay=s.weight_decay)  # fmt: skip
+    callbacks: list[Callback] = [EMA(t.ema_decay)] if t.ema_decay else []
+    callbacks += [WrapperHooks(wrappers)] if wrappers else []
+    augments = t.augment_flip or t.augment_shift > 0
+    labels = (lambda n, device: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
+    return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
+                 make_schedule(optimizer_s, s.schedule, t.steps, s.milestones, s.gamma), student_batches(config),
+                 t.student_steps if t.fresh_batches else 1, g.latent_dim,
+                 Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device) if augments else None,
+                 labels, callbacks)  # fmt: skip
+
+
+def build_trainer(config: Config, accelerator: Accelerator, teacher: TeacherSource, student_net: nn.Module,
+                  spec: ImageSpec, eval_set=None, given: dict[str, Any] | None = None) -> DataFreeTrainer:  # fmt: skip
+    """Seeded assembly + the trainer: what a run and a test of the loop both start from."""
+    set_seed(config.train.seed)  # same model init on every rank; latent codes differ per rank (trainer)
+    parts = assemble(config, teacher, student_net, spec, accelerator, given)
+    return DataFreeTrainer(config.train, accelerator, parts, spec, eval_set, config.data.eval_batch_size,
+                           config.data.num_workers)  # fmt: skip
+
+
+def networks_from_config(config: Config) -> tuple[TeacherSource, nn.Module, ImageSpec]:
+    """The recipe's teacher source and a fresh student network (seeded as every run does)."""
+    spec = image_spec(config)
+    set_seed(config.train.seed)
+    teacher = build_teacher(config, spec)
+    return teacher, build_net(config.student.arch, spec), spec
+
+
+def trainer_from_config(config: Config, eval_set=None) -> DataFreeTrainer:
+    """A ready trainer for a recipe (no files written): for tests and benchmarks of the loop's pieces."""
+    teacher, student_net, spec = networks_from_config(config)
+    return build_trainer(config, make_accelerator(config), teacher, student_net, spec, eval_set)

@@ -1,8 +1,11 @@
 """Recipes: dataclasses of plain values, loaded from TOML, overridable from the command line, validated once.
 
-A recipe file has one table per dataclass below (``[data]``, ``[teacher]``, ...), plus a list of
-``[[distill]]`` tables (loss name, weight, schedule, parameters). Every scalar field can be overridden
-as ``--section.field value`` (``--train.steps 500``); ``--help`` lists them all with their defaults.
+A recipe file has one table per section below (``[data]``, ``[teacher]``, ...), plus two lists of weighted
+terms: ``[[synthesis]]`` (the generator's objective) and ``[[distill]]`` (the student's), each entry a
+registered name, a weight, a weight schedule and the term's own ``params``. Student wrappers are the list
+``[[student.wrap]]``. Every value is checked against its field's type, from TOML and from the command line
+alike (one validator). Overrides: ``--section.field value`` (``--train.steps 500``), ``--distill JSON``,
+``--synthesis JSON``, and ``--synthesis.<term> WEIGHT`` / ``--synthesis.<term>.<param> VALUE`` for one term.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import tomllib
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,18 +33,40 @@ class DataConfig:
 
 @dataclass
 class TeacherConfig:
+    """Which teacher the student learns from: a registered kind (datafree/teachers/) plus its own keys."""
+
+    kind: str = "single"  # single | mean_logits | ... (datafree.teachers.list_teachers())
     arch: str = "lenet5"
-    checkpoint: str = ""  # default: <train.output_dir>/teacher/teacher.safetensors
+    checkpoint: str = ""  # default: outputs/<name>/teacher/teacher.safetensors (independent of train.output_dir)
+    feature_layer: str = ""  # penultimate tap for the activation term ("" = declared feature_layer / last Linear input)
+    members: list[dict] = field(default_factory=list)  # kinds with several networks: [{arch, checkpoint}, ...]
+    params: dict[str, Any] = field(default_factory=dict)  # the kind's own keys
+
+
+@dataclass
+class TeacherTrainingConfig:
+    """Supervised training of ``teacher.arch`` on real data (train_teacher.py only)."""
+
     epochs: int = 20
     batch_size: int = 128
-    optimizer: str = "adam"  # adam | sgd
+    optimizer: str = "adam"  # adam | sgd (sgd with Nesterov momentum)
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "cosine"  # cosine | step | constant
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # for "step": fractions of training
+    gamma: float = 0.1
     augment: bool = True
     route_every: int = 5  # keep a checkpoint every N epochs (the teacher's route, for RCO)
     seed: int = 0
+
+
+@dataclass
+class WrapperConfig:
+    """One student wrapper (datafree/wrappers/): quantizers, gates, clipping..."""
+
+    name: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +79,7 @@ class StudentConfig:
     schedule: str = "constant"  # constant | step | cosine
     milestones: list[float] = field(default_factory=lambda: [0.4, 0.8])  # for "step": fractions of train.steps
     gamma: float = 0.1
+    wrap: list[WrapperConfig] = field(default_factory=list)  # [[student.wrap]] tables, applied in order
 
 
 @dataclass
@@ -68,31 +95,13 @@ class GeneratorConfig:
 
 
 @dataclass
-class SynthesisConfig:
-    """DAFL generator objective: oh * L_onehot + a * L_activation + ie * L_entropy."""
-
-    oh: float = 1.0
-    a: float = 0.1
-    ie: float = 5.0
-    entropy_log: str = "log10"  # log10 (official code) | ln (paper's formula)
-    activation: str = "mean"  # mean: mean |f| over batch AND features (official) | l1: paper's per-sample L1 norm
-    global_entropy: bool = True  # batch-mean softmax over all processes, so N x B behaves like one batch
-    adv: float = 0.0  # optional DFAD term: generator also maximizes |student - teacher| logits (0 = pure DAFL)
-    moment: float = 0.0  # optional prior: batch pixel mean/std pulled to the dataset's (normalized 0 / 1)
-    tv: float = 0.0  # optional prior: total variation of the images (smoothness, as in DeepInversion)
-    feature_stats: float = 0.0  # optional prior: teacher feature mean/var -> its training statistics (DeepInversion)
-    class_feature_stats: float = 0.0  # optional prior: the same, per class (images the teacher calls k -> class k's)
-    feature_stats_layers: list[str] = field(default_factory=list)  # which of the recorded layers ([] = all)
-
-
-@dataclass
 class TrainConfig:
     output_dir: str = "outputs/fmnist"
     steps: int = 2000
     batch_size: int = 256  # per process
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)
-    replay: int = 0  # extra student steps draw from the last N synthetic batches (0: reuse the current one)
-    fresh_batches: bool = False  # extra student steps draw NEW batches (G forward without grad + teacher forward)
+    replay: int = 0  # extra student steps draw from the last N synthetic batches (needs student_steps > 1)
+    fresh_batches: bool = False  # extra student steps draw NEW batches (needs student_steps > 1)
     augment_flip: bool = False  # student batches: random left-right flip, relabelled by the teacher
     augment_shift: int = 0  # student batches: random shift of up to N pixels (black fill), relabelled by the teacher
     ema_decay: float = 0.0  # > 0: ship (evaluate, save) an exponential moving average of the student's weights
@@ -108,8 +117,8 @@ class TrainConfig:
 
 
 @dataclass
-class LossConfig:
-    """One term of the student objective: weight x schedule(step) x loss(student, teacher)."""
+class TermConfig:
+    """One weighted term of an objective: weight x schedule(progress) x term. ``[[distill]]`` and ``[[synthesis]]``."""
 
     name: str = "kd"
     weight: float = 1.0
@@ -120,57 +129,103 @@ class LossConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+LossConfig = TermConfig  # the name [[distill]] code used before synthesis terms shared the shape
+
+
+def dafl_terms() -> list[TermConfig]:
+    """DAFL's generator objective with the official code's weights (its MNIST/CIFAR defaults)."""
+    return [TermConfig("onehot", 1.0), TermConfig("activation", 0.1), TermConfig("entropy", 5.0)]
+
+
 @dataclass
 class Config:
     name: str = "fmnist"
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    teacher_training: TeacherTrainingConfig = field(default_factory=TeacherTrainingConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    distill: list[LossConfig] = field(default_factory=lambda: [LossConfig()])
+    synthesis: list[TermConfig] = field(default_factory=dafl_terms)
+    distill: list[TermConfig] = field(default_factory=lambda: [TermConfig()])
 
     @property
     def teacher_checkpoint(self) -> str:
-        return self.teacher.checkpoint or str(Path(self.train.output_dir) / "teacher" / "teacher.safetensors")
+        return self.teacher.checkpoint or str(Path("outputs") / self.name / "teacher" / "teacher.safetensors")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-_SECTION_TYPES = {
-    "data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig, "generator": GeneratorConfig,
-    "synthesis": SynthesisConfig, "train": TrainConfig,
+SECTIONS = {
+    "data": DataConfig, "teacher": TeacherConfig, "teacher_training": TeacherTrainingConfig, "student": StudentConfig,
+    "generator": GeneratorConfig, "train": TrainConfig,
 }  # fmt: skip
+TERM_LISTS = ("synthesis", "distill")
+_MOVED = {f.name: "teacher_training" for f in fields(TeacherTrainingConfig)}  # [teacher] keys before the split
 
 
 class ConfigError(ValueError):
     """A recipe or override that cannot be used; the message says which key and what is allowed."""
 
 
+# ---- one validator for TOML values and command-line strings ----------------------------------------
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """``value`` as the annotated type ``kind``, or a ConfigError naming the key, the type and the value."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table, got {value!r}")
+        return _build(kind, value, key)
+    if kind is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_coerce(v, args[0] if args else Any, f"{key}[{i}]") for i, v in enumerate(value)]
+    if kind is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a table, got {value!r}")
+        return dict(value)
+    ok = {bool: isinstance(value, bool), int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool), str: isinstance(value, str)}  # fmt: skip
+    if not ok.get(kind, True):
+        raise ConfigError(f"{key} expects a {kind.__name__}, got {value!r} ({type(value).__name__})")
+    return float(value) if kind is float else value
+
+
 def _build(cls, values: dict[str, Any], where: str):
+    hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = set(values) - known
     if unknown:
+        moved = sorted(k for k in unknown if where == "teacher" and k in _MOVED)
+        if moved:
+            raise ConfigError(f"[teacher] keys {moved} moved to [teacher_training] (the teacher's identity and its "
+                              "training are separate sections now); move them there")  # fmt: skip
         raise ConfigError(f"unknown key(s) {sorted(unknown)} in [{where}]; allowed: {sorted(known)}")
-    return cls(**values)
+    return cls(**{k: _coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
 
 
 def from_dict(raw: dict[str, Any]) -> Config:
     raw = dict(raw)
-    unknown = set(raw) - set(_SECTION_TYPES) - {"name", "distill"}
+    unknown = set(raw) - set(SECTIONS) - {"name", *TERM_LISTS}
     if unknown:
-        raise ConfigError(f"unknown table(s) {sorted(unknown)}; allowed: {sorted(_SECTION_TYPES)} + name, distill")
-    sections = {name: _build(cls, raw.get(name, {}), name) for name, cls in _SECTION_TYPES.items()}
-    losses = [_build(LossConfig, d, "distill") for d in raw.get("distill", [asdict(LossConfig())])]
-    return Config(name=raw.get("name", Config.name), distill=losses, **sections)
+        raise ConfigError(f"unknown table(s) {sorted(unknown)}; allowed: {sorted(SECTIONS)} + name, synthesis, distill")
+    if isinstance(raw.get("synthesis"), dict):
+        raise ConfigError("[synthesis] is a list of terms now: write one [[synthesis]] table per term (name, weight, "
+                          "params), e.g. [[synthesis]] name = \"onehot\" weight = 1.0; see runs/fmnist.toml")  # fmt: skip
+    sections = {name: _build(cls, raw.get(name, {}), name) for name, cls in SECTIONS.items()}
+    terms = {key: _coerce(raw[key], list[TermConfig], key) for key in TERM_LISTS if key in raw}
+    name = _coerce(raw.get("name", Config.name), str, "name")
+    return Config(name=name, **sections, **terms)
 
 
 def load_toml(path: str | Path) -> Config:
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"recipe {path} does not exist; recipes live in runs/*.toml")
+    if not path.is_file():
+        what = "is a directory, not a recipe file" if path.is_dir() else "does not exist"
+        raise ConfigError(f"recipe {path} {what}; recipes live in runs/*.toml")
     with path.open("rb") as fh:
         try:
             raw = tomllib.load(fh)
@@ -179,39 +234,94 @@ def load_toml(path: str | Path) -> Config:
     return from_dict(raw)
 
 
-def _parse_value(text: str, current: Any, key: str) -> Any:
-    """Turn a command-line string into the type of the field it overrides."""
+# ---- command line ----------------------------------------------------------------------------------
+def _parse_text(text: str, kind: Any, key: str) -> Any:
+    """A command-line string in the shape of its field, then the same validator as TOML values."""
+    if kind is bool:
+        if text.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if text.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"--{key} expects a bool (true/false), got {text!r}")
     try:
-        if isinstance(current, bool):
-            if text.lower() in {"1", "true", "yes", "on"}:
-                return True
-            if text.lower() in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError
-        if isinstance(current, int):
+        if kind is int:
             return int(text)
-        if isinstance(current, float):
+        if kind is float:
             return float(text)
-        if isinstance(current, (list, dict)):
-            value = json.loads(text) if text.strip()[:1] in "[{" else [s for s in text.split(",") if s]
-            return [type(current[0])(v) for v in value] if isinstance(value, list) and current else value
-        return text
     except ValueError:
-        raise ConfigError(f"--{key} expects a {type(current).__name__}, got {text!r}") from None
+        raise ConfigError(f"--{key} expects a {kind.__name__}, got {text!r}") from None
+    if kind is str:
+        return text
+    if text.strip()[:1] in "[{":
+        try:
+            return _coerce(json.loads(text), kind, key)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--{key}: {err}") from None
+    args = typing.get_args(kind)
+    return [_parse_text(v, args[0] if args else str, key) for v in text.split(",") if v]
 
 
-def add_override_arguments(parser: argparse.ArgumentParser, defaults: Config | None = None) -> None:
-    """One ``--section.field`` option per config value, so ``--help`` documents the whole recipe."""
+def _loose(text: str) -> Any:
+    """A term parameter from the command line: JSON when it parses, a comma list, else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return [v for v in text.split(",") if v] if "," in text else text
+
+
+def set_synthesis_value(config: Config, key: str, value: Any) -> None:
+    """``feature_stats`` -> that term's weight (added if absent); ``entropy.log`` -> a parameter of the term."""
+    name, _, param = key.partition(".")
+    term = next((t for t in config.synthesis if t.name == name), None)
+    if term is None:
+        term = TermConfig(name, 0.0)
+        config.synthesis.append(term)
+    if param:
+        term.params = {**term.params, param: value}
+    else:
+        term.weight = _coerce(value, float, f"synthesis.{name}")
+
+
+def add_override_arguments(parser: argparse.ArgumentParser, sections=None, defaults: Config | None = None) -> None:
+    """One ``--section.field`` option per value of ``sections`` (default: all but teacher training), so
+    ``--help`` documents exactly what the program reads."""
     defaults = defaults or Config()
+    sections = sections or [s for s in SECTIONS if s != "teacher_training"]
     parser.add_argument("--name", default=None, help=f"run name (default {defaults.name!r})")
-    for section in _SECTION_TYPES:
+    hints = {s: typing.get_type_hints(SECTIONS[s]) for s in sections}
+    for section in sections:
         group = parser.add_argument_group(f"[{section}]")
         for f in fields(getattr(defaults, section)):
             value = getattr(getattr(defaults, section), f.name)
-            group.add_argument(f"--{section}.{f.name}", dest=f"{section}.{f.name}", default=None,
-                               metavar=type(value).__name__.upper(), help=f"default: {value!r}")  # fmt: skip
-    parser.add_argument("--distill", default=None, metavar="JSON",
-                        help='student loss terms as JSON, e.g. \'[{"name":"kd"},{"name":"nst","weight":50}]\'')  # fmt: skip
+            if hints[section][f.name] == list[WrapperConfig]:
+                metavar = "JSON"
+            else:
+                metavar = type(value).__name__.upper()
+            group.add_argument(f"--{section}.{f.name}", dest=f"{section}.{f.name}", default=None, metavar=metavar,
+                               help=f"default: {value!r}")  # fmt: skip
+    if "train" in sections:
+        parser.add_argument("--synthesis", default=None, metavar="JSON",
+                            help="generator terms as JSON; or --synthesis.<term> WEIGHT, --synthesis.<term>.<param> VALUE")  # fmt: skip
+        parser.add_argument("--distill", default=None, metavar="JSON",
+                            help='student loss terms as JSON, e.g. \'[{"name":"kd"},{"name":"nst","weight":50}]\'')  # fmt: skip
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args`` that also accepts ``--synthesis.<term>[.<param>] VALUE`` (terms are open-ended)."""
+    args, rest = parser.parse_known_args(argv)
+    pairs, i = [], 0
+    while i < len(rest):
+        item = rest[i]
+        if item.startswith("--synthesis.") and "=" in item:
+            pairs.append(tuple(item[2:].split("=", 1)))
+            i += 1
+        elif item.startswith("--synthesis.") and i + 1 < len(rest):
+            pairs.append((item[2:], rest[i + 1]))
+            i += 2
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(rest[i:])}")
+    args.synthesis_values = pairs
+    return args
 
 
 def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -222,46 +332,56 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         if "." not in key or text is None:
             continue
         section, name = key.split(".", 1)
-        target = getattr(config, section)
-        setattr(target, name, _parse_value(text, getattr(target, name), key))
-    if getattr(args, "distill", None):
-        try:
-            config.distill = [_build(LossConfig, d, "distill") for d in json.loads(args.distill)]
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"--distill must be a JSON list of loss tables: {err}") from None
+        target = dataclasses.replace(getattr(config, section))
+        setattr(target, name, _parse_text(text, typing.get_type_hints(type(target))[name], key))
+        setattr(config, section, target)
+    for key in TERM_LISTS:
+        if getattr(args, key, None):
+            try:
+                setattr(config, key, _coerce(json.loads(getattr(args, key)), list[TermConfig], key))
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"--{key} must be a JSON list of term tables: {err}") from None
+    config.synthesis = [dataclasses.replace(t) for t in config.synthesis]
+    for key, text in getattr(args, "synthesis_values", []):
+        set_synthesis_value(config, key.removeprefix("synthesis."), _loose(text))
     validate(config)
     return config
 
 
 def validate(config: Config) -> None:
     """Cheap checks on plain values; checks that need models or data happen in build.py."""
-    t, s, g, y = config.train, config.student, config.generator, config.synthesis
+    t, s, g, tt = config.train, config.student, config.generator, config.teacher_training
     positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "train.student_steps": t.student_steps,
-                "train.eval_every": t.eval_every, "train.log_every": t.log_every, "generator.latent_dim": g.latent_dim,
+                "train.eval_every": t.eval_every, "train.log_every": t.log_every, "train.sample_every": t.sample_every,
+                "train.checkpoint_every": t.checkpoint_every, "generator.latent_dim": g.latent_dim,
                 "generator.width": g.width, "student.lr": s.lr, "generator.lr": g.lr}  # fmt: skip
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
-    choices = {"synthesis.entropy_log": (y.entropy_log, {"log10", "ln"}),
-               "synthesis.activation": (y.activation, {"mean", "l1"}),
-               "train.mixed_precision": (t.mixed_precision, {"auto", "no", "bf16", "fp16"}),
+    choices = {"train.mixed_precision": (t.mixed_precision, {"auto", "no", "bf16", "fp16"}),
                "student.optimizer": (s.optimizer, {"adam", "sgd"}),
-               "teacher.optimizer": (config.teacher.optimizer, {"adam", "sgd"}),
+               "teacher_training.optimizer": (tt.optimizer, {"adam", "sgd"}),
                "student.schedule": (s.schedule, {"constant", "step", "cosine"}),
-               "teacher.schedule": (config.teacher.schedule, {"constant", "step", "cosine"})}  # fmt: skip
+               "teacher_training.schedule": (tt.schedule, {"constant", "step", "cosine"})}  # fmt: skip
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} = {value!r} is not one of {sorted(allowed)}")
     if not 0.0 <= t.ema_decay < 1.0:
         raise ConfigError(f"train.ema_decay must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema_decay}")
-    if t.augment_shift < 0:
-        raise ConfigError(f"train.augment_shift must be >= 0 pixels, got {t.augment_shift}")
+    if t.augment_shift < 0 or t.replay < 0:
+        raise ConfigError(f"train.augment_shift and train.replay must be >= 0, got {t.augment_shift}, {t.replay}")
     if t.fresh_batches and t.replay:
         raise ConfigError("train.fresh_batches and train.replay both choose the extra student steps' batches; set one")
+    if (t.fresh_batches or t.replay) and t.student_steps == 1:
+        raise ConfigError("train.fresh_batches / train.replay choose the batches of the EXTRA student steps, but "
+                          "train.student_steps = 1 has none; raise train.student_steps or turn them off")  # fmt: skip
     if t.batch_size < 2:
         raise ConfigError("train.batch_size must be >= 2: the generator has BatchNorm and DAFL's entropy needs a batch")
-    for loss in config.distill:
-        if loss.schedule not in {"constant", "linear", "step"}:
-            raise ConfigError(f"distill {loss.name!r}: schedule {loss.schedule!r} not in constant|linear|step")
+    for where in TERM_LISTS:
+        for term in getattr(config, where):
+            if term.schedule not in {"constant", "linear", "step"}:
+                raise ConfigError(f"{where} {term.name!r}: schedule {term.schedule!r} not in constant|linear|step")
     if not config.distill:
         raise ConfigError("the recipe has no [[distill]] loss; add at least one, e.g. [[distill]] name = \"kd\"")
+    if not any(term.weight for term in config.synthesis):
+        raise ConfigError("the recipe's [[synthesis]] terms all have weight 0: the generator would learn nothing")

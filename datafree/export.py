@@ -1,7 +1,7 @@
 """Export a finished run's synthetic data (generator images + teacher soft labels), so a student can be
 distilled later without the generator in the loop (``train_dfl.py --from-export DIR`` or any ImageFolder code).
 
-    python -m datafree.export --run outputs/fmnist [--n 50000] [--out DIR] [--seed 0]
+    python -m datafree.cli.export --run outputs/fmnist [--n 50000] [--out DIR] [--seed 0]
 
 Format ``datafree-synthetic`` version 1, in the output folder (default ``<run>/synthetic``):
 
@@ -21,11 +21,9 @@ Sampling: the DAFL generator ends in a BatchNorm and was trained with batch stat
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,7 @@ from tqdm.auto import tqdm
 from datafree import build
 from datafree.checkpoint import CheckpointError, atomic_write_text, load_weights
 from datafree.config import Config, from_dict
-from datafree.trainer import ImageSpec
+from datafree.spec import ImageSpec
 from datafree.viz import denormalize
 
 FORMAT, VERSION = "datafree-synthetic", 1
@@ -193,28 +191,3 @@ def export_synthetic(run_dir: str | Path, n: int, out: str | Path | None = None,
     atomic_write_text(out / "export.json", json.dumps(meta, indent=2))
     atomic_write_text(out / "README.md", "# Synthetic data export\n\nFormat " + __doc__.split("Format ", 1)[1])
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry: export, or a one-line error and exit code 2 for a bad run folder or arguments."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="a finished run folder (or a benchmark folder: its seed_0)")
-    parser.add_argument("--n", type=int, default=50000, help="number of images (default 50000)")
-    parser.add_argument("--out", default=None, help="output folder (default <run>/synthetic)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the latent codes")
-    parser.add_argument("--batch-size", type=int, default=None, help="generator batch (default: the run's train.batch_size)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing export in --out")
-    args = parser.parse_args(argv)
-    try:
-        out = export_synthetic(args.run, args.n, args.out, args.seed, args.batch_size, args.overwrite)
-    except (CheckpointError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    counts = json.loads((out / "export.json").read_text())["class_counts"]
-    print(f"wrote {args.n} images to {out} (class counts {counts})")
-    print(f"train a student from it: python train_dfl.py --config <recipe> --from-export {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ DeepInversion (Yin et al., CVPR 2020) makes synthetic images look like the train
 teacher* by pulling the batch mean/variance of each BatchNorm layer's input to the running statistics
 that layer stored during training. Those statistics are part of a BN teacher, so nothing else is needed.
 A teacher without BatchNorm (DAFL's LeNet-5) stores none, so the teacher's owner records the same numbers
-once, when training it (``train_teacher.py`` does; ``python -m datafree.feature_stats`` does it for an
+once, when training it (``train_teacher.py`` does; ``python -m datafree.cli.feature_stats`` does it for an
 existing teacher): a few dozen means and variances per layer, saved beside the teacher as
 ``<teacher>.stats.safetensors``. The student never sees a training image either way.
 
@@ -12,13 +12,11 @@ A reference is ``{tap name: (mean, var)}`` with one value per channel; tap names
 :mod:`datafree.features` (``"conv1"`` = that module's output, ``"bn1:input"`` = its input).
 A *class* reference holds the same statistics per class, ``(K, C)`` tensors: what the teacher's features
 look like on each class's training images (``synthesis.class_feature_stats``; BatchNorm keeps no such
-thing, so it is always recorded, by ``train_teacher.py`` or ``python -m datafree.feature_stats``).
+thing, so it is always recorded, by ``train_teacher.py`` or ``python -m datafree.cli.feature_stats``).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import torch
@@ -29,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datafree.checkpoint import CheckpointError, save_tensors
-from datafree.features import INPUT_SUFFIX, FeatureTaps, _unwrap
+from datafree.features import INPUT_SUFFIX, FeatureTaps, _unwrap, channel_moments  # noqa: F401 (re-exported)
 
 Reference = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -47,12 +45,6 @@ def default_stats_taps(net: nn.Module) -> list[str]:
     if declared:
         return list(declared)
     return [name for name, m in _unwrap(net).named_modules() if isinstance(m, nn.Conv2d)]
-
-
-def channel_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and (biased) variance over batch and space of an (N, C, ...) tensor."""
-    flat = features.float().transpose(0, 1).flatten(1)  # (C, N * H * W)
-    return flat.mean(dim=1), flat.var(dim=1, unbiased=False)
 
 
 @torch.no_grad()
@@ -148,7 +140,7 @@ def load_reference(path: str | Path, per_class: bool = False) -> Reference:
     taps = sorted({key.rsplit("/", 1)[0] for key in tensors})
     if per_class and not any(key.endswith("/class_mean") for key in tensors):
         raise CheckpointError(f"{path} has no per-class statistics (recorded before they existed); record them again "
-                              "with `python -m datafree.feature_stats --config <recipe>`")  # fmt: skip
+                              "with `python -m datafree.cli.feature_stats --config <recipe>`")  # fmt: skip
     try:
         return {tap: (tensors[f"{tap}/{prefix}mean"], tensors[f"{tap}/{prefix}var"]) for tap in taps}
     except KeyError as err:
@@ -159,58 +151,3 @@ def has_class_stats(path: str | Path) -> bool:
     """Whether a statistics file has the per-class part (files written before it existed do not)."""
     with safe_open(str(path), framework="pt") as fh:
         return any(key.endswith("/class_mean") for key in fh.keys())
-
-
-def record_for_recipe(config) -> Path:
-    """Record a recipe's trained teacher's statistics on the recipe's real training set; returns the file."""
-    from datafree import build
-    from datafree.data import load_tensors
-
-    spec = build.image_spec(config)
-    net = build.load_teacher_net(config, spec)
-    d = config.data
-    images, labels = load_tensors(d.name, root=d.root, train=True, download=d.download, like=d.like or None,
-                                  fake_size=d.fake_size or None).tensors  # fmt: skip
-    path = stats_path(config.teacher_checkpoint)
-    pooled, per_class = record_teacher_stats(net, zip(images.split(1000), labels.split(1000)), spec.num_classes)
-    save_reference(pooled, path, per_class)
-    return path
-
-
-def ensure_for_recipe(config) -> Path | None:
-    """Record the statistics if the recipe uses them, its teacher has no BatchNorm and they are not there yet.
-
-    For scripts that own the whole chain (demo, benchmark), right after the teacher is trained or found.
-    """
-    from datafree import build
-
-    path, y = stats_path(config.teacher_checkpoint), config.synthesis
-    need_class = y.class_feature_stats and not (path.exists() and has_class_stats(path))
-    need_pooled = (y.feature_stats and not path.exists()
-                   and not batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))))  # fmt: skip
-    if not (need_class or need_pooled):
-        return None
-    print("== recording the teacher's feature statistics on its training data (teacher side, once)")
-    return record_for_recipe(config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Record the statistics for a recipe's existing teacher (no BatchNorm) from the recipe's real training set."""
-    from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml
-    from datafree.data import DataMissingError
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--config", default="runs/fmnist.toml")
-    add_override_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        path = record_for_recipe(apply_overrides(load_toml(args.config), args))
-    except (ConfigError, DataMissingError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"saved {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

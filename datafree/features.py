@@ -26,6 +26,12 @@ class NetOutput:
         return NetOutput(self.logits.detach(), {k: v.detach() for k, v in self.features.items()})
 
 
+def channel_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and (biased) variance over batch and space of an (N, C, ...) tensor."""
+    flat = features.float().transpose(0, 1).flatten(1)  # (C, N * H * W)
+    return flat.mean(dim=1), flat.var(dim=1, unbiased=False)
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     """Strip DDP / torch.compile wrappers so module paths match the user's own model."""
     while True:

@@ -1,4 +1,4 @@
-"""Distill a student from an exported synthetic set (``python -m datafree.export``): KD on the stored teacher
+"""Distill a student from an exported synthetic set (``python -m datafree.cli.export``): KD on the stored teacher
 logits, evaluated on the real test set. Neither the generator nor the teacher is needed at this point.
 
 Writes the same files as a data-free run into ``train.output_dir``: metrics.jsonl, results.json, report.md,
@@ -24,7 +24,7 @@ from datafree.distill import create_loss
 from datafree.evaluate import accuracy
 from datafree.export import FORMAT, TENSORS
 from datafree.features import NetOutput
-from datafree.trainer import lr_lambda
+from datafree.optim import make_optimizer, make_schedule
 
 
 def read_export(export_dir: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -33,7 +33,7 @@ def read_export(export_dir: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     meta_path, tensor_path = export_dir / "export.json", export_dir / TENSORS
     if not meta_path.exists() or not tensor_path.exists():
         raise CheckpointError(f"{export_dir} is not a synthetic-data export (needs export.json and {TENSORS}); "
-                              "make one with: python -m datafree.export --run <run dir> --out " + str(export_dir))  # fmt: skip
+                              "make one with: python -m datafree.cli.export --run <run dir> --out " + str(export_dir))  # fmt: skip
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != FORMAT or int(meta.get("version", 0)) != 1:
         raise CheckpointError(f"{meta_path}: format {meta.get('format')!r} v{meta.get('version')} is not {FORMAT} v1")
@@ -81,11 +81,8 @@ def distill_from_export(config: Config, export_dir: str | Path) -> dict:
     set_seed(t.seed)
     net = build.build_net(s.arch, spec)
     build.check_network(net, spec, f"student {s.arch!r}")
-    if s.optimizer == "sgd":
-        opt = torch.optim.SGD(net.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
-    else:
-        opt = torch.optim.Adam(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(s.schedule, t.steps, s.milestones, s.gamma))
+    opt = make_optimizer(s.optimizer, net.parameters(), s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+    sched = make_schedule(opt, s.schedule, t.steps, s.milestones, s.gamma)
     train_set = SyntheticSet(meta, tensors)
     loader = DataLoader(train_set, batch_size=t.batch_size, shuffle=True, drop_last=len(train_set) >= t.batch_size,
                         generator=torch.Generator().manual_seed(t.seed), num_workers=config.data.num_workers)  # fmt: skip

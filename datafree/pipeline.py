@@ -8,7 +8,6 @@ import platform
 from pathlib import Path
 
 import torch
-from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -16,7 +15,8 @@ from datafree import build
 from datafree.checkpoint import atomic_write_text
 from datafree.config import Config
 from datafree.evaluate import class_counts, overall, per_class
-from datafree.trainer import DataFreeTrainer, ImageSpec
+from datafree.spec import ImageSpec
+from datafree.teachers import TeacherSource
 
 
 def hardware() -> str:
@@ -33,16 +33,16 @@ def hardware() -> str:
     return f"{cpu} ({os.cpu_count()} cores); {device}; torch {torch.__version__}"
 
 
-def distill(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec: ImageSpec,
+def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.Module, spec: ImageSpec,
             eval_set: Dataset | None = None, feature_layer: str | None = None, resume: bool = False,
-            feature_stats: dict | None = None, class_feature_stats: dict | None = None) -> dict:  # fmt: skip
-    """Data-free distillation of ``teacher_net`` into ``student_net``; returns (and writes) the results."""
+            references: dict | None = None) -> dict:  # fmt: skip
+    """Data-free distillation of ``teacher`` (a source, or a user's network) into ``student_net``; returns (and
+    writes) the results. ``references``: {synthesis term name: statistics} handed to those terms."""
     out = Path(config.train.output_dir)
     accelerator = build.make_accelerator(config)
-    set_seed(config.train.seed)  # same model init on every rank; latent codes differ per rank (trainer)
-    teacher, student, generator = build.assemble(config, teacher_net, student_net, spec, feature_layer, feature_stats,
-                                                 class_feature_stats)  # fmt: skip
-    trainer = DataFreeTrainer(config, accelerator, teacher, student, generator, spec, eval_set)
+    if not isinstance(teacher, TeacherSource):
+        teacher = build.build_teacher(config, spec, teacher, feature_layer)
+    trainer = build.build_trainer(config, accelerator, teacher, student_net, spec, eval_set, references)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         if not resume:
@@ -50,11 +50,15 @@ def distill(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if config.train.trackers:
         accelerator.init_trackers(config.name, config={k: str(v) for k, v in config.to_dict().items()})
-    teacher_counts = class_counts(trainer.teacher.net, trainer.eval_loader, accelerator) if trainer.eval_loader else None
+    teacher_net = next(iter(teacher.networks().values()))
+    teacher_counts = class_counts(teacher_net, trainer.eval_loader, accelerator) if trainer.eval_loader else None
     teacher_acc = overall(teacher_counts) if teacher_counts is not None else None
     if teacher_acc is not None:
         accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}")
-    fit = trainer.fit(resume=resume)
+    try:
+        fit = trainer.fit(resume=resume)
+    finally:
+        teacher.release()  # hooks off, requires_grad flags and train mode as they were (a user's network)
     final_acc = class_acc = None
     if trainer.eval_loader is not None:
         student_counts = class_counts(trainer.student, trainer.eval_loader, accelerator)
@@ -74,7 +78,7 @@ def distill(config: Config, teacher_net: nn.Module, student_net: nn.Module, spec
         "mixed_precision": accelerator.mixed_precision,
         "hardware": hardware(),
         "student_params": sum(p.numel() for p in student_net.parameters()),
-        "teacher_params": sum(p.numel() for p in teacher_net.parameters()),
+        "teacher_params": sum(p.numel() for p in teacher.parameters()),
         "class_acc": class_acc,  # per true class of the real test set: {"teacher": [...], "student": [...]}
     }
     if accelerator.is_main_process:
@@ -90,10 +94,7 @@ def distill_from_config(config: Config, resume: bool = False) -> dict:
     """The recipe path: registry networks, the recipe's teacher checkpoint, the real test set for evaluation."""
     from datafree.data import load_tensors
 
-    spec = build.image_spec(config)
-    set_seed(config.train.seed)
-    teacher_net = build.load_teacher_net(config, spec)
-    student_net = build.build_net(config.student.arch, spec)
+    teacher, student_net, spec = build.networks_from_config(config)
     eval_set = load_tensors(config.data.name, root=config.data.root, train=False, download=config.data.download,
                             like=config.data.like or None, fake_size=config.data.fake_size or None)  # fmt: skip
-    return distill(config, teacher_net, student_net, spec, eval_set, resume=resume)
+    return distill(config, teacher, student_net, spec, eval_set, resume=resume)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -18,38 +17,33 @@ from datafree.checkpoint import atomic_write_text, save_weights
 from datafree.config import Config
 from datafree.evaluate import accuracy
 from datafree.feature_stats import record_teacher_stats, save_reference, stats_path
+from datafree.optim import make_optimizer, make_schedule
 
 
 def train_teacher(config: Config) -> dict:
     """Train ``teacher.arch`` on ``data.name``; save teacher.safetensors, route/epoch_XXX.safetensors, teacher.json."""
     from datafree.data import augment_batch, dataset_info, load_tensors
 
-    t, d = config.teacher, config.data
+    t, d, arch = config.teacher_training, config.data, config.teacher.arch
     set_seed(t.seed)
     accelerator = Accelerator(mixed_precision="no")
     spec = build.image_spec(config)
-    net = build.build_net(t.arch, spec)
-    build.check_network(net, spec, f"teacher {t.arch!r}")
+    net = build.build_net(arch, spec)
+    build.check_network(net, spec, f"teacher {arch!r}")
     info = dataset_info(d.name, like=d.like or None)
     kwargs = dict(root=d.root, download=d.download, like=d.like or None, fake_size=d.fake_size or None)
     train_set = load_tensors(d.name, train=True, **kwargs)  # in memory; augmented batch-wise below
     test_set = load_tensors(d.name, train=False, **kwargs)
     train_loader = DataLoader(train_set, batch_size=t.batch_size, shuffle=True, num_workers=d.num_workers, drop_last=True)
     test_loader = DataLoader(test_set, batch_size=d.eval_batch_size, num_workers=d.num_workers)
-    if t.optimizer == "sgd":
-        opt = torch.optim.SGD(net.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, nesterov=True)
-    else:
-        opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    opt = make_optimizer(t.optimizer, net.parameters(), t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
+                         nesterov=True)  # fmt: skip
     net, opt, train_loader, test_loader = accelerator.prepare(net, opt, train_loader, test_loader)
-    total = t.epochs * len(train_loader)
-    factor = {"cosine": lambda s: 0.5 * (1 + math.cos(math.pi * s / total)),
-              "step": lambda s: 0.1 ** ((s >= 0.5 * total) + (s >= 0.75 * total)),
-              "constant": lambda s: 1.0}[t.schedule]  # fmt: skip
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, factor)  # stepped by hand: once per step on every process
+    schedule = make_schedule(opt, t.schedule, t.epochs * len(train_loader), t.milestones, t.gamma)  # stepped by hand
 
     out = Path(config.teacher_checkpoint)
     route = out.parent / "route"
-    meta = {"arch": t.arch, "num_classes": spec.num_classes, "dataset": d.name, "channels": spec.channels,
+    meta = {"arch": arch, "num_classes": spec.num_classes, "dataset": d.name, "channels": spec.channels,
             "image_size": spec.image_size}  # fmt: skip
     history = []
     for epoch in range(1, t.epochs + 1):

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datafree.config import Config, load_toml  # noqa: E402
+from datafree.config import Config, load_toml, set_synthesis_value  # noqa: E402
 
-PURE_DAFL = {"generator.output": "bn", "generator.lr": 0.2, "generator.width": 64, "synthesis.adv": 0.0,
+PURE_DAFL = {"generator.output": "bn", "generator.lr": 0.2, "generator.width": 64, "synthesis.adversarial": 0.0,
              "synthesis.moment": 0.0, "synthesis.tv": 0.0, "synthesis.feature_stats": 0.0,
              "synthesis.class_feature_stats": 0.0, "train.student_steps": 1, "train.fresh_batches": False}  # fmt: skip
 # the recipe before the per-class statistics: pooled feature statistics only; the stats-* variants were measured on it
@@ -31,18 +31,18 @@ POOLED = {"synthesis.class_feature_stats": 0.0}
 # the recipe before any feature statistics: smoothness (TV) instead; the cost knobs were measured on it
 TV_RECIPE = {**POOLED, "synthesis.feature_stats": 0.0, "synthesis.tv": 1.0}
 
-# name -> overrides of the recipe (section.key -> value); "recipe" is the recipe untouched.
+# name -> overrides of the recipe (section.key -> value; synthesis.<term> -> its weight); "recipe" is the recipe untouched.
 VARIANTS: dict[str, dict] = {
     # ladder: pure DAFL -> the recipe, one change at a time
     "dafl": PURE_DAFL,
     "dafl-pixels": {**PURE_DAFL, "generator.output": "pixels", "generator.lr": 0.01},
-    "pixels-adv-5fresh": {**PURE_DAFL, "generator.output": "pixels", "generator.lr": 0.01, "synthesis.adv": 1.0,
+    "pixels-adv-5fresh": {**PURE_DAFL, "generator.output": "pixels", "generator.lr": 0.01, "synthesis.adversarial": 1.0,
                     "train.student_steps": 5, "train.fresh_batches": True},  # fmt: skip
     "adv-moment": {**TV_RECIPE, "synthesis.tv": 0.0, "generator.width": 64, "train.student_steps": 5},
     "student-5-fresh": {**TV_RECIPE, "train.student_steps": 5, "train.fresh_batches": True},  # + TV, width 16
     "student-10-fresh": {**TV_RECIPE, "train.student_steps": 10, "train.fresh_batches": True},  # the TV recipe
     "stats-and-tv": {**POOLED, "synthesis.tv": 1.0},  # feature statistics on top of TV
-    "stats-conv12": {**POOLED, "synthesis.feature_stats_layers": ["conv1", "conv2"]},  # without the 1x1 conv3
+    "stats-conv12": {**POOLED, "synthesis.feature_stats.layers": ["conv1", "conv2"]},  # without the 1x1 conv3
     "stats-no-moment": {**POOLED, "synthesis.moment": 0.0},
     "pooled-stats": POOLED,  # feature statistics instead of TV (the recipe before the per-class prior)
     "pooled-flip-shift": {**POOLED, "train.augment_flip": True, "train.augment_shift": 2},  # student batches augmented
@@ -62,8 +62,11 @@ VARIANTS: dict[str, dict] = {
 def configure(base: Config, name: str, steps: int, seed: int, root: Path) -> Config:
     config = copy.deepcopy(base)
     for key, value in VARIANTS[name].items():
-        section, field = key.split(".")
-        setattr(getattr(config, section), field, value)
+        section, field = key.split(".", 1)
+        if section == "synthesis":  # a term's weight, or "term.param"
+            set_synthesis_value(config, field, value)
+        else:
+            setattr(getattr(config, section), field, value)
     t = config.train
     t.steps, t.seed, t.output_dir = steps, seed, str(root / name)
     t.eval_every = max(1, steps // 6)

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, ConfigError, add_override_arguments, apply_overrides, load_toml  # noqa: E402
+from datafree.config import Config, ConfigError, add_override_arguments, apply_overrides, load_toml, parse_args  # noqa: E402
 
 RECIPES = ("mnist", "fmnist", "cifar10", "cifar100", "celeba")
 _DAFL = "Chen et al., Data-Free Learning of Student Networks, ICCV 2019"
@@ -54,7 +54,8 @@ def smoke_config(config: Config) -> Config:
     like = c.data.like if c.data.name == "fake" else c.data.name
     c.data.name, c.data.like, c.data.fake_size, c.data.eval_batch_size = "fake", like, SMOKE_FAKE_IMAGES, SMOKE_FAKE_IMAGES
     c.data.num_workers = 0
-    c.teacher.epochs, c.teacher.batch_size, c.teacher.route_every, c.teacher.checkpoint = 1, 16, 1, ""
+    c.teacher_training.epochs, c.teacher_training.batch_size, c.teacher_training.route_every = 1, 16, 1
+    c.teacher.checkpoint = ""
     c.generator.width, c.generator.latent_dim = 16, min(c.generator.latent_dim, 64)
     t = c.train
     t.steps, t.batch_size, t.eval_every, t.log_every, t.sample_every, t.checkpoint_every = 4, 8, 2, 1, 2, 4
@@ -79,7 +80,7 @@ def get_teacher(config: Config, retrain: bool) -> dict:
         info = path.with_suffix(".json")
         saved = json.loads(info.read_text()) if info.exists() else {}
         return {"source": "loaded", "checkpoint": str(path), "epochs": saved.get("epochs")}
-    print(f"== training the teacher: {config.teacher.arch} on real {config.data.name} ({config.teacher.epochs} epochs)")
+    print(f"== training the teacher: {config.teacher.arch} on real {config.data.name} ({config.teacher_training.epochs} epochs)")
     start = time.perf_counter()
     result = train_teacher(config)
     _fresh_accelerate_state()
@@ -132,7 +133,7 @@ def run_benchmark(recipe: str, seeds: int, smoke: bool = False, output_root: str
     from accelerate import PartialState
 
     from datafree.checkpoint import atomic_write_text
-    from datafree.feature_stats import ensure_for_recipe
+    from datafree.cli.feature_stats import ensure_for_recipe
     from datafree.pipeline import distill_from_config
     from datafree.report import write_summary
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-root", default="outputs", help="parent of outputs/<recipe>[-smoke]/ (default outputs)")
     parser.add_argument("--retrain-teacher", action="store_true", help="train the teacher even if its checkpoint exists")
     add_override_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     seeds = args.seeds if args.seeds is not None else (1 if args.smoke else 3)
     if seeds < 1:
         parser.error("--seeds must be >= 1")

@@ -20,23 +20,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datafree.config import LossConfig, load_toml  # noqa: E402
 
-# name -> (weight, params): weights in the range the papers / RepDistiller use, for LeNet-sized features.
-FEATURE_LOSSES: dict[str, tuple[float, dict]] = {
-    "nst": (50.0, {"kernel": "poly"}),
-    "at": (1.0, {}),  # beta = 1000 is inside the loss
-    "hint": (1.0, {}),
-    "fsp": (50.0, {"connectors": True}),  # LeNet-5 and LeNet-5-half differ in channels
-    "kr": (1.0, {}),
-    "sp": (3000.0, {}),
-    "rkd": (1.0, {}),  # w_dist = 25, w_angle = 50 are inside the loss
-    "pkt": (30000.0, {}),
-    "cosine": (1.0, {}),
-}
+
+
+def feature_losses() -> dict[str, tuple[float, dict]]:
+    """name -> (weight, params) of every registered loss that declares a ``benchmark`` entry (kd is the baseline)."""
+    from datafree.distill import list_losses, loss_class
+
+    entries = {name: loss_class(name).benchmark for name in list_losses() if name != "kd"}
+    return {name: (e["weight"], dict(e["params"])) for name, e in entries.items() if e}
 
 
 def objectives(only: list[str] | None) -> dict[str, list[LossConfig]]:
     runs = {"kd": [LossConfig("kd")]}
-    for name, (weight, params) in FEATURE_LOSSES.items():
+    for name, (weight, params) in feature_losses().items():
         runs[f"kd+{name}"] = [LossConfig("kd"), LossConfig(name, weight=weight, params=dict(params))]
     return {k: v for k, v in runs.items() if not only or k.split("+")[-1] in only}
 

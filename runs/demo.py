@@ -12,13 +12,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml  # noqa: E402
+from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml, parse_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     from datafree.checkpoint import CheckpointError
     from datafree.data import DataMissingError
-    from datafree.feature_stats import ensure_for_recipe
+    from datafree.cli.feature_stats import ensure_for_recipe
     from datafree.pipeline import distill_from_config
     from datafree.supervised import train_teacher
     from datafree.trainer import NonFiniteLossError
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="runs/fmnist.toml")
     parser.add_argument("--retrain-teacher", action="store_true", help="train the teacher even if its checkpoint exists")
     add_override_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     start = time.perf_counter()
     try:
         config = apply_overrides(load_toml(args.config), args)

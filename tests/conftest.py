@@ -32,16 +32,26 @@ def tiny_config(out: Path, **sections):
     raw = {
         "name": "tiny",
         "data": {"name": "fake", "like": "fashion-mnist", "fake_size": 256, "eval_batch_size": 128, "root": str(out / "data")},
-        "teacher": {"arch": "lenet5", "checkpoint": str(out / "teacher.safetensors"), "epochs": 1, "batch_size": 64},
+        "teacher": {"arch": "lenet5", "checkpoint": str(out / "teacher.safetensors")},
+        "teacher_training": {"epochs": 1, "batch_size": 64},
         "student": {"arch": "lenet5_half", "lr": 0.002},
         "generator": {"width": 16, "latent_dim": 16},
         "train": {"output_dir": str(out / "run"), "steps": 6, "batch_size": 16, "eval_every": 3, "log_every": 1,
                   "sample_every": 3, "checkpoint_every": 3, "mixed_precision": "no", "channels_last": False},
         "distill": [{"name": "kd"}],
     }
+    extra_terms = sections.pop("synthesis", None)
     for section, values in sections.items():
         raw[section] = values if section == "distill" else {**raw.get(section, {}), **values}
-    return from_dict(raw)
+    config = from_dict(raw)
+    if isinstance(extra_terms, dict):  # {term: weight, "term.param": value} on top of DAFL's three terms
+        from datafree.config import set_synthesis_value
+
+        for key, value in extra_terms.items():
+            set_synthesis_value(config, key, value)
+    elif extra_terms is not None:
+        config.synthesis = from_dict({"synthesis": extra_terms}).synthesis
+    return config
 
 
 def save_random_teacher(config, seed: int = 0) -> None:

@@ -23,7 +23,8 @@ def test_variants_apply_their_overrides_and_fill_the_table(tmp_path, monkeypatch
         assert 0.0 <= row["final"] <= 1.0 and row["wall_time_s"] > 0 and row["curve"]
     # the dafl run really ran pure DAFL: its saved config has the BN output and no priors
     saved = json.loads((tmp_path / "abl" / "dafl" / "config.json").read_text())
-    assert saved["generator"]["output"] == "bn" and saved["synthesis"]["moment"] == 0.0
+    weights = {t["name"]: t["weight"] for t in saved["synthesis"]}
+    assert saved["generator"]["output"] == "bn" and weights.get("moment", 0.0) == 0.0 and weights["onehot"] == 1.0
     assert saved["train"]["steps"] == 2 and saved["generator"]["width"] == 64
     table = (tmp_path / "abl" / "table.md").read_text()
     assert "| student-5-same |" in table

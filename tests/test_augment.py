@@ -52,14 +52,11 @@ def test_trainer_relabels_the_augmented_student_batch_with_the_teacher(tmp_path)
     config = tiny_config(tmp_path, train={"student_steps": 2, "augment_flip": True, "augment_shift": 2, "steps": 2})
     save_random_teacher(config)
     from datafree import build
-    from datafree.trainer import DataFreeTrainer
 
     spec = build.image_spec(config)
-    teacher, student, generator = build.assemble(config, build.load_teacher_net(config, spec),
-                                                 build.build_net("lenet5_half", spec), spec)  # fmt: skip
-    trainer = DataFreeTrainer(config, build.make_accelerator(config), teacher, student, generator, spec)
-    images, teacher_out = trainer._synthesize(0)
-    seen, targets = trainer._student_batch(0, 0, (images.detach(), teacher_out.detach()))
+    trainer = build.trainer_from_config(config)
+    images, teacher_out = trainer.synthesize(0)
+    seen, targets = trainer.student_batches(0, 0, (images.detach(), teacher_out.detach()))
     assert seen.shape == images.shape and not torch.equal(seen, images)
     with torch.no_grad():
         torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)

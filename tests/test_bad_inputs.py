@@ -13,7 +13,7 @@ from datafree import build
 from datafree.checkpoint import CheckpointError, save_weights
 from datafree.config import ConfigError, load_toml
 from datafree.pipeline import distill_from_config
-from datafree.trainer import ImageSpec
+from datafree.spec import ImageSpec
 from tests.conftest import save_random_teacher, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,11 +92,14 @@ def test_bad_recipe_values_and_keys(tmp_path):
     recipe.write_text('[train]\nstepz = 3\n')
     with pytest.raises(ConfigError, match="stepz"):
         load_toml(recipe)
-    recipe.write_text('[synthesis]\nentropy_log = "log2"\n')
-    from datafree.config import validate
+    recipe.write_text('[[synthesis]]\nname = "entropy"\nweight = 5.0\nparams = {log = "log2"}\n')
+    from datafree.synthesis import create_synthesis_term
 
-    with pytest.raises(ConfigError, match="log10"):
-        validate(load_toml(recipe))
+    term = load_toml(recipe).synthesis[0]  # term parameters are checked by the term, when build creates it
+    with pytest.raises(ValueError, match="log10"):
+        create_synthesis_term(term.name, **term.params)
+    with pytest.raises(ValueError, match="registered terms: .*entropy"):
+        create_synthesis_term("entropyy")
     with pytest.raises(ConfigError, match="does not exist"):
         load_toml(tmp_path / "missing.toml")
 

@@ -14,11 +14,27 @@ def test_every_feature_loss_trains_through_the_trainer(tmp_path, monkeypatch):
     monkeypatch.setattr(compare, "load_toml", lambda path: config)
     assert compare.main(["--seeds", "1", "--steps", "2", "--output-root", str(tmp_path / "zoo")]) == 0
     rows = json.loads((tmp_path / "zoo" / "results.json").read_text())["rows"]
-    assert {r["objective"] for r in rows} == {"kd"} | {f"kd+{n}" for n in compare.FEATURE_LOSSES}
+    assert {r["objective"] for r in rows} == {"kd"} | {f"kd+{n}" for n in compare.feature_losses()}
     shipped = {name for name in list_losses() if not name.startswith("test_")}  # tests register their own
-    assert set(compare.FEATURE_LOSSES) | {"kd"} >= shipped - {"sparse_recoding"}  # no shipped loss forgotten
+    assert set(compare.feature_losses()) | {"kd"} >= shipped - {"sparse_recoding"}  # no shipped loss forgotten
     table = (tmp_path / "zoo" / "table.md").read_text()
     assert "| kd+nst |" in table and "±" in table
     # each feature loss logged its own term
     metrics = (tmp_path / "zoo" / "kd_nst" / "seed_0" / "metrics.jsonl").read_text().splitlines()
     assert "s_nst" in json.loads(metrics[0])
+
+
+def test_a_new_loss_with_a_benchmark_entry_joins_the_comparison_without_editing_the_script():
+    import runs.compare_losses as compare
+    from datafree.distill import register_loss
+    from datafree.distill.base import DistillLoss
+
+    @register_loss("test_zoo_member")
+    class ZooMember(DistillLoss):
+        benchmark = {"weight": 2.0, "params": {}}
+
+        def forward(self, student, teacher):
+            return (student.logits - teacher.logits).pow(2).mean()
+
+    assert compare.feature_losses()["test_zoo_member"] == (2.0, {})
+    assert "kd+test_zoo_member" in compare.objectives(None)

@@ -617,18 +617,16 @@ def make_batch(s_shapes, t_shapes, batch: int = 4, seed: int = 0):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_gradients_reach_student_and_owned_params_never_teacher(case):
+def test_gradients_reach_student_and_owned_params(case):
+    """The teacher side is the loop's job: tests/test_trainer.py checks that the step hands losses detached targets."""
     loss, s_shapes, t_shapes = build(case)
     student, teacher, sp, tp = make_batch(s_shapes, t_shapes)
-    assert all(not f.requires_grad for f in [teacher.logits, *teacher.features.values()])
     value = loss(student, teacher)
     assert value.dim() == 0 and value.dtype == torch.float32 and torch.isfinite(value)
     value.backward()
     used = list(loss.student_taps) or ["logits"]
     for name in used:
         assert sp[name].grad is not None and sp[name].grad.abs().sum() > 0, name
-    for name, p in tp.items():
-        assert p.grad is None, name
     for name, p in loss.named_parameters():
         assert p.grad is not None, name
 

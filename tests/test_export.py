@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from datafree import build
 from datafree.config import ConfigError
-from datafree.export import export_synthetic, load_run, main as export_main, to_input
+from datafree.cli.export import main as export_main
+from datafree.export import export_synthetic, load_run, to_input
 from datafree.offline import distill_from_export
 from datafree.pipeline import distill_from_config
 from tests.conftest import save_random_teacher, tiny_config

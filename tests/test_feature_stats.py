@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
-from datafree.config import ConfigError
+from datafree.config import ConfigError, set_synthesis_value
 from datafree.feature_stats import (batchnorm_reference, channel_moments, load_reference, record_feature_stats,
                                     save_reference, stats_path)  # fmt: skip
 from datafree.synthesis import feature_stats_loss
@@ -73,27 +75,25 @@ def test_missing_statistics_or_wrong_channel_count_fail_before_training(tmp_path
 
     config = tiny_config(tmp_path, synthesis={"feature_stats": 1.0})
     save_random_teacher(config)
-    with pytest.raises(ConfigError, match="python -m datafree.feature_stats"):
+    with pytest.raises(ConfigError, match="python -m datafree.cli.feature_stats"):
         distill_from_config(config)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
-    from datafree.feature_stats import record_for_recipe  # the fix the message names (its CLI's body)
+    from datafree.cli.feature_stats import record_for_recipe  # the fix the message names (its CLI's body)
 
     assert record_for_recipe(config) == stats_path(config.teacher_checkpoint)
     assert distill_from_config(config)["steps"] == config.train.steps
 
-    spec = build.image_spec(config)
-    teacher = build.load_teacher_net(config, spec)
     bad = {"conv1": (torch.zeros(5), torch.ones(5))}  # LeNet-5's conv1 has 6 channels
     with pytest.raises(ConfigError, match="6 channels"):
-        build.feature_stats_reference(config, teacher, spec, given=bad)
-    config.synthesis.feature_stats_layers = ["conv2"]
-    assert list(build.feature_stats_reference(config, teacher, spec, given={**bad, "conv2": (torch.zeros(16), torch.ones(16))})) == ["conv2"]
-    config.synthesis.feature_stats_layers = ["conv3"]
+        stats_term(config, given=bad)
+    set_synthesis_value(config, "feature_stats.layers", ["conv2"])
+    assert list(stats_term(config, given={**bad, "conv2": (torch.zeros(16), torch.ones(16))}).reference) == ["conv2"]
+    set_synthesis_value(config, "feature_stats.layers", ["conv3"])
     with pytest.raises(ConfigError, match=r"\['conv3'\] are not in"):
-        build.feature_stats_reference(config, teacher, spec, given=bad)
-    config.synthesis.feature_stats_layers = []
+        stats_term(config, given=bad)
+    set_synthesis_value(config, "feature_stats.layers", [])
     with pytest.raises(ConfigError, match="no layer named 'conv9'"):
-        build.feature_stats_reference(config, teacher, spec, given={"conv9": (torch.zeros(6), torch.ones(6))})
+        stats_term(config, given={"conv9": (torch.zeros(6), torch.ones(6))})
 
 
 def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_generator(tmp_path):
@@ -103,7 +103,7 @@ def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_gener
     from datafree.pipeline import distill_from_config
     from datafree.supervised import train_teacher
 
-    config = tiny_config(tmp_path, teacher={"epochs": 2, "route_every": 1}, synthesis={"feature_stats": 1.0},
+    config = tiny_config(tmp_path, teacher_training={"epochs": 2, "route_every": 1}, synthesis={"feature_stats": 1.0},
                          train={"steps": 3, "eval_every": 3})  # fmt: skip
     result = train_teacher(config)
     folder = tmp_path
@@ -129,23 +129,30 @@ def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_gener
     assert_prior_trains_every_generator_parameter(config, net, "g_feature_stats")
 
 
+def stats_term(config, given=None, name: str = "feature_stats"):
+    """The recipe's statistics term set up against its teacher (what build does before step 0)."""
+    from datafree import build
+
+    spec = build.image_spec(config)
+    only = dataclasses.replace(config, synthesis=[t for t in config.synthesis if t.name == name])
+    objective = build.build_synthesis(only, build.build_teacher(config, spec), spec, given={name: given})
+    return objective.terms[0]
+
+
 def assert_prior_trains_every_generator_parameter(config, teacher_net, term: str) -> None:
     """The prior reaches the generator through the teacher's features (not computed on detached tensors)."""
     from datafree import build
-    from datafree.trainer import DataFreeTrainer
+    from datafree.synthesis import SynthBatch
 
-    spec = build.image_spec(config)
-    teacher, student, generator = build.assemble(config, teacher_net, build.build_net("lenet5_half", spec), spec)
-    trainer = DataFreeTrainer(config, build.make_accelerator(config), teacher, student, generator, spec)
-    images, teacher_out = trainer._synthesize(0)
-    terms: dict = {}
-    trainer._image_priors(images, teacher_out, terms).backward()
-    assert set(terms) == {term}
+    trainer = build.trainer_from_config(config)
+    images, teacher_out = trainer.synthesize(0)
+    prior = next(t for t in trainer.objective.terms if t.log_name == term)
+    prior(SynthBatch(images, teacher_out)).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.generator.parameters() if p.requires_grad)
 
 
 def test_ensure_for_recipe_records_once_and_only_when_needed(tmp_path):
-    from datafree.feature_stats import ensure_for_recipe
+    from datafree.cli.feature_stats import ensure_for_recipe
 
     off = tiny_config(tmp_path / "off")
     save_random_teacher(off)
@@ -160,7 +167,7 @@ def test_ensure_for_recipe_records_once_and_only_when_needed(tmp_path):
 
 
 def test_cli_records_for_a_recipe_and_reports_a_missing_teacher(tmp_path, capsys):
-    from datafree.feature_stats import main
+    from datafree.cli.feature_stats import main
 
     recipe = tmp_path / "r.toml"
     teacher = tmp_path / "t" / "teacher.safetensors"
@@ -222,12 +229,13 @@ def test_class_stats_recorded_per_class_and_pooled_from_one_pass():
 
 def test_class_stats_file_errors_and_ensure_rerecords_an_old_file(tmp_path):
     from datafree import build
-    from datafree.feature_stats import ensure_for_recipe, has_class_stats
+    from datafree.cli.feature_stats import ensure_for_recipe
+    from datafree.feature_stats import has_class_stats
     from datafree.pipeline import distill_from_config
 
     config = tiny_config(tmp_path, synthesis={"class_feature_stats": 1.0}, train={"steps": 2, "eval_every": 2})
     save_random_teacher(config)
-    with pytest.raises(ConfigError, match="per-class feature statistics.*python -m datafree.feature_stats"):
+    with pytest.raises(ConfigError, match="per-class feature statistics.*python -m datafree.cli.feature_stats"):
         distill_from_config(config)
     path = stats_path(config.teacher_checkpoint)
     spec = build.image_spec(config)
@@ -239,7 +247,7 @@ def test_class_stats_file_errors_and_ensure_rerecords_an_old_file(tmp_path):
     assert ensure_for_recipe(config) is None
     wrong = {"conv1": (torch.zeros(4, 6), torch.ones(4, 6))}  # 4 classes, the data has 10
     with pytest.raises(ConfigError, match="10 classes"):
-        build.feature_stats_reference(config, teacher, spec, given=wrong, per_class=True)
+        stats_term(config, given=wrong, name="class_feature_stats")
 
     import json
 

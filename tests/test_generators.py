@@ -69,19 +69,17 @@ def test_conditional_run_targets_the_assigned_classes(tmp_path):
     import torch.nn.functional as F
 
     from datafree import build
-    from datafree.trainer import DataFreeTrainer
+    from datafree.synthesis import SynthBatch
     from tests.conftest import save_random_teacher, tiny_config
 
     config = tiny_config(tmp_path, generator={"conditional": True, "width": 16, "latent_dim": 16})
     save_random_teacher(config)
-    spec = build.image_spec(config)
-    teacher, student, generator = build.assemble(config, build.load_teacher_net(config, spec),
-                                                 build.build_net("lenet5_half", spec), spec)  # fmt: skip
-    trainer = DataFreeTrainer(config, build.make_accelerator(config), teacher, student, generator, spec)
-    targets = trainer._targets()
+    trainer = build.trainer_from_config(config)
+    generator = trainer.generator
+    targets = trainer.synthesize.labels()
     assert targets.tolist() == [i % 10 for i in range(config.train.batch_size)]
-    images, out = trainer._synthesize(0)
-    _, terms = trainer.objective(out.logits, out.features[trainer.penultimate], targets)
+    images, out = trainer.synthesize(0)
+    _, terms = trainer.objective(SynthBatch(images, out, targets))
     torch.testing.assert_close(terms["g_onehot"], F.cross_entropy(out.logits, targets))
     assert not torch.allclose(terms["g_onehot"], F.cross_entropy(out.logits, out.logits.argmax(1)))
     before = generator.embed.weight.detach().clone()

@@ -35,15 +35,11 @@ def test_feature_loss_terms_logged_and_owned_parameters_checkpointed_and_resumed
 
     # a resumed trainer restores the regressor exactly from the Accelerate state folder
     from datafree import build
-    from datafree.trainer import DataFreeTrainer
 
     build.reset_accelerate()
-    spec = build.image_spec(config)
-    teacher, student, generator = build.assemble(config, build.load_teacher_net(config, spec),
-                                                 build.build_net("lenet5_half", spec), spec)  # fmt: skip
-    fresh = {k: v.clone() for k, v in student.state_dict().items() if k.startswith("losses.1.")}
-    trainer = DataFreeTrainer(config, build.make_accelerator(config), teacher, student, generator, spec)
-    trainer._resume()
+    trainer = build.trainer_from_config(config)  # the same seeded initialization the run started from
+    fresh = {k: v.clone() for k, v in trainer.student.state_dict().items() if k.startswith("losses.1.")}
+    trainer.fit(resume=True)  # the run is complete: resuming loads the last state and trains no further step
     restored = {k: v for k, v in trainer.accelerator.unwrap_model(trainer.student).state_dict().items()
                 if k.startswith("losses.1.")}  # fmt: skip
     assert any(not torch.equal(fresh[k], regressor[k]) for k in regressor)  # training moved it

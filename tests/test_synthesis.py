@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from datafree.synthesis import DAFLObjective, activation_loss, entropy_loss, one_hot_loss
+from datafree.features import NetOutput
+from datafree.synthesis import (SynthBatch, SynthesisObjective, activation_loss, batch_mean_probs, create_synthesis_term,
+                                entropy_loss, one_hot_loss)  # fmt: skip
 
 
 def test_one_hot_loss_is_cross_entropy_against_own_argmax():
@@ -33,7 +35,12 @@ def test_entropy_loss_natural_and_log10():
 def test_objective_weights_terms_and_uses_batch_mean_softmax():
     logits = torch.tensor([[0.0, math.log(3.0)], [math.log(3.0), 0.0]])  # softmax rows [.25,.75], [.75,.25]
     features = torch.tensor([[1.0, -1.0], [2.0, 0.0]])
-    total, terms = DAFLObjective(oh=2.0, a=0.5, ie=3.0, entropy_log="ln", activation="mean")(logits, features)
+    activation = create_synthesis_term("activation", reduction="mean")
+    activation.taps = ("fc:input",)  # what setup reads from the teacher source
+    terms_ = [create_synthesis_term("onehot"), activation, create_synthesis_term("entropy", log="ln")]
+    weights = [{"weight": w, "schedule": "constant"} for w in (2.0, 0.5, 3.0)]
+    batch = SynthBatch(torch.zeros(2, 1, 1, 1), NetOutput(logits, {"fc:input": features}))
+    total, terms = SynthesisObjective(terms_, weights)(batch)
     assert terms["g_entropy"].item() == pytest.approx(-math.log(2), rel=1e-6)  # batch mean is uniform
     assert terms["g_activation"].item() == pytest.approx(-1.0)
     expected = 2.0 * terms["g_onehot"] + 0.5 * -1.0 + 3.0 * -math.log(2)
@@ -46,13 +53,12 @@ def test_global_entropy_matches_one_big_batch_after_ddp_averaging():
     b = torch.randn(4, 5)
     # one process with the whole batch
     full = torch.cat([a, b.clone().requires_grad_(False)])
-    ref = DAFLObjective(entropy_log="ln").batch_mean_probs(full)
+    ref = batch_mean_probs(full)
     ref_loss = entropy_loss(ref, "ln")
     (ref_grad,) = torch.autograd.grad(ref_loss, a)
     # "rank 0" holding a; the other rank's softmax sum arrives through reduce_sum as a constant
     other = torch.softmax(b, dim=1).sum(0)
-    objective = DAFLObjective(entropy_log="ln", reduce_sum=lambda s: s + other, world_size=2)
-    local_loss = entropy_loss(objective.batch_mean_probs(a), "ln")
+    local_loss = entropy_loss(batch_mean_probs(a, reduce_sum=lambda s: s + other, world_size=2), "ln")
     (local_grad,) = torch.autograd.grad(local_loss, a)
     assert local_loss.item() == pytest.approx(ref_loss.item(), rel=1e-6)
     # DDP averages gradients over 2 ranks, so the local gradient must be 2x the exact one

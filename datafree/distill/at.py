@@ -30,6 +30,8 @@ def attention_map(f: torch.Tensor, p: float = 2.0) -> torch.Tensor:
 
 @register_loss("at")
 class AT(PairedFeatureLoss):
+    benchmark = {"weight": 1.0, "params": {}}  # runs/compare_losses.py; beta = 1000 is inside the loss
+
     def __init__(
         self,
         student_layers: list[str] | None = None,

@@ -5,7 +5,8 @@ A loss is an ``nn.Module`` with one ``forward(student, teacher) -> scalar`` wher
 It declares the layers it needs in ``student_layers`` / ``teacher_layers`` (exposed as ``student_taps`` /
 ``teacher_taps``); the trainer taps exactly those.
 It may own trainable parameters (regressors, thresholds): they are trained with the student,
-checkpointed with it and wrapped for DDP together with it. Losses never see optimizers or the teacher's
+checkpointed with it and wrapped for DDP together with it (``param_groups`` gives them their own LR scale
+or weight decay). A class attribute ``benchmark`` holds the settings ``runs/compare_losses.py`` uses for it. Losses never see optimizers or the teacher's
 parameters, and the trainer never sees a loss by name.
 """
 
@@ -25,6 +26,7 @@ class DistillLoss(nn.Module):
     """Base class: set ``student_layers``/``teacher_layers`` in ``__init__`` and implement ``forward``."""
 
     student_layers: list[str] | None = None  # layers this loss reads; logits-only losses leave them None
+    benchmark: dict | None = None  # {"weight": w, "params": {...}}: runs/compare_losses.py's entry (None: not compared)
     teacher_layers: list[str] | None = None
 
     @property
@@ -38,6 +40,14 @@ class DistillLoss(nn.Module):
 
     def setup(self, student_shapes: dict[str, tuple[int, ...]], teacher_shapes: dict[str, tuple[int, ...]]) -> None:
         """Called once before training with per-sample feature shapes, e.g. to build regressors or reject a mismatch."""
+
+    def param_groups(self) -> list[dict]:
+        """Parameter groups of the loss's own parameters that need their own LR scale or weight decay.
+
+        Each: ``{"name": ..., "params": [...], "lr_scale": ..., "weight_decay": ...}``; parameters no group
+        claims are trained with the student's settings (see :mod:`datafree.optim`).
+        """
+        return []
 
     def forward(self, student: NetOutput, teacher: NetOutput) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -19,6 +19,8 @@ from datafree.features import NetOutput
 
 @register_loss("cosine")
 class CosineKD(DistillLoss):
+    benchmark = {"weight": 1.0, "params": {}}  # runs/compare_losses.py
+
     def __init__(self, on: str = "softmax", temperature: float = 1.0):
         super().__init__()
         if on not in ("softmax", "logits"):

@@ -37,6 +37,8 @@ def fsp_matrix(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
 
 @register_loss("fsp")
 class FSP(PairedFeatureLoss):
+    benchmark = {"weight": 50.0, "params": {"connectors": True}}  # runs/compare_losses.py; LeNet-5 and LeNet-5-half differ in channels
+
     def __init__(
         self,
         student_layers: list[str] | None = None,

@@ -86,6 +86,8 @@ class PairedFeatureLoss(DistillLoss):
 @register_loss("hint")
 class Hint(PairedFeatureLoss):
     """FitNets hint loss with one learned regressor per (student, teacher) layer pair, built in ``setup``."""
+    benchmark = {"weight": 1.0, "params": {}}  # runs/compare_losses.py
+
 
     def __init__(
         self,

@@ -108,6 +108,13 @@ class SparseRecodingPenalty(nn.Module):
         return penalty + (calibration - calibration.detach())
 
 
+def threshold_groups(loss: nn.Module) -> list[dict]:
+    """The learnable thresholds as their own group without weight decay: decay would drag tau (hence the
+    calibration) towards 1 whatever the features say."""
+    taus = [m.log_threshold for m in loss.modules() if isinstance(m, SparseRecodingPenalty)]
+    return [{"name": "kr_thresholds", "params": taus, "weight_decay": 0.0}] if taus else []
+
+
 def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Adaptive average pooling down to ``size``, bilinear interpolation up to it."""
     if tuple(x.shape[-2:]) == tuple(size):
@@ -128,6 +135,7 @@ class KR(DistillLoss):
     ``teacher_layers`` is split into ``len(student_layers)`` consecutive groups of k = len(teacher) / len(student)
     layers (e.g. student ``[layer1, layer2]`` with teacher ``[layer1.0, layer1.1, layer1.2, layer2.0, ...]``).
     """
+    benchmark = {"weight": 1.0, "params": {}}  # runs/compare_losses.py
 
     uses_default_taps = True
 
@@ -204,6 +212,9 @@ class KR(DistillLoss):
         pi = sigma / sigma.sum().clamp_min(1e-12)
         return match + self.transport_weight * (pi * costs).sum()
 
+    def param_groups(self) -> list[dict]:
+        return threshold_groups(self)
+
     def forward(self, student: NetOutput, teacher: NetOutput) -> torch.Tensor:
         groups = self.groups()
         if len(self.connectors) != len(groups):
@@ -241,6 +252,9 @@ class SparseRecoding(DistillLoss):
                 "student_layers=[...]) or let the trainer fill in its default taps before setup()"
             )
         self.penalties = nn.ModuleList(SparseRecodingPenalty() for _ in self.student_layers)
+
+    def param_groups(self) -> list[dict]:
+        return threshold_groups(self)
 
     def forward(self, student: NetOutput, teacher: NetOutput) -> torch.Tensor:
         if not self.student_layers or len(self.penalties) != len(self.student_layers):

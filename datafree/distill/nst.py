@@ -31,6 +31,8 @@ KERNELS = ("linear", "poly", "gaussian")
 
 @register_loss("nst")
 class NST(PairedFeatureLoss):
+    benchmark = {"weight": 50.0, "params": {"kernel": "poly"}}  # runs/compare_losses.py; weight in the range RepDistiller uses for LeNet-sized features
+
     def __init__(
         self,
         student_layers: list[str] | None = None,

@@ -31,7 +31,7 @@ def scheduled_weight(weight: float, schedule: str, progress: float, end_weight: 
 class StudentWithLosses(nn.Module):
     """Student + its distillation losses; ``forward(x, teacher_out, progress)`` -> (total, terms, student_out)."""
 
-    def __init__(self, student: nn.Module, losses: list[DistillLoss], weights: list[dict]):
+    def __init__(self, student: nn.Module, losses: list[DistillLoss], weights: list[dict], penalties: list = ()):
         super().__init__()
         if len(losses) != len(weights):
             raise ValueError("one weight schedule per loss")
@@ -45,6 +45,14 @@ class StudentWithLosses(nn.Module):
         self.student_taps = sorted({tap for loss in losses for tap in loss.student_taps})
         self.teacher_taps = sorted({tap for loss in losses for tap in loss.teacher_taps})
         self._taps = FeatureTaps(self.net, self.student_taps)
+        self.penalties = list(penalties)  # objects with .penalty(net, progress) -> scalar | None (student wrappers)
+
+    def param_groups(self, extra: list[dict] = ()) -> list[dict]:
+        """One optimizer group for every parameter no loss or ``extra`` group claims, then the claimed groups."""
+        claimed = [*(g for loss in self.losses for g in loss.param_groups()), *extra]
+        taken = {id(p) for g in claimed for p in g["params"]}
+        rest = [p for p in self.parameters() if id(p) not in taken]
+        return [{"name": "student", "params": rest}, *claimed]
 
     def forward(self, x: torch.Tensor, teacher: NetOutput | None = None, progress: float = 0.0):
         student_out = self._taps.run(x)
@@ -58,6 +66,11 @@ class StudentWithLosses(nn.Module):
             terms[name] = value.detach()
             if coefficient != 0.0:
                 total = total + coefficient * value
+        for owner in self.penalties:
+            value = owner.penalty(self.net, progress)
+            if value is not None:
+                terms[f"s_{owner.registry_name}_penalty"] = value.detach()
+                total = total + value
         return total, terms, student_out
 
 

@@ -34,6 +34,8 @@ def conditional_probabilities(x: torch.Tensor) -> torch.Tensor:
 
 @register_loss("pkt")
 class PKT(DistillLoss):
+    benchmark = {"weight": 30000.0, "params": {}}  # runs/compare_losses.py
+
     uses_default_taps = False
 
     def __init__(self, student_layer: str | None = None, teacher_layer: str | None = None, eps: float = 1e-7):

@@ -56,6 +56,8 @@ def angle_cosines(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 
 @register_loss("rkd")
 class RKD(DistillLoss):
+    benchmark = {"weight": 1.0, "params": {}}  # runs/compare_losses.py; w_dist = 25, w_angle = 50 are inside the loss
+
     uses_default_taps = False
 
     def __init__(

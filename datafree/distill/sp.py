@@ -27,6 +27,8 @@ def similarity(f: torch.Tensor) -> torch.Tensor:
 
 @register_loss("sp")
 class SP(PairedFeatureLoss):
+    benchmark = {"weight": 3000.0, "params": {}}  # runs/compare_losses.py
+
     def forward(self, student: NetOutput, teacher: NetOutput) -> torch.Tensor:
         with torch.autocast(device_type=student.logits.device.type, enabled=False):
             loss = student.logits.new_zeros((), dtype=torch.float32)

@@ -55,9 +55,18 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int, in_channels: int = 3) -> nn.Module:
-    """Build a registered model; guarantees the ``feature_layer`` / ``default_taps`` attributes callers rely on."""
-    model = get_entry(name).factory(num_classes=num_classes, in_channels=in_channels)
+def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs) -> nn.Module:
+    """Build a registered model; guarantees the ``feature_layer`` / ``default_taps`` attributes callers rely on.
+
+    Keyword arguments go to the model's factory (e.g. widths found by a search), so a shape written as
+    ``{name, **kwargs}`` rebuilds the same network by name.
+    """
+    try:
+        model = get_entry(name).factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    except TypeError as err:
+        if not kwargs:
+            raise
+        raise ValueError(f"model {name!r} does not take {sorted(kwargs)}: {err}") from None
     # Models registered by users may not declare taps: fall back to the paper's choice (input of the last fc).
     if not getattr(model, "feature_layer", None):
         model.feature_layer = last_linear_input(model)

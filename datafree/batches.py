@@ -1,0 +1,133 @@
+"""Where the loop's images come from: the synthesizer (latent -> G -> teacher) and the student's batches.
+
+``Synthesizer`` makes one batch and runs the ONE teacher forward that serves both the generator's objective
+and the student's targets (a second forward only when a method gives the student another teacher).
+The student's extra updates per generator step draw their batches from a small named piece, picked by
+build from the recipe: the generator's own batch (``SameBatch``), recent batches (``ReplayBatches``), new
+ones from the just-updated generator (``FreshBatches``); ``Augmented`` flips/shifts a batch and has the
+teacher relabel it. The trainer calls ``remember`` after the generator step and the piece for each update.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from datafree.augment import augment
+from datafree.features import NetOutput
+from datafree.spec import ImageSpec
+
+Batch = tuple[torch.Tensor, NetOutput]  # images (detached) and the student's targets
+
+
+def latent_seed(seed: int, rank: int, step: int, draw: int = 0) -> int:
+    """z at (seed, rank, step, draw) is fixed: ranks draw different batches and resume replays the same ones."""
+    entropy = [seed, rank, step] + ([draw] if draw else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class Augmenter:
+    """Random flip / shift of a batch (black fill in the teacher's normalized space), from the latent RNG."""
+
+    def __init__(self, flip: bool, max_shift: int, spec: ImageSpec, device):
+        self.flip, self.max_shift = flip, max_shift
+        black = [-m / s for m, s in zip(spec.mean, spec.std)]  # pixel 0 in the teacher's normalized space
+        self.fill = torch.tensor(black * (spec.channels // len(black)), device=device)
+
+    def __call__(self, images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        return augment(images, self.flip, self.max_shift, self.fill, rng)
+
+
+class Synthesizer:
+    """latent(seed, rank, step, draw) -> generator -> (augment) -> teacher; the RNG also drives augmentation."""
+
+    def __init__(self, generator: nn.Module, teacher: nn.Module, batch_size: int, latent_dim: int, seed: int,
+                 rank: int, device, channels_last: bool = False, augmenter: Augmenter | None = None,
+                 labels: Callable[[int, torch.device], torch.Tensor] | None = None,
+                 student_teacher: nn.Module | None = None):  # fmt: skip
+        self.generator, self.teacher = generator, teacher
+        self.student_teacher = student_teacher if student_teacher is not None else teacher
+        self.batch_size, self.latent_dim, self.seed, self.rank = batch_size, latent_dim, seed, rank
+        self.device, self.channels_last, self.augmenter, self._labels = device, channels_last, augmenter, labels
+        self.rng = torch.Generator(device=device)
+
+    def sample_latent(self, step: int, draw: int = 0) -> torch.Tensor:
+        self.rng.manual_seed(latent_seed(self.seed, self.rank, step, draw))
+        return torch.randn((self.batch_size, self.latent_dim), generator=self.rng, device=self.device)
+
+    def labels(self) -> torch.Tensor | None:
+        """The classes a conditional generator makes its batch for (None: the teacher's argmax decides)."""
+        return self._labels(self.batch_size, self.device) if self._labels is not None else None
+
+    def layout(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def __call__(self, step: int, draw: int = 0, augmented: bool = False, for_student: bool = False):
+        """(images, teacher output): the generator's teacher, or the student's for a student-only batch."""
+        images = self.generator(self.sample_latent(step, draw))
+        if augmented and self.augmenter is not None:
+            images = self.augmenter(images, self.rng)
+        images = self.layout(images)
+        return images, (self.student_teacher if for_student else self.teacher)(images)
+
+    def student_targets(self, images: torch.Tensor, teacher_out: NetOutput) -> NetOutput:
+        """The student's targets for G's batch: the same forward unless the student has its own teacher."""
+        if self.student_teacher is self.teacher:
+            return teacher_out.detach()
+        with torch.no_grad():
+            return self.student_teacher(images.detach())
+
+
+class SameBatch:
+    """Every student update of a step trains on the generator's batch."""
+
+    def remember(self, step: int, batch: Batch) -> None:
+        pass
+
+    def __call__(self, step: int, k: int, batch: Batch) -> Batch:
+        return batch
+
+
+class ReplayBatches(SameBatch):
+    """Update k > 0 revisits the batch of step - k from a ring of the last ``size`` (no new G/T work)."""
+
+    def __init__(self, size: int):
+        self.ring: list[Batch | None] = [None] * size
+
+    def remember(self, step: int, batch: Batch) -> None:
+        self.ring[step % len(self.ring)] = batch
+
+    def __call__(self, step: int, k: int, batch: Batch) -> Batch:
+        return (self.ring[(step - k) % len(self.ring)] or batch) if k > 0 else batch
+
+
+class FreshBatches(SameBatch):
+    """Update k > 0 draws a NEW batch from the just-updated generator: G forward only, ~1/3 of a step."""
+
+    def __init__(self, synthesize: Synthesizer, autocast, first: SameBatch | None = None):
+        self.synthesize, self.autocast, self.first = synthesize, autocast, first or SameBatch()
+
+    def __call__(self, step: int, k: int, batch: Batch) -> Batch:
+        if k == 0:  # update 0 trains on G's own batch (augmented if asked)
+            return self.first(step, 0, batch)
+        with torch.no_grad(), self.autocast():
+            return self.synthesize(step, draw=k, augmented=True, for_student=True)
+
+
+class Augmented(SameBatch):
+    """Flip/shift the inner piece's batch and let the teacher relabel what the student actually sees."""
+
+    def __init__(self, inner: SameBatch, synthesize: Synthesizer, autocast):
+        self.inner, self.synthesize, self.autocast = inner, synthesize, autocast
+
+    def remember(self, step: int, batch: Batch) -> None:
+        self.inner.remember(step, batch)
+
+    def __call__(self, step: int, k: int, batch: Batch) -> Batch:
+        images, _ = self.inner(step, k, batch)
+        with torch.no_grad(), self.autocast():
+            images = self.synthesize.layout(self.synthesize.augmenter(images, self.synthesize.rng))
+            return images, self.synthesize.student_teacher(images)

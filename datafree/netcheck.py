@@ -1,0 +1,60 @@
+"""Networks by name, and the dry forward that proves a network fits the images, before anything trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from datafree import checkpoint as ckpt
+from datafree.config import ConfigError
+from datafree.features import FeatureTaps
+from datafree.spec import ImageSpec
+
+
+@torch.no_grad()
+def check_network(net: nn.Module, spec: ImageSpec, role: str, taps: list[str] = ()) -> dict[str, tuple[int, ...]]:
+    """Dry forward on a 2-image batch: the net must take the images and emit ``num_classes`` logits.
+
+    Returns the per-sample shapes of the requested taps. The net's mode and hooks are left as they were.
+    """
+    x = torch.zeros(2, spec.channels, spec.image_size, spec.image_size,
+                    device=next(iter(net.parameters()), torch.zeros(())).device)  # fmt: skip
+    was_training = net.training
+    net.eval()
+    hooks = FeatureTaps(net, list(taps))
+    try:
+        out = hooks.run(x)
+    except RuntimeError as err:
+        raise ConfigError(
+            f"the {role} ({type(net).__name__}) cannot take images of shape ({spec.channels}, {spec.image_size}, "
+            f"{spec.image_size}): {str(err).splitlines()[0]}. Use the image size / channel count the {role} was "
+            "built for (data.name / data.like decide them) or another architecture."
+        ) from None
+    finally:
+        hooks.remove()
+        net.train(was_training)
+    logits = out.logits
+    if logits.ndim != 2 or logits.shape[1] != spec.num_classes:
+        raise ConfigError(f"the {role} outputs {tuple(logits.shape[1:])} logits per image but the dataset has "
+                          f"{spec.num_classes} classes; build it with num_classes={spec.num_classes}")  # fmt: skip
+    return {name: tuple(value.shape[1:]) for name, value in out.features.items()}
+
+
+def build_net(arch: str, spec: ImageSpec, **kwargs) -> nn.Module:
+    from datafree.models import create_model
+
+    return create_model(arch, num_classes=spec.num_classes, in_channels=spec.channels, **kwargs)
+
+
+def load_network(arch: str, checkpoint: str | Path, spec: ImageSpec, role: str = "teacher") -> nn.Module:
+    """A registered architecture with its trained weights, checked against the images and the class count."""
+    net = build_net(arch, spec)
+    check_network(net, spec, f"{role} {arch!r}")
+    path = Path(checkpoint)
+    meta = ckpt.read_metadata(path) if path.exists() and path.suffix == ".safetensors" else {}
+    if meta.get("num_classes") and int(meta["num_classes"]) != spec.num_classes:
+        raise ConfigError(f"{role} checkpoint {path} has {meta['num_classes']} classes but the data has "
+                          f"{spec.num_classes}; use a matching {role} or dataset")  # fmt: skip
+    return ckpt.load_weights(net, path, what=f"{role} checkpoint")

@@ -1,0 +1,132 @@
+"""The generator's objective as a list of registered terms, the twin of the student's ``[[distill]]`` losses.
+
+A term is an ``nn.Module`` with one ``forward(batch) -> scalar`` over a :class:`SynthBatch` (the images, the
+teacher's output on them, the classes a conditional generator was asked for, the frozen student). It may load
+a reference in ``setup(context)`` (BatchNorm statistics, a recorded file) and names the teacher layers it reads
+in ``teacher_taps``. ``@register_synthesis_term("name")`` makes it a recipe entry::
+
+    [[synthesis]]
+    name = "feature_stats"
+    weight = 1.0
+    params = {layers = ["conv1", "conv2"]}
+
+:class:`SynthesisObjective` sums ``weight(progress) * term`` in recipe order and logs each term under its
+``log_name`` (``g_<name>`` unless the term says otherwise). The trainer never sees a term by name.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from datafree.distill.objective import scheduled_weight
+from datafree.features import NetOutput
+from datafree.spec import ImageSpec
+
+_REGISTRY: dict[str, type["SynthesisTerm"]] = {}
+
+
+@dataclass
+class SynthBatch:
+    """One synthetic batch as the generator's terms see it."""
+
+    images: torch.Tensor
+    teacher: NetOutput
+    labels: torch.Tensor | None = None  # the classes a conditional generator made the images for
+    student_logits: Callable[[torch.Tensor], torch.Tensor] | None = None  # student with frozen weights
+
+    def classes(self) -> torch.Tensor:
+        """The class of each image: the one it was made for, else the teacher's argmax."""
+        return self.labels if self.labels is not None else self.teacher.logits.detach().argmax(dim=1)
+
+
+@dataclass
+class TermContext:
+    """What a term may need once, before training: the teacher source, the images' spec, where it runs."""
+
+    teacher: Any  # datafree.teachers.TeacherSource
+    spec: ImageSpec
+    device: torch.device | str = "cpu"
+    reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None  # sum over processes
+    world_size: int = 1
+    given: dict[str, Any] = field(default_factory=dict)  # references handed over by the Python call, by term name
+
+
+class SynthesisTerm(nn.Module):
+    """Base class: implement ``forward(batch)``; override ``setup`` and ``teacher_taps`` when needed."""
+
+    log_name: str = ""  # defaults to "g_<registered name>"
+    uses_student: bool = False  # True: G's loss goes through the student, so G is stepped before the student
+
+    @property
+    def teacher_taps(self) -> tuple[str, ...]:
+        return ()
+
+    def setup(self, context: TermContext) -> None:
+        """Called once before training (load references, check shapes against the teacher)."""
+
+    def forward(self, batch: SynthBatch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def register_synthesis_term(name: str, log_name: str | None = None) -> Callable[[type[SynthesisTerm]], type[SynthesisTerm]]:
+    """Class decorator: ``@register_synthesis_term("tv")`` makes the term available to recipes by that name."""
+
+    def add(cls: type[SynthesisTerm]) -> type[SynthesisTerm]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"synthesis term {name!r} is registered twice")
+        _REGISTRY[name] = cls
+        cls.registry_name = name
+        cls.log_name = log_name or f"g_{name}"
+        return cls
+
+    return add
+
+
+def list_synthesis_terms() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_synthesis_term(name: str, **params) -> SynthesisTerm:
+    """Build a registered term; unknown names and parameters fail with the valid choices."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown synthesis term {name!r}; registered terms: {', '.join(list_synthesis_terms())}")
+    cls = _REGISTRY[name]
+    try:
+        return cls(**params)
+    except TypeError as err:
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        raise ValueError(f"bad parameters {params} for synthesis term {name!r} ({err}); it accepts: {accepted}") from None
+
+
+class SynthesisObjective(nn.Module):
+    """sum_i weight_i(progress) * term_i(batch), in recipe order; returns (total, {log name: value})."""
+
+    def __init__(self, terms: list[SynthesisTerm], weights: list[dict]):
+        super().__init__()
+        self.terms = nn.ModuleList(terms)
+        self.weights = weights  # plain dicts: weight, schedule, end_weight, milestones, gamma
+        self.names = [t.log_name for t in terms]
+
+    @property
+    def uses_student(self) -> bool:
+        return any(term.uses_student for term in self.terms)
+
+    @property
+    def teacher_taps(self) -> list[str]:
+        return list(dict.fromkeys(tap for term in self.terms for tap in term.teacher_taps))
+
+    def forward(self, batch: SynthBatch, progress: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        total = batch.images.new_zeros((), dtype=torch.float32)
+        values: dict[str, torch.Tensor] = {}
+        for name, term, w in zip(self.names, self.terms, self.weights):
+            value = term(batch)
+            values[name] = value
+            coefficient = scheduled_weight(progress=progress, **w)
+            if coefficient != 0.0:
+                total = total + coefficient * value
+        return total, values

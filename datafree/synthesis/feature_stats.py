@@ -1,0 +1,144 @@
+"""DeepInversion's feature prior, pooled (``feature_stats``) and per class (``class_feature_stats``).
+
+Each term loads its own reference in ``setup``, for every network of the teacher source (features of a
+source with several members are namespaced, ``"<member>/<tap>"``), from, in order: what the Python call
+handed over (``distill_datafree(..., feature_stats=...)``), the network's BatchNorm running statistics
+(pooled only: BatchNorm keeps no per-class numbers), the file recorded beside its checkpoint
+(``<teacher>.stats.safetensors``, written by train_teacher.py or ``python -m datafree.cli.feature_stats``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from datafree.checkpoint import CheckpointError
+from datafree.config import ConfigError
+from datafree.feature_stats import Reference, batchnorm_reference, load_reference, stats_path
+from datafree.features import channel_moments
+from datafree.synthesis.base import SynthBatch, SynthesisTerm, TermContext, register_synthesis_term
+
+
+def feature_stats_loss(features: dict[str, torch.Tensor], reference: Reference) -> torch.Tensor:
+    """DeepInversion's feature prior: sum over layers of ||mu(x) - mu_ref||_2 + ||var(x) - var_ref||_2.
+
+    mu/var are per-channel batch statistics of the teacher's features at each reference layer (over batch
+    and space, biased variance); mu_ref/var_ref what the teacher saw on its training data
+    (:mod:`datafree.feature_stats`). Matching them makes the batch look like the training set to the teacher.
+    """
+    total = None
+    for tap, (ref_mean, ref_var) in reference.items():
+        mean, var = channel_moments(features[tap])
+        term = torch.linalg.vector_norm(mean - ref_mean) + torch.linalg.vector_norm(var - ref_var)
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("feature_stats_loss needs at least one reference layer")
+    return total
+
+
+def class_feature_stats_loss(features: dict[str, torch.Tensor], reference: Reference, labels: torch.Tensor,
+                             min_count: int = 2) -> torch.Tensor:  # fmt: skip
+    """The feature prior per class: images labelled k must have the statistics of class k's training images.
+
+    For each layer, sum over classes k of (n_k / n) * (||mu_k(x) - mu_ref[k]||_2 + ||var_k(x) - var_ref[k]||_2),
+    mu_k/var_k over the n_k images labelled k (and space); classes with fewer than ``min_count`` images in
+    the batch are skipped (n counts the rest). The pooled prior only asks that the MIXTURE look right; a
+    generator can meet it with too few pullovers and too many shirt-like ones, this one cannot.
+    """
+    total = None
+    for tap, (ref_mean, ref_var) in reference.items():
+        value = features[tap].float()
+        one_hot = F.one_hot(labels, ref_mean.shape[0]).to(value.dtype)  # (N, K)
+        images = one_hot.sum(dim=0)  # n_k
+        positions = value[0, 0].numel()
+        count = (images * positions).clamp_min(1)[:, None]
+        mean = torch.einsum("nk,nc...->kc", one_hot, value) / count
+        var = (torch.einsum("nk,nc...->kc", one_hot, value * value) / count - mean * mean).clamp_min(0)
+        per_class = torch.linalg.vector_norm(mean - ref_mean, dim=1) + torch.linalg.vector_norm(var - ref_var, dim=1)
+        weight = torch.where(images >= min_count, images, torch.zeros_like(images))
+        term = (weight * per_class).sum() / weight.sum().clamp_min(1)
+        total = term if total is None else total + term
+    if total is None:
+        raise ValueError("class_feature_stats_loss needs at least one reference layer")
+    return total
+
+
+def _member_reference(name: str, member, given: Reference | None, per_class: bool) -> tuple[Reference, str]:
+    """One network's reference and where it came from (for messages)."""
+    if given is not None:
+        return given, f"the {name} argument"
+    if not per_class:
+        reference = batchnorm_reference(member.net)
+        if reference:
+            return reference, "the teacher's BatchNorm layers"
+    path = stats_path(member.checkpoint) if member.checkpoint else None
+    if path is None or not path.exists():
+        why = "" if per_class else f"{type(member.net).__name__} has no BatchNorm layers and "
+        where = f"{path} does not exist" if path else "the teacher came without a checkpoint file"
+        raise ConfigError(
+            f"[[synthesis]] {name} needs the teacher's {'per-class ' if per_class else ''}feature statistics on its "
+            f"training data, but {why}{where}. Record them with `python -m datafree.cli.feature_stats --config "
+            f"<recipe>` (train_teacher.py writes them too; from Python pass {name}=datafree.feature_stats."
+            f"record_feature_stats(teacher, batches{', num_classes=K' if per_class else ''})), or drop the term."
+        )
+    try:
+        return load_reference(path, per_class), str(path)
+    except CheckpointError as err:
+        raise ConfigError(f"[[synthesis]] {name}: {err}") from None
+
+
+class _StatsTerm(SynthesisTerm):
+    per_class = False
+
+    def __init__(self, layers: list[str] | None = None):
+        super().__init__()
+        self.layers = list(layers or [])
+        self.reference: Reference = {}
+
+    @property
+    def teacher_taps(self) -> tuple[str, ...]:
+        return tuple(self.reference)
+
+    def setup(self, context: TermContext) -> None:
+        name, spec = self.registry_name, context.spec
+        members = context.teacher.members()
+        given = context.given.get(name)
+        for member in members:
+            reference, source = _member_reference(name, member, given if len(members) == 1 else None, self.per_class)
+            if self.layers:
+                missing = [tap for tap in self.layers if tap not in reference]
+                if missing:
+                    raise ConfigError(f"[[synthesis]] {name}: layers {missing} are not in the statistics from {source}, "
+                                      f"which has {sorted(reference)}")  # fmt: skip
+                reference = {tap: reference[tap] for tap in self.layers}
+            taps = {member.prefix + tap: stats for tap, stats in reference.items()}
+            try:
+                shapes = context.teacher.feature_shapes(list(taps))
+            except ValueError as err:
+                raise ConfigError(f"feature statistics from {source}: {err}") from None
+            for tap, (mean, var) in taps.items():
+                expected = (spec.num_classes, shapes[tap][0]) if self.per_class else (shapes[tap][0],)
+                if tuple(mean.shape) != expected or tuple(var.shape) != expected:
+                    classes = f" and the data has {spec.num_classes} classes" if self.per_class else ""
+                    raise ConfigError(f"feature statistics from {source} have shape {tuple(mean.shape)} for {tap!r}, "
+                                      f"but the teacher's {tap} has {shapes[tap][0]} channels{classes} (expected "
+                                      f"{expected}); record them again for this teacher")  # fmt: skip
+                self.reference[tap] = (mean.to(context.device), var.to(context.device))
+
+
+@register_synthesis_term("feature_stats")
+class FeatureStats(_StatsTerm):
+    """Pooled statistics: the batch's per-channel moments -> the training set's."""
+
+    def forward(self, batch: SynthBatch) -> torch.Tensor:
+        return feature_stats_loss(batch.teacher.features, self.reference)
+
+
+@register_synthesis_term("class_feature_stats", log_name="g_class_stats")
+class ClassFeatureStats(_StatsTerm):
+    """Per class of the teacher's argmax (or the class a conditional generator was asked for)."""
+
+    per_class = True
+
+    def forward(self, batch: SynthBatch) -> torch.Tensor:
+        return class_feature_stats_loss(batch.teacher.features, self.reference, batch.classes())

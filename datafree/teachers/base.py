@@ -1,0 +1,167 @@
+"""The teacher as the loop sees it: frozen network(s) behind one small protocol, registered by kind.
+
+A teacher source gives, for a batch of images, the logits and the features the objectives asked for
+(``forward(x) -> NetOutput``; with several networks the keys are namespaced ``"<member>/<tap>"``), and
+tells the objectives what they need to know once: the penultimate taps (DAFL's activation term), the shapes
+of any tap, its members (each network with its checkpoint, for feature statistics), the networks to
+evaluate. ``set_progress(fraction)`` is called at the start of every step (a route schedule switches
+anchors there); ``schedule_state``/``load_schedule_state`` hold whatever such a schedule must resume with.
+
+The loop has two roles, the teacher the generator inverts and the teacher that gives the student its
+targets: the same source by default (then ONE forward per batch serves both), two when a method needs
+them apart (``TeacherSource.for_student``).
+
+A new kind is one file with ``@register_teacher("kind")`` on a subclass that implements ``from_config``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from datafree.features import FeatureTaps, NetOutput, penultimate_tap
+from datafree.netcheck import check_network
+from datafree.spec import ImageSpec
+
+_REGISTRY: dict[str, type["TeacherSource"]] = {}
+
+
+@dataclass
+class Member:
+    """One network of a source: its feature namespace ("" for a lone teacher), the network, its checkpoint."""
+
+    prefix: str
+    net: nn.Module
+    checkpoint: str | None = None
+
+
+class TeacherSource(nn.Module):
+    """Frozen networks + forward hooks. Subclasses set ``self._members`` and may override ``combine``."""
+
+    def __init__(self, members: list[Member], spec: ImageSpec, feature_layers: list[str | None] | None = None):
+        super().__init__()
+        self.spec = spec
+        self._members = members
+        self.nets = nn.ModuleList([m.net for m in members])  # registered: .to(), prepare, compile see them
+        self._flags = [freeze(m.net) for m in members]
+        layers = feature_layers or [None] * len(members)
+        self.penultimate_taps = [m.prefix + (layer or penultimate_tap(m.net)) for m, layer in zip(members, layers)]
+        self._taps: list[FeatureTaps] = []
+        self.tap(self.penultimate_taps)
+
+    # ---- the protocol ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        outputs = [taps.run(x) for taps in self._taps]
+        features = {m.prefix + k: v for m, out in zip(self._members, outputs) for k, v in out.features.items()}
+        return NetOutput(self.combine([out.logits for out in outputs]), features)
+
+    def combine(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """The source's logits from its members' (one member: its own)."""
+        return logits[0]
+
+    def tap(self, names: list[str]) -> None:
+        """Hook these (namespaced) layers, beside the penultimate ones; replaces earlier hooks."""
+        self.remove_hooks()
+        wanted = list(dict.fromkeys([*self.penultimate_taps, *names]))
+        for m in self._members:
+            local = [n[len(m.prefix):] for n in wanted if n.startswith(m.prefix) and (m.prefix or "/" not in n)]
+            self._taps.append(FeatureTaps(m.net, local))
+        self.feature_names = wanted
+
+    def feature_shapes(self, names: list[str]) -> dict[str, tuple[int, ...]]:
+        """Per-sample shapes of (namespaced) taps, by a dry forward of each member."""
+        shapes = {}
+        for m in self._members:
+            local = [n[len(m.prefix):] for n in names if n.startswith(m.prefix) and (m.prefix or "/" not in n)]
+            for k, v in check_network(m.net, self.spec, "teacher", local).items():
+                shapes[m.prefix + k] = v
+        return shapes
+
+    def members(self) -> list[Member]:
+        return list(self._members)
+
+    def networks(self) -> dict[str, nn.Module]:
+        """Classifiers (images -> logits) to evaluate for the report, the source itself first."""
+        own = {"teacher": self._members[0].net} if len(self._members) == 1 else {"teacher": LogitsOf(self)}
+        return {**own, **({m.prefix.rstrip("/"): m.net for m in self._members} if len(self._members) > 1 else {})}
+
+    def set_progress(self, fraction: float) -> None:
+        """Called at the start of each step with step / steps."""
+
+    def for_student(self) -> "TeacherSource":
+        """The source that gives the student its targets (itself unless a method needs them apart)."""
+        return self
+
+    def schedule_state(self) -> dict:
+        return {}
+
+    def load_schedule_state(self, state: dict) -> None:
+        pass
+
+    def train(self, mode: bool = True) -> "TeacherSource":
+        """Stay in eval mode whatever the caller asks: BN statistics of a teacher never move."""
+        return super().train(False)
+
+    def remove_hooks(self) -> None:
+        for taps in self._taps:
+            taps.remove()
+        self._taps = []
+
+    def release(self) -> None:
+        """Give the networks back as they came: hooks removed, requires_grad flags and train mode restored."""
+        self.remove_hooks()
+        for m, (flags, was_training) in zip(self._members, self._flags):
+            for p, flag in zip(m.net.parameters(), flags):
+                p.requires_grad_(flag)
+            m.net.train(was_training)
+
+    @classmethod
+    def from_config(cls, config, spec: ImageSpec) -> "TeacherSource":  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class LogitsOf(nn.Module):
+    """images -> logits of a source (for evaluation code that expects a classifier)."""
+
+    def __init__(self, source: TeacherSource):
+        super().__init__()
+        self.source = source
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.source(x).logits
+
+
+def freeze(net: nn.Module) -> tuple[list[bool], bool]:
+    """Eval mode and no parameter gradients; returns what it changed so ``release`` can restore it."""
+    flags = [p.requires_grad for p in net.parameters()]
+    was_training = net.training
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return flags, was_training
+
+
+def register_teacher(kind: str) -> Callable[[type[TeacherSource]], type[TeacherSource]]:
+    """Class decorator: ``@register_teacher("ensemble")`` makes ``[teacher] kind = "ensemble"`` work."""
+
+    def add(cls: type[TeacherSource]) -> type[TeacherSource]:
+        if kind in _REGISTRY and _REGISTRY[kind] is not cls:
+            raise ValueError(f"teacher kind {kind!r} is registered twice")
+        _REGISTRY[kind] = cls
+        cls.kind = kind
+        return cls
+
+    return add
+
+
+def list_teachers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def teacher_class(kind: str) -> type[TeacherSource]:
+    if kind not in _REGISTRY:
+        raise ValueError(f"unknown teacher kind {kind!r}; registered kinds: {', '.join(list_teachers())}")
+    return _REGISTRY[kind]

@@ -1,0 +1,21 @@
+"""One frozen network: the teacher of DAFL and of most recipes (``[teacher] kind = "single"``, the default)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from datafree.netcheck import load_network
+from datafree.spec import ImageSpec
+from datafree.teachers.base import Member, TeacherSource, register_teacher
+
+
+@register_teacher("single")
+class SingleTeacher(TeacherSource):
+    def __init__(self, net: nn.Module, spec: ImageSpec, checkpoint: str | None = None, feature_layer: str | None = None):
+        super().__init__([Member("", net, checkpoint)], spec, [feature_layer])
+
+    @classmethod
+    def from_config(cls, config, spec: ImageSpec) -> "SingleTeacher":
+        """``teacher.arch`` with the weights of ``teacher.checkpoint``."""
+        net = load_network(config.teacher.arch, config.teacher_checkpoint, spec)
+        return cls(net, spec, config.teacher_checkpoint, config.teacher.feature_layer or None)

@@ -1,0 +1,67 @@
+"""Student wrappers: what acts on the student between the model registry and the optimizer.
+
+A wrapper (``[[student.wrap]] name = "..." params = {...}``) may
+- change the network (``wrap``: replace layers by quantized or gated ones) before the losses see it;
+- declare parameter groups (``param_groups``: own ``lr_scale``, own ``weight_decay``, a ``name``);
+- add a penalty on the parameters (``penalty(net, progress)``: a scalar added to the student's loss, logged);
+- act after every student optimizer step (``after_step(net, progress)``: a proximal step, a clamp), no grad;
+- write a deployable artifact at the end of a run (``export(net, out_dir)``).
+Losses that own parameters declare groups the same way (``param_groups()`` on the loss).
+A new wrapper is one file with ``@register_student_wrapper("name")`` plus its import line in __init__.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+_REGISTRY: dict[str, type["StudentWrapper"]] = {}
+
+
+class StudentWrapper:
+    """Base class: every hook is a no-op; override the ones the method needs."""
+
+    def wrap(self, net: nn.Module) -> nn.Module:
+        return net
+
+    def param_groups(self, net: nn.Module) -> list[dict]:
+        return []
+
+    def penalty(self, net: nn.Module, progress: float) -> torch.Tensor | None:
+        return None
+
+    def after_step(self, net: nn.Module, progress: float) -> None:
+        pass
+
+    def export(self, net: nn.Module, out_dir: Path) -> None:
+        pass
+
+
+def register_student_wrapper(name: str) -> Callable[[type[StudentWrapper]], type[StudentWrapper]]:
+    def add(cls: type[StudentWrapper]) -> type[StudentWrapper]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"student wrapper {name!r} is registered twice")
+        _REGISTRY[name] = cls
+        cls.registry_name = name
+        return cls
+
+    return add
+
+
+def list_student_wrappers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_student_wrapper(name: str, **params) -> StudentWrapper:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown student wrapper {name!r}; registered wrappers: {', '.join(list_student_wrappers())}")
+    cls = _REGISTRY[name]
+    try:
+        return cls(**params)
+    except TypeError as err:
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        raise ValueError(f"bad parameters {params} for student wrapper {name!r} ({err}); it accepts: {accepted}") from None
