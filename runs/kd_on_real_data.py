@@ -21,6 +21,7 @@ from datafree import build  # noqa: E402
 from datafree.config import load_toml  # noqa: E402
 from datafree.data import load_tensors  # noqa: E402
 from datafree.evaluate import accuracy  # noqa: E402
+from datafree.optim import make_optimizer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,12 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     config = load_toml(args.config)
     torch.manual_seed(config.train.seed)
     spec = build.image_spec(config)
-    teacher, student, _ = build.assemble(config, build.load_teacher_net(config, spec),
-                                         build.build_net(config.student.arch, spec), spec)  # fmt: skip
+    teacher = build.build_teacher(config, spec)
+    student, _ = build.build_student(config, build.build_net(config.student.arch, spec), teacher, spec)
+    teacher.tap(student.teacher_taps)
     d = config.data
     train = load_tensors(d.name, d.root, train=True, like=d.like or None).tensors[0]
     test = DataLoader(load_tensors(d.name, d.root, train=False, like=d.like or None), batch_size=1000)
-    optimizer = torch.optim.Adam(student.parameters(), lr=config.student.lr)
+    s = config.student
+    optimizer = make_optimizer(s.optimizer, student.param_groups(), s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
     for step in range(1, args.steps + 1):
         images = train[torch.randint(0, len(train), (config.train.batch_size,))]
         with torch.no_grad():
