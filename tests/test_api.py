@@ -36,7 +36,10 @@ def test_user_networks_distill_end_to_end(tmp_path):
                                generator={"width": 8, "latent_dim": 8},
                                train={"steps": 3, "batch_size": 8, "eval_every": 3, "log_every": 1,
                                       "output_dir": str(tmp_path / "run"), "mixed_precision": "no"})  # fmt: skip
-    assert results["steps"] == 3 and 0.0 <= results["student_acc_final"] <= 1.0
+    lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert results["steps"] == 3 and results["student_acc_final"] == lines[-1]["student_acc"]  # evaluated, not made up
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in teacher.modules())
+    assert hooks == 0 and all(p.requires_grad for p in teacher.parameters())  # the user's teacher as it came
     assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))
     line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert line["g_activation"] < 0  # the hook on head.2's input delivered a non-zero feature

@@ -1,4 +1,5 @@
-"""`runs/bench_speed.py --quick` end to end in a subprocess: table printed, last line parseable. No timing asserts."""
+"""`runs/bench_speed.py --quick` end to end in a subprocess: the recipe it says it measures, the table with one
+row per mode, split shares that add up, and a parseable last line that agrees with the table. No timing asserts."""
 
 from __future__ import annotations
 
@@ -8,20 +9,61 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+ROW = re.compile(r"^\| 16 \| (fp32|cl|bf16) \| (.*) \|$")
 
 
-def test_quick_benchmark_prints_table_and_speedup_line():
+@pytest.fixture(scope="module")
+def quick() -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, str(ROOT / "runs" / "bench_speed.py"), "--quick"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
-    lines = run.stdout.strip().splitlines()
-    assert any(l.startswith("| batch | mode | img/s |") for l in lines), run.stdout
-    rows = [l for l in lines if re.match(r"^\| 16 \| (fp32|cl|bf16) \|", l)]
-    assert len(rows) == 3, run.stdout
-    assert "failed" not in "".join(rows[:2]), run.stdout  # fp32 and cl always run; bf16 may be unsupported
-    assert re.search(r"^- batch 16: [\d.]+ GFLOP", run.stdout, re.M), run.stdout
-    assert "ceiling = best fwd+bwd" in run.stdout
-    match = re.fullmatch(r"speedup_vs_eager_fp32: (\d+\.\d+)", lines[-1])
-    assert match and float(match.group(1)) > 0, lines[-1]
+    return run.stdout.strip().splitlines()
+
+
+def cells(lines: list[str]) -> dict[str, list[str]]:
+    """Mode -> the cells after ``| batch | mode |`` of its row at batch 16."""
+    return {m.group(1): [c.strip() for c in m.group(2).split("|")] for m in map(ROW.match, lines) if m}
+
+
+def test_says_it_measures_the_current_recipe(quick):
+    from datafree.config import load_toml
+
+    config = load_toml(ROOT / "runs" / "fmnist.toml")
+    g, t = config.generator, config.train
+    recipe = next(l for l in quick if l.startswith("recipe: "))
+    assert f"generator {g.arch} width {g.width} " in recipe, recipe
+    assert f"{t.student_steps} student steps per generator step on fresh batches" in recipe, recipe
+    assert all(f"{term.name} {term.weight:g}" in recipe for term in config.synthesis), recipe
+    title = next(l for l in quick if l.startswith("## "))
+    assert f"generator width {g.width}, {t.student_steps} student steps" in title, title
+
+
+def test_table_has_a_complete_row_per_mode(quick):
+    header = "| batch | mode | img/s | x eager fp32 | ms/step | peak MB | gen / teacher / s-batches / s-updates % "
+    assert any(l.startswith(header) for l in quick), "\n".join(quick)
+    rows = cells(quick)
+    assert list(rows) == ["fp32", "cl", "bf16"], "\n".join(quick)
+    for mode, row in rows.items():
+        if mode == "bf16" and row[0].startswith("failed"):
+            continue  # fp32 and cl always run; bf16 may be unsupported here
+        img_s, ratio, ms, peak, shares, cover, gflops = row
+        assert float(img_s) > 0 and float(ratio) > 0 and float(ms) > 0 and float(cover) > 0 and float(gflops) > 0, row
+        assert re.fullmatch(r"-?\d+", peak), row  # MB above the worker's baseline (Linux /proc or CUDA)
+        parts = [int(p) for p in shares.split(" / ")]
+        assert len(parts) == 4 and abs(sum(parts) - 100) <= 2, row  # four pieces, rounded shares of their sum
+    assert rows["fp32"][1] == "1.00", rows["fp32"]
+    flops = re.search(r"FLOPs of one train_step .*: batch 16: ([\d.]+) GFLOP", "\n".join(quick))
+    assert flops and float(flops.group(1)) > 0, "\n".join(quick)
+
+
+def test_last_line_is_the_best_ratio_of_the_table(quick):
+    match = re.fullmatch(r"speedup_vs_eager_fp32: (\d+\.\d+)", quick[-1])
+    assert match, quick[-1]
+    ratios = {mode: row[1] for mode, row in cells(quick).items() if not row[0].startswith("failed")}
+    assert float(match.group(1)) == max(float(r) for r in ratios.values()), (quick[-1], ratios)
+    named = next(re.match(r"best at batch 16: ([\w+]+), \d+ img/s = ", l) for l in quick if l.startswith("best at"))
+    assert named and ratios[named.group(1)] == match.group(1), (named, ratios)

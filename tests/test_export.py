@@ -96,8 +96,9 @@ def test_distill_from_export_trains_a_student(exported, tmp_path):
         assert (out / name).exists(), name
     assert json.loads((out / "results.json").read_text()) == results
     assert results["source"] == "export" and results["images_generated"] == N and results["steps"] == 12
-    assert 0 <= results["student_acc_final"] <= 1 and results["student_acc_best"] >= results["student_acc_final"] - 1e-9
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evaluated = [l["student_acc"] for l in lines if "student_acc" in l]
+    assert results["student_acc_final"] == evaluated[-1] and results["student_acc_best"] == max(evaluated)
     assert [m["step"] for m in lines] == [2, 4, 6, 8, 10, 12] and "student_acc" in lines[1]
     assert "exported synthetic set" in (out / "report.md").read_text()
     # the student learned the stored soft labels: its KD on the export is below a fresh student's
