@@ -1,0 +1,74 @@
+"""runs/gpu_check.py --device cpu --smoke end to end in a subprocess: every row measured, from real runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
+
+
+def test_smoke_measures_every_row_from_real_runs(tmp_path):
+    out = tmp_path / "x.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(ROOT / "runs" / "gpu_check.py"), "--device", "cpu", "--smoke",
+               "--output-root", str(tmp_path / "runs"), "--out", str(out)]  # fmt: skip
+    start = time.perf_counter()
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - start
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert elapsed < 120, f"gpu_check --smoke took {elapsed:.0f} s (budget: about one minute)"
+    report = json.loads(out.read_text())
+    rows = {r["run"]: r for r in report["rows"]}
+    assert list(rows) == ["fmnist fp32", "fmnist bf16", "cifar10 b2", "cifar10 b4"]
+    assert report["smoke"] is True and "torch" in report["hardware"]
+    assert report["matmul"]["flops_per_s"] > 0 and math.isfinite(report["matmul"]["flops_per_s"])
+    assert report["table"] in run.stdout  # the same markdown table is printed
+    for name, row in rows.items():
+        run_dir = Path(row["output_dir"])
+        assert run_dir.is_relative_to(tmp_path / "runs"), run_dir  # never the recipes' outputs/
+        assert math.isfinite(row["images_per_s"]) and row["images_per_s"] > 0, name
+        assert f"| {name} |" in report["table"]
+        lines = _metrics(run_dir)  # images/s is recomputed here from the run's own log, warm-up line skipped
+        first, last = lines[1], lines[-1]
+        expected = (last["images"] - first["images"]) / (last["time_s"] - first["time_s"])
+        assert math.isclose(row["images_per_s"], expected, rel_tol=1e-9), name
+        results = json.loads((run_dir / "results.json").read_text())
+        config = json.loads((run_dir / "config.json").read_text())
+        assert row["precision"] == results["mixed_precision"], name
+        assert results["steps"] == row["steps"] == config["train"]["steps"] and config["data"]["name"] == "fake"
+
+    # Fashion-MNIST: the same recipe and seed, fp32 vs bf16 autocast, accuracies from real evaluations
+    fp32, bf16 = rows["fmnist fp32"], rows["fmnist bf16"]
+    for row, precision in ((fp32, "no"), (bf16, "bf16")):
+        config = json.loads((Path(row["output_dir"]) / "config.json").read_text())
+        assert config["train"]["mixed_precision"] == precision and row["precision"] == precision
+        assert config["teacher"]["checkpoint"].startswith(str(tmp_path))  # trained here, not outputs/fmnist's
+        evaluated = [l["student_acc"] for l in _metrics(Path(row["output_dir"])) if "student_acc" in l]
+        assert evaluated, "the smoke run must evaluate the student during training"
+        assert row["acc_best"] == max(evaluated)
+        assert isinstance(row["acc_final"], float) and 0.0 <= row["acc_final"] <= 1.0
+        assert isinstance(row["teacher_acc"], float) and row["batch"] == 8
+    assert fp32["steps"] == bf16["steps"]
+
+    # CIFAR-10 step: default precision (fp32 on CPU), FLOPs linear in the batch, fraction of the matmul rate
+    small, large = rows["cifar10 b2"], rows["cifar10 b4"]
+    assert (small["batch"], large["batch"]) == (2, 4) and small["precision"] == large["precision"] == "no"
+    assert small["step_flops"] > 1e9  # ResNet-34 + ResNet-18 + generator, forward and backward, two images
+    assert math.isclose(large["step_flops"], 2 * small["step_flops"])
+    for row in (small, large):
+        assert row["peak_mem_gib"] is None  # CPU: n/a
+        lines = _metrics(Path(row["output_dir"]))
+        steps_per_s = (lines[-1]["step"] - lines[1]["step"]) / (lines[-1]["time_s"] - lines[1]["time_s"])
+        assert math.isclose(row["achieved_flops_per_s"], row["step_flops"] * steps_per_s, rel_tol=1e-9)
+        assert math.isclose(row["matmul_fraction"], row["achieved_flops_per_s"] / report["matmul"]["flops_per_s"])
+        assert not any("student_acc" in l for l in lines[:-1])  # no evaluation inside the timed lines
