@@ -87,6 +87,13 @@ class SameBatch:
     def remember(self, step: int, batch: Batch) -> None:
         pass
 
+    def state_dict(self) -> dict:
+        """What resume needs (saved by datafree.trainstate, never pickled)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def __call__(self, step: int, k: int, batch: Batch) -> Batch:
         return batch
 
@@ -100,6 +107,16 @@ class ReplayBatches(SameBatch):
     def remember(self, step: int, batch: Batch) -> None:
         self.ring[step % len(self.ring)] = batch
 
+    def state_dict(self) -> dict:
+        """The filled slots: images, the teacher's logits and features (checkpointed: resume stays exact)."""
+        return {str(i): {"images": b[0], "logits": b[1].logits, "features": dict(b[1].features)}
+                for i, b in enumerate(self.ring) if b is not None}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ring = [None] * len(self.ring)
+        for i, b in state.items():
+            self.ring[int(i)] = (b["images"], NetOutput(b["logits"], dict(b["features"])))
+
     def __call__(self, step: int, k: int, batch: Batch) -> Batch:
         return (self.ring[(step - k) % len(self.ring)] or batch) if k > 0 else batch
 
@@ -109,6 +126,12 @@ class FreshBatches(SameBatch):
 
     def __init__(self, synthesize: Synthesizer, autocast, first: SameBatch | None = None):
         self.synthesize, self.autocast, self.first = synthesize, autocast, first or SameBatch()
+
+    def state_dict(self) -> dict:
+        return self.first.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.first.load_state_dict(state)
 
     def __call__(self, step: int, k: int, batch: Batch) -> Batch:
         if k == 0:  # update 0 trains on G's own batch (augmented if asked)
@@ -125,6 +148,12 @@ class Augmented(SameBatch):
 
     def remember(self, step: int, batch: Batch) -> None:
         self.inner.remember(step, batch)
+
+    def state_dict(self) -> dict:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state)
 
     def __call__(self, step: int, k: int, batch: Batch) -> Batch:
         images, _ = self.inner(step, k, batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -133,8 +134,32 @@ def commit_state_dir(root: str | Path, state_dir: Path, keep: int = 2) -> None:
 
 
 def latest_state_dir(root: str | Path) -> Path | None:
+    """The folder LATEST names, which must be a ``step_NNNNNNN`` folder inside ``root`` (a run folder is untrusted:
+    LATEST may not point resume anywhere else on the machine)."""
     pointer = Path(root) / LATEST
     if not pointer.exists():
         return None
-    folder = Path(root) / json.loads(pointer.read_text())["dir"]
+    try:
+        name = json.loads(pointer.read_text())["dir"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{pointer} is unreadable ({err}); delete it and the step_* folders, or start fresh") from None
+    if not isinstance(name, str) or not re.fullmatch(r"step_\d{7}", name):
+        raise CheckpointError(f"{pointer} names {name!r}, not a step_NNNNNNN folder inside {Path(root)}; refusing to "
+                              "resume from it (a run folder is untrusted input)")  # fmt: skip
+    folder = Path(root) / name
     return folder if folder.is_dir() else None
+
+
+def check_pickles(folder: str | Path) -> None:
+    """Every pickle-based file Accelerate will read from ``folder`` loads as weights only (nothing can execute);
+    otherwise a CheckpointError that names the file."""
+    from accelerate.utils.other import load  # torch.load(weights_only=True) + the numpy types of RNG states
+
+    for path in sorted(Path(folder).iterdir()):
+        if path.suffix in {".bin", ".pkl", ".pt", ".pth"}:
+            try:
+                load(path, map_location="cpu")
+            except Exception as err:  # noqa: BLE001 -- UnpicklingError, EOFError, RuntimeError...: all mean "refused"
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise CheckpointError(f"{path} is not weights-only data ({first[:200]}); datafree never unpickles "
+                                      "code from a run folder. Delete the folder's checkpoints or start fresh.") from None

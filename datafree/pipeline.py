@@ -43,6 +43,8 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     if not isinstance(teacher, TeacherSource):
         teacher = build.build_teacher(config, spec, teacher, feature_layer)
     trainer = build.build_trainer(config, accelerator, teacher, student_net, spec, eval_set, references)
+    if resume:  # before anything is written: a resume that fails leaves the folder describing what it holds
+        trainer.resume()
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         if not resume:

@@ -31,6 +31,7 @@ from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy
 from datafree.spec import ImageSpec
 from datafree.synthesis import SynthBatch
+from datafree.trainstate import load_train_state, save_train_state
 from datafree.viz import save_class_grid
 
 
@@ -40,7 +41,7 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class Progress:
-    """Counters that resume restores (registered with ``accelerator.register_for_checkpointing``)."""
+    """Counters that resume restores (saved with the loop's state by datafree.trainstate)."""
 
     step: int = 0
     best_acc: float = -1.0
@@ -53,6 +54,18 @@ class Progress:
     def load_state_dict(self, state: dict) -> None:
         self.step, self.best_acc = int(state["step"]), float(state["best_acc"])
         self.best_step, self.elapsed_s = int(state["best_step"]), float(state["elapsed_s"])
+
+
+def _complete_lines(path: Path) -> list[str]:
+    """metrics.jsonl's lines, a torn last one (power loss, full disk mid-write) dropped with a warning."""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if lines:
+        try:
+            json.loads(lines[-1])
+        except json.JSONDecodeError:
+            print(f"warning: {path}'s last line is incomplete (the run stopped mid-write); dropping it")
+            lines = lines[:-1]
+    return lines
 
 
 class _ScheduleState:
@@ -89,12 +102,8 @@ class DataFreeTrainer:
             student_teacher = self.teacher if student_teacher is parts.teacher else student_teacher
         self.objective, self.callbacks = parts.objective, list(parts.callbacks)
         self.progress = Progress()
-        accelerator.register_for_checkpointing(self.sched_s, self.progress)
         for callback in self.callbacks:
             callback.setup(self)
-            if callback.checkpoint_state() is not None:
-                accelerator.register_for_checkpointing(callback.checkpoint_state())
-        accelerator.register_for_checkpointing(_ScheduleState(self.source))
 
         self.eval_loader = None
         if eval_set is not None:
@@ -106,6 +115,13 @@ class DataFreeTrainer:
         self.student_batches = parts.student_batches(self.synthesize, accelerator.autocast)
         self.images_per_step = train.batch_size * accelerator.num_processes * parts.batches_per_step
         self._last_logged = 0  # step of the previous metrics line (loss terms are averaged since then)
+        # what a checkpoint holds beside Accelerate's models/optimizers: saved by datafree.trainstate, never pickled
+        self.resumable = {"schedule_s": self.sched_s, "progress": self.progress, "teacher": _ScheduleState(self.source),
+                          "student_batches": self.student_batches}  # fmt: skip
+        for i, callback in enumerate(self.callbacks):
+            if callback.checkpoint_state() is not None:
+                self.resumable[f"callback{i}_{type(callback).__name__}"] = callback.checkpoint_state()
+        self._resumed = False
 
     @property
     def student_net(self) -> nn.Module:
@@ -176,8 +192,8 @@ class DataFreeTrainer:
     # ---- the loop -----------------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> dict:
         acc, cfg = self.accelerator, self.config
-        if resume:
-            self._resume()
+        if resume and not self._resumed:
+            self.resume()
         metrics_path = self.out / "metrics.jsonl"
         start, t0 = self.progress.step, time.perf_counter() - self.progress.elapsed_s
         term_names: list[str] | None = None
@@ -272,20 +288,30 @@ class DataFreeTrainer:
         root = self.out / "checkpoints"
         folder = ckpt.new_state_dir(root, step)
         self.accelerator.save_state(str(folder))
+        save_train_state(folder, self.accelerator.process_index, self.resumable)
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             ckpt.commit_state_dir(root, folder)
         self._save_weights("student_last.safetensors")
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
+        """Load the latest checkpoint (models, optimizers, the loop's own state); clear errors, nothing unpickled."""
         folder = ckpt.latest_state_dir(self.out / "checkpoints")
         if folder is None:
             raise ckpt.CheckpointError(f"--resume: no checkpoint under {self.out / 'checkpoints'}; start without --resume")
-        self.accelerator.load_state(str(folder))
+        ckpt.check_pickles(folder)
+        try:
+            self.accelerator.load_state(str(folder))
+        except Exception as err:  # a truncated file or one that does not fit this recipe's networks
+            first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            raise ckpt.CheckpointError(f"--resume: {folder} does not load into this run's networks ({first}); the "
+                                       "recipe changed since it was written, or a file is damaged") from None  # fmt: skip
+        load_train_state(folder, self.accelerator.process_index, self.resumable, self.accelerator.device)
+        self._resumed = True
         # drop metric lines the interrupted run wrote after its last checkpoint
         metrics_path = self.out / "metrics.jsonl"
         if self.accelerator.is_main_process and metrics_path.exists():
-            kept = [l for l in metrics_path.read_text().splitlines() if l and json.loads(l)["step"] <= self.progress.step]
+            kept = [l for l in _complete_lines(metrics_path) if json.loads(l)["step"] <= self.progress.step]
             ckpt.atomic_write_text(metrics_path, "".join(k + "\n" for k in kept))
         self._last_logged = self.progress.step
         self.accelerator.print(f"resumed from {folder} at step {self.progress.step}")
