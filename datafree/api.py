@@ -20,6 +20,7 @@ both networks are left in channels_last memory format when ``train.channels_last
 
 from __future__ import annotations
 
+import time
 from dataclasses import fields, replace
 
 from torch import nn
@@ -44,8 +45,13 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
     e.g. ``[{"name": "kd"}, {"name": "at", "weight": 1.0, "params": {...}}]``; ``synthesis`` the generator's: a
     list of terms (replaces the recipe's), or ``{term: weight}`` added to them (``{"feature_stats": 1.0}``).
     Returns the results dict (accuracies as fractions; also written to ``<train.output_dir>/results.json``).
+    Without ``train={"output_dir": ...}`` the run gets a fresh folder ``outputs/custom-<date>-<time>``; a folder
+    holding an earlier run's checkpoints is refused unless ``train={"overwrite": True}`` (or ``resume=True``).
     """
+    given_dir = config is not None or "output_dir" in sections.get("train", {})
     config = replace(config or Config(name="custom"))
+    if not given_dir:  # never an earlier run's folder (the recipes' default is the demo's outputs/fmnist)
+        config.train = replace(config.train, output_dir=f"outputs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     for section, values in sections.items():
         if section not in SECTIONS:
             raise ConfigError(f"unknown recipe section {section!r}; use {', '.join(SECTIONS)} (and losses=, synthesis=)")

@@ -97,6 +97,7 @@ class GeneratorConfig:
 @dataclass
 class TrainConfig:
     output_dir: str = "outputs/fmnist"
+    overwrite: bool = False  # a fresh run into a folder holding an earlier run's checkpoints replaces them
     steps: int = 2000
     batch_size: int = 256  # per process
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)

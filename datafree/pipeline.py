@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 
 import torch
@@ -13,7 +14,7 @@ from torch.utils.data import Dataset
 
 from datafree import build
 from datafree.checkpoint import atomic_write_text
-from datafree.config import Config
+from datafree.config import Config, ConfigError
 from datafree.evaluate import class_counts, overall, per_class
 from datafree.spec import ImageSpec
 from datafree.teachers import TeacherSource
@@ -33,12 +34,25 @@ def hardware() -> str:
     return f"{cpu} ({os.cpu_count()} cores); {device}; torch {torch.__version__}"
 
 
+def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """The run folder can be written, and a fresh run does not silently mix with an earlier run's checkpoints."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"train.output_dir {out} is a file; choose a folder")
+    existing = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK):
+        raise ConfigError(f"train.output_dir {out} cannot be written ({existing} is read-only); choose another folder")
+    if not resume and not overwrite and (out / "checkpoints" / "LATEST").exists():
+        raise ConfigError(f"{out} holds an earlier run's checkpoints: continue it with --resume, choose another "
+                          "train.output_dir, or set train.overwrite = true to replace that run")  # fmt: skip
+
+
 def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.Module, spec: ImageSpec,
             eval_set: Dataset | None = None, feature_layer: str | None = None, resume: bool = False,
             references: dict | None = None) -> dict:  # fmt: skip
     """Data-free distillation of ``teacher`` (a source, or a user's network) into ``student_net``; returns (and
     writes) the results. ``references``: {synthesis term name: statistics} handed to those terms."""
     out = Path(config.train.output_dir)
+    check_output_dir(out, resume, config.train.overwrite)
     accelerator = build.make_accelerator(config)
     if not isinstance(teacher, TeacherSource):
         teacher = build.build_teacher(config, spec, teacher, feature_layer)
@@ -47,7 +61,8 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         trainer.resume()
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        if not resume:
+        if not resume:  # every check has passed: only now is an earlier run's state removed
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
             (out / "metrics.jsonl").unlink(missing_ok=True)
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if config.train.trackers:

@@ -68,7 +68,7 @@ def configure(base: Config, name: str, steps: int, seed: int, root: Path) -> Con
         else:
             setattr(getattr(config, section), field, value)
     t = config.train
-    t.steps, t.seed, t.output_dir = steps, seed, str(root / name)
+    t.steps, t.seed, t.output_dir, t.overwrite = steps, seed, str(root / name), True
     t.eval_every = max(1, steps // 6)
     t.sample_every = t.checkpoint_every = steps
     return config

@@ -154,6 +154,7 @@ def run_benchmark(recipe: str, seeds: int, smoke: bool = False, output_root: str
     for seed in range(seeds):
         c = copy.deepcopy(config)
         c.name, c.train.seed, c.train.output_dir = f"{name}-seed{seed}", seed, str(root / f"seed_{seed}")
+        c.train.overwrite = True  # a rerun of the benchmark replaces its seeds
         print(f"== seed {seed + 1}/{seeds}: data-free distillation into {c.student.arch} (no training image is used)")
         _fresh_accelerate_state()
         results = distill_from_config(c)

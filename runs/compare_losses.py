@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         finals, bests, times = [], [], []
         for seed in range(args.seeds):
             out = root / label.replace("+", "_") / f"seed_{seed}"
-            train = replace(base.train, steps=args.steps, seed=seed, output_dir=str(out),
+            train = replace(base.train, steps=args.steps, seed=seed, output_dir=str(out), overwrite=True,
                             batch_size=args.batch_size or base.train.batch_size,
                             eval_every=max(1, args.steps // 4), sample_every=args.steps, checkpoint_every=args.steps)  # fmt: skip
             config = replace(base, name=f"{base.name}-{label}", train=train, distill=losses)

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         config = apply_overrides(load_toml(args.config), args)
+        config.train.overwrite = True  # the demo starts from scratch: it replaces its own earlier run
         if args.retrain_teacher or not Path(config.teacher_checkpoint).exists():
             print(f"== training the teacher ({config.teacher.arch} on real {config.data.name})")
             train_teacher(config)

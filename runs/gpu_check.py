@@ -100,7 +100,7 @@ def fmnist_config(args: argparse.Namespace, root: Path, precision: str, teacher:
     c.data = replace(c.data, root=args.data_root if raw else str(root / "data"))
     steps = args.fmnist_steps or (4 if args.smoke else c.train.steps)
     label = "fp32" if precision == "no" else precision
-    c.train = replace(c.train, output_dir=str(root / f"fmnist-{label}"), mixed_precision=precision, steps=steps,
+    c.train = replace(c.train, output_dir=str(root / f"fmnist-{label}"), overwrite=True, mixed_precision=precision, steps=steps,
                       log_every=max(1, min(20, steps // 10)))  # fmt: skip
     if args.smoke:
         c.data = replace(c.data, name="fake", like="fashion-mnist", fake_size=64, eval_batch_size=64)
@@ -115,7 +115,7 @@ def cifar_config(args: argparse.Namespace, root: Path, batch: int, steps: int, t
     c.data = replace(c.data, name="fake", like="cifar10")
     if args.smoke:  # 16 fake test images: evaluating a ResNet-34 on the default 512 takes a CPU many seconds
         c.data = replace(c.data, fake_size=16, eval_batch_size=16)
-    c.train = replace(c.train, output_dir=str(root / name), batch_size=batch, steps=steps, mixed_precision="auto",
+    c.train = replace(c.train, output_dir=str(root / name), overwrite=True, batch_size=batch, steps=steps, mixed_precision="auto",
                       log_every=1 if steps < 10 else max(1, steps // 4),
                       eval_every=steps, sample_every=steps, checkpoint_every=steps)  # none inside the timed lines
     return c
@@ -131,7 +131,7 @@ def step_flops(config: Config) -> float:
     for steps in (1, 2):
         c = copy.deepcopy(config)
         c.train = replace(c.train, steps=steps, log_every=steps, eval_every=steps, sample_every=steps,
-                          checkpoint_every=steps, output_dir=f"{config.train.output_dir}-flops{steps}")  # fmt: skip
+                          checkpoint_every=steps, output_dir=f"{config.train.output_dir}-flops{steps}", overwrite=True)  # fmt: skip
         fresh_accelerate()
         with FlopCounterMode(display=False) as counter:
             distill_from_config(c)

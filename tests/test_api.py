@@ -51,3 +51,16 @@ def test_wrong_class_count_and_unknown_keys_fail_early(tmp_path):
                          train={"output_dir": str(tmp_path)})  # fmt: skip
     with pytest.raises(ConfigError, match="stepz"):
         distill_datafree(UserTeacher(), UserTeacher(), image_size=16, channels=3, num_classes=5, train={"stepz": 1})
+
+
+def test_the_call_without_an_output_dir_gets_a_fresh_folder_and_sections_pass_by_keyword(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    teacher, student = UserTeacher(), nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 5))
+    results = distill_datafree(teacher, student, image_size=16, channels=3, num_classes=5,
+                               generator={"width": 8, "latent_dim": 8}, student={"lr": 1e-3},
+                               teacher={"feature_layer": "head.2:input"},
+                               train={"steps": 1, "batch_size": 4, "mixed_precision": "no"})  # fmt: skip
+    folders = list((tmp_path / "outputs").iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("custom-") and (folders[0] / "results.json").exists()
+    assert json.loads((folders[0] / "config.json").read_text())["student"]["lr"] == 1e-3
+    assert results["steps"] == 1

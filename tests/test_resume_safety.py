@@ -104,3 +104,27 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(finished_run, tmp_path, c
     distill_from_config(finished_run, resume=True)
     assert "incomplete" in capsys.readouterr().out
     assert [json.loads(l)["step"] for l in metrics.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_a_fresh_run_into_an_earlier_runs_folder_is_refused_unless_overwrite(finished_run, tmp_path):
+    import dataclasses
+
+    from datafree.config import ConfigError
+
+    out = tmp_path / "run"
+    before = {p.name for p in (out / "checkpoints").iterdir()}
+    _reset_accelerate()
+    with pytest.raises(ConfigError, match="earlier run's checkpoints.*--resume.*overwrite"):
+        distill_from_config(finished_run)
+    assert {p.name for p in (out / "checkpoints").iterdir()} == before  # nothing of the earlier run was deleted
+    again = dataclasses.replace(finished_run, train=dataclasses.replace(finished_run.train, overwrite=True, steps=2,
+                                                                        checkpoint_every=2, eval_every=2))  # fmt: skip
+    _reset_accelerate()
+    distill_from_config(again)
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"LATEST", "step_0000002"}  # only this run's
+    _reset_accelerate()
+    distill_from_config(again, resume=True)  # and it resumes (the old "number of custom checkpoints" failure)
+    (tmp_path / "afile").write_text("x")
+    file_out = dataclasses.replace(again, train=dataclasses.replace(again.train, output_dir=str(tmp_path / "afile")))
+    with pytest.raises(ConfigError, match="is a file"):
+        distill_from_config(file_out)
