@@ -18,9 +18,7 @@ import torch
 from torch import nn
 
 from datafree.features import NetOutput
-
-_REGISTRY: dict[str, type["DistillLoss"]] = {}
-
+from datafree.registry import Registry
 
 class DistillLoss(nn.Module):
     """Base class: set ``student_layers``/``teacher_layers`` in ``__init__`` and implement ``forward``."""
@@ -53,36 +51,22 @@ class DistillLoss(nn.Module):
         raise NotImplementedError
 
 
+LOSSES = Registry("distillation loss", "losses")
+
+
 def register_loss(name: str) -> Callable[[type[DistillLoss]], type[DistillLoss]]:
     """Class decorator: ``@register_loss("kd")`` makes the loss available to recipes by that name."""
-
-    def add(cls: type[DistillLoss]) -> type[DistillLoss]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"distillation loss {name!r} is registered twice")
-        _REGISTRY[name] = cls
-        cls.registry_name = name
-        return cls
-
-    return add
+    return LOSSES.register(name)
 
 
 def list_losses() -> list[str]:
-    return sorted(_REGISTRY)
+    return LOSSES.names()
 
 
 def loss_class(name: str) -> type[DistillLoss]:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown distillation loss {name!r}; registered losses: {', '.join(list_losses())}")
-    return _REGISTRY[name]
+    return LOSSES.get(name)
 
 
 def create_loss(name: str, **params) -> DistillLoss:
     """Build a registered loss by name; unknown names and unknown parameters fail with the valid choices."""
-    cls = loss_class(name)
-    try:
-        return cls(**params)
-    except TypeError as err:
-        import inspect
-
-        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        raise ValueError(f"bad parameters {params} for loss {name!r} ({err}); it accepts: {accepted}") from None
+    return LOSSES.create(name, **params)

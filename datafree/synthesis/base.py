@@ -16,7 +16,6 @@ in ``teacher_taps``. ``@register_synthesis_term("name")`` makes it a recipe entr
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -25,10 +24,8 @@ from torch import nn
 
 from datafree.distill.objective import scheduled_weight
 from datafree.features import NetOutput
+from datafree.registry import Registry
 from datafree.spec import ImageSpec
-
-_REGISTRY: dict[str, type["SynthesisTerm"]] = {}
-
 
 @dataclass
 class SynthBatch:
@@ -73,34 +70,21 @@ class SynthesisTerm(nn.Module):
         raise NotImplementedError
 
 
+TERMS = Registry("synthesis term", "terms")
+
+
 def register_synthesis_term(name: str, log_name: str | None = None) -> Callable[[type[SynthesisTerm]], type[SynthesisTerm]]:
     """Class decorator: ``@register_synthesis_term("tv")`` makes the term available to recipes by that name."""
-
-    def add(cls: type[SynthesisTerm]) -> type[SynthesisTerm]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"synthesis term {name!r} is registered twice")
-        _REGISTRY[name] = cls
-        cls.registry_name = name
-        cls.log_name = log_name or f"g_{name}"
-        return cls
-
-    return add
+    return TERMS.register(name, log_name=log_name or f"g_{name}")
 
 
 def list_synthesis_terms() -> list[str]:
-    return sorted(_REGISTRY)
+    return TERMS.names()
 
 
 def create_synthesis_term(name: str, **params) -> SynthesisTerm:
     """Build a registered term; unknown names and parameters fail with the valid choices."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown synthesis term {name!r}; registered terms: {', '.join(list_synthesis_terms())}")
-    cls = _REGISTRY[name]
-    try:
-        return cls(**params)
-    except TypeError as err:
-        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        raise ValueError(f"bad parameters {params} for synthesis term {name!r} ({err}); it accepts: {accepted}") from None
+    return TERMS.create(name, **params)
 
 
 class SynthesisObjective(nn.Module):

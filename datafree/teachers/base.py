@@ -24,10 +24,8 @@ from torch import nn
 
 from datafree.features import FeatureTaps, NetOutput, penultimate_tap
 from datafree.netcheck import check_network
+from datafree.registry import Registry
 from datafree.spec import ImageSpec
-
-_REGISTRY: dict[str, type["TeacherSource"]] = {}
-
 
 @dataclass
 class Member:
@@ -144,24 +142,17 @@ def freeze(net: nn.Module) -> tuple[list[bool], bool]:
     return flags, was_training
 
 
+TEACHERS = Registry("teacher kind", "kinds")
+
+
 def register_teacher(kind: str) -> Callable[[type[TeacherSource]], type[TeacherSource]]:
     """Class decorator: ``@register_teacher("ensemble")`` makes ``[teacher] kind = "ensemble"`` work."""
-
-    def add(cls: type[TeacherSource]) -> type[TeacherSource]:
-        if kind in _REGISTRY and _REGISTRY[kind] is not cls:
-            raise ValueError(f"teacher kind {kind!r} is registered twice")
-        _REGISTRY[kind] = cls
-        cls.kind = kind
-        return cls
-
-    return add
+    return TEACHERS.register(kind, kind=kind)
 
 
 def list_teachers() -> list[str]:
-    return sorted(_REGISTRY)
+    return TEACHERS.names()
 
 
 def teacher_class(kind: str) -> type[TeacherSource]:
-    if kind not in _REGISTRY:
-        raise ValueError(f"unknown teacher kind {kind!r}; registered kinds: {', '.join(list_teachers())}")
-    return _REGISTRY[kind]
+    return TEACHERS.get(kind)

@@ -12,15 +12,13 @@ A new wrapper is one file with ``@register_student_wrapper("name")`` plus its im
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-_REGISTRY: dict[str, type["StudentWrapper"]] = {}
-
+from datafree.registry import Registry
 
 class StudentWrapper:
     """Base class: every hook is a no-op; override the ones the method needs."""
@@ -41,27 +39,16 @@ class StudentWrapper:
         pass
 
 
-def register_student_wrapper(name: str) -> Callable[[type[StudentWrapper]], type[StudentWrapper]]:
-    def add(cls: type[StudentWrapper]) -> type[StudentWrapper]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"student wrapper {name!r} is registered twice")
-        _REGISTRY[name] = cls
-        cls.registry_name = name
-        return cls
+WRAPPERS = Registry("student wrapper", "wrappers")
 
-    return add
+
+def register_student_wrapper(name: str) -> Callable[[type[StudentWrapper]], type[StudentWrapper]]:
+    return WRAPPERS.register(name)
 
 
 def list_student_wrappers() -> list[str]:
-    return sorted(_REGISTRY)
+    return WRAPPERS.names()
 
 
 def create_student_wrapper(name: str, **params) -> StudentWrapper:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown student wrapper {name!r}; registered wrappers: {', '.join(list_student_wrappers())}")
-    cls = _REGISTRY[name]
-    try:
-        return cls(**params)
-    except TypeError as err:
-        accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        raise ValueError(f"bad parameters {params} for student wrapper {name!r} ({err}); it accepts: {accepted}") from None
+    return WRAPPERS.create(name, **params)
