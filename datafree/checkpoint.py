@@ -24,6 +24,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing or does not fit the model it is loaded into."""
 
 
+def _umask_mode() -> int:
+    """0666 minus the process umask: what a plain open() would give (mkstemp alone gives 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,6 +40,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -57,6 +65,7 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: d
     os.close(fd)
     try:
         save_file(state, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -135,7 +135,11 @@ def load_reference(path: str | Path, per_class: bool = False) -> Reference:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"feature statistics {path} do not exist")
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except Exception as err:  # safetensors' own errors for a truncated or foreign file
+        raise CheckpointError(f"feature statistics {path} are unreadable or corrupt ({err}); record them again with "
+                              "`python -m datafree.cli.feature_stats --config <recipe>`") from None
     prefix = "class_" if per_class else ""
     taps = sorted({key.rsplit("/", 1)[0] for key in tensors})
     if per_class and not any(key.endswith("/class_mean") for key in tensors):

@@ -34,10 +34,17 @@ def read_export(export_dir: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
     if not meta_path.exists() or not tensor_path.exists():
         raise CheckpointError(f"{export_dir} is not a synthetic-data export (needs export.json and {TENSORS}); "
                               "make one with: python -m datafree.cli.export --run <run dir> --out " + str(export_dir))  # fmt: skip
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as err:
+        raise CheckpointError(f"{meta_path} is not valid JSON ({err}); export it again") from None
     if meta.get("format") != FORMAT or int(meta.get("version", 0)) != 1:
         raise CheckpointError(f"{meta_path}: format {meta.get('format')!r} v{meta.get('version')} is not {FORMAT} v1")
-    return meta, load_file(str(tensor_path))
+    try:
+        return meta, load_file(str(tensor_path))
+    except Exception as err:  # safetensors' own errors for a truncated or foreign file
+        raise CheckpointError(f"{tensor_path} is unreadable or corrupt ({err}); export it again with "
+                              f"python -m datafree.cli.export --run <run dir> --out {export_dir}") from None
 
 
 class SyntheticSet(Dataset):

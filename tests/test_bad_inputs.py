@@ -110,3 +110,30 @@ def test_cli_prints_a_clear_error_without_traceback(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_corrupt_statistics_and_export_files_are_clear_errors_and_files_follow_the_umask(tmp_path):
+    import os
+
+    from datafree.checkpoint import atomic_write_text, save_tensors
+    from datafree.feature_stats import load_reference
+    from datafree.offline import read_export
+
+    bad = tmp_path / "teacher.stats.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(CheckpointError, match="unreadable or corrupt.*datafree.cli.feature_stats"):
+        load_reference(bad)
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "export.json").write_text('{"format": "datafree-synthetic", "version": 1}')
+    (export / "synthetic.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="unreadable or corrupt.*datafree.cli.export"):
+        read_export(export)
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        save_tensors({"x": torch.zeros(1)}, tmp_path / "b.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    assert (tmp_path / "b.safetensors").stat().st_mode & 0o777 == 0o644
