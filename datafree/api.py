@@ -33,6 +33,7 @@ from datafree.spec import ImageSpec
 
 def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: int, channels: int, num_classes: int,
                      mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                     dataset: str | None = None, class_names: list[str] | None = None,
                      eval_set: Dataset | None = None, feature_layer: str | None = None,
                      config: Config | None = None, losses: list[dict] | None = None,
                      synthesis: list[dict] | dict[str, float] | None = None, resume: bool = False,
@@ -41,7 +42,11 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
     """Run data-free distillation with the given networks; ``sections`` override recipe tables by keyword,
     e.g. ``generator={"width": 64}``, ``train={"steps": 500}``, ``student={"lr": 1e-3}``.
 
-    ``mean``/``std`` are the normalization the teacher was trained with. ``losses`` is the student objective,
+    ``mean``/``std`` are the normalization the teacher was trained with, required (or ``dataset=`` a registered
+    dataset's name, whose normalization and class names are used): the generator makes images in the teacher's
+    normalized space, and with ``generator={"output": "pixels"}`` they decide which values are valid pixels, so a
+    wrong guess teaches the generator images the teacher never saw. ``image_size`` must be a multiple of 4 (the
+    DAFL generator upsamples twice from image_size / 4). ``class_names`` label the report. ``losses`` is the student objective,
     e.g. ``[{"name": "kd"}, {"name": "at", "weight": 1.0, "params": {...}}]``; ``synthesis`` the generator's: a
     list of terms (replaces the recipe's), or ``{term: weight}`` added to them (``{"feature_stats": 1.0}``).
     Returns the results dict (accuracies as fractions; also written to ``<train.output_dir>/results.json``).
@@ -70,7 +75,33 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
     elif synthesis is not None:
         config.synthesis = _coerce(synthesis, list[TermConfig], "synthesis")
     validate(config)
-    spec = ImageSpec(channels, image_size, num_classes, tuple(mean or (0.5,) * channels), tuple(std or (0.5,) * channels))
+    spec = _spec(image_size, channels, num_classes, mean, std, dataset, class_names)
+    # what config.json records: these networks are the user's, not registry architectures
+    config.teacher = replace(config.teacher, arch=f"user module ({type(teacher).__name__})", checkpoint="")
+    config.student = replace(config.student, arch=f"user module ({type(student).__name__})")
     references = {"feature_stats": feature_stats, "class_feature_stats": class_feature_stats}
     return distill(config, teacher, student, spec, eval_set, feature_layer=feature_layer, resume=resume,
                    references=references)
+
+
+def _spec(image_size: int, channels: int, num_classes: int, mean, std, dataset: str | None, class_names) -> ImageSpec:
+    """The images' description, checked: a clear error for what would otherwise fail deep inside a forward."""
+    if image_size % 4:
+        raise ConfigError(f"image_size must be a multiple of 4 (the generator upsamples twice from image_size / 4), "
+                          f"got {image_size}; resize your images, e.g. to {image_size + 4 - image_size % 4}")  # fmt: skip
+    if dataset is not None:
+        from datafree.data import dataset_info
+
+        info = dataset_info(dataset)
+        mean, std = mean or info.mean, std or info.std
+        class_names = class_names or list(info.class_names)
+    if mean is None or std is None:
+        raise ConfigError("pass mean= and std= (the normalization your teacher was trained with), or dataset=<a "
+                          "registered dataset name>: the generator makes images in the teacher's normalized space")  # fmt: skip
+    mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if len(mean) not in (1, channels) or len(std) not in (1, channels):
+        raise ConfigError(f"mean/std need 1 or {channels} values (one per channel), got {len(mean)} and {len(std)}")
+    if class_names is not None and len(class_names) != num_classes:
+        raise ConfigError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
+    return ImageSpec(channels, image_size, num_classes, mean * (channels // len(mean)), std * (channels // len(std)),
+                     tuple(class_names or ()))

@@ -42,6 +42,14 @@ def check_network(net: nn.Module, spec: ImageSpec, role: str, taps: list[str] = 
     return {name: tuple(value.shape[1:]) for name, value in out.features.items()}
 
 
+def memory_format_of(net: nn.Module) -> torch.memory_format:
+    """channels_last if every 4-D parameter is stored so (and not also plain-contiguous), else contiguous_format."""
+    weights = [p for p in net.parameters() if p.dim() == 4]
+    if weights and all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in weights):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def build_net(arch: str, spec: ImageSpec, **kwargs) -> nn.Module:
     from datafree.models import create_model
 

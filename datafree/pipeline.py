@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from datafree import build
+from datafree import build, netcheck
 from datafree.checkpoint import atomic_write_text
 from datafree.config import Config, ConfigError
 from datafree.evaluate import class_counts, overall, per_class
@@ -53,6 +53,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     writes) the results. ``references``: {synthesis term name: statistics} handed to those terms."""
     out = Path(config.train.output_dir)
     check_output_dir(out, resume, config.train.overwrite)
+    student_layout = netcheck.memory_format_of(student_net)
     accelerator = build.make_accelerator(config)
     if not isinstance(teacher, TeacherSource):
         teacher = build.build_teacher(config, spec, teacher, feature_layer)
@@ -75,7 +76,8 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     try:
         fit = trainer.fit(resume=resume)
     finally:
-        teacher.release()  # hooks off, requires_grad flags and train mode as they were (a user's network)
+        teacher.release()  # hooks off, requires_grad flags, train mode and memory format as they were
+        student_net.to(memory_format=student_layout)  # trained in place, handed back in the layout it came in
     final_acc = class_acc = None
     if trainer.eval_loader is not None:
         student_counts = class_counts(trainer.student, trainer.eval_loader, accelerator)
@@ -97,6 +99,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "student_params": sum(p.numel() for p in student_net.parameters()),
         "teacher_params": sum(p.numel() for p in teacher.parameters()),
         "class_acc": class_acc,  # per true class of the real test set: {"teacher": [...], "student": [...]}
+        **({"class_names": list(spec.class_names)} if spec.class_names else {}),
     }
     if accelerator.is_main_process:
         atomic_write_text(out / "results.json", json.dumps(results, indent=2))

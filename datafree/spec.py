@@ -14,3 +14,4 @@ class ImageSpec:
     num_classes: int
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
+    class_names: tuple[str, ...] = ()  # for reports; () = the dataset's, or class ids

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from datafree.features import FeatureTaps, NetOutput, penultimate_tap
-from datafree.netcheck import check_network
+from datafree.netcheck import check_network, memory_format_of
 from datafree.registry import Registry
 from datafree.spec import ImageSpec
 
@@ -45,6 +45,7 @@ class TeacherSource(nn.Module):
         self._members = members
         self.nets = nn.ModuleList([m.net for m in members])  # registered: .to(), prepare, compile see them
         self._flags = [freeze(m.net) for m in members]
+        self._formats = [memory_format_of(m.net) for m in members]
         layers = feature_layers or [None] * len(members)
         self.penultimate_taps = [m.prefix + (layer or penultimate_tap(m.net)) for m, layer in zip(members, layers)]
         self._taps: list[FeatureTaps] = []
@@ -109,9 +110,10 @@ class TeacherSource(nn.Module):
         self._taps = []
 
     def release(self) -> None:
-        """Give the networks back as they came: hooks removed, requires_grad flags and train mode restored."""
+        """Give the networks back as they came: hooks removed, requires_grad flags, train mode, memory format restored."""
         self.remove_hooks()
-        for m, (flags, was_training) in zip(self._members, self._flags):
+        for m, (flags, was_training), layout in zip(self._members, self._flags, self._formats):
+            m.net.to(memory_format=layout)
             for p, flag in zip(m.net.parameters(), flags):
                 p.requires_grad_(flag)
             m.net.train(was_training)
