@@ -75,14 +75,14 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}")
     try:
         fit = trainer.fit(resume=resume)
+        final_acc = class_acc = None
+        if trainer.eval_loader is not None:  # in the layout it trained in: the same numbers as the last evaluation
+            student_counts = class_counts(trainer.student, trainer.eval_loader, accelerator)
+            final_acc = overall(student_counts)
+            class_acc = {"teacher": per_class(teacher_counts), "student": per_class(student_counts)}
     finally:
         teacher.release()  # hooks off, requires_grad flags, train mode and memory format as they were
         student_net.to(memory_format=student_layout)  # trained in place, handed back in the layout it came in
-    final_acc = class_acc = None
-    if trainer.eval_loader is not None:
-        student_counts = class_counts(trainer.student, trainer.eval_loader, accelerator)
-        final_acc = overall(student_counts)
-        class_acc = {"teacher": per_class(teacher_counts), "student": per_class(student_counts)}
     results = {
         "name": config.name,
         "teacher_acc": teacher_acc,
