@@ -99,6 +99,7 @@ class TrainConfig:
     output_dir: str = "outputs/fmnist"
     overwrite: bool = False  # a fresh run into a folder holding an earlier run's checkpoints replaces them
     steps: int = 2000
+    max_minutes: float = 0.0  # > 0: train.steps is fixed before step 0 from a short timing so the loop fits this
     batch_size: int = 256  # per process
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)
     replay: int = 0  # extra student steps draw from the last N synthetic batches (needs student_steps > 1)
@@ -369,6 +370,8 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} = {value!r} is not one of {sorted(allowed)}")
     if not 0.0 <= t.ema_decay < 1.0:
         raise ConfigError(f"train.ema_decay must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema_decay}")
+    if t.max_minutes < 0:
+        raise ConfigError(f"train.max_minutes must be >= 0 (0 = use train.steps), got {t.max_minutes}")
     if t.augment_shift < 0 or t.replay < 0:
         raise ConfigError(f"train.augment_shift and train.replay must be >= 0, got {t.augment_shift}, {t.replay}")
     if t.fresh_batches and t.replay:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import time
 import platform
 import shutil
 from pathlib import Path
@@ -46,6 +48,32 @@ def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
                           "train.output_dir, or set train.overwrite = true to replace that run")  # fmt: skip
 
 
+def steps_for_budget(config: Config, accelerator, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
+                     references: dict | None, resume: bool, probe_steps: int = 3) -> Config:  # fmt: skip
+    """``train.steps`` that fit ``train.max_minutes``, fixed BEFORE step 0 so LR and weight schedules are exact.
+
+    Times ``probe_steps`` steps of a throw-away trainer (the first is warm-up; the student's weights are put
+    back) and keeps 90% of the budget for the steps (evaluations and checkpoints come on top). A resumed run
+    takes the number its first part fixed, from the run folder's config.json, so it resumes exactly.
+    """
+    t = config.train
+    if resume:
+        saved = json.loads((Path(t.output_dir) / "config.json").read_text())["train"]["steps"]
+        return dataclasses.replace(config, train=dataclasses.replace(t, steps=int(saved)))
+    weights = {k: v.clone() for k, v in student_net.state_dict().items()}
+    probe = build.build_trainer(config, accelerator, teacher, student_net, spec, None, references)
+    probe.train_step(0)
+    start = time.perf_counter()
+    for step in range(1, probe_steps):
+        probe.train_step(step)
+    seconds = (time.perf_counter() - start) / (probe_steps - 1)
+    student_net.load_state_dict(weights)
+    probe.parts.student.remove_hooks()
+    steps = max(1, int(0.9 * t.max_minutes * 60 / seconds))
+    accelerator.print(f"train.max_minutes = {t.max_minutes}: {seconds:.3f} s per step -> train.steps = {steps}")
+    return dataclasses.replace(config, train=dataclasses.replace(t, steps=steps))
+
+
 def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.Module, spec: ImageSpec,
             eval_set: Dataset | None = None, feature_layer: str | None = None, resume: bool = False,
             references: dict | None = None) -> dict:  # fmt: skip
@@ -57,6 +85,9 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     accelerator = build.make_accelerator(config)
     if not isinstance(teacher, TeacherSource):
         teacher = build.build_teacher(config, spec, teacher, feature_layer)
+    if config.train.max_minutes:
+        config = steps_for_budget(config, accelerator, teacher, student_net, spec, references, resume)
+        accelerator = build.make_accelerator(config)  # the timing's models stay out of the real run's state
     trainer = build.build_trainer(config, accelerator, teacher, student_net, spec, eval_set, references)
     if resume:  # before anything is written: a resume that fails leaves the folder describing what it holds
         trainer.resume()
@@ -82,6 +113,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
             class_acc = {"teacher": per_class(teacher_counts), "student": per_class(student_counts)}
     finally:
         teacher.release()  # hooks off, requires_grad flags, train mode and memory format as they were
+        trainer.parts.student.remove_hooks()
         student_net.to(memory_format=student_layout)  # trained in place, handed back in the layout it came in
     results = {
         "name": config.name,

@@ -87,10 +87,13 @@ def test_readme_call_on_a_batchnorm_teacher_leaves_the_users_modules_as_they_cam
     state = {k: v.clone() for k, v in teacher.state_dict().items()}
     results = distill_datafree(teacher, student, image_size=16, channels=1, num_classes=4, mean=(0.3,), std=(0.35,),
                                class_names=["a", "b", "c", "d"], synthesis={"feature_stats": 1.0},
+                               losses=[{"name": "kd"}, {"name": "hint", "params": {"student_layers": ["0"],
+                                                                                  "teacher_layers": ["features.0"]}}],
                                teacher={"feature_layer": "classifier.3:input"}, student={"lr": 1e-3},
                                generator={"width": 8, "latent_dim": 8},
                                train={"steps": 2, "batch_size": 8, "eval_every": 2, "output_dir": str(tmp_path / "r")})  # fmt: skip
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in teacher.modules()) == 0
+    hooks = lambda net: sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in net.modules())  # noqa: E731
+    assert hooks(teacher) == 0 and hooks(student) == 0  # the feature-loss taps on the student are gone too
     assert [p.requires_grad for p in teacher.parameters()] == flags and teacher.training
     assert all(p.is_contiguous() for p in [*teacher.parameters(), *student.parameters()])  # NCHW, as they came
     assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in state.items())  # BN statistics included

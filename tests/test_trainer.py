@@ -294,3 +294,19 @@ def test_the_step_hands_the_losses_detached_teacher_targets(tmp_path, train):
     assert len(seen) == config.train.student_steps and all(t.features for t in seen)
     for targets in seen:
         assert not targets.logits.requires_grad and not any(f.requires_grad for f in targets.features.values())
+
+
+def test_max_minutes_fixes_the_step_count_before_step_0_and_resume_keeps_it(tmp_path, monkeypatch):
+    from accelerate.state import AcceleratorState, GradientState
+
+    config = tiny_config(tmp_path, train={"steps": 10_000, "max_minutes": 0.02, "checkpoint_every": 2, "eval_every": 2})
+    save_random_teacher(config)
+    results = distill_from_config(config)
+    saved = json.load(open(f"{config.train.output_dir}/config.json"))["train"]["steps"]
+    assert 1 <= results["steps"] == saved < 10_000  # 1.2 s of a ~0.1 s step, far fewer than the recipe's
+    lines = [json.loads(l) for l in open(f"{config.train.output_dir}/metrics.jsonl")]
+    assert lines[-1]["step"] == saved and lines[-1]["lr_s"] == pytest.approx(config.student.lr)  # constant schedule
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    monkeypatch.setattr("time.perf_counter", lambda: 0.0)  # a resume must not re-time: it takes the saved count
+    assert distill_from_config(config, resume=True)["steps"] == saved

@@ -47,6 +47,10 @@ class StudentWithLosses(nn.Module):
         self._taps = FeatureTaps(self.net, self.student_taps)
         self.penalties = list(penalties)  # objects with .penalty(net, progress) -> scalar | None (student wrappers)
 
+    def remove_hooks(self) -> None:
+        """Take the feature hooks off the student network (a user's module goes back without them)."""
+        self._taps.remove()
+
     def param_groups(self, extra: list[dict] = ()) -> list[dict]:
         """One optimizer group for every parameter no loss or ``extra`` group claims, then the claimed groups."""
         claimed = [*(g for loss in self.losses for g in loss.param_groups()), *extra]
