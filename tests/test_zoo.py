@@ -1,0 +1,35 @@
+"""The teacher zoo's families: build by name, take 28x28 and 32x32 images, carry BatchNorm, rebuild from widths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datafree.feature_stats import batchnorm_reference
+from datafree.features import FeatureTaps
+from datafree.models import create_model
+
+# teacher -> student of its family, and the student's parameter budget (10 classes, 1 channel)
+PAIRS = {"vgg_bn": "vgg_bn_small", "resnet20": "resnet8_narrow", "mobilenet_small": "mobilenet_tiny"}
+
+
+@pytest.mark.parametrize("teacher,student", list(PAIRS.items()))
+def test_zoo_pairs_take_both_image_sizes_and_students_are_edge_sized(teacher, student):
+    nets = {name: create_model(name, num_classes=10, in_channels=1).eval() for name in (teacher, student)}
+    params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
+    assert 15_000 <= params[student] <= 60_000 and params[teacher] > 2 * params[student]
+    for name, net in nets.items():
+        assert batchnorm_reference(net), f"{name} has no BatchNorm statistics"
+        taps = FeatureTaps(net, [net.feature_layer, *net.default_taps])
+        for size in (28, 32):
+            out = taps.run(torch.randn(3, 1, size, size))
+            assert out.logits.shape == (3, 10)
+            assert out.features[net.feature_layer].flatten(1).shape[0] == 3
+
+
+def test_widths_are_keyword_arguments_so_a_found_shape_rebuilds_by_name():
+    narrow = create_model("vgg_bn", num_classes=10, in_channels=1, widths=(8, 8, 16, 16, 32), hidden=32)
+    assert [m.out_channels for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 8, 16, 16, 32]
+    assert create_model("resnet8", num_classes=10, in_channels=1, width=8).fc.in_features == 32
+    with pytest.raises(ValueError, match="does not take"):
+        create_model("resnet8", num_classes=10, in_channels=1, widths=(1,))
