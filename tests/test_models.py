@@ -29,6 +29,21 @@ CASES = {
                 {"relu7": (2048,), "relu1": (64, 32, 32), "relu2": (192, 16, 16), "relu5": (256, 8, 8)}),
     "alexnet_half": (dict(num_classes=8), (3, 64, 64),
                      {"relu7": (1024,), "relu1": (32, 32, 32), "relu2": (96, 16, 16), "relu5": (128, 8, 8)}),
+    # the zoo (datafree/models/zoo.py): shapes by hand from 28x28 (pools floor, stride-2 convs with padding ceil)
+    "vgg_bn": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+               {"features.1": (32, 14, 14), "features.3": (64, 7, 7), "features.6": (128, 3, 3), "head.2": (256,)}),
+    "vgg_bn_small": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+                     {"features.1": (8, 14, 14), "features.3": (16, 7, 7), "features.6": (32, 3, 3), "head.2": (64,)}),
+    "resnet20": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+                 {"stage1": (16, 28, 28), "stage2": (32, 14, 14), "stage3": (64, 7, 7), "flatten": (64,)}),
+    "resnet8": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+                {"stage1": (16, 28, 28), "stage2": (32, 14, 14), "stage3": (64, 7, 7), "flatten": (64,)}),
+    "resnet8_narrow": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+                       {"stage1": (8, 28, 28), "stage2": (16, 14, 14), "stage3": (32, 7, 7), "flatten": (32,)}),
+    "mobilenet_small": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+                        {"blocks.1": (64, 14, 14), "blocks.3": (128, 7, 7), "blocks.5": (256, 4, 4), "flatten": (256,)}),
+    "mobilenet_tiny": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+                       {"blocks.1": (32, 14, 14), "blocks.3": (64, 7, 7), "blocks.5": (128, 4, 4), "flatten": (128,)}),
 }
 
 
