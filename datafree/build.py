@@ -19,7 +19,7 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from datafree.batches import Augmented, Augmenter, FreshBatches, ReplayBatches, SameBatch
-from datafree.callbacks import EMA, Callback, WrapperHooks
+from datafree.callbacks import EMA, Callback, ClassCoverage, WrapperHooks
 from datafree.config import Config, ConfigError, TermConfig
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
@@ -200,7 +200,8 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     optimizer_g = make_optimizer("adam", generator.parameters(), g.lr, betas=tuple(g.betas))
     optimizer_s = make_optimizer(s.optimizer, student.param_groups(extra), s.lr, momentum=s.momentum,
                                  weight_decay=s.weight_decay)  # fmt: skip
-    callbacks: list[Callback] = [EMA(t.ema_decay)] if t.ema_decay else []
+    callbacks: list[Callback] = [ClassCoverage(spec.num_classes, t.steps)]
+    callbacks += [EMA(t.ema_decay)] if t.ema_decay else []
     callbacks += [WrapperHooks(wrappers)] if wrappers else []
     augments = t.augment_flip or t.augment_shift > 0
     labels = (lambda n, device: balanced_labels(n, spec.num_classes, device)) if g.conditional else None

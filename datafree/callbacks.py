@@ -2,7 +2,7 @@
 
 Hooks (all optional): ``setup(loop)`` once after ``accelerator.prepare``; ``on_step_start(loop, step,
 progress)``; ``on_student_update(loop, step, progress)`` after each student optimizer step;
-``on_evaluate(loop, record)`` when the metrics line is written; ``on_fit_end(loop)``. A callback that
+``on_log(loop, record)`` when a metrics line is written (after its evaluation, if any); ``on_fit_end(loop)``. A callback that
 returns a module from ``shipped_student()`` decides which student is evaluated and saved (the EMA does),
 and one with ``checkpoint_state()`` has that object saved and restored with the training state.
 ``loop`` is the :class:`datafree.trainer.DataFreeTrainer` (``loop.student_net``, ``loop.accelerator``...).
@@ -24,10 +24,17 @@ class Callback:
     def on_step_start(self, loop, step: int, progress: float) -> None:
         pass
 
+    def on_synthesized(self, loop, step: int, batch) -> None:
+        """After the generator's batch of a step went through the teacher (a SynthBatch; no host sync, please)."""
+
     def on_student_update(self, loop, step: int, progress: float) -> None:
         pass
 
-    def on_evaluate(self, loop, record: dict) -> None:
+    def summary(self) -> dict:
+        """Entries for results.json at the end of a run."""
+        return {}
+
+    def on_log(self, loop, record: dict) -> None:
         pass
 
     def on_fit_end(self, loop) -> None:
@@ -61,7 +68,7 @@ class EMA(Callback):
     def shipped_student(self) -> nn.Module | None:
         return self.average.module
 
-    def on_evaluate(self, loop, record: dict) -> None:
+    def on_log(self, loop, record: dict) -> None:
         if "student_acc" in record:
             record["student_acc_raw"] = loop.evaluate(loop.student)
 
@@ -70,6 +77,66 @@ class EMA(Callback):
 
     def checkpoint_state(self):
         return self.average
+
+
+class ClassCoverage(Callback):
+    """Which classes the generator actually makes: the teacher's argmax over the last ``window`` of steps.
+
+    Counted on the device every step (no host sync); on each metrics line the shares go into the metrics
+    line (``class_coverage``), and a class under ``min_share`` of the images (default 1/(3K)) is named there
+    (``coverage_low``) and printed once, so a run never finishes silently with a student that saw no sandals.
+    ``summary()`` gives results.json the shares over the last ``window_fraction`` of the run.
+    """
+
+    def __init__(self, num_classes: int, steps: int, window_fraction: float = 0.1, min_share: float | None = None):
+        self.num_classes, self.window = num_classes, max(1, int(steps * window_fraction))
+        self.min_share = min_share if min_share is not None else 1.0 / (3 * num_classes)
+        self.counts = None  # (window, K) per-step histograms, a ring on the device
+        self.counted = 0  # steps seen: no verdict before a full window (a young generator makes anything)
+        self.warned: set[int] = set()
+
+    def on_synthesized(self, loop, step: int, batch) -> None:
+        labels = batch.teacher.logits.detach().argmax(dim=1)
+        if self.counts is None:
+            self.counts = torch.zeros(self.window, self.num_classes, dtype=torch.long, device=labels.device)
+        self.counts[step % self.window] = torch.bincount(labels, minlength=self.num_classes)
+        self.counted += 1
+
+    def shares(self) -> list[float]:
+        total = self.counts.sum(dim=0).float()
+        return (total / total.sum().clamp_min(1)).tolist()
+
+    def on_log(self, loop, record: dict) -> None:
+        if self.counts is None:
+            return
+        shares = self.shares()
+        low = [k for k, share in enumerate(shares) if share < self.min_share]
+        record["class_coverage"] = [round(s, 4) for s in shares]
+        if low and self.counted >= self.window:
+            record["coverage_low"] = low
+            new = sorted(set(low) - self.warned)
+            if new:
+                loop.accelerator.print(f"warning: the generator makes almost no images of class(es) {new} "
+                                       f"(< {self.min_share:.3f} of the last {self.window} steps' images); the "
+                                       "student will not learn them (see report.md's class coverage)")  # fmt: skip
+                self.warned.update(new)
+
+    def checkpoint_state(self):
+        return self  # the window resumes with the run, so a resumed run reports the same coverage
+
+    def state_dict(self) -> dict:
+        counts = self.counts if self.counts is not None else torch.zeros(self.window, self.num_classes, dtype=torch.long)
+        return {"counts": counts, "counted": self.counted, "warned": sorted(self.warned)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.counts, self.counted, self.warned = state["counts"], int(state["counted"]), set(state["warned"])
+
+    def summary(self) -> dict:
+        if self.counts is None:
+            return {}
+        shares = self.shares()
+        return {"class_coverage": [round(s, 4) for s in shares],
+                "classes_under_coverage": [k for k, s in enumerate(shares) if s < self.min_share]}  # fmt: skip
 
 
 class WrapperHooks(Callback):

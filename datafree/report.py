@@ -208,6 +208,13 @@ def write_report(run_dir: str | Path, results: dict, spec=None) -> Path:
         lines += ["", f"Trained offline from the exported synthetic set `{results.get('export_dir')}` "
                   f"({results.get('images_generated')} images, KD on the stored teacher logits, "
                   f"{results.get('images_seen')} images seen); no generator in the loop."]  # fmt: skip
+    coverage = results.get("class_coverage")
+    if coverage:
+        low = results.get("classes_under_coverage") or []
+        lines += ["", "## Class coverage of the generator (last 10% of steps, the teacher's argmax)", "",
+                  " ".join(f"{names[k] if k < len(names) else k}: {100 * share:.1f}%" for k, share in enumerate(coverage)),
+                  "", f"**Classes under 1/(3K) of the images: {', '.join(names[k] for k in low)}** -- the student saw "
+                  "almost none of them." if low else "Every class made at least 1/(3K) of the images."]  # fmt: skip
     lines += _class_table(results.get("class_acc"), names)
     if metrics:
         lines += ["", "## Accuracy over training", "", f"![accuracy]({_plot_accuracy(run_dir, metrics, results)})"]

@@ -155,6 +155,8 @@ class DataFreeTrainer:
             images, teacher_out = self.synthesize(step)
             synth = SynthBatch(images, teacher_out, self.synthesize.labels(), self.frozen_student_logits)
             g_loss, terms = self.objective(synth, progress)
+        for callback in self.callbacks:
+            callback.on_synthesized(self, step, synth)
         if through_student:  # G's loss went through the student: update G alone before the student learns
             self._step(self.opt_g, g_loss)
         batch = (images.detach(), self.synthesize.student_targets(images, teacher_out))
@@ -223,11 +225,11 @@ class DataFreeTrainer:
                 record.update(self._teacher_stats())
                 if at(cfg.eval_every) and self.eval_loader is not None:
                     record["student_acc"] = self.evaluate(self.shipped_student)
-                    for callback in self.callbacks:
-                        callback.on_evaluate(self, record)
                     if record["student_acc"] > self.progress.best_acc:
                         self.progress.best_acc, self.progress.best_step = record["student_acc"], done
                         self._save_weights("student_best.safetensors")
+                for callback in self.callbacks:
+                    callback.on_log(self, record)
                 if acc.is_main_process:
                     with metrics_path.open("a") as fh:
                         fh.write(json.dumps(record) + "\n")
@@ -244,7 +246,8 @@ class DataFreeTrainer:
             callback.on_fit_end(self)
         self._save_weights("student_last.safetensors")
         self._save_weights("generator.safetensors", self.generator)
-        return {"steps": cfg.steps, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
+        summaries = {k: v for callback in self.callbacks for k, v in callback.summary().items()}
+        return {**summaries, "steps": cfg.steps, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
                 "wall_time_s": self.progress.elapsed_s,
                 "images_generated": cfg.steps * self.images_per_step, "student_steps": cfg.student_steps}  # fmt: skip
 

@@ -310,3 +310,54 @@ def test_max_minutes_fixes_the_step_count_before_step_0_and_resume_keeps_it(tmp_
     GradientState._reset_state()
     monkeypatch.setattr("time.perf_counter", lambda: 0.0)  # a resume must not re-time: it takes the saved count
     assert distill_from_config(config, resume=True)["steps"] == saved
+
+
+class _IgnoresClassThree(torch.nn.Module):
+    """A teacher that never predicts class 3 (its logit is pushed far down): the generator cannot make it."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.feature_layer = net, "net." + net.feature_layer
+
+    def forward(self, x):
+        logits = self.net(x)
+        return logits - 1e4 * torch.nn.functional.one_hot(torch.tensor(3), logits.shape[1]).to(logits)
+
+
+def test_class_coverage_names_a_class_the_generator_never_makes(tmp_path, capsys):
+    from datafree import build
+    from datafree.pipeline import distill
+
+    config = tiny_config(tmp_path, train={"steps": 4, "eval_every": 2, "batch_size": 40})
+    spec = build.image_spec(config)
+    torch.manual_seed(0)
+    teacher = _IgnoresClassThree(build.build_net("lenet5", spec))
+    results = distill(config, teacher, build.build_net("lenet5_half", spec), spec)
+    assert 3 in results["classes_under_coverage"] and results["class_coverage"][3] == 0.0
+    assert sum(results["class_coverage"]) == pytest.approx(1.0)
+    import re
+
+    warned = re.search(r"class\(es\) \[([\d, ]+)\]", capsys.readouterr().out)  # said while running, not only at the end
+    assert warned and 3 in [int(k) for k in warned.group(1).split(",")]
+    report = open(f"{config.train.output_dir}/report.md").read()
+    assert "Classes under 1/(3K) of the images:" in report and "Dress" in report.split("Classes under")[1]
+
+
+def test_class_coverage_window_shares_and_its_resumable_state():
+    from datafree.callbacks import ClassCoverage
+    from datafree.features import NetOutput
+    from datafree.synthesis import SynthBatch
+
+    def batch(labels):
+        return SynthBatch(torch.zeros(len(labels), 1), NetOutput(torch.nn.functional.one_hot(torch.tensor(labels), 4).float()))
+
+    coverage = ClassCoverage(num_classes=4, steps=20, window_fraction=0.1)  # a window of 2 steps
+    for step, labels in enumerate([[3, 3, 3, 3], [0, 0, 1, 1], [0, 1, 2, 2]]):  # step 0 falls out of the window
+        coverage.on_synthesized(None, step, batch(labels))
+    assert coverage.summary() == {"class_coverage": [0.375, 0.375, 0.25, 0.0], "classes_under_coverage": [3]}
+    restored = ClassCoverage(num_classes=4, steps=20, window_fraction=0.1)
+    restored.load_state_dict(coverage.state_dict())
+    restored.on_synthesized(None, 3, batch([3, 3, 3, 3]))
+    coverage.on_synthesized(None, 3, batch([3, 3, 3, 3]))
+    assert restored.summary() == coverage.summary() == {"class_coverage": [0.125, 0.125, 0.25, 0.5],
+                                                         "classes_under_coverage": []}  # fmt: skip
