@@ -1,0 +1,27 @@
+"""runs/bench_teachers.py --smoke: every pair trains its teacher, distills with the SAME recipe, lands in the table."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import ROOT
+
+
+def test_smoke_runs_each_pair_with_the_unchanged_recipe_and_fills_the_table(tmp_path):
+    import runs.bench_teachers as bench
+    from datafree.config import load_toml
+
+    pairs = "lenet5:lenet5_half,resnet20:resnet8_narrow"
+    assert bench.main(["--smoke", "--seeds", "1", "--pairs", pairs, "--output-root", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["pair"] for r in results["rows"]] == ["lenet5-lenet5_half", "resnet20-resnet8_narrow"]
+    recipe = load_toml(ROOT / "runs" / "fmnist.toml")
+    for row in results["rows"]:
+        run = row["runs"][0]
+        assert row["final"]["mean"] == run["student_acc_final"] and len(run["class_coverage"]) == 10
+        assert row["steps"][0] == run["steps"] >= 1  # fixed by the wall-time budget before step 0
+        saved = json.loads((tmp_path / row["pair"] / "seed_0" / "config.json").read_text())
+        assert [t["name"] for t in saved["synthesis"]] == [t.name for t in recipe.synthesis]  # no per-pair tuning
+        assert saved["student"]["arch"] == row["student"] and saved["train"]["max_minutes"] > 0
+    table = (tmp_path / "table.md").read_text()
+    assert "| lenet5 -> lenet5_half |" in table and "| resnet20 -> resnet8_narrow |" in table
