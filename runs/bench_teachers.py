@@ -2,7 +2,7 @@
 
     python runs/bench_teachers.py [--recipe runs/fmnist.toml] [--seeds 3] [--minutes 10]
         [--pairs lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny]
-        [--output-root outputs/bench_teachers] [--smoke]
+        [--teacher-epochs N] [--output-root outputs/bench_teachers] [--smoke]
 
 For each teacher -> student pair: the teacher is trained once on the real data by the recipe's
 [teacher_training] (train_teacher.py's path; it records per-class feature statistics beside it), then the
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-time budget of each run's loop")
     parser.add_argument("--output-root", default="outputs/bench_teachers")
+    parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
     parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per pair")
     args = parser.parse_args(argv)
     pairs = [tuple(p.split(":")) for p in args.pairs.split(",") if p]
@@ -123,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--pairs takes teacher:student names, got {args.pairs!r}")
     base, root = load_toml(args.recipe), Path(args.output_root)
     minutes = 0.02 if args.smoke and args.minutes == 10.0 else args.minutes
+    if args.teacher_epochs:
+        base.teacher_training.epochs = args.teacher_epochs
     rows = [run_pair(pair_config(base, t, s, root, args.smoke), args.seeds, minutes, root) for t, s in pairs]
     names = list(dataset_info(base.data.name, like=base.data.like or None).class_names)
     text = (f"{table(rows, names)}\n\nRecipe {args.recipe} unchanged but for the networks; {args.seeds} seed(s), "
