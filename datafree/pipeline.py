@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from datafree import build, netcheck
 from datafree.checkpoint import atomic_write_text
-from datafree.config import Config, ConfigError
+from datafree.config import Config, ConfigError, validate
 from datafree.evaluate import class_counts, overall, per_class
 from datafree.spec import ImageSpec
 from datafree.teachers import TeacherSource
@@ -79,6 +79,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
             references: dict | None = None) -> dict:  # fmt: skip
     """Data-free distillation of ``teacher`` (a source, or a user's network) into ``student_net``; returns (and
     writes) the results. ``references``: {synthesis term name: statistics} handed to those terms."""
+    validate(config)  # a Config built in Python or loaded from TOML gets the same checks as the command line
     out = Path(config.train.output_dir)
     check_output_dir(out, resume, config.train.overwrite)
     student_layout = netcheck.memory_format_of(student_net)

@@ -137,3 +137,16 @@ def test_corrupt_statistics_and_export_files_are_clear_errors_and_files_follow_t
         os.umask(old)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
     assert (tmp_path / "b.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+def test_a_recipe_loaded_in_python_is_validated_before_anything_is_written(tmp_path):
+    from datafree.pipeline import distill_from_config
+    from tests.conftest import save_random_teacher, tiny_config
+
+    config = tiny_config(tmp_path, train={"sample_every": 0})  # from_dict alone does not validate
+    save_random_teacher(config)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1}\n')  # an earlier run's log
+    with pytest.raises(ConfigError, match="sample_every must be > 0"):
+        distill_from_config(config)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"step": 1}\n'
