@@ -109,3 +109,10 @@ def test_the_call_needs_the_normalization_and_a_size_the_generator_can_make():
         distill_datafree(BNTeacher(), BNTeacher(), image_size=16, channels=1, num_classes=4)
     with pytest.raises(ConfigError, match="multiple of 4"):
         distill_datafree(BNTeacher(), BNTeacher(), image_size=18, channels=1, num_classes=4, mean=(0.5,), std=(0.5,))
+
+
+def test_missing_statistics_for_a_users_teacher_name_the_python_fix_not_a_recipe_command(tmp_path):
+    with pytest.raises(ConfigError, match=r"pass class_feature_stats=.*to distill_datafree, or drop the term\.$") as err:
+        distill_datafree(BNTeacher(), BNTeacher(), image_size=16, channels=1, num_classes=4, mean=(0.5,), std=(0.5,),
+                         synthesis={"class_feature_stats": 1.0}, train={"output_dir": str(tmp_path / "r")})
+    assert "--config" not in str(err.value)

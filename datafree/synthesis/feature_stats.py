@@ -75,12 +75,13 @@ def _member_reference(name: str, member, given: Reference | None, per_class: boo
     if path is None or not path.exists():
         why = "" if per_class else f"{type(member.net).__name__} has no BatchNorm layers and "
         where = f"{path} does not exist" if path else "the teacher came without a checkpoint file"
-        raise ConfigError(
-            f"[[synthesis]] {name} needs the teacher's {'per-class ' if per_class else ''}feature statistics on its "
-            f"training data, but {why}{where}. Record them with `python -m datafree.cli.feature_stats --config "
-            f"<recipe>` (train_teacher.py writes them too; from Python pass {name}=datafree.feature_stats."
-            f"record_feature_stats(teacher, batches{', num_classes=K' if per_class else ''})), or drop the term."
-        )
+        python = (f"pass {name}=datafree.feature_stats.record_feature_stats(teacher, batches"
+                  f"{', num_classes=K' if per_class else ''}) to distill_datafree")  # fmt: skip
+        fix = (f"{python}, or drop the term" if path is None else  # the Python call: no recipe, no checkpoint file
+               f"record them with `python -m datafree.cli.feature_stats --config <recipe>` (train_teacher.py writes "
+               f"them too; from Python {python}), or drop the term")  # fmt: skip
+        raise ConfigError(f"[[synthesis]] {name} needs the teacher's {'per-class ' if per_class else ''}feature "
+                          f"statistics on its training data, but {why}{where}: {fix}.")
     try:
         return load_reference(path, per_class), str(path)
     except CheckpointError as err:
