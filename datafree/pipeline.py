@@ -106,7 +106,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     if teacher_acc is not None:
         accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}")
     try:
-        fit = trainer.fit(resume=resume)
+        fit = trainer.fit()
         final_acc = class_acc = None
         if trainer.eval_loader is not None:  # in the layout it trained in: the same numbers as the last evaluation
             student_counts = class_counts(trainer.student, trainer.eval_loader, accelerator)

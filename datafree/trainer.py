@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from datafree import checkpoint as ckpt
-from datafree.batches import Synthesizer, latent_seed  # noqa: F401  (latent_seed: part of the loop's contract)
+from datafree.batches import Synthesizer
 from datafree.config import TrainConfig
 from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy
@@ -121,7 +121,6 @@ class DataFreeTrainer:
         for i, callback in enumerate(self.callbacks):
             if callback.checkpoint_state() is not None:
                 self.resumable[f"callback{i}_{type(callback).__name__}"] = callback.checkpoint_state()
-        self._resumed = False
 
     @property
     def student_net(self) -> nn.Module:
@@ -192,10 +191,9 @@ class DataFreeTrainer:
         return torch.func.functional_call(net, params, (images,))
 
     # ---- the loop -----------------------------------------------------------------------------------
-    def fit(self, resume: bool = False) -> dict:
+    def fit(self) -> dict:
+        """Train from ``progress.step`` (0, or where ``resume()`` left it) to ``train.steps``."""
         acc, cfg = self.accelerator, self.config
-        if resume and not self._resumed:
-            self.resume()
         metrics_path = self.out / "metrics.jsonl"
         start, t0 = self.progress.step, time.perf_counter() - self.progress.elapsed_s
         term_names: list[str] | None = None
@@ -310,7 +308,6 @@ class DataFreeTrainer:
             raise ckpt.CheckpointError(f"--resume: {folder} does not load into this run's networks ({first}); the "
                                        "recipe changed since it was written, or a file is damaged") from None  # fmt: skip
         load_train_state(folder, self.accelerator.process_index, self.resumable, self.accelerator.device)
-        self._resumed = True
         # drop metric lines the interrupted run wrote after its last checkpoint
         metrics_path = self.out / "metrics.jsonl"
         if self.accelerator.is_main_process and metrics_path.exists():

@@ -39,7 +39,8 @@ def test_feature_loss_terms_logged_and_owned_parameters_checkpointed_and_resumed
     build.reset_accelerate()
     trainer = build.trainer_from_config(config)  # the same seeded initialization the run started from
     fresh = {k: v.clone() for k, v in trainer.student.state_dict().items() if k.startswith("losses.1.")}
-    trainer.fit(resume=True)  # the run is complete: resuming loads the last state and trains no further step
+    trainer.resume()
+    trainer.fit()  # the run is complete: resuming loads the last state and trains no further step
     restored = {k: v for k, v in trainer.accelerator.unwrap_model(trainer.student).state_dict().items()
                 if k.startswith("losses.1.")}  # fmt: skip
     assert any(not torch.equal(fresh[k], regressor[k]) for k in regressor)  # training moved it

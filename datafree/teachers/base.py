@@ -66,16 +66,13 @@ class TeacherSource(nn.Module):
         self.remove_hooks()
         wanted = list(dict.fromkeys([*self.penultimate_taps, *names]))
         for m in self._members:
-            local = [n[len(m.prefix):] for n in wanted if n.startswith(m.prefix) and (m.prefix or "/" not in n)]
-            self._taps.append(FeatureTaps(m.net, local))
-        self.feature_names = wanted
+            self._taps.append(FeatureTaps(m.net, _local(m, wanted)))
 
     def feature_shapes(self, names: list[str]) -> dict[str, tuple[int, ...]]:
         """Per-sample shapes of (namespaced) taps, by a dry forward of each member."""
         shapes = {}
         for m in self._members:
-            local = [n[len(m.prefix):] for n in names if n.startswith(m.prefix) and (m.prefix or "/" not in n)]
-            for k, v in check_network(m.net, self.spec, "teacher", local).items():
+            for k, v in check_network(m.net, self.spec, "teacher", _local(m, names)).items():
                 shapes[m.prefix + k] = v
         return shapes
 
@@ -121,6 +118,11 @@ class TeacherSource(nn.Module):
     @classmethod
     def from_config(cls, config, spec: ImageSpec) -> "TeacherSource":  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _local(member: Member, names: list[str]) -> list[str]:
+    """The member's own tap names among namespaced ones ("m0/conv1" -> "conv1"; a lone member takes un-prefixed)."""
+    return [n[len(member.prefix):] for n in names if n.startswith(member.prefix) and (member.prefix or "/" not in n)]
 
 
 class LogitsOf(nn.Module):
