@@ -8,12 +8,12 @@
 Any ``nn.Module`` that maps normalized images to logits works. The activation loss needs the teacher's
 penultimate feature: by default the input of its last ``nn.Linear`` (a forward hook, removed afterwards);
 pass ``feature_layer="<module path>"`` (or ``"<path>:input"``) to choose another layer.
-The generator's objective is a list of terms (``synthesis=[{"name": "onehot", "weight": 1.0}, ...]``; default:
-DAFL's three). DeepInversion's prior (``{"name": "feature_stats", "weight": 1.0}``) reads a BatchNorm
-teacher's running statistics by itself; for a teacher without BatchNorm pass
-``feature_stats=datafree.feature_stats.record_feature_stats(teacher, batches_you_trained_it_on)``.
-The per-class prior (``{"name": "class_feature_stats", ...}``) needs the same per class, from labelled
-batches: ``class_feature_stats=record_feature_stats(teacher, labelled_batches, num_classes=K)``.
+The call starts from the robust preset (``preset="default"``; ``"dafl"`` is the paper, ``"strict"`` the
+teacher's weights only). Its DeepInversion prior reads a BatchNorm teacher's running statistics by itself; for
+a teacher without BatchNorm pass ``feature_stats=datafree.feature_stats.record_feature_stats(teacher,
+batches_you_trained_it_on)``, and for the per-class prior ``class_feature_stats=record_feature_stats(teacher,
+labelled_batches, num_classes=K)``; what was read is printed and written to ``results.json`` ("uses").
+The generator's objective can be replaced: ``synthesis=[{"name": "onehot", "weight": 1.0}, ...]``.
 After the call the teacher has no hooks left and its ``requires_grad`` flags and train mode are as they were;
 both networks are left in channels_last memory format when ``train.channels_last`` is on (the default).
 """
@@ -26,7 +26,7 @@ from dataclasses import fields, replace
 from torch import nn
 from torch.utils.data import Dataset
 
-from datafree.config import SECTIONS, Config, ConfigError, TermConfig, _coerce, set_synthesis_value, validate
+from datafree.config import SECTIONS, Config, ConfigError, TermConfig, _coerce, from_dict, set_synthesis_value, validate
 from datafree.pipeline import distill
 from datafree.spec import ImageSpec
 
@@ -35,13 +35,17 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
                      mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
                      dataset: str | None = None, class_names: list[str] | None = None,
                      eval_set: Dataset | None = None, feature_layer: str | None = None,
-                     config: Config | None = None, losses: list[dict] | None = None,
+                     preset: str = "default", config: Config | None = None, losses: list[dict] | None = None,
                      synthesis: list[dict] | dict[str, float] | None = None, resume: bool = False,
                      feature_stats: dict | None = None, class_feature_stats: dict | None = None,
                      **sections: dict) -> dict:  # fmt: skip
     """Run data-free distillation with the given networks; ``sections`` override recipe tables by keyword,
     e.g. ``generator={"width": 64}``, ``train={"steps": 500}``, ``student={"lr": 1e-3}``.
 
+    ``preset`` is the recipe the call starts from (ignored when ``config`` is given): ``"default"`` the robust
+    recipe (a BatchNorm teacher's running statistics are read; ``feature_stats=`` / ``class_feature_stats=``
+    when passed; without either it runs on the weights alone and says so), ``"strict"`` never reads statistics,
+    ``"dafl"`` the paper's objective and generator (datafree/presets.py has the table).
     ``mean``/``std`` are the normalization the teacher was trained with, required (or ``dataset=`` a registered
     dataset's name, whose normalization and class names are used): the generator makes images in the teacher's
     normalized space, and with ``generator={"output": "pixels"}`` they decide which values are valid pixels, so a
@@ -54,7 +58,7 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
     holding an earlier run's checkpoints is refused unless ``train={"overwrite": True}`` (or ``resume=True``).
     """
     given_dir = config is not None or "output_dir" in sections.get("train", {})
-    config = replace(config or Config(name="custom"))
+    config = replace(config or from_dict({"name": "custom", "preset": preset}))
     if not given_dir:  # never an earlier run's folder (the recipes' default is the demo's outputs/fmnist)
         config.train = replace(config.train, output_dir=f"outputs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     for section, values in sections.items():

@@ -42,13 +42,17 @@ class Augmenter:
 
 
 class Synthesizer:
-    """latent(seed, rank, step, draw) -> generator -> (augment) -> teacher; the RNG also drives augmentation."""
+    """latent(seed, rank, step, draw) -> generator -> (augment) -> teacher; the RNG also drives augmentation.
+
+    With ``real_images`` (``train.transfer = "real"``) the batch at (seed, rank, step, draw) is drawn from those
+    images instead (uniformly, with replacement, by the same seeded RNG: resumable, different per rank).
+    """
 
     def __init__(self, generator: nn.Module, teacher: nn.Module, batch_size: int, latent_dim: int, seed: int,
                  rank: int, device, channels_last: bool = False, augmenter: Augmenter | None = None,
                  labels: Callable[[int, torch.device], torch.Tensor] | None = None,
-                 student_teacher: nn.Module | None = None):  # fmt: skip
-        self.generator, self.teacher = generator, teacher
+                 student_teacher: nn.Module | None = None, real_images: torch.Tensor | None = None):  # fmt: skip
+        self.generator, self.teacher, self.real_images = generator, teacher, real_images
         self.student_teacher = student_teacher if student_teacher is not None else teacher
         self.batch_size, self.latent_dim, self.seed, self.rank = batch_size, latent_dim, seed, rank
         self.device, self.channels_last, self.augmenter, self._labels = device, channels_last, augmenter, labels
@@ -67,7 +71,12 @@ class Synthesizer:
 
     def __call__(self, step: int, draw: int = 0, augmented: bool = False, for_student: bool = False):
         """(images, teacher output): the generator's teacher, or the student's for a student-only batch."""
-        images = self.generator(self.sample_latent(step, draw))
+        if self.real_images is not None:
+            self.rng.manual_seed(latent_seed(self.seed, self.rank, step, draw))
+            index = torch.randint(len(self.real_images), (self.batch_size,), generator=self.rng, device=self.rng.device)
+            images = self.real_images[index.cpu()].to(self.device)
+        else:
+            images = self.generator(self.sample_latent(step, draw))
         if augmented and self.augmenter is not None:
             images = self.augmenter(images, self.rng)
         images = self.layout(images)

@@ -91,6 +91,12 @@ def build_teacher(config: Config, spec: ImageSpec, net: nn.Module | None = None,
 
 def _default_taps(term: TermConfig, student_net: nn.Module, teacher: TeacherSource) -> dict:
     params = dict(term.params)
+    if getattr(loss_class(term.name), "taps_per_member", False):  # one student map, one map of EVERY member
+        if not params.get("student_layers"):
+            params["student_layers"] = [_last_default_tap(term, student_net, "student_layers")]
+        if not params.get("teacher_layers"):
+            params["teacher_layers"] = [m.prefix + _last_default_tap(term, m.net, "teacher_layers") for m in teacher.members()]
+        return params
     if not getattr(loss_class(term.name), "uses_default_taps", False):
         return params
     first = teacher.members()[0]
@@ -103,6 +109,14 @@ def _default_taps(term: TermConfig, student_net: nn.Module, teacher: TeacherSour
                                   "(list layers with `python -m datafree.models <arch>`)")  # fmt: skip
             params[key] = [prefix + tap for tap in default]
     return params
+
+
+def _last_default_tap(term: TermConfig, net: nn.Module, key: str) -> str:
+    default = getattr(net, "default_taps", None)
+    if not default:
+        raise ConfigError(f"loss {term.name!r} needs a feature layer but {type(net).__name__} declares no default_taps; "
+                          f"set params.{key} in the recipe (list layers with `python -m datafree.models <arch>`)")  # fmt: skip
+    return default[-1]
 
 
 def _weights(term: TermConfig) -> dict:
@@ -138,12 +152,18 @@ def build_synthesis(config: Config, teacher: TeacherSource, spec: ImageSpec, acc
     if accelerator is not None:
         context.device, context.world_size = accelerator.device, accelerator.num_processes
         context.reduce_sum = lambda x: accelerator.reduce(x, reduction="sum")
-    terms = []
+    terms, weights, notes = [], [], []
     for term in active:
         synthesis_term = create_synthesis_term(term.name, **term.params)
         synthesis_term.setup(context)
-        terms.append(synthesis_term)
-    return SynthesisObjective(terms, [_weights(t) for t in active])
+        if synthesis_term.available:
+            terms.append(synthesis_term)
+            weights.append(_weights(term))
+        else:
+            notes.append(synthesis_term.note)
+    objective = SynthesisObjective(terms, weights)
+    objective.notes = notes
+    return objective
 
 
 def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
@@ -183,6 +203,7 @@ class Parts:
     augmenter: Augmenter | None
     labels: Callable | None
     callbacks: list[Callback]
+    real_images: torch.Tensor | None = None  # train.transfer = "real": the student's images, no generator step
 
 
 def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
@@ -190,11 +211,14 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     """Student-with-losses, synthesis terms, generator, optimizers, pieces, callbacks around a teacher source."""
     t, s, g = config.train, config.student, config.generator
     student, wrappers = build_student(config, student_net, teacher, spec)
-    objective = build_synthesis(config, teacher, spec, accelerator, given)
+    real = t.transfer == "real"
+    objective = SynthesisObjective([], []) if real else build_synthesis(config, teacher, spec, accelerator, given)
     teacher.tap([*objective.teacher_taps, *student.teacher_taps])
+    if teacher.for_student() is not teacher:  # the student's targets come from another source: it feeds the losses
+        teacher.for_student().tap(list(student.teacher_taps))
     generator = build_generator(config, spec)
     if t.channels_last:
-        for module in (generator, student, teacher):
+        for module in (generator, student, teacher, teacher.for_student()):
             module.to(memory_format=torch.channels_last)
     extra = [group for wrapper in wrappers for group in wrapper.param_groups(student.net)]
     optimizer_g = make_optimizer("adam", generator.parameters(), g.lr, betas=tuple(g.betas))
@@ -203,13 +227,23 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     callbacks: list[Callback] = [ClassCoverage(spec.num_classes, t.steps)]
     callbacks += [EMA(t.ema_decay)] if t.ema_decay else []
     callbacks += [WrapperHooks(wrappers)] if wrappers else []
+    callbacks += teacher.callbacks()
     augments = t.augment_flip or t.augment_shift > 0
     labels = (lambda n, device: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, t.steps, s.milestones, s.gamma), student_batches(config),
                  t.student_steps if t.fresh_batches else 1, g.latent_dim,
                  Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device) if augments else None,
-                 labels, callbacks)  # fmt: skip
+                 labels, callbacks, real_transfer_set(config) if real else None)  # fmt: skip
+
+
+def real_transfer_set(config: Config) -> torch.Tensor:
+    """``data.name``'s training images (normalized; labels dropped): the transfer set of ``train.transfer = "real"``."""
+    from datafree.data import load_tensors
+
+    d = config.data
+    return load_tensors(d.name, root=d.root, train=True, download=d.download, like=d.like or None,
+                        fake_size=d.fake_size or None).tensors[0]  # fmt: skip
 
 
 def build_trainer(config: Config, accelerator: Accelerator, teacher: TeacherSource, student_net: nn.Module,

@@ -6,6 +6,7 @@ registered name, a weight, a weight schedule and the term's own ``params``. Stud
 ``[[student.wrap]]``. Every value is checked against its field's type, from TOML and from the command line
 alike (one validator). Overrides: ``--section.field value`` (``--train.steps 500``), ``--distill JSON``,
 ``--synthesis JSON``, and ``--synthesis.<term> WEIGHT`` / ``--synthesis.<term>.<param> VALUE`` for one term.
+What a recipe leaves out comes from its preset (``preset = "default"`` unless it names another: datafree/presets.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from datafree.presets import with_preset
 
 
 @dataclass
@@ -101,6 +104,7 @@ class TrainConfig:
     steps: int = 2000
     max_minutes: float = 0.0  # > 0: train.steps is fixed before step 0 from a short timing so the loop fits this
     batch_size: int = 256  # per process
+    transfer: str = "synthetic"  # synthetic: the generator's images | real: data.name's training images, no G step
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)
     replay: int = 0  # extra student steps draw from the last N synthetic batches (needs student_steps > 1)
     fresh_batches: bool = False  # extra student steps draw NEW batches (needs student_steps > 1)
@@ -141,7 +145,11 @@ def dafl_terms() -> list[TermConfig]:
 
 @dataclass
 class Config:
+    """A whole recipe. The dataclass defaults are pure DAFL (preset "dafl"); recipes and the Python call start
+    from the preset "default" unless they name another (datafree/presets.py)."""
+
     name: str = "fmnist"
+    preset: str = "dafl"  # which preset the values were laid over (recorded in config.json)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     teacher_training: TeacherTrainingConfig = field(default_factory=TeacherTrainingConfig)
@@ -210,8 +218,12 @@ def _build(cls, values: dict[str, Any], where: str):
 
 
 def from_dict(raw: dict[str, Any]) -> Config:
-    raw = dict(raw)
-    unknown = set(raw) - set(SECTIONS) - {"name", *TERM_LISTS}
+    """A Config from TOML-shaped values laid over their preset (``preset = "default"`` unless said)."""
+    try:
+        raw = with_preset(dict(raw))
+    except KeyError as err:
+        raise ConfigError(err.args[0]) from None
+    unknown = set(raw) - set(SECTIONS) - {"name", "preset", *TERM_LISTS}
     if unknown:
         raise ConfigError(f"unknown table(s) {sorted(unknown)}; allowed: {sorted(SECTIONS)} + name, synthesis, distill")
     if isinstance(raw.get("synthesis"), dict):
@@ -220,10 +232,11 @@ def from_dict(raw: dict[str, Any]) -> Config:
     sections = {name: _build(cls, raw.get(name, {}), name) for name, cls in SECTIONS.items()}
     terms = {key: _coerce(raw[key], list[TermConfig], key) for key in TERM_LISTS if key in raw}
     name = _coerce(raw.get("name", Config.name), str, "name")
-    return Config(name=name, **sections, **terms)
+    return Config(name=name, preset=raw["preset"], **sections, **terms)
 
 
-def load_toml(path: str | Path) -> Config:
+def load_toml(path: str | Path, preset: str | None = None) -> Config:
+    """A recipe file, laid over its ``preset`` key's preset (or over ``preset`` when given)."""
     path = Path(path)
     if not path.is_file():
         what = "is a directory, not a recipe file" if path.is_dir() else "does not exist"
@@ -233,7 +246,7 @@ def load_toml(path: str | Path) -> Config:
             raw = tomllib.load(fh)
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"recipe {path} is not valid TOML: {err}") from None
-    return from_dict(raw)
+    return from_dict({**raw, "preset": preset} if preset else raw)
 
 
 # ---- command line ----------------------------------------------------------------------------------
@@ -287,7 +300,7 @@ def set_synthesis_value(config: Config, key: str, value: Any) -> None:
 def add_override_arguments(parser: argparse.ArgumentParser, sections=None, defaults: Config | None = None) -> None:
     """One ``--section.field`` option per value of ``sections`` (default: all but teacher training), so
     ``--help`` documents exactly what the program reads."""
-    defaults = defaults or Config()
+    defaults = defaults or from_dict({})  # what a recipe that leaves a key out gets: the "default" preset
     sections = sections or [s for s in SECTIONS if s != "teacher_training"]
     parser.add_argument("--name", default=None, help=f"run name (default {defaults.name!r})")
     hints = {s: typing.get_type_hints(SECTIONS[s]) for s in sections}
@@ -300,7 +313,7 @@ def add_override_arguments(parser: argparse.ArgumentParser, sections=None, defau
             else:
                 metavar = type(value).__name__.upper()
             group.add_argument(f"--{section}.{f.name}", dest=f"{section}.{f.name}", default=None, metavar=metavar,
-                               help=f"default: {value!r}")  # fmt: skip
+                               help=f"recipe's value; preset default: {value!r}")  # fmt: skip
     if "train" in sections:
         parser.add_argument("--synthesis", default=None, metavar="JSON",
                             help="generator terms as JSON; or --synthesis.<term> WEIGHT, --synthesis.<term>.<param> VALUE")  # fmt: skip
@@ -361,7 +374,7 @@ def validate(config: Config) -> None:
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
     choices = {"train.mixed_precision": (t.mixed_precision, {"auto", "no", "bf16", "fp16"}),
-               "student.optimizer": (s.optimizer, {"adam", "sgd"}),
+               "student.optimizer": (s.optimizer, {"adam", "sgd"}), "train.transfer": (t.transfer, {"synthetic", "real"}),
                "teacher_training.optimizer": (tt.optimizer, {"adam", "sgd"}),
                "student.schedule": (s.schedule, {"constant", "step", "cosine"}),
                "teacher_training.schedule": (tt.schedule, {"constant", "step", "cosine"})}  # fmt: skip

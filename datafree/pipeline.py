@@ -105,6 +105,11 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     teacher_acc = overall(teacher_counts) if teacher_counts is not None else None
     if teacher_acc is not None:
         accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}")
+    objective = trainer.parts.objective
+    real = [f"{config.data.name}'s training images (train.transfer = real, labels unused)"]
+    uses = real if config.train.transfer == "real" else objective.uses  # beyond the teacher's weights
+    accelerator.print("the run reads: " + ("; ".join(uses) or "nothing beyond the teacher's weights and its input "
+                      "normalization") + "".join(f"\n  {note}" for note in objective.notes))  # fmt: skip
     try:
         fit = trainer.fit()
         final_acc = class_acc = None
@@ -132,6 +137,10 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "hardware": hardware(),
         "student_params": sum(p.numel() for p in student_net.parameters()),
         "teacher_params": sum(p.numel() for p in teacher.parameters()),
+        "preset": config.preset,
+        "transfer": config.train.transfer,  # "real": the student learnt from real training images (labels unused)
+        "uses": uses,  # what the run read beyond the teacher's weights ([] = weights only)
+        "terms_off": objective.notes,
         "class_acc": class_acc,  # per true class of the real test set: {"teacher": [...], "student": [...]}
         **({"class_names": list(spec.class_names)} if spec.class_names else {}),
     }

@@ -196,7 +196,8 @@ def write_report(run_dir: str | Path, results: dict, spec=None) -> Path:
         f"| student accuracy, final step | {_pct(results.get('student_acc_final'))} |",
         f"| student accuracy, best evaluation (step {results.get('best_step')}) | {_pct(results.get('student_acc_best'))} |",
         f"| training steps | {results.get('steps')} |",
-        f"| synthetic images generated | {results.get('images_generated')} |",
+        f"| {'real training images drawn' if results.get('transfer') == 'real' else 'synthetic images generated'} | "
+        f"{results.get('images_generated')} |",
         f"| wall time | {results.get('wall_time_s')} s |",
         f"| processes / precision | {results.get('num_processes')} / {results.get('mixed_precision')} |",
         f"| hardware | {results.get('hardware')} |",
@@ -204,6 +205,10 @@ def write_report(run_dir: str | Path, results: dict, spec=None) -> Path:
         "The final-step accuracy is the honest figure; the best-evaluation figure is what the field usually "
         "reports (it selects the checkpoint on the test set).",
     ]
+    if "uses" in results:
+        read = "; ".join(results["uses"]) or "nothing beyond the teacher's weights and its input normalization"
+        lines += ["", f"Preset `{results.get('preset')}`. Knowledge used beyond the teacher's weights: {read}."]
+        lines += [f"Left out: {note}." for note in results.get("terms_off", [])]
     if results.get("source") == "export":
         lines += ["", f"Trained offline from the exported synthetic set `{results.get('export_dir')}` "
                   f"({results.get('images_generated')} images, KD on the stored teacher logits, "

@@ -111,7 +111,7 @@ class DataFreeTrainer:
             self.eval_loader = accelerator.prepare_data_loader(loader)
         self.synthesize = Synthesizer(self.generator, self.teacher, train.batch_size, parts.latent_dim, train.seed,
                                       accelerator.process_index, accelerator.device, train.channels_last,
-                                      parts.augmenter, parts.labels, student_teacher)  # fmt: skip
+                                      parts.augmenter, parts.labels, student_teacher, parts.real_images)  # fmt: skip
         self.student_batches = parts.student_batches(self.synthesize, accelerator.autocast)
         self.images_per_step = train.batch_size * accelerator.num_processes * parts.batches_per_step
         self._last_logged = 0  # step of the previous metrics line (loss terms are averaged since then)
@@ -243,7 +243,8 @@ class DataFreeTrainer:
         for callback in self.callbacks:  # e.g. the EMA: from here on the student IS its average
             callback.on_fit_end(self)
         self._save_weights("student_last.safetensors")
-        self._save_weights("generator.safetensors", self.generator)
+        if self.parts.real_images is None:  # a real transfer set leaves the generator untrained: nothing to ship
+            self._save_weights("generator.safetensors", self.generator)
         summaries = {k: v for callback in self.callbacks for k, v in callback.summary().items()}
         return {**summaries, "steps": cfg.steps, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
                 "wall_time_s": self.progress.elapsed_s,

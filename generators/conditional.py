@@ -5,7 +5,9 @@ with the feature-statistics prior it was seen to make three T-shirts for every p
 learnt pullovers worst. Here the i-th image of every batch is assigned class ``i mod num_classes``
 (:func:`balanced_labels`), the latent is multiplied by that class's embedding (as conditional GANs do),
 and the one-hot loss targets the assigned class instead of the teacher's argmax: every batch is balanced
-by construction. ``forward(z)`` keeps the plain-generator signature, so export and notebooks need nothing new.
+by construction. The embeddings start at N(1, embed_std^2) per coordinate: with 1.0 the classes start apart (at
+0.1, the first version, a ResNet-20 teacher's run still had cross-entropy 3.5 against the asked classes after
+60 generator steps, against 2.4 at 1.0 with the default preset: runs/bench_teachers.py). ``forward(z)`` keeps the plain-generator signature, so export and notebooks need nothing new.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ def balanced_labels(n: int, num_classes: int, device: torch.device | str | None 
 
 
 class ClassConditional(nn.Module):
-    def __init__(self, generator: nn.Module, num_classes: int, latent_dim: int):
+    def __init__(self, generator: nn.Module, num_classes: int, latent_dim: int, embed_std: float = 1.0):
         super().__init__()
         self.generator, self.num_classes = generator, num_classes
         self.embed = nn.Embedding(num_classes, latent_dim)
-        nn.init.normal_(self.embed.weight, mean=1.0, std=0.1)  # starts close to the unconditional generator
+        nn.init.normal_(self.embed.weight, mean=1.0, std=embed_std)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         labels = balanced_labels(z.shape[0], self.num_classes, z.device)

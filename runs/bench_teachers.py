@@ -1,17 +1,21 @@
 """One recipe, every teacher of the zoo: is the data-free default robust beyond the pair it was tuned on?
 
-    python runs/bench_teachers.py [--recipe runs/fmnist.toml] [--seeds 3] [--minutes 10]
-        [--pairs lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny]
-        [--teacher-epochs N] [--output-root outputs/bench_teachers] [--smoke]
+    python runs/bench_teachers.py [--recipe runs/zoo.toml] [--preset strict] [--seeds 3] [--minutes 10]
+        [--pairs lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny,...]
+        [--teacher-epochs N] [--output-root outputs/bench_teachers] [--smoke] [--table-only] [--section.key value]
 
-For each teacher -> student pair: the teacher is trained once on the real data by the recipe's
-[teacher_training] (train_teacher.py's path; it records per-class feature statistics beside it), then the
-SAME recipe (no per-pair tuning; only teacher.arch and student.arch change) distills each seed with a
+For each teacher -> student pair (``teacher:student@dataset`` runs it on another registered dataset, e.g.
+``@fashion-mnist-28``, the same images at their native 28x28): the teacher is trained once on the real data by
+the recipe's [teacher_training] (train_teacher.py's path; it records per-class feature statistics beside it),
+then the SAME recipe (no per-pair tuning; only teacher.arch and student.arch change) distills each seed with a
 wall-time budget (train.max_minutes: the step count is fixed before step 0). Writes table.md and results.json
 under --output-root: teacher accuracy, student final and best (mean +- std over seeds), the worst class
 (student, and the teacher on it), the generator's class coverage over the last 10% of steps (the rarest
-class's share; K classes -> 1/K when balanced), steps and wall time. --smoke runs the chain in seconds on
-generated stand-in data (numbers meaningless).
+class's share; K classes -> 1/K when balanced), steps, wall time, and what the generator read beyond the
+teacher's weights. --preset strict measures the teacher-weights-only setting with the same recipe otherwise.
+--section.key overrides (as train_dfl.py takes them) measure an ablation on every pair.
+--table-only rewrites table.md from results.json. --smoke runs the chain in seconds on generated stand-in
+data (numbers meaningless).
 """
 
 from __future__ import annotations
@@ -26,25 +30,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, load_toml  # noqa: E402
+from datafree.config import Config, add_override_arguments, apply_overrides, load_toml, parse_args  # noqa: E402
 
-PAIRS = "lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny"
+PAIRS = ("lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny,"
+         "vgg_bn:vgg_bn_small@fashion-mnist-28")
 
 
-def pair_config(base: Config, teacher: str, student: str, root: Path, smoke: bool) -> Config:
-    """The recipe with only the networks (and where things are written) changed."""
+def pair_config(base: Config, teacher: str, student: str, root: Path, smoke: bool, data: str = "") -> Config:
+    """The recipe with only the networks, the dataset (``@data``: the same images at another size) and where
+    things are written changed."""
     c = copy.deepcopy(base)
-    c.name = f"{teacher}-{student}"
+    c.name = f"{teacher}-{student}" + (f"@{data}" if data else "")
     c.teacher.arch, c.student.arch = teacher, student
-    c.teacher.checkpoint = str(root / "teachers" / teacher / "teacher.safetensors")
+    c.data.name = data or c.data.name
+    folder = teacher + (f"@{data}" if data else "")
+    c.teacher.checkpoint = str(root / "teachers" / folder / "teacher.safetensors")
     if smoke:
         c.data.name, c.data.like, c.data.fake_size, c.data.eval_batch_size = "fake", c.data.name, 64, 64
         c.teacher_training.epochs, c.teacher_training.batch_size = 1, 16
-        c.teacher.checkpoint = str(root / "teachers-smoke" / teacher / "teacher.safetensors")
+        c.teacher.checkpoint = str(root / "teachers-smoke" / folder / "teacher.safetensors")
         t = c.train
         t.batch_size, t.student_steps, t.eval_every, t.log_every, t.sample_every, t.checkpoint_every = 8, 2, 2, 1, 4, 4
         c.generator.width, t.channels_last = 8, False
     return c
+
+
+def parse_pair(text: str) -> tuple[str, str, str] | None:
+    """"teacher:student" or "teacher:student@dataset" (the same images at another size, e.g. fashion-mnist-28)."""
+    nets, _, data = text.partition("@")
+    names = nets.split(":")
+    return (names[0], names[1], data) if len(names) == 2 and all(names) else None
 
 
 def teacher_for(config: Config) -> float:
@@ -62,6 +77,7 @@ def teacher_for(config: Config) -> float:
 
 def run_pair(config: Config, seeds: int, minutes: float, root: Path) -> dict:
     from datafree.build import reset_accelerate
+    from datafree.data import dataset_info
     from datafree.pipeline import distill_from_config
     from datafree.report import spread
 
@@ -82,6 +98,8 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path) -> dict:
     mean_per_class = [sum(s[k] for s in student) / len(student) for k in range(len(teacher))]
     worst = min(range(len(teacher)), key=lambda k: mean_per_class[k])
     return {"pair": config.name, "teacher": config.teacher.arch, "student": config.student.arch,
+            "image_size": dataset_info(config.data.like or config.data.name).image_size,
+            "uses": runs[0].get("uses", []),
             "teacher_acc": teacher_acc, "final": spread([r["student_acc_final"] for r in runs]),
             "best": spread([r["student_acc_best"] for r in runs]), "worst_class": worst,
             "worst_class_student": mean_per_class[worst], "worst_class_teacher": teacher[worst],
@@ -91,18 +109,30 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path) -> dict:
 
 
 def table(rows: list[dict], names: list[str]) -> str:
+    from datafree.data import dataset_info
+
     pct = lambda s: f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"  # noqa: E731
-    lines = ["| teacher -> student | teacher | student final | student best | worst class: student / teacher "
-             "| classes < half the teacher's | rarest class share (1/K = balanced) | steps | wall s per seed |",
-             "|---|---:|---:|---:|---|---|---:|---|---|"]  # fmt: skip
+    lines = ["| teacher -> student | input | teacher | student final | student best | worst class: student / teacher "
+             "| classes < half the teacher's | rarest class share (1/K = balanced) | steps | wall s per seed "
+             "| read beyond the weights |",
+             "|---|---|---:|---:|---:|---|---|---:|---|---|---|"]  # fmt: skip
     for r in rows:
         k = r["worst_class"]
         below = ", ".join(names[c] for c in r["classes_below_half_teacher"]) or "none"
-        lines.append(f"| {r['teacher']} -> {r['student']} | {100 * r['teacher_acc']:.2f} | {pct(r['final'])} | "
+        uses = ", ".join(short_use(u) for u in r.get("uses", r["runs"][0].get("uses", []))) or "nothing"
+        size = r.get("image_size") or dataset_info(r["runs"][0].get("dataset", "fashion-mnist")).image_size
+        lines.append(f"| {r['teacher']} -> {r['student']} | {size}x{size} | {100 * r['teacher_acc']:.2f} | {pct(r['final'])} | "
                      f"{pct(r['best'])} | {names[k]}: {100 * r['worst_class_student']:.1f} / "
                      f"{100 * r['worst_class_teacher']:.1f} | {below} | {min(r['min_coverage']):.3f} | "
-                     f"{'/'.join(map(str, r['steps']))} | {'/'.join(f'{w:.0f}' for w in r['wall_s'])} |")  # fmt: skip
+                     f"{'/'.join(map(str, r['steps']))} | {'/'.join(f'{w:.0f}' for w in r['wall_s'])} | {uses} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def short_use(use: str) -> str:
+    """A results.json "uses" line as a table cell: which statistics, not the file path."""
+    if "BatchNorm" in use:
+        return "BN statistics"
+    return ("recorded per-class stats" if "per-class" in use else "recorded stats") + (" (passed)" if "passed" in use else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,29 +141,43 @@ def main(argv: list[str] | None = None) -> int:
     from datafree.pipeline import hardware
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default=str(ROOT / "runs" / "fmnist.toml"))
+    parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
     parser.add_argument("--pairs", default=PAIRS, help="comma-separated teacher:student registry names")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-time budget of each run's loop")
     parser.add_argument("--output-root", default="outputs/bench_teachers")
     parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
+    parser.add_argument("--preset", default="", help="lay the recipe over this preset instead (e.g. strict)")
     parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per pair")
-    args = parser.parse_args(argv)
-    pairs = [tuple(p.split(":")) for p in args.pairs.split(",") if p]
-    if any(len(p) != 2 for p in pairs):
-        parser.error(f"--pairs takes teacher:student names, got {args.pairs!r}")
-    base, root = load_toml(args.recipe), Path(args.output_root)
-    minutes = 0.02 if args.smoke and args.minutes == 10.0 else args.minutes
-    if args.teacher_epochs:
-        base.teacher_training.epochs = args.teacher_epochs
-    rows = [run_pair(pair_config(base, t, s, root, args.smoke), args.seeds, minutes, root) for t, s in pairs]
+    parser.add_argument("--table-only", action="store_true", help="rewrite table.md from --output-root's results.json")
+    add_override_arguments(parser)  # an ablation on the whole zoo: e.g. --generator.conditional false
+    args = parse_args(parser, argv)
+    root = Path(args.output_root)
+    if args.table_only:
+        saved = json.loads((root / "results.json").read_text())
+        rows, args.recipe, minutes, seeds = saved["rows"], saved["recipe"], saved["minutes"], len(saved["rows"][0]["runs"])
+        command = saved.get("command", "")
+        base, hardware_line = load_toml(args.recipe, preset=saved.get("preset")), saved["hardware"]
+    else:
+        pairs = [parse_pair(p) for p in args.pairs.split(",") if p]
+        if any(p is None for p in pairs):
+            parser.error(f"--pairs takes teacher:student[@dataset] names, got {args.pairs!r}")
+        base = apply_overrides(load_toml(args.recipe, preset=args.preset or None), args)
+        seeds, hardware_line = args.seeds, hardware()
+        command = " ".join(["python runs/bench_teachers.py", *(sys.argv[1:] if argv is None else argv)])
+        minutes = 0.02 if args.smoke and args.minutes == 10.0 else args.minutes
+        if args.teacher_epochs:
+            base.teacher_training.epochs = args.teacher_epochs
+        rows = [run_pair(pair_config(base, t, s, root, args.smoke, d), seeds, minutes, root) for t, s, d in pairs]
     names = list(dataset_info(base.data.name, like=base.data.like or None).class_names)
-    text = (f"{table(rows, names)}\n\nRecipe {args.recipe} unchanged but for the networks; {args.seeds} seed(s), "
-            f"{minutes} min loop budget per run; {hardware()}.\n")  # fmt: skip
+    text = (f"{table(rows, names)}\n\nRecipe {args.recipe} (preset {base.preset!r}) unchanged but for the networks; "
+            f"{seeds} seed(s), {minutes} min loop budget per run; {hardware_line}.\n" + (f"\n`{command}`\n" if command else ""))  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "table.md", text)
-    atomic_write_text(root / "results.json", json.dumps({"rows": rows, "recipe": args.recipe, "hardware": hardware(),
-                                                        "smoke": args.smoke, "minutes": minutes}, indent=2))  # fmt: skip
+    if not args.table_only:
+        atomic_write_text(root / "results.json", json.dumps({"rows": rows, "recipe": args.recipe, "preset": base.preset,
+                                                            "hardware": hardware_line, "smoke": args.smoke, "command": command,
+                                                            "minutes": minutes}, indent=2))  # fmt: skip
     print(text)
     return 0
 

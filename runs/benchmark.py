@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from datafree.config import Config, ConfigError, add_override_arguments, apply_overrides, load_toml, parse_args  # noqa: E402
 
-RECIPES = ("mnist", "fmnist", "cifar10", "cifar100", "celeba")
+RECIPES = ("mnist", "fmnist", "cifar10", "cifar100", "celeba", "cifar10_ternary")
 _DAFL = "Chen et al., Data-Free Learning of Student Networks, ICCV 2019"
 # The paper's data-free student accuracy (best test epoch, as the official code prints it) for each recipe.
 PAPER: dict[str, dict] = {
@@ -33,6 +33,8 @@ PAPER: dict[str, dict] = {
     "cifar10": {"student_acc": 0.9222, "source": f"{_DAFL}, CIFAR results, ResNet-34 -> ResNet-18"},
     "cifar100": {"student_acc": 0.7447, "source": f"{_DAFL}, CIFAR results, ResNet-34 -> ResNet-18"},
     "celeba": {"student_acc": 0.8056, "source": f"{_DAFL}, CelebA results, AlexNet -> AlexNet-half"},
+    "cifar10_ternary": {"student_acc": 0.927, "source": "Shin et al., Empirical Analysis of Knowledge Distillation "
+                        "Technique for Optimization of Quantized DNNs: ResNet-20, ternary weights, WITH the training data"},
     "fmnist": {
         "student_acc": None,
         "source": "n/a: the DAFL paper has no Fashion-MNIST experiment",

@@ -31,6 +31,7 @@ def tiny_config(out: Path, **sections):
 
     raw = {
         "name": "tiny",
+        "preset": "dafl",  # the dataclass defaults: tests set what they need on top
         "data": {"name": "fake", "like": "fashion-mnist", "fake_size": 256, "eval_batch_size": 128, "root": str(out / "data")},
         "teacher": {"arch": "lenet5", "checkpoint": str(out / "teacher.safetensors")},
         "teacher_training": {"epochs": 1, "batch_size": 64},
@@ -70,3 +71,19 @@ def tiny(tmp_path):
     config = tiny_config(tmp_path)
     save_random_teacher(config)
     return config
+
+
+def interrupt_after(monkeypatch, calls: int) -> None:
+    """Make DataFreeTrainer.train_step raise KeyboardInterrupt on call ``calls + 1``: a crash mid-run."""
+    from datafree.trainer import DataFreeTrainer
+
+    original = DataFreeTrainer.train_step
+    count = {"n": 0}
+
+    def step(self, step):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, step)
+
+    monkeypatch.setattr(DataFreeTrainer, "train_step", step)

@@ -33,7 +33,7 @@ def test_user_networks_distill_end_to_end(tmp_path):
     eval_set = torch.utils.data.TensorDataset(torch.randn(40, 3, 16, 16), torch.randint(0, 5, (40,)))
     before = [p.clone() for p in student.parameters()]
     results = distill_datafree(teacher, student, image_size=16, channels=3, num_classes=5, mean=(0.5,), std=(0.5,), eval_set=eval_set,
-                               generator={"width": 8, "latent_dim": 8},
+                               preset="dafl", generator={"width": 8, "latent_dim": 8},
                                train={"steps": 3, "batch_size": 8, "eval_every": 3, "log_every": 1,
                                       "output_dir": str(tmp_path / "run"), "mixed_precision": "no"})  # fmt: skip
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -114,5 +114,5 @@ def test_the_call_needs_the_normalization_and_a_size_the_generator_can_make():
 def test_missing_statistics_for_a_users_teacher_name_the_python_fix_not_a_recipe_command(tmp_path):
     with pytest.raises(ConfigError, match=r"pass class_feature_stats=.*to distill_datafree, or drop the term\.$") as err:
         distill_datafree(BNTeacher(), BNTeacher(), image_size=16, channels=1, num_classes=4, mean=(0.5,), std=(0.5,),
-                         synthesis={"class_feature_stats": 1.0}, train={"output_dir": str(tmp_path / "r")})
+                         preset="dafl", synthesis={"class_feature_stats": 1.0}, train={"output_dir": str(tmp_path / "r")})
     assert "--config" not in str(err.value)

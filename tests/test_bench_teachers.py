@@ -11,11 +11,13 @@ def test_smoke_runs_each_pair_with_the_unchanged_recipe_and_fills_the_table(tmp_
     import runs.bench_teachers as bench
     from datafree.config import load_toml
 
-    pairs = "lenet5:lenet5_half,resnet20:resnet8_narrow"
+    pairs = "lenet5:lenet5_half,resnet20:resnet8_narrow@fashion-mnist-28"
     assert bench.main(["--smoke", "--seeds", "1", "--pairs", pairs, "--output-root", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
-    assert [r["pair"] for r in results["rows"]] == ["lenet5-lenet5_half", "resnet20-resnet8_narrow"]
-    recipe = load_toml(ROOT / "runs" / "fmnist.toml")
+    assert [r["pair"] for r in results["rows"]] == ["lenet5-lenet5_half", "resnet20-resnet8_narrow@fashion-mnist-28"]
+    assert [r["image_size"] for r in results["rows"]] == [32, 28]  # the zoo at both sizes
+    assert results["rows"][1]["uses"][0] == "the teacher's BatchNorm running statistics"  # the default preset reads them
+    recipe = load_toml(ROOT / "runs" / "zoo.toml")  # the default --recipe
     for row in results["rows"]:
         run = row["runs"][0]
         assert row["final"]["mean"] == run["student_acc_final"] and len(run["class_coverage"]) == 10
@@ -24,4 +26,8 @@ def test_smoke_runs_each_pair_with_the_unchanged_recipe_and_fills_the_table(tmp_
         assert [t["name"] for t in saved["synthesis"]] == [t.name for t in recipe.synthesis]  # no per-pair tuning
         assert saved["student"]["arch"] == row["student"] and saved["train"]["max_minutes"] > 0
     table = (tmp_path / "table.md").read_text()
-    assert "| lenet5 -> lenet5_half |" in table and "| resnet20 -> resnet8_narrow |" in table
+    assert "| lenet5 -> lenet5_half | 32x32 |" in table and "| resnet20 -> resnet8_narrow | 28x28 |" in table
+    assert "BN statistics, recorded per-class stats |" in table and "python runs/bench_teachers.py --smoke" in table
+    (tmp_path / "table.md").unlink()
+    assert bench.main(["--table-only", "--output-root", str(tmp_path)]) == 0
+    assert (tmp_path / "table.md").read_text() == table  # the table is rebuilt from results.json alone

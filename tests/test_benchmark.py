@@ -56,7 +56,7 @@ def _check_run_report(run_dir: Path) -> None:
     assert len(list((run_dir / "samples").glob("step_*.png"))) >= 2  # grids at several points of training
 
 
-@pytest.mark.parametrize("recipe", ["cifar10", "cifar100", "celeba", "fmnist"])
+@pytest.mark.parametrize("recipe", ["cifar10", "cifar100", "celeba", "fmnist", "cifar10_ternary"])
 def test_smoke_runs_every_recipe_end_to_end(recipe, tmp_path):
     start = time.perf_counter()
     assert benchmark.main([recipe, "--smoke", "--output-root", str(tmp_path)]) == 0

@@ -58,6 +58,16 @@ def test_fashion_mnist_from_debian_files(tmp_path: Path, debian_fmnist: None) ->
 
 
 @needs_debian_fmnist
+def test_fashion_mnist_28_is_the_native_images_normalized_like_the_32_pixel_one(tmp_path: Path, debian_fmnist: None) -> None:
+    native = load_tensors("fashion-mnist-28", root=tmp_path, train=False)
+    resized = load_tensors("fashion-mnist", root=tmp_path, train=False)
+    assert native.tensors[0].shape == (10000, 1, 28, 28) and resized.tensors[0].shape == (10000, 1, 32, 32)
+    assert torch.equal(native.tensors[1], resized.tensors[1])
+    pixels = native.tensors[0] * 0.3530 + 0.2860  # back to [0, 1]: exactly the uint8 file's values / 255
+    assert torch.allclose(pixels * 255, (pixels * 255).round(), atol=1e-3) and pixels.min() >= -1e-6
+
+
+@needs_debian_fmnist
 def test_fashion_mnist_decompresses_once(tmp_path: Path, debian_fmnist: None) -> None:
     load_dataset("fashion-mnist", root=tmp_path, train=False)
     raw = tmp_path / "FashionMNIST" / "raw"
@@ -88,7 +98,7 @@ def test_cifar10_missing(tmp_path: Path) -> None:
 def test_unknown_name_lists_datasets() -> None:
     with pytest.raises(ValueError, match="fashion-mnist"):
         load_dataset("imagenet-9000")
-    assert {"mnist", "fashion-mnist", "cifar10", "cifar100", "celeba", "celeba8", "fake"} == set(list_datasets())
+    assert {"mnist", "fashion-mnist", "fashion-mnist-28", "cifar10", "cifar100", "celeba", "celeba8", "fake"} == set(list_datasets())
     assert dataset_info("Fashion_MNIST") == dataset_info("fmnist") == dataset_info("fashion-mnist")
     assert dataset_info("CelebA-3attr") == dataset_info("celeba8")
 

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from datafree.distill import register_loss
 from datafree.distill.base import DistillLoss
 from datafree.pipeline import distill_from_config
-from datafree.trainer import DataFreeTrainer, NonFiniteLossError
-from tests.conftest import save_random_teacher, tiny_config
+from datafree.trainer import NonFiniteLossError
+from tests.conftest import interrupt_after, save_random_teacher, tiny_config
 
 
 def test_short_run_writes_metrics_checkpoints_samples_and_report(tiny):
@@ -77,19 +77,6 @@ def test_student_learns_and_teacher_stays_frozen(tmp_path):
     assert any(not torch.equal(initial[k], saved[k]) for k in saved)
 
 
-def _interrupt_after(monkeypatch, calls: int):
-    original = DataFreeTrainer.train_step
-    count = {"n": 0}
-
-    def step(self, step):
-        count["n"] += 1
-        if count["n"] > calls:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, step)
-
-    monkeypatch.setattr(DataFreeTrainer, "train_step", step)
-
-
 @pytest.mark.parametrize("train", [{}, {"ema_decay": 0.9}, {"student_steps": 3, "replay": 4}])  # EMA, replay ring
 def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch, train):
     straight = tiny_config(tmp_path / "a", train=train)
@@ -99,7 +86,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch, train):
     resumed = tiny_config(tmp_path / "b", train=train)
     save_random_teacher(resumed)
     with monkeypatch.context() as patch:
-        _interrupt_after(patch, 4)  # checkpoint at step 3, crash during step 5
+        interrupt_after(patch, 4)  # checkpoint at step 3, crash during step 5
         with pytest.raises(KeyboardInterrupt):
             distill_from_config(resumed)
     from accelerate.state import AcceleratorState, GradientState

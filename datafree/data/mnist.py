@@ -2,7 +2,7 @@
 
 Fashion-MNIST is first looked for in Debian's ``dataset-fashion-mnist`` package (``/usr/share/datasets/
 fashion-mnist``, or ``$DATAFREE_FMNIST_DIR``) and decompressed once into torchvision's layout, so it works offline.
-Registered as ``mnist`` and ``fashion-mnist`` (alias ``fmnist``). To add a dataset, copy a family class into a
+Registered as ``mnist``, ``fashion-mnist`` (alias ``fmnist``) and ``fashion-mnist-28`` (native size). To add a dataset, copy a family class into a
 new file of this folder with its own ``@register_dataset`` and import that file in ``datafree/data/__init__.py``.
 """
 
@@ -61,6 +61,14 @@ class FashionMNIST(_MNISTStyle):
         tf = self.transform(train, augment)
         need_download = _prepare_fashion_mnist(root, download)
         return datasets.FashionMNIST(str(root), train=train, transform=tf, download=need_download)
+
+
+@register_dataset("fashion-mnist-28", aliases=("fmnist28",))
+class FashionMNIST28(FashionMNIST):
+    """Fashion-MNIST at its native 28x28 (the zoo's GAP networks take either size; LeNet-5 needs 32x32)."""
+
+    info = DatasetInfo("fashion-mnist-28", 10, 1, 28, FashionMNIST.info.mean, FashionMNIST.info.std,
+                       FashionMNIST.info.class_names)  # fmt: skip
 
 
 def _write_atomic_gunzip(src: Path, dst: Path) -> None:

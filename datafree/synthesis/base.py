@@ -58,6 +58,9 @@ class SynthesisTerm(nn.Module):
 
     log_name: str = ""  # defaults to "g_<registered name>"
     uses_student: bool = False  # True: G's loss goes through the student, so G is stepped before the student
+    uses: str = ""  # what setup read beyond the teacher's weights (BatchNorm statistics, a recorded file): the report says it
+    available: bool = True  # setup may set False (an optional term with nothing to read): build leaves it out...
+    note: str = ""  # ...and logs why
 
     @property
     def teacher_taps(self) -> tuple[str, ...]:
@@ -95,6 +98,12 @@ class SynthesisObjective(nn.Module):
         self.terms = nn.ModuleList(terms)
         self.weights = weights  # plain dicts: weight, schedule, end_weight, milestones, gamma
         self.names = [t.log_name for t in terms]
+        self.notes: list[str] = []  # optional terms build left out, and why
+
+    @property
+    def uses(self) -> list[str]:
+        """What the objective reads beyond the teacher's weights (and its input normalization), one line each."""
+        return list(dict.fromkeys(term.uses for term in self.terms if term.uses))
 
     @property
     def uses_student(self) -> bool:

@@ -9,6 +9,8 @@ handed over (``distill_datafree(..., feature_stats=...)``), the network's BatchN
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -47,13 +49,7 @@ def class_feature_stats_loss(features: dict[str, torch.Tensor], reference: Refer
     """
     total = None
     for tap, (ref_mean, ref_var) in reference.items():
-        value = features[tap].float()
-        one_hot = F.one_hot(labels, ref_mean.shape[0]).to(value.dtype)  # (N, K)
-        images = one_hot.sum(dim=0)  # n_k
-        positions = value[0, 0].numel()
-        count = (images * positions).clamp_min(1)[:, None]
-        mean = torch.einsum("nk,nc...->kc", one_hot, value) / count
-        var = (torch.einsum("nk,nc...->kc", one_hot, value * value) / count - mean * mean).clamp_min(0)
+        mean, var, images = _class_moments(features[tap].float(), F.one_hot(labels, ref_mean.shape[0]))
         per_class = torch.linalg.vector_norm(mean - ref_mean, dim=1) + torch.linalg.vector_norm(var - ref_var, dim=1)
         weight = torch.where(images >= min_count, images, torch.zeros_like(images))
         term = (weight * per_class).sum() / weight.sum().clamp_min(1)
@@ -63,15 +59,91 @@ def class_feature_stats_loss(features: dict[str, torch.Tensor], reference: Refer
     return total
 
 
+def relative_gap(mean: torch.Tensor, var: torch.Tensor, ref_mean: torch.Tensor, ref_var: torch.Tensor,
+                 scale_var: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """rms_c((mu - mu_ref) / sigma_c) + rms_c((sigma - sigma_ref) / sigma_c) over the last (channel) dimension.
+
+    sigma_c^2 = scale_var_c + eps * mean_c(scale_var): the reference's spread per channel, floored relative to
+    the layer so a dead channel cannot dominate. Every piece is a ratio of the layer's own units and an rms
+    over its channels, so the value is unchanged when a layer's features are scaled (a conv's weights times s,
+    its BatchNorm's statistics times s and s^2) or its channel count changes.
+    """
+    scale = scale_var + eps * scale_var.mean(dim=-1, keepdim=True) + 1e-12
+    mean_gap = ((mean - ref_mean).pow(2) / scale).mean(dim=-1).sqrt()
+    std_gap = ((var.clamp_min(0).sqrt() - ref_var.clamp_min(0).sqrt()).pow(2) / scale).mean(dim=-1).sqrt()
+    return mean_gap + std_gap
+
+
+def relative_feature_stats_loss(features: dict[str, torch.Tensor], reference: Reference) -> torch.Tensor:
+    """The pooled prior in the layer's own units, averaged over layers (``normalized = true``):
+
+        L = (1/|layers|) sum_l [ rms_c((mu_lc - mu_ref_lc) / sigma_lc) + rms_c((sigma(x)_lc - sigma_ref_lc) / sigma_lc) ]
+
+    with sigma_lc the reference's standard deviation (:func:`relative_gap`). DeepInversion's sum of L2 norms
+    grows with the number of layers, the channels and the feature magnitude (a ResNet-20's 19 BatchNorm
+    layers gave ~4x LeNet-5's value and drowned the one-hot term); this one is ~1 for a batch one standard
+    deviation off in every channel, whatever the teacher.
+    """
+    gaps = []
+    for tap, (ref_mean, ref_var) in reference.items():
+        mean, var = channel_moments(features[tap])
+        gaps.append(relative_gap(mean, var, ref_mean, ref_var, ref_var))
+    if not gaps:
+        raise ValueError("feature_stats_loss needs at least one reference layer")
+    return torch.stack(gaps).mean()
+
+
+def relative_class_feature_stats_loss(features: dict[str, torch.Tensor], reference: Reference, labels: torch.Tensor,
+                                      min_count: int = 2) -> torch.Tensor:  # fmt: skip
+    """The per-class prior in the layer's own units (``normalized = true``), averaged over layers:
+
+        L = (1/|layers|) sum_l sum_k (n_k / n) * relative_gap(mu_lk(x), var_lk(x), mu_ref_lk, var_ref_lk, var_pool_l)
+
+    var_pool_l = mean_k var_ref_lk + var_k mu_ref_lk, the pooled variance of the reference's classes: one
+    scale per channel for every class, so a channel that is silent on one class does not blow up that class's
+    gap. Classes with fewer than ``min_count`` images in the batch are skipped, as in the unnormalized form.
+    """
+    gaps = []
+    for tap, (ref_mean, ref_var) in reference.items():
+        one_hot = F.one_hot(labels, ref_mean.shape[0])
+        mean, var, images = _class_moments(features[tap].float(), one_hot)
+        pooled = ref_var.mean(dim=0) + ref_mean.var(dim=0, unbiased=False)
+        per_class = relative_gap(mean, var, ref_mean, ref_var, pooled.expand_as(ref_var))
+        weight = torch.where(images >= min_count, images, torch.zeros_like(images))
+        gaps.append((weight * per_class).sum() / weight.sum().clamp_min(1))
+    if not gaps:
+        raise ValueError("class_feature_stats_loss needs at least one reference layer")
+    return torch.stack(gaps).mean()
+
+
+def _class_moments(value: torch.Tensor, one_hot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-class (K, C) mean and biased variance over the images of each class and space; image counts (K,)."""
+    one_hot = one_hot.to(value.dtype)
+    images = one_hot.sum(dim=0)
+    count = (images * value[0, 0].numel()).clamp_min(1)[:, None]
+    mean = torch.einsum("nk,nc...->kc", one_hot, value) / count
+    var = (torch.einsum("nk,nc...->kc", one_hot, value * value) / count - mean * mean).clamp_min(0)
+    return mean, var, images
+
+
+class NoReference(ConfigError):
+    """No statistics anywhere for a network (an ``optional`` term turns itself off on this)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 def _member_reference(name: str, member, given: Reference | None, per_class: bool) -> tuple[Reference, str]:
-    """One network's reference and where it came from (for messages)."""
+    """One network's reference and where it came from (for messages and the report's "uses" line)."""
+    kind = "per-class feature statistics" if per_class else "feature statistics"
     if given is not None:
-        return given, f"the {name} argument"
+        return given, f"{kind} passed as {name}="
     if not per_class:
         reference = batchnorm_reference(member.net)
         if reference:
-            return reference, "the teacher's BatchNorm layers"
-    path = stats_path(member.checkpoint) if member.checkpoint else None
+            return reference, "the teacher's BatchNorm running statistics"
+    path = Path(member.stats) if member.stats else stats_path(member.checkpoint) if member.checkpoint else None
     if path is None or not path.exists():
         why = "" if per_class else f"{type(member.net).__name__} has no BatchNorm layers and "
         where = f"{path} does not exist" if path else "the teacher came without a checkpoint file"
@@ -80,10 +152,10 @@ def _member_reference(name: str, member, given: Reference | None, per_class: boo
         fix = (f"{python}, or drop the term" if path is None else  # the Python call: no recipe, no checkpoint file
                f"record them with `python -m datafree.cli.feature_stats --config <recipe>` (train_teacher.py writes "
                f"them too; from Python {python}), or drop the term")  # fmt: skip
-        raise ConfigError(f"[[synthesis]] {name} needs the teacher's {'per-class ' if per_class else ''}feature "
-                          f"statistics on its training data, but {why}{where}: {fix}.")
+        raise NoReference(f"[[synthesis]] {name} needs the teacher's {'per-class ' if per_class else ''}feature "
+                          f"statistics on its training data, but {why}{where}: {fix}.", reason=f"{why}{where}")
     try:
-        return load_reference(path, per_class), str(path)
+        return load_reference(path, per_class), f"recorded {kind} ({path})"
     except CheckpointError as err:
         raise ConfigError(f"[[synthesis]] {name}: {err}") from None
 
@@ -91,9 +163,9 @@ def _member_reference(name: str, member, given: Reference | None, per_class: boo
 class _StatsTerm(SynthesisTerm):
     per_class = False
 
-    def __init__(self, layers: list[str] | None = None):
+    def __init__(self, layers: list[str] | None = None, normalized: bool = False, optional: bool = False):
         super().__init__()
-        self.layers = list(layers or [])
+        self.layers, self.normalized, self.optional = list(layers or []), normalized, optional
         self.reference: Reference = {}
 
     @property
@@ -104,8 +176,19 @@ class _StatsTerm(SynthesisTerm):
         name, spec = self.registry_name, context.spec
         members = context.teacher.members()
         given = context.given.get(name)
+        sources = []
         for member in members:
-            reference, source = _member_reference(name, member, given if len(members) == 1 else None, self.per_class)
+            try:
+                reference, source = _member_reference(name, member, given if len(members) == 1 else None,
+                                                      self.per_class)  # fmt: skip
+            except NoReference as err:
+                if not self.optional:
+                    raise
+                self.available, self.reference = False, {}
+                self.uses = ""
+                self.note = f"{name} off (optional): {member.prefix}{err.reason}"
+                return
+            sources.append(member.prefix + source if member.prefix else source)
             if self.layers:
                 missing = [tap for tap in self.layers if tap not in reference]
                 if missing:
@@ -125,14 +208,16 @@ class _StatsTerm(SynthesisTerm):
                                       f"but the teacher's {tap} has {shapes[tap][0]} channels{classes} (expected "
                                       f"{expected}); record them again for this teacher")  # fmt: skip
                 self.reference[tap] = (mean.to(context.device), var.to(context.device))
+        self.uses = "; ".join(dict.fromkeys(sources))
 
 
 @register_synthesis_term("feature_stats")
 class FeatureStats(_StatsTerm):
-    """Pooled statistics: the batch's per-channel moments -> the training set's."""
+    """Pooled statistics: the batch's per-channel moments -> the training set's (``normalized``: in the layer's units)."""
 
     def forward(self, batch: SynthBatch) -> torch.Tensor:
-        return feature_stats_loss(batch.teacher.features, self.reference)
+        loss = relative_feature_stats_loss if self.normalized else feature_stats_loss
+        return loss(batch.teacher.features, self.reference)
 
 
 @register_synthesis_term("class_feature_stats", log_name="g_class_stats")
@@ -142,4 +227,5 @@ class ClassFeatureStats(_StatsTerm):
     per_class = True
 
     def forward(self, batch: SynthBatch) -> torch.Tensor:
-        return class_feature_stats_loss(batch.teacher.features, self.reference, batch.classes())
+        loss = relative_class_feature_stats_loss if self.normalized else class_feature_stats_loss
+        return loss(batch.teacher.features, self.reference, batch.classes())

@@ -29,11 +29,13 @@ from datafree.spec import ImageSpec
 
 @dataclass
 class Member:
-    """One network of a source: its feature namespace ("" for a lone teacher), the network, its checkpoint."""
+    """One network of a source: its feature namespace ("" for a lone teacher), the network, its checkpoint, and
+    its recorded feature statistics when they are not beside the checkpoint (``<checkpoint>.stats.safetensors``)."""
 
     prefix: str
     net: nn.Module
     checkpoint: str | None = None
+    stats: str | None = None
 
 
 class TeacherSource(nn.Module):
@@ -90,6 +92,10 @@ class TeacherSource(nn.Module):
     def for_student(self) -> "TeacherSource":
         """The source that gives the student its targets (itself unless a method needs them apart)."""
         return self
+
+    def callbacks(self) -> list:
+        """Loop callbacks the source needs (e.g. a route schedule that watches the student's loss)."""
+        return []
 
     def schedule_state(self) -> dict:
         return {}

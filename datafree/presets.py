@@ -1,0 +1,55 @@
+"""Named starting points for a recipe: the values a recipe (or the Python call) does not set itself.
+
+``preset = "<name>"`` at the top of a recipe (``distill_datafree(..., preset=...)`` in Python) picks the base
+onto which the recipe's own tables are laid, key by key; a ``[[synthesis]]`` / ``[[distill]]`` list in the
+recipe replaces the preset's list whole. Without a ``preset`` key a recipe starts from ``"default"``.
+
+| preset | what it is | uses beyond the teacher's weights |
+|---|---|---|
+| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (every class in every batch), bounded pixels, moment prior, feature statistics in the layer's own units, adversarial term, 10 fresh student batches per generator step | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
+| ``strict`` | ``default`` without the feature-statistics terms | nothing: the teacher's weights and the normalization of its inputs |
+| ``dafl`` | the paper's objective and generator, with the official code's weights (the dataclass defaults) | nothing |
+
+Every preset also uses the mean/std the teacher's inputs were normalized with (the generator makes images in
+that space), which is part of using the teacher at all.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+_STATS = {"normalized": True, "optional": True}  # in the layer's units; off (and said so) when nothing to read
+
+_DEFAULT: dict[str, Any] = {
+    "student": {"optimizer": "adam", "lr": 0.002, "schedule": "cosine"},
+    "generator": {"output": "pixels", "width": 16, "lr": 0.03, "conditional": True},
+    "train": {"steps": 1500, "batch_size": 128, "student_steps": 10, "fresh_batches": True},
+    "synthesis": [
+        {"name": "onehot", "weight": 1.0},
+        {"name": "entropy", "weight": 5.0, "params": {"log": "log10"}},
+        {"name": "moment", "weight": 3.0},
+        {"name": "feature_stats", "weight": 5.0, "params": dict(_STATS)},
+        {"name": "class_feature_stats", "weight": 10.0, "params": dict(_STATS)},
+        {"name": "adversarial", "weight": 1.0},
+    ],
+}
+
+_STRICT = {**_DEFAULT, "synthesis": [t for t in _DEFAULT["synthesis"] if "stats" not in t["name"]]}
+
+PRESETS: dict[str, dict[str, Any]] = {"default": _DEFAULT, "strict": _STRICT, "dafl": {}}
+
+
+def with_preset(raw: dict[str, Any]) -> dict[str, Any]:
+    """The recipe ``raw`` laid over its preset (``raw["preset"]``, default ``"default"``): tables merge by key."""
+    name = raw.get("preset", "default")
+    if name not in PRESETS:  # datafree.config turns this into a ConfigError
+        raise KeyError(f"preset = {name!r} is not one of {sorted(PRESETS)} (datafree/presets.py)")
+    merged = copy.deepcopy(PRESETS[name])
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = copy.deepcopy(value)
+    merged["preset"] = name
+    return merged

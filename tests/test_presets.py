@@ -1,0 +1,107 @@
+"""Presets: what a recipe or the Python call starts from, and what each reads beyond the teacher's weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from datafree import distill_datafree
+from datafree.config import ConfigError, dafl_terms, from_dict, load_toml
+from datafree.feature_stats import record_feature_stats
+from tests.test_api import BNTeacher
+
+TINY = {"steps": 2, "batch_size": 8, "eval_every": 2, "log_every": 1, "mixed_precision": "no"}
+
+
+class PlainTeacher(nn.Module):
+    """No BatchNorm: nothing in the weights describes the training data."""
+
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, classes))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def student() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+
+
+def run(tmp_path, teacher, **kwargs) -> tuple[dict, list[dict], str]:
+    out = tmp_path / "run"
+    results = distill_datafree(teacher, student(), image_size=16, channels=1, num_classes=4, mean=(0.3,), std=(0.35,),
+                               train={**TINY, "output_dir": str(out)}, **kwargs)  # fmt: skip
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return results, lines, (out / "report.md").read_text()
+
+
+def test_fewest_arguments_on_a_batchnorm_cnn_use_its_batchnorm_statistics_and_no_per_class_term(tmp_path, capsys):
+    torch.manual_seed(0)
+    results, lines, report = run(tmp_path, BNTeacher())
+    assert "g_feature_stats" in lines[0] and "g_class_stats" not in lines[0]
+    assert "g_onehot" in lines[0] and "g_activation" not in lines[0]  # the default preset, not DAFL's three
+    assert results["preset"] == "default"
+    assert results["uses"] == ["the teacher's BatchNorm running statistics"]
+    assert len(results["terms_off"]) == 1 and results["terms_off"][0].startswith("class_feature_stats off")
+    assert "Knowledge used beyond the teacher's weights: the teacher's BatchNorm running statistics." in report
+    assert "the run reads: the teacher's BatchNorm running statistics" in capsys.readouterr().out
+
+
+def test_recorded_per_class_statistics_are_used_when_passed(tmp_path):
+    torch.manual_seed(0)
+    teacher = BNTeacher().eval()
+    batches = [(torch.randn(16, 1, 16, 16), torch.arange(16) % 4) for _ in range(2)]
+    per_class = record_feature_stats(teacher, batches, taps=["features.0.0", "features.2.0"], num_classes=4)
+    teacher.train()
+    results, lines, _ = run(tmp_path, teacher, class_feature_stats=per_class)
+    assert "g_class_stats" in lines[0] and results["terms_off"] == []
+    assert results["uses"] == ["the teacher's BatchNorm running statistics",
+                               "per-class feature statistics passed as class_feature_stats="]  # fmt: skip
+
+
+def test_a_teacher_without_batchnorm_or_statistics_runs_on_its_weights_alone_and_says_so(tmp_path, capsys):
+    torch.manual_seed(0)
+    results, lines, report = run(tmp_path, PlainTeacher())
+    assert not any(key.endswith("stats") for key in lines[0])
+    assert results["uses"] == [] and len(results["terms_off"]) == 2
+    assert "has no BatchNorm layers" in results["terms_off"][0]
+    assert "nothing beyond the teacher's weights" in report
+    assert "the run reads: nothing beyond the teacher's weights" in capsys.readouterr().out
+
+
+def test_strict_preset_ignores_batchnorm_statistics(tmp_path):
+    torch.manual_seed(0)
+    results, lines, _ = run(tmp_path, BNTeacher(), preset="strict")
+    assert results["uses"] == [] and results["terms_off"] == []
+    assert "g_feature_stats" not in lines[0] and "g_moment" in lines[0]
+
+
+def test_dafl_preset_is_the_pure_dafl_objective_and_generator(tmp_path):
+    torch.manual_seed(0)
+    results, lines, _ = run(tmp_path, PlainTeacher(), preset="dafl")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    g = config["generator"]
+    assert (g["output"], g["width"], g["lr"], g["conditional"]) == ("bn", 128, 0.2, False)
+    assert config["train"]["student_steps"] == 1 and config["preset"] == "dafl"
+    assert [(t["name"], t["weight"]) for t in config["synthesis"]] == [(t.name, t.weight) for t in dafl_terms()]
+    for line in lines:  # L_G = L_oh + 0.1 L_a + 5 L_ie, and nothing else
+        expected = line["g_onehot"] + 0.1 * line["g_activation"] + 5 * line["g_entropy"]
+        assert line["g_total"] == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert results["uses"] == []
+
+
+def test_recipes_lay_their_values_over_the_preset():
+    assert from_dict({}).preset == "default" and from_dict({}).generator.conditional
+    own = from_dict({"generator": {"width": 64}, "synthesis": [{"name": "onehot"}]})
+    assert own.generator.width == 64 and own.generator.output == "pixels"  # one key changed, the rest the preset's
+    assert [t.name for t in own.synthesis] == ["onehot"]  # a list replaces the preset's whole
+    mnist = load_toml("runs/mnist.toml")  # the paper's settings stay the paper's
+    assert mnist.preset == "dafl" and mnist.generator.output == "bn" and not mnist.generator.conditional
+    assert [t.name for t in load_toml("runs/zoo.toml").synthesis] == [t.name for t in from_dict({}).synthesis]
+    with pytest.raises(ConfigError, match="'dafll' is not one of"):
+        from_dict({"preset": "dafll"})
