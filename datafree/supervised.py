@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -74,3 +75,18 @@ def train_teacher(config: Config) -> dict:
     accelerator.wait_for_everyone()
     build.reset_accelerate()  # the distillation that may follow in this process picks its own precision
     return result
+
+
+def train_members(config: Config) -> list[dict]:
+    """Train every member of a several-teacher recipe (``[teacher] members``), each as its own lone teacher:
+    its ``arch``, written to its ``checkpoint`` (route and statistics beside it), seeded by its ``seed`` (default
+    teacher_training.seed + its index), with the recipe's [teacher_training]."""
+    results = []
+    for i, member in enumerate(config.teacher.members):
+        c = copy.deepcopy(config)
+        c.teacher.kind, c.teacher.members = "single", []
+        c.teacher.arch, c.teacher.checkpoint = member["arch"], member["checkpoint"]
+        c.teacher_training.seed = int(member.get("seed", config.teacher_training.seed + i))
+        print(f"== member {i}: {member['arch']} (seed {c.teacher_training.seed}) -> {member['checkpoint']}", flush=True)
+        results.append(train_teacher(c))
+    return results

@@ -9,14 +9,27 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_two_process_cpu_run_agrees_on_weights_and_schedule(tmp_path):
+def launch(tmp_path: Path, *extra: str) -> list[dict]:
+    """tests/ddp_worker.py on 2 CPU processes; each rank's report."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path)]  # fmt: skip
+           str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), *extra]  # fmt: skip
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    return [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+
+
+def test_route_plateau_schedule_switches_anchors_at_the_same_step_on_every_rank(tmp_path):
+    ranks = launch(tmp_path, "route")
+    # the plateau rule reads the logged loss, which differs per rank; averaged over processes, both ranks hold the
+    # same evidence, hence the same anchor and counters (rank-local losses would give different "best" values)
+    assert ranks[0]["schedule"] == ranks[1]["schedule"] and ranks[0]["schedule"]["index"] == 3
+    assert ranks[0]["schedule"]["best"] is not None
+
+
+def test_two_process_cpu_run_agrees_on_weights_and_schedule(tmp_path):
+    ranks = launch(tmp_path)
     assert all(r["num_processes"] == 2 and r["results_num_processes"] == 2 for r in ranks)
     assert ranks[0]["checksum"] == ranks[1]["checksum"]  # DDP kept the replicas identical
     lines = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -1,0 +1,152 @@
+"""Which teacher should the student learn from? The seeds' teacher-side methods at equal wall time.
+
+    python runs/bench_teacher_methods.py [--recipe runs/zoo.toml] [--teachers lenet5@0,lenet5@1,lenet5@2,vgg_bn@0]
+        [--student lenet5_half] [--methods single,feed,sfeed,rco] [--transfer synthetic|real] [--seeds 3]
+        [--minutes 5] [--teacher-epochs N] [--feed-weight 1.0] [--rco-schedule equal|plateau]
+        [--output-root outputs/bench_methods] [--smoke]
+
+Teachers (``arch@seed``) are trained once on the real data (``teacher_training.seed`` = that seed; route
+checkpoints four times per training, for RCO) and reported alone. Then, with the SAME recipe and the same loop
+budget per run (``--minutes``; sequential FEED splits it over its stages):
+
+- ``single``: the best teacher alone (highest test accuracy) -> the student;
+- ``feed``: parallel FEED: ``[teacher] kind = "ensemble"`` of every teacher, the recipe's losses + ``feed``;
+- ``sfeed``: sequential FEED (runs/sequential_feed.py): a stage per teacher, the student carried over;
+- ``rco``: ``[teacher] kind = "route"`` on the best teacher's route.
+
+``--transfer real`` runs the same methods on the real training images (labels unused; ``single`` is then plain
+KD on real data). Writes table.md and results.json under --output-root (final and best accuracy, mean +- std over
+seeds, wall time). --smoke: generated stand-in data, seconds per run (numbers meaningless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from datafree.config import Config, TermConfig, load_toml  # noqa: E402
+
+METHODS = ("single", "feed", "sfeed", "rco")
+
+
+def trained_teachers(base: Config, specs: list[str], root: Path) -> list[dict]:
+    """Each ``arch@seed`` trained (unless present) under root/teachers; [{arch, checkpoint, seed, teacher_acc}]."""
+    from datafree.supervised import train_teacher
+
+    teachers = []
+    for text in specs:
+        arch, _, seed = text.partition("@")
+        c = copy.deepcopy(base)
+        c.teacher.kind, c.teacher.arch, c.teacher_training.seed = "single", arch, int(seed or 0)
+        c.teacher.checkpoint = str(root / "teachers" / f"{arch}-s{c.teacher_training.seed}" / "teacher.safetensors")
+        c.teacher_training.route_every = max(1, c.teacher_training.epochs // 4)
+        path = Path(c.teacher.checkpoint)
+        if not path.exists():
+            train_teacher(c)
+        acc = json.loads(path.with_suffix(".json").read_text())["teacher_acc"]
+        teachers.append({"arch": arch, "checkpoint": str(path), "seed": c.teacher_training.seed, "teacher_acc": acc})
+    return teachers
+
+
+def method_config(base: Config, method: str, teachers: list[dict], args) -> Config:
+    """The recipe for one method; only the teacher side (and FEED's loss) changes."""
+    c = copy.deepcopy(base)
+    best = max(teachers, key=lambda t: t["teacher_acc"])
+    c.name, c.train.transfer = method, args.transfer
+    members = [{"arch": t["arch"], "checkpoint": t["checkpoint"]} for t in teachers]
+    if method in ("single", "rco"):
+        c.teacher.kind, c.teacher.arch, c.teacher.checkpoint = "single", best["arch"], best["checkpoint"]
+    if method == "rco":
+        c.teacher.kind, c.teacher.params = "route", {"schedule": args.rco_schedule}
+    if method in ("feed", "sfeed"):
+        c.teacher.kind, c.teacher.members = "ensemble", members
+        c.distill = [*c.distill, TermConfig("feed", args.feed_weight)]
+    return c
+
+
+def run_method(config: Config, method: str, seeds: int, minutes: float, root: Path) -> dict:
+    from datafree.build import reset_accelerate
+    from datafree.pipeline import distill_from_config
+    from datafree.report import spread
+    from runs.sequential_feed import run_stages
+
+    runs = []
+    for seed in range(seeds):
+        c = copy.deepcopy(config)
+        c.train.seed, c.train.output_dir, c.train.overwrite = seed, str(root / method / f"seed_{seed}"), True
+        start = time.perf_counter()
+        print(f"== {method}, seed {seed}", flush=True)
+        if method == "sfeed":
+            stages = run_stages(c, Path(c.train.output_dir), minutes / len(c.teacher.members))
+            results = {**stages[-1], "stages": stages}
+        else:
+            c.train.max_minutes = minutes
+            results = distill_from_config(c)
+            reset_accelerate()
+        results["total_s"] = round(time.perf_counter() - start, 1)
+        runs.append(results)
+    return {"method": method, "final": spread([r["student_acc_final"] for r in runs]),
+            "best": spread([r["student_acc_best"] for r in runs]), "wall_s": [r["total_s"] for r in runs], "runs": runs}
+
+
+def table(teachers: list[dict], rows: list[dict], transfer: str) -> str:
+    pct = lambda s: f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"  # noqa: E731
+    lines = ["| teacher | seed | test accuracy |", "|---|---:|---:|"]
+    lines += [f"| {t['arch']} | {t['seed']} | {100 * t['teacher_acc']:.2f} |" for t in teachers]
+    lines += ["", f"| method ({transfer} transfer set) | student final | student best | wall s per seed |", "|---|---:|---:|---|"]
+    lines += [f"| {r['method']} | {pct(r['final'])} | {pct(r['best'])} | {'/'.join(f'{w:.0f}' for w in r['wall_s'])} |"
+              for r in rows]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from datafree.checkpoint import atomic_write_text
+    from datafree.pipeline import hardware
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
+    parser.add_argument("--teachers", default="lenet5@0,lenet5@1,lenet5@2,vgg_bn@0")
+    parser.add_argument("--student", default="lenet5_half")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--transfer", default="synthetic", choices=("synthetic", "real"))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--minutes", type=float, default=5.0, help="loop budget of each run (sfeed: of all stages)")
+    parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
+    parser.add_argument("--feed-weight", type=float, default=1.0)
+    parser.add_argument("--rco-schedule", default="equal", choices=("equal", "plateau"))
+    parser.add_argument("--output-root", default="outputs/bench_methods")
+    parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per run")
+    args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    if set(methods) - set(METHODS) or len(args.teachers.split(",")) < 2:
+        parser.error(f"--methods takes {','.join(METHODS)}; --teachers needs at least two arch@seed entries")
+    base, root = load_toml(args.recipe), Path(args.output_root)
+    base.student.arch = args.student
+    if args.teacher_epochs:
+        base.teacher_training.epochs = args.teacher_epochs
+    minutes = args.minutes
+    if args.smoke:
+        from runs.benchmark import smoke_config
+
+        base, minutes = smoke_config(base), 0.02
+    teachers = trained_teachers(base, args.teachers.split(","), root)
+    rows = [run_method(method_config(base, m, teachers, args), m, args.seeds, minutes, root) for m in methods]
+    command = " ".join(["python runs/bench_teacher_methods.py", *(sys.argv[1:] if argv is None else argv)])
+    text = f"{table(teachers, rows, args.transfer)}\n\n{args.seeds} seed(s), {minutes} min per run; {hardware()}.\n\n`{command}`\n"
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "table.md", text)
+    atomic_write_text(root / "results.json", json.dumps({"teachers": teachers, "rows": rows, "command": command,
+                                                        "hardware": hardware(), "transfer": args.transfer}, indent=2))  # fmt: skip
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

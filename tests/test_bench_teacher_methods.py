@@ -1,0 +1,23 @@
+"""runs/bench_teacher_methods.py --smoke: every teacher-side method runs through the same recipe and lands in the table."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_smoke_runs_single_feed_sequential_feed_and_rco(tmp_path):
+    import runs.bench_teacher_methods as bench
+
+    assert bench.main(["--smoke", "--seeds", "1", "--teachers", "lenet5@0,lenet5@1", "--output-root", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [t["seed"] for t in results["teachers"]] == [0, 1]
+    assert [r["method"] for r in results["rows"]] == ["single", "feed", "sfeed", "rco"]
+    saved = {m: json.loads((tmp_path / m / "seed_0" / "config.json").read_text()) for m in ("single", "feed", "rco")}
+    assert saved["feed"]["teacher"]["kind"] == "ensemble" and [d["name"] for d in saved["feed"]["distill"]] == ["kd", "feed"]
+    assert saved["rco"]["teacher"]["kind"] == "route" and saved["single"]["teacher"]["kind"] == "single"
+    best = max(results["teachers"], key=lambda t: t["teacher_acc"])["checkpoint"]
+    assert saved["single"]["teacher"]["checkpoint"] == best == saved["rco"]["teacher"]["checkpoint"]
+    stages = results["rows"][2]["runs"][0]["stages"]
+    assert [s["teacher"]["checkpoint"] for s in stages] == [t["checkpoint"] for t in results["teachers"]]
+    table = (tmp_path / "table.md").read_text()
+    assert "| sfeed |" in table and "synthetic transfer set" in table
