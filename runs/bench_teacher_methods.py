@@ -2,7 +2,7 @@
 
     python runs/bench_teacher_methods.py [--recipe runs/zoo.toml] [--teachers lenet5@0,lenet5@1,lenet5@2,vgg_bn@0]
         [--student lenet5_half] [--methods single,feed,sfeed,rco] [--transfer synthetic|real] [--seeds 3]
-        [--minutes 5] [--teacher-epochs N] [--feed-weight 1.0] [--rco-schedule equal|plateau]
+        [--minutes 5] [--teacher-epochs N] [--feed-weight 1.0] [--rco-schedule equal|plateau] [--rco-invert final|anchor]
         [--output-root outputs/bench_methods] [--smoke]
 
 Teachers (``arch@seed``) are trained once on the real data (``teacher_training.seed`` = that seed; route
@@ -64,7 +64,7 @@ def method_config(base: Config, method: str, teachers: list[dict], args) -> Conf
     if method in ("single", "rco"):
         c.teacher.kind, c.teacher.arch, c.teacher.checkpoint = "single", best["arch"], best["checkpoint"]
     if method == "rco":
-        c.teacher.kind, c.teacher.params = "route", {"schedule": args.rco_schedule}
+        c.teacher.kind, c.teacher.params = "route", {"schedule": args.rco_schedule, "invert": args.rco_invert}
     if method in ("feed", "sfeed"):
         c.teacher.kind, c.teacher.members = "ensemble", members
         c.distill = [*c.distill, TermConfig("feed", args.feed_weight)]
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
     parser.add_argument("--feed-weight", type=float, default=1.0)
     parser.add_argument("--rco-schedule", default="equal", choices=("equal", "plateau"))
+    parser.add_argument("--rco-invert", default="final", choices=("final", "anchor"), help="the teacher G inverts")
     parser.add_argument("--output-root", default="outputs/bench_methods")
     parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per run")
     args = parser.parse_args(argv)

@@ -87,3 +87,14 @@ def interrupt_after(monkeypatch, calls: int) -> None:
         return original(self, step)
 
     monkeypatch.setattr(DataFreeTrainer, "train_step", step)
+
+
+def assert_same_weights(dir_a, dir_b, names=("student_last.safetensors", "generator.safetensors")) -> None:
+    """The named safetensors files of two run folders hold bit-identical tensors."""
+    from safetensors.torch import load_file
+
+    for name in names:
+        a, b = load_file(f"{dir_a}/{name}"), load_file(f"{dir_b}/{name}")
+        assert set(a) == set(b), name
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}:{key}")

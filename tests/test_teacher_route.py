@@ -14,7 +14,7 @@ from datafree.checkpoint import CheckpointError, save_weights
 from datafree.config import ConfigError
 from datafree.pipeline import distill_from_config
 from datafree.teachers.route import Route
-from tests.conftest import interrupt_after, save_random_teacher, tiny_config
+from tests.conftest import assert_same_weights, interrupt_after, save_random_teacher, tiny_config
 
 
 def test_equal_schedule_switches_at_equal_intervals():
@@ -88,11 +88,7 @@ def test_a_run_resumed_mid_route_ends_with_the_uninterrupted_weights(tmp_path, m
             distill_from_config(resumed)
     build.reset_accelerate()
     distill_from_config(resumed, resume=True)
-    for name in ("student_last.safetensors", "generator.safetensors"):
-        a = load_file(f"{straight.train.output_dir}/{name}")
-        b = load_file(f"{resumed.train.output_dir}/{name}")
-        for key in a:
-            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}:{key}")
+    assert_same_weights(straight.train.output_dir, resumed.train.output_dir)
 
 
 def test_route_errors_name_the_problem_before_step_0(tmp_path):
