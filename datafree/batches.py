@@ -52,7 +52,8 @@ class Synthesizer:
                  rank: int, device, channels_last: bool = False, augmenter: Augmenter | None = None,
                  labels: Callable[[int, torch.device], torch.Tensor] | None = None,
                  student_teacher: nn.Module | None = None, real_images: torch.Tensor | None = None):  # fmt: skip
-        self.generator, self.teacher, self.real_images = generator, teacher, real_images
+        self.generator, self.teacher = generator, teacher
+        self.real_images = real_images.to(device) if real_images is not None else None  # once, not per batch
         self.student_teacher = student_teacher if student_teacher is not None else teacher
         self.batch_size, self.latent_dim, self.seed, self.rank = batch_size, latent_dim, seed, rank
         self.device, self.channels_last, self.augmenter, self._labels = device, channels_last, augmenter, labels
@@ -74,7 +75,7 @@ class Synthesizer:
         if self.real_images is not None:
             self.rng.manual_seed(latent_seed(self.seed, self.rank, step, draw))
             index = torch.randint(len(self.real_images), (self.batch_size,), generator=self.rng, device=self.rng.device)
-            images = self.real_images[index.cpu()].to(self.device)
+            images = self.real_images[index]
         else:
             images = self.generator(self.sample_latent(step, draw))
         if augmented and self.augmenter is not None:

@@ -90,33 +90,11 @@ def build_teacher(config: Config, spec: ImageSpec, net: nn.Module | None = None,
 
 
 def _default_taps(term: TermConfig, student_net: nn.Module, teacher: TeacherSource) -> dict:
-    params = dict(term.params)
-    if getattr(loss_class(term.name), "taps_per_member", False):  # one student map, one map of EVERY member
-        if not params.get("student_layers"):
-            params["student_layers"] = [_last_default_tap(term, student_net, "student_layers")]
-        if not params.get("teacher_layers"):
-            params["teacher_layers"] = [m.prefix + _last_default_tap(term, m.net, "teacher_layers") for m in teacher.members()]
-        return params
-    if not getattr(loss_class(term.name), "uses_default_taps", False):
-        return params
-    first = teacher.members()[0]
-    for key, net, prefix in (("student_layers", student_net, ""), ("teacher_layers", first.net, first.prefix)):
-        if params.get(key) is None:
-            default = getattr(net, "default_taps", None)
-            if not default:
-                raise ConfigError(f"loss {term.name!r} needs feature layers but {type(net).__name__} declares "
-                                  f"no default_taps; set params.{key} in the recipe "
-                                  "(list layers with `python -m datafree.models <arch>`)")  # fmt: skip
-            params[key] = [prefix + tap for tap in default]
-    return params
-
-
-def _last_default_tap(term: TermConfig, net: nn.Module, key: str) -> str:
-    default = getattr(net, "default_taps", None)
-    if not default:
-        raise ConfigError(f"loss {term.name!r} needs a feature layer but {type(net).__name__} declares no default_taps; "
-                          f"set params.{key} in the recipe (list layers with `python -m datafree.models <arch>`)")  # fmt: skip
-    return default[-1]
+    """The loss's params with the layers the recipe left out filled in by the loss class itself."""
+    try:
+        return loss_class(term.name).default_layers(dict(term.params), student_net, teacher.members())
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _weights(term: TermConfig) -> dict:
@@ -239,11 +217,9 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
 
 def real_transfer_set(config: Config) -> torch.Tensor:
     """``data.name``'s training images (normalized; labels dropped): the transfer set of ``train.transfer = "real"``."""
-    from datafree.data import load_tensors
+    from datafree.data import recipe_split
 
-    d = config.data
-    return load_tensors(d.name, root=d.root, train=True, download=d.download, like=d.like or None,
-                        fake_size=d.fake_size or None).tensors[0]  # fmt: skip
+    return recipe_split(config.data, train=True).tensors[0]
 
 
 def build_trainer(config: Config, accelerator: Accelerator, teacher: TeacherSource, student_net: nn.Module,

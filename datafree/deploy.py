@@ -28,12 +28,12 @@ from torch import nn
 
 from datafree import build
 from datafree.checkpoint import CheckpointError, load_weights
-from datafree.config import ConfigError, from_dict
+from datafree.config import Config, ConfigError, from_dict
 
 TOLERANCE = 1e-4  # max |logit difference| accepted between onnxruntime and PyTorch (float32, different kernels)
 
 
-def student_of_run(run_dir: Path) -> tuple[nn.Module, dict, object, dict | None]:
+def student_of_run(run_dir: Path) -> tuple[nn.Module, Config, object, dict | None]:
     """The run's student (quantized weights folded in when the run has them), its config, spec and layer report."""
     config_path = run_dir / "config.json"
     if not config_path.is_file():
@@ -50,7 +50,7 @@ def student_of_run(run_dir: Path) -> tuple[nn.Module, dict, object, dict | None]
     spec = build.image_spec(config)
     net = load_weights(build.build_net(config.student.arch, spec), weights, what="student")
     layers = json.loads((run_dir / "quantization.json").read_text())["layers"] if quantized.exists() else None
-    return net.eval(), config.to_dict(), spec, layers
+    return net.eval(), config, spec, layers
 
 
 def export_onnx(net: nn.Module, image_shape: tuple[int, int, int], path: Path) -> Path:
@@ -137,7 +137,7 @@ def deploy_run(run_dir: str | Path, threads: int = 1, verify: bool = True) -> di
     """Export the run's student (float, and int8-stored when quantized) and check each file; returns the report."""
     from torch.utils.data import DataLoader
 
-    from datafree.data import load_tensors
+    from datafree.data import recipe_split
 
     run_dir = Path(run_dir)
     net, config, spec, layers = student_of_run(run_dir)
@@ -146,12 +146,10 @@ def deploy_run(run_dir: str | Path, threads: int = 1, verify: bool = True) -> di
     files = [export_onnx(net, shape, out / "student.onnx")]
     if layers:
         files.append(store_int8(files[0], out / "student_int8.onnx", layers))
-    report = {"run": str(run_dir), "arch": config["student"]["arch"], "quantization": layers and
+    report = {"run": str(run_dir), "arch": config.student.arch, "quantization": layers and
               {k: v["scheme"] for k, v in layers.items()}, "files": []}  # fmt: skip
     if verify:
-        d = config["data"]
-        test = load_tensors(d["name"], root=d["root"], train=False, like=d["like"] or None, fake_size=d["fake_size"] or None)
-        loader = DataLoader(test, batch_size=500)
+        loader = DataLoader(recipe_split(config.data, train=False), batch_size=500)
         report["files"] = [check(path, net, loader, shape, threads) for path in files]
     else:
         report["files"] = [{"file": p.name, "bytes": p.stat().st_size} for p in files]

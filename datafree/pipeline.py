@@ -155,9 +155,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
 
 def distill_from_config(config: Config, resume: bool = False) -> dict:
     """The recipe path: registry networks, the recipe's teacher checkpoint, the real test set for evaluation."""
-    from datafree.data import load_tensors
+    from datafree.data import recipe_split
 
     teacher, student_net, spec = build.networks_from_config(config)
-    eval_set = load_tensors(config.data.name, root=config.data.root, train=False, download=config.data.download,
-                            like=config.data.like or None, fake_size=config.data.fake_size or None)  # fmt: skip
-    return distill(config, teacher, student_net, spec, eval_set, resume=resume)
+    return distill(config, teacher, student_net, spec, recipe_split(config.data, train=False), resume=resume)

@@ -47,15 +47,13 @@ def run_stages(config: Config, root: Path, minutes: float = 0.0) -> list[dict]:
     """Every stage in member order; each one's results (accuracy after it)."""
     from datafree import build
     from datafree.checkpoint import load_weights
-    from datafree.data import load_tensors
+    from datafree.data import recipe_split
     from datafree.pipeline import distill
 
     members = config.teacher.members
     if config.teacher.kind != "ensemble" or len(members) < 2:
         raise ConfigError("sequential FEED needs [teacher] kind = \"ensemble\" with at least two members")
-    d = config.data
-    eval_set = load_tensors(d.name, root=d.root, train=False, download=d.download, like=d.like or None,
-                            fake_size=d.fake_size or None)  # fmt: skip
+    eval_set = recipe_split(config.data, train=False)
     previous, stages = None, []
     for stage, member in enumerate(members):
         c = stage_config(config, member, stage, root, minutes)

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from datafree import build
 from datafree.checkpoint import CheckpointError, load_weights
 from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml, parse_args
-from datafree.data import DataMissingError, dataset_info, load_tensors
+from datafree.data import DataMissingError, dataset_info, recipe_split
 from datafree.evaluate import class_counts, overall, per_class
 
 
@@ -24,8 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = apply_overrides(load_toml(args.config), args)
         spec, d = build.image_spec(config), config.data
-        test = load_tensors(d.name, root=d.root, train=False, download=d.download, like=d.like or None,
-                            fake_size=d.fake_size or None)  # fmt: skip
+        test = recipe_split(d, train=False)
         nets = {"teacher": build.load_teacher_net(config, spec),
                 "student": load_weights(build.build_net(config.student.arch, spec), args.student, what="student")}  # fmt: skip
     except (ConfigError, DataMissingError, CheckpointError) as err:

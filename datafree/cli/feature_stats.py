@@ -12,7 +12,7 @@ from pathlib import Path
 from datafree import build
 from datafree.checkpoint import CheckpointError
 from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml, parse_args
-from datafree.data import DataMissingError, load_tensors
+from datafree.data import DataMissingError, recipe_split
 from datafree.feature_stats import batchnorm_reference, has_class_stats, record_teacher_stats, save_reference, stats_path
 
 
@@ -20,9 +20,7 @@ def record_for_recipe(config) -> Path:
     """Record a recipe's trained teacher's statistics on the recipe's real training set; returns the file."""
     spec = build.image_spec(config)
     net = build.load_teacher_net(config, spec)
-    d = config.data
-    images, labels = load_tensors(d.name, root=d.root, train=True, download=d.download, like=d.like or None,
-                                  fake_size=d.fake_size or None).tensors  # fmt: skip
+    images, labels = recipe_split(config.data, train=True).tensors
     path = stats_path(config.teacher_checkpoint)
     pooled, per_class = record_teacher_stats(net, zip(images.split(1000), labels.split(1000)), spec.num_classes)
     save_reference(pooled, path, per_class)

@@ -5,7 +5,7 @@ with the dataset's mean/std, and an ``int`` class id. Nothing is downloaded unle
 missing data raises :class:`DataMissingError` whose message says how to get it.
 
 Layout: ``registry.py`` (the :class:`DatasetFamily` protocol, ``@register_dataset``, lookups by name),
-``loading.py`` (``load_dataset``, ``load_tensors``, ``augment_batch``), one file per family (``mnist.py``:
+``loading.py`` (``load_dataset``, ``load_tensors``, ``recipe_split``, ``augment_batch``), one file per family (``mnist.py``:
 mnist, fashion-mnist; ``cifar.py``: cifar10, cifar100; ``celeba.py``: celeba, celeba8; ``fake.py``: fake).
 
 Adding a dataset: write ``datafree/data/<name>.py`` with one :class:`DatasetFamily` subclass (``info`` +
@@ -24,7 +24,7 @@ from datafree.data.celeba import (
     most_balanced_attribute,
 )
 from datafree.data.fake import FakeDataset
-from datafree.data.loading import augment_batch, load_dataset, load_tensors
+from datafree.data.loading import augment_batch, load_dataset, load_tensors, recipe_split
 from datafree.data.mnist import FMNIST_DEBIAN_DIR, FMNIST_FILES
 from datafree.data.registry import (
     DataMissingError,
@@ -41,5 +41,5 @@ __all__ = [
     "CELEBA_ALL_ATTRIBUTES", "CELEBA_ATTRIBUTES", "FMNIST_DEBIAN_DIR", "FMNIST_FILES", "CelebAAttribute",
     "CelebABinary", "CelebAClasses", "DataMissingError", "DatasetFamily", "DatasetInfo", "FakeDataset",
     "augment_batch", "celeba_attrs_to_class", "dataset_family", "dataset_info", "find_family", "list_datasets",
-    "load_dataset", "load_tensors", "most_balanced_attribute", "register_dataset",
+    "load_dataset", "load_tensors", "recipe_split", "most_balanced_attribute", "register_dataset",
 ]  # fmt: skip

@@ -42,6 +42,12 @@ def load_tensors(name: str, root: str | Path = "data", train: bool = True, downl
     return family.tensors(Path(root), train=train, download=download)
 
 
+def recipe_split(data, train: bool) -> TensorDataset:
+    """The split a recipe's ``[data]`` table (a DataConfig) names, as :func:`load_tensors` gives it."""
+    return load_tensors(data.name, root=data.root, train=train, download=data.download, like=data.like or None,
+                        fake_size=data.fake_size or None)  # fmt: skip
+
+
 def augment_batch(images: torch.Tensor, info: DatasetInfo) -> torch.Tensor:
     """The training augmentation of :func:`load_dataset` applied to a whole normalized batch at once.
 

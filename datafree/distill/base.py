@@ -26,6 +26,20 @@ class DistillLoss(nn.Module):
     student_layers: list[str] | None = None  # layers this loss reads; logits-only losses leave them None
     benchmark: dict | None = None  # {"weight": w, "params": {...}}: runs/compare_losses.py's entry (None: not compared)
     teacher_layers: list[str] | None = None
+    uses_default_taps: bool = False  # True: layers the recipe leaves out come from the nets' ``default_taps``
+
+    @classmethod
+    def default_layers(cls, params: dict, student_net: nn.Module, members: list) -> dict:
+        """``params`` with the layers the recipe left out filled in, before the loss is built. ``members`` are the
+        teacher source's (``prefix``, ``net``) members. Pairwise feature losses take both nets' whole
+        ``default_taps`` (the first member's, namespaced); a loss with other needs overrides this."""
+        if not cls.uses_default_taps:
+            return params
+        first = members[0]
+        for key, net, prefix in (("student_layers", student_net, ""), ("teacher_layers", first.net, first.prefix)):
+            if params.get(key) is None:
+                params[key] = [prefix + tap for tap in declared_taps(net, cls.registry_name, key)]
+        return params
 
     @property
     def student_taps(self) -> tuple[str, ...]:
@@ -49,6 +63,15 @@ class DistillLoss(nn.Module):
 
     def forward(self, student: NetOutput, teacher: NetOutput) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def declared_taps(net: nn.Module, loss: str, key: str) -> list[str]:
+    """A network's ``default_taps``, or an error that says which recipe key to set instead."""
+    default = getattr(net, "default_taps", None)
+    if not default:
+        raise ValueError(f"loss {loss!r} needs feature layers but {type(net).__name__} declares no default_taps; set "
+                         f"params.{key} in the recipe (list layers with `python -m datafree.models <arch>`)")  # fmt: skip
+    return list(default)
 
 
 LOSSES = Registry("distillation loss", "losses")

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datafree.distill.base import DistillLoss, register_loss
+from datafree.distill.base import DistillLoss, declared_taps, register_loss
 from datafree.distill.hint import match_spatial, require_conv_map
 from datafree.features import NetOutput
 
@@ -43,7 +43,6 @@ def transform(c_in: int, c_out: int) -> nn.Sequential:
 class FEED(DistillLoss):
     """One transform per teacher member; the trainer fills the layers (one per member) unless the recipe does."""
 
-    taps_per_member = True  # build.py: student_layers = [last default tap], teacher_layers = each member's last
     benchmark = {"weight": 1.0, "params": {}}  # runs/compare_losses.py (one teacher: one transform)
 
     def __init__(self, student_layers: list[str] | None = None, teacher_layers: list[str] | None = None):
@@ -54,6 +53,15 @@ class FEED(DistillLoss):
             raise ValueError("feed: teacher_layers must name one layer per teacher member")
         self.student_layers, self.teacher_layers = student_layers, teacher_layers
         self.transforms = nn.ModuleList()
+
+    @classmethod
+    def default_layers(cls, params: dict, student_net: nn.Module, members: list) -> dict:
+        """One student map (its last default tap) and one map of EVERY member (each one's last default tap)."""
+        if not params.get("student_layers"):
+            params["student_layers"] = declared_taps(student_net, "feed", "student_layers")[-1:]
+        if not params.get("teacher_layers"):
+            params["teacher_layers"] = [m.prefix + declared_taps(m.net, "feed", "teacher_layers")[-1] for m in members]
+        return params
 
     def setup(self, student_shapes: dict[str, tuple[int, ...]], teacher_shapes: dict[str, tuple[int, ...]]) -> None:
         if not self.student_layers or not self.teacher_layers:
