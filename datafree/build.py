@@ -108,6 +108,7 @@ def build_student(config: Config, student_net: nn.Module, teacher: TeacherSource
     wrappers = [create_student_wrapper(w.name, **w.params) for w in config.student.wrap]
     for wrapper in wrappers:
         student_net = wrapper.wrap(student_net)
+    teacher.bind_student(student_net)
     losses = []
     for term in config.distill:
         loss = create_loss(term.name, **_default_taps(term, student_net, teacher))

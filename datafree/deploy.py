@@ -6,9 +6,11 @@ Writes ``<run>/deploy/student.onnx`` (float32 weights) and, for a student traine
 ``<run>/deploy/student_int8.onnx``: the same graph with each quantized layer's weight stored as int8 codes plus
 a float scale (per layer or per output channel) behind a ``DequantizeLinear`` node. Ternary and k-bit weights
 are exactly s * code with |code| <= 127, so the int8 file computes the same function as the float one in a
-quarter of the weight bytes (activations stay float; onnxruntime dequantizes the weights once when it loads
-the file). ``report.json`` beside them gives, for each file and on the recipe's real test set: the maximum
-|logit difference| against PyTorch, both accuracies, the file size, and onnxruntime's CPU latency per image at
+quarter of the weight bytes (onnxruntime dequantizes the weights once when it loads the file). A student
+trained with ``act_bits`` keeps its per-image activation quantization in both graphs (ReduceMin/Max, Round
+before each such layer; an activation that lands on a rounding boundary in one runtime and not the other moves
+a logit by one step, which ``within_tolerance`` would show). ``report.json`` beside them gives, for each file
+and on the recipe's real test set: the maximum |logit difference| against PyTorch, both accuracies, the file size, and onnxruntime's CPU latency per image at
 batch 1 and 64 (median of repeated runs, the thread count stated).
 
 The run folder is untrusted input: its config.json is read as JSON and its weights as safetensors.
@@ -29,6 +31,7 @@ from torch import nn
 from datafree import build
 from datafree.checkpoint import CheckpointError, load_weights
 from datafree.config import Config, ConfigError, from_dict
+from datafree.wrappers.quantize import quantize_inputs
 
 TOLERANCE = 1e-4  # max |logit difference| accepted between onnxruntime and PyTorch (float32, different kernels)
 
@@ -50,11 +53,14 @@ def student_of_run(run_dir: Path) -> tuple[nn.Module, Config, object, dict | Non
     spec = build.image_spec(config)
     net = load_weights(build.build_net(config.student.arch, spec), weights, what="student")
     layers = json.loads((run_dir / "quantization.json").read_text())["layers"] if quantized.exists() else None
+    if layers:  # activations quantized in training stay quantized in the exported graph (Round, ReduceMin/Max)
+        quantize_inputs(net, {name: info.get("act_bits", 0) for name, info in layers.items()})
     return net.eval(), config, spec, layers
 
 
 def export_onnx(net: nn.Module, image_shape: tuple[int, int, int], path: Path) -> Path:
-    """torch.onnx's exporter, batch dimension dynamic, graph not optimized (layer names stay the parameters')."""
+    """torch.onnx's exporter, batch dimension dynamic, graph not optimized (layer names stay the parameters'),
+    the exporter's per-node debug metadata dropped."""
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, *image_shape)
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -62,6 +68,12 @@ def export_onnx(net: nn.Module, image_shape: tuple[int, int, int], path: Path) -
     torch.onnx.export(net.eval(), (example,), str(path), input_names=["images"], output_names=["logits"],
                       dynamic_shapes={name: {0: batch}}, dynamo=True, optimize=False, external_data=False,
                       verbose=False)  # fmt: skip
+    import onnx
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:  # the exporter's per-node debug notes (FX node, stack): a third of a small file
+        del node.metadata_props[:]
+    onnx.save(model, str(path))
     return path
 
 

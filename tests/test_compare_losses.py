@@ -16,7 +16,7 @@ def test_every_feature_loss_trains_through_the_trainer(tmp_path, monkeypatch):
     rows = json.loads((tmp_path / "zoo" / "results.json").read_text())["rows"]
     assert {r["objective"] for r in rows} == {"kd"} | {f"kd+{n}" for n in compare.feature_losses()}
     shipped = {name for name in list_losses() if not name.startswith("test_")}  # tests register their own
-    assert set(compare.feature_losses()) | {"kd"} >= shipped - {"sparse_recoding", "hard"}  # none forgotten (hard: logits)
+    assert set(compare.feature_losses()) | {"kd"} >= shipped - {"sparse_recoding", "hard", "speq"}  # none forgotten (hard: logits; speq: its own teacher kind)
     table = (tmp_path / "zoo" / "table.md").read_text()
     assert "| kd+nst |" in table and "±" in table
     # each feature loss logged its own term

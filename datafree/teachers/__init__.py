@@ -2,5 +2,5 @@
 
 from datafree.teachers.base import (LogitsOf, Member, TeacherSource, freeze, list_teachers,  # noqa: F401
                                     register_teacher, teacher_class)  # fmt: skip
-from datafree.teachers import ensemble, mean_logits, route, single  # noqa: F401  (registration)
+from datafree.teachers import ensemble, mean_logits, route, single, speq  # noqa: F401  (registration)
 from datafree.teachers.single import SingleTeacher  # noqa: F401

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from datafree.config import ConfigError
 from datafree.features import FeatureTaps, NetOutput, penultimate_tap
 from datafree.netcheck import check_network, memory_format_of
 from datafree.registry import Registry
@@ -72,6 +73,11 @@ class TeacherSource(nn.Module):
 
     def feature_shapes(self, names: list[str]) -> dict[str, tuple[int, ...]]:
         """Per-sample shapes of (namespaced) taps, by a dry forward of each member."""
+        own = [n for n in names if n.startswith("self/")]
+        if own:
+            raise ConfigError(f"{own} are the student's own targets (a self-teacher's), which teacher kind "
+                              f"{getattr(self, 'registry_name', type(self).__name__)!r} does not give; set [teacher] "
+                              "kind = \"speq\" or leave out the loss that reads them")  # fmt: skip
         shapes = {}
         for m in self._members:
             for k, v in check_network(m.net, self.spec, "teacher", _local(m, names)).items():
@@ -92,6 +98,9 @@ class TeacherSource(nn.Module):
     def for_student(self) -> "TeacherSource":
         """The source that gives the student its targets (itself unless a method needs them apart)."""
         return self
+
+    def bind_student(self, net: nn.Module) -> None:
+        """Called once with the (wrapped) student before the losses are set up: a self-teacher (SPEQ) keeps it."""
 
     def callbacks(self) -> list:
         """Loop callbacks the source needs (e.g. a route schedule that watches the student's loss)."""

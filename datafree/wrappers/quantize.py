@@ -2,7 +2,7 @@
 
     [[student.wrap]]
     name = "quantize"
-    params = {bits = "ternary", per_channel = false, threshold = 0.7, first_last = "float"}
+    params = {bits = "ternary", per_channel = false, threshold = 0.7, first_last = "float", act_bits = 0}
 
 The optimizer keeps the full-precision *shadow* weights w (the modules' ``weight`` parameters, unchanged in
 name); every forward uses q(w) instead, and the backward passes the gradient through unchanged
@@ -15,6 +15,14 @@ channel with ``per_channel``:
   values {-alpha, 0, +alpha}: 2 bits of storage per weight.
 - ``bits = k`` (2..8): symmetric uniform, s = max|w| / (2^(k-1) - 1), q = s * clamp(round(w / s), -(2^(k-1) - 1),
   2^(k-1) - 1). (k = 2 is ternary with the max-based scale instead of TWN's.)
+
+``act_bits = k`` (2..8; 0 = float, the default) also quantizes the *input* activations of the same layers:
+per sample, asymmetric over that sample's activation range, lo = min x, hi = max x (over all but the batch
+dimension), s = (hi - lo) / (2^k - 1), x_q = lo + s * round((x - lo) / s), straight-through as for weights.
+After a ReLU lo = 0, so this is unsigned k-bit. The range is dynamic (computed per image at run time, no
+calibration state), so one image's output never depends on the rest of its batch; a static calibrated range
+is what an integer-only microcontroller kernel would need, and is not built yet. SPEQ's self-teacher
+(``[teacher] kind = "speq"``) changes ``act_bits`` of these layers per forward.
 
 ``first_last = "float"`` keeps the first and the last quantizable layers at full precision, as the paper and
 most quantization work do (the first sees raw pixels, the last produces the logits; both are small);
@@ -49,6 +57,17 @@ def ternary(w: torch.Tensor, threshold: float = 0.7, per_channel: bool = False) 
     return q.reshape(w.shape), alpha.flatten()
 
 
+def quantize_activation(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """k-bit activations, per sample over its own range, straight-through (0 bits: unchanged)."""
+    if not bits:
+        return x
+    dims = tuple(range(1, x.dim()))
+    lo, hi = x.detach().amin(dim=dims, keepdim=True), x.detach().amax(dim=dims, keepdim=True)
+    step = (hi - lo).clamp_min(1e-8) / (2**bits - 1)
+    q = lo + step * torch.round((x.detach() - lo) / step)
+    return x + (q - x).detach()
+
+
 def uniform(w: torch.Tensor, bits: int, per_channel: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric uniform k-bit weights and their step s (one per layer, or per output channel)."""
     levels = 2 ** (bits - 1) - 1
@@ -64,6 +83,7 @@ class _Quantized:
     bits: int | str = "ternary"
     threshold: float = 0.7
     per_channel: bool = False
+    act_bits: int = 0  # input activations: 0 = float
 
     def quantized(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.bits == "ternary":
@@ -77,15 +97,43 @@ class _Quantized:
 
 class QuantConv2d(_Quantized, nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.used_weight(), self.bias)
+        return self._conv_forward(quantize_activation(x, self.act_bits), self.used_weight(), self.bias)
 
 
 class QuantLinear(_Quantized, nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.used_weight(), self.bias)
+        return F.linear(quantize_activation(x, self.act_bits), self.used_weight(), self.bias)
+
+
+class InputQuantConv2d(nn.Conv2d):
+    """A plain conv whose input is quantized (the deployed form: weights already folded in)."""
+
+    act_bits: int = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(quantize_activation(x, self.act_bits))
+
+
+class InputQuantLinear(nn.Linear):
+    act_bits: int = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(quantize_activation(x, self.act_bits))
 
 
 QUANTIZED = {nn.Conv2d: QuantConv2d, nn.Linear: QuantLinear}
+INPUT_QUANTIZED = {nn.Conv2d: InputQuantConv2d, nn.Linear: InputQuantLinear}
+
+
+def quantize_inputs(net: nn.Module, act_bits: dict[str, int]) -> nn.Module:
+    """Make the named plain layers quantize their inputs (a folded, deployed student with ``act_bits``), in place."""
+    modules = dict(net.named_modules())
+    for name, bits in act_bits.items():
+        if bits:
+            module = modules[name]
+            module.__class__ = INPUT_QUANTIZED[type(module)]
+            module.act_bits = int(bits)
+    return net
 
 
 def quantizable(net: nn.Module) -> list[str]:
@@ -96,14 +144,17 @@ def quantizable(net: nn.Module) -> list[str]:
 @register_student_wrapper("quantize")
 class Quantize(StudentWrapper):
     def __init__(self, bits: int | str = "ternary", per_channel: bool = False, threshold: float = 0.7,
-                 first_last: str = "float", layers: list[str] | None = None):  # fmt: skip
+                 first_last: str = "float", layers: list[str] | None = None, act_bits: int = 0):  # fmt: skip
         if bits != "ternary" and not (isinstance(bits, int) and 2 <= bits <= 8):
             raise ValueError(f"quantize: bits must be \"ternary\" or an integer 2..8, got {bits!r}")
         if first_last not in ("float", "quantize"):
             raise ValueError(f"quantize: first_last must be \"float\" or \"quantize\", got {first_last!r}")
         if not 0 < threshold < 2:
             raise ValueError(f"quantize: threshold (Delta = threshold * mean|w|) must be in (0, 2), got {threshold}")
+        if act_bits != 0 and not (isinstance(act_bits, int) and 2 <= act_bits <= 8):
+            raise ValueError(f"quantize: act_bits must be 0 (float activations) or an integer 2..8, got {act_bits!r}")
         self.bits, self.per_channel, self.threshold, self.first_last = bits, per_channel, threshold, first_last
+        self.act_bits = act_bits
         self.layers, self.wrapped = layers, []
 
     def wrap(self, net: nn.Module) -> nn.Module:
@@ -125,6 +176,7 @@ class Quantize(StudentWrapper):
             module = modules[name]
             module.__class__ = QUANTIZED[type(module)]
             module.bits, module.threshold, module.per_channel = self.bits, self.threshold, self.per_channel
+            module.act_bits = self.act_bits
         self.wrapped = names
         return net
 
@@ -140,6 +192,6 @@ class Quantize(StudentWrapper):
                 report[name] = {"scheme": str(self.bits), "per_channel": self.per_channel,
                                 "scales": [round(float(s), 8) for s in scale],
                                 "zero_fraction": round(float((q == 0).float().mean()), 4),
-                                "distinct_values": int(torch.unique(q).numel())}  # fmt: skip
+                                "distinct_values": int(torch.unique(q).numel()), "act_bits": self.act_bits}  # fmt: skip
         save_tensors(state, out_dir / "student_quantized.safetensors", {"quantization": str(self.bits)})
         atomic_write_text(out_dir / "quantization.json", json.dumps({"layers": report}, indent=2))

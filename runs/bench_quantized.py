@@ -1,0 +1,148 @@
+"""Quantized students, data-free: what do low-bit weights and activations cost, and do the seeds' methods help?
+
+    python runs/bench_quantized.py [--recipe runs/zoo.toml] [--teacher lenet5@0] [--student lenet5_half]
+        [--rows float,ternary,ternary_decay,w4,w4a4,speq_add,speq_replace,ternary_real] [--seeds 3]
+        [--steps 400] [--teacher-epochs N] [--threads 1] [--output-root outputs/bench_quantized] [--smoke]
+
+Every row is the recipe (the default preset: the generator side is identical) with one student side, the same
+number of steps (``--steps``: equal steps, so the comparison does not move with the machine's load), 3 seeds:
+
+- ``float``: float32 student, KD;
+- ``ternary``: ternary weights (TWN, first and last layers float), constant KD;
+- ``ternary_decay``: the same with the KD coefficient decaying 1 -> 0.2 while the hard term (CE on the
+  teacher's argmax) grows 0 -> 0.8 (the QKD paper's finding);
+- ``w4``: 4-bit weights, KD; ``w4a4``: 4-bit weights and 4-bit input activations, KD (SPEQ's baseline);
+- ``speq_add``: ``w4a4`` + SPEQ's self-teacher term (``[teacher] kind = "speq"``, ``[[distill]] speq``) beside KD;
+- ``speq_replace``: ``w4a4`` with SPEQ's term instead of KD's soft labels (the hard term kept: a data-free
+  student needs the real teacher somewhere);
+- ``ternary_real``: ``ternary`` on the real training images (``train.transfer = "real"``), the reference.
+
+Each student is then exported by ``datafree.deploy`` (ONNX, int8-stored weights when quantized) and checked with
+onnxruntime on the real test set: the table gives the file size and latency per image (batch 1 and 64,
+``--threads`` intra-op threads) of the file a user would ship. Writes table.md and results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from datafree.config import Config, TermConfig, WrapperConfig, load_toml  # noqa: E402
+
+TERNARY = {"bits": "ternary"}
+W4, W4A4 = {"bits": 4}, {"bits": 4, "act_bits": 4}
+DECAY = [TermConfig("kd", 1.0, "linear", 0.2), TermConfig("hard", 0.0, "linear", 0.8)]
+ROWS = {  # name: (quantize params or None, distill terms or None = the recipe's, teacher kind, transfer)
+    "float": (None, None, "single", "synthetic"),
+    "ternary": (TERNARY, None, "single", "synthetic"),
+    "ternary_decay": (TERNARY, DECAY, "single", "synthetic"),
+    "w4": (W4, None, "single", "synthetic"),
+    "w4a4": (W4A4, None, "single", "synthetic"),
+    "speq_add": (W4A4, [TermConfig("kd"), TermConfig("speq")], "speq", "synthetic"),
+    "speq_replace": (W4A4, [TermConfig("hard"), TermConfig("speq")], "speq", "synthetic"),
+    "ternary_real": (TERNARY, None, "single", "real"),
+}
+
+
+def row_config(base: Config, row: str) -> Config:
+    quantize, distill, kind, transfer = ROWS[row]
+    c = copy.deepcopy(base)
+    c.name, c.teacher.kind, c.train.transfer = row, kind, transfer
+    c.student.wrap = [WrapperConfig("quantize", dict(quantize))] if quantize else []
+    if distill is not None:
+        c.distill = copy.deepcopy(distill)
+    return c
+
+
+def run_row(config: Config, row: str, seeds: int, root: Path, threads: int) -> dict:
+    from datafree.build import reset_accelerate
+    from datafree.deploy import deploy_run
+    from datafree.pipeline import distill_from_config
+    from datafree.report import spread
+
+    runs = []
+    for seed in range(seeds):
+        c = copy.deepcopy(config)
+        c.train.seed, c.train.output_dir, c.train.overwrite = seed, str(root / row / f"seed_{seed}"), True
+        print(f"== {row}, seed {seed}", flush=True)
+        start = time.perf_counter()
+        results = distill_from_config(c)
+        reset_accelerate()
+        results["total_s"] = round(time.perf_counter() - start, 1)
+        shipped = deploy_run(c.train.output_dir, threads=threads)["files"][-1]  # int8 when quantized, else float
+        runs.append({**results, "onnx": shipped})
+    onnx = [r["onnx"] for r in runs]
+    return {"row": row, "final": spread([r["student_acc_final"] for r in runs]),
+            "best": spread([r["student_acc_best"] for r in runs]), "wall_s": [r["total_s"] for r in runs],
+            "onnx_file": onnx[0]["file"], "onnx_bytes": onnx[0]["bytes"],
+            "onnx_matches": all(o["accuracy_onnxruntime"] == o["accuracy_pytorch"] for o in onnx),
+            "max_abs_logit_diff": max(o["max_abs_logit_diff"] for o in onnx),
+            "latency_ms_b1": statistics.median(o["latency_ms_per_image_batch1"] for o in onnx),
+            "latency_ms_b64": statistics.median(o["latency_ms_per_image_batch64"] for o in onnx), "runs": runs}  # fmt: skip
+
+
+def table(teacher: dict, rows: list[dict]) -> str:
+    pct = lambda s: f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"  # noqa: E731
+    lines = [f"Teacher {teacher['arch']} (seed {teacher['seed']}): {100 * teacher['teacher_acc']:.2f}% on the real test set.", "",
+             "| student | final | best | shipped file | bytes | ms/image b1 | ms/image b64 | ONNX = PyTorch accuracy (max abs logit diff) |",
+             "|---|---:|---:|---|---:|---:|---:|---|"]  # fmt: skip
+    lines += [f"| {r['row']} | {pct(r['final'])} | {pct(r['best'])} | {r['onnx_file']} | {r['onnx_bytes']:,} | "
+              f"{r['latency_ms_b1']:.4f} | {r['latency_ms_b64']:.4f} | {'yes' if r['onnx_matches'] else 'NO'} "
+              f"({r['max_abs_logit_diff']:.1e}) |" for r in rows]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from datafree.checkpoint import atomic_write_text
+    from datafree.pipeline import hardware
+    from runs.bench_teacher_methods import trained_teachers
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
+    parser.add_argument("--teacher", default="lenet5@0", help="arch@seed, trained once under --output-root/teachers")
+    parser.add_argument("--student", default="lenet5_half")
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=400, help="steps of every run (equal steps, not wall time)")
+    parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads for the latency")
+    parser.add_argument("--output-root", default="outputs/bench_quantized")
+    parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per run")
+    args = parser.parse_args(argv)
+    rows = [r for r in args.rows.split(",") if r]
+    if set(rows) - set(ROWS):
+        parser.error(f"--rows takes {','.join(ROWS)}; got {sorted(set(rows) - set(ROWS))}")
+    base, root = load_toml(args.recipe), Path(args.output_root)
+    base.student.arch, base.train.steps, base.train.max_minutes = args.student, args.steps, 0.0
+    if args.teacher_epochs:
+        base.teacher_training.epochs = args.teacher_epochs
+    if args.smoke:
+        from runs.benchmark import smoke_config
+
+        base = smoke_config(base)
+    teacher = trained_teachers(base, [args.teacher], root)[0]
+    base.teacher.arch, base.teacher.checkpoint = teacher["arch"], teacher["checkpoint"]
+    results = [run_row(row_config(base, row), row, args.seeds, root, args.threads) for row in rows]
+    command = " ".join(["python runs/bench_quantized.py", *(sys.argv[1:] if argv is None else argv)])
+    text = (f"{table(teacher, results)}\n\n{args.seeds} seed(s), {base.train.steps} steps per run; training on "
+            f"{hardware()}; onnxruntime {args.threads} thread(s).\n\n`{command}`\n")  # fmt: skip
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "table.md", text)
+    atomic_write_text(root / "results.json", json.dumps({"teacher": teacher, "rows": results, "command": command,
+                                                        "hardware": hardware(), "torch_threads": torch.get_num_threads()}, indent=2))  # fmt: skip
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
