@@ -48,6 +48,31 @@ def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
                           "train.output_dir, or set train.overwrite = true to replace that run")  # fmt: skip
 
 
+def time_steps(config: Config, accelerator, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
+               references: dict | None = None, probe_steps: int = 3) -> float:  # fmt: skip
+    """Seconds per step of the recipe's loop: ``probe_steps`` steps of a throw-away trainer, the first one a
+    warm-up; the student's weights are put back and its hooks removed."""
+    weights = {k: v.clone() for k, v in student_net.state_dict().items()}
+    probe = build.build_trainer(config, accelerator, teacher, student_net, spec, None, references)
+    probe.train_step(0)
+    start = time.perf_counter()
+    for step in range(1, probe_steps):
+        probe.train_step(step)
+    seconds = (time.perf_counter() - start) / (probe_steps - 1)
+    student_net.load_state_dict(weights)
+    probe.parts.student.remove_hooks()
+    return seconds
+
+
+def seconds_per_step(config: Config, probe_steps: int = 3) -> float:
+    """One step of a recipe's loop, timed on its own networks (benchmarks give methods equal time by it)."""
+    teacher, student_net, spec = build.networks_from_config(config)
+    seconds = time_steps(config, build.make_accelerator(config), teacher, student_net, spec, None, probe_steps)
+    teacher.release()
+    build.reset_accelerate()
+    return seconds
+
+
 def steps_for_budget(config: Config, accelerator, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
                      references: dict | None, resume: bool, probe_steps: int = 3) -> Config:  # fmt: skip
     """``train.steps`` that fit ``train.max_minutes``, fixed BEFORE step 0 so LR and weight schedules are exact.
@@ -60,15 +85,7 @@ def steps_for_budget(config: Config, accelerator, teacher: TeacherSource, studen
     if resume:
         saved = json.loads((Path(t.output_dir) / "config.json").read_text())["train"]["steps"]
         return dataclasses.replace(config, train=dataclasses.replace(t, steps=int(saved)))
-    weights = {k: v.clone() for k, v in student_net.state_dict().items()}
-    probe = build.build_trainer(config, accelerator, teacher, student_net, spec, None, references)
-    probe.train_step(0)
-    start = time.perf_counter()
-    for step in range(1, probe_steps):
-        probe.train_step(step)
-    seconds = (time.perf_counter() - start) / (probe_steps - 1)
-    student_net.load_state_dict(weights)
-    probe.parts.student.remove_hooks()
+    seconds = time_steps(config, accelerator, teacher, student_net, spec, references, probe_steps)
     steps = max(1, int(0.9 * t.max_minutes * 60 / seconds))
     accelerator.print(f"train.max_minutes = {t.max_minutes}: {seconds:.3f} s per step -> train.steps = {steps}")
     return dataclasses.replace(config, train=dataclasses.replace(t, steps=steps))

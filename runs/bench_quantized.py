@@ -19,7 +19,8 @@ number of steps (``--steps``: equal steps, so the comparison does not move with 
 
 Each student is then exported by ``datafree.deploy`` (ONNX, int8-stored weights when quantized) and checked with
 onnxruntime on the real test set: the table gives the file size and latency per image (batch 1 and 64,
-``--threads`` intra-op threads) of the file a user would ship. Writes table.md and results.json.
+``--threads`` intra-op threads) of the file a user would ship. Each row is written to ``<root>/<row>/row.json``
+and table.md / results.json list every row found there, so rows may run as separate invocations.
 """
 
 from __future__ import annotations
@@ -132,11 +133,13 @@ def main(argv: list[str] | None = None) -> int:
         base = smoke_config(base)
     teacher = trained_teachers(base, [args.teacher], root)[0]
     base.teacher.arch, base.teacher.checkpoint = teacher["arch"], teacher["checkpoint"]
-    results = [run_row(row_config(base, row), row, args.seeds, root, args.threads) for row in rows]
+    for row in rows:  # one file per row: several invocations (e.g. on two cores) fill one table
+        atomic_write_text(root / row / "row.json", json.dumps(run_row(row_config(base, row), row, args.seeds, root,
+                                                                      args.threads), indent=2))  # fmt: skip
+    results = [json.loads((root / r / "row.json").read_text()) for r in ROWS if (root / r / "row.json").exists()]
     command = " ".join(["python runs/bench_quantized.py", *(sys.argv[1:] if argv is None else argv)])
     text = (f"{table(teacher, results)}\n\n{args.seeds} seed(s), {base.train.steps} steps per run; training on "
             f"{hardware()}; onnxruntime {args.threads} thread(s).\n\n`{command}`\n")  # fmt: skip
-    root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "table.md", text)
     atomic_write_text(root / "results.json", json.dumps({"teacher": teacher, "rows": results, "command": command,
                                                         "hardware": hardware(), "torch_threads": torch.get_num_threads()}, indent=2))  # fmt: skip

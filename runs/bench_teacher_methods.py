@@ -2,7 +2,7 @@
 
     python runs/bench_teacher_methods.py [--recipe runs/zoo.toml] [--teachers lenet5@0,lenet5@1,lenet5@2,vgg_bn@0]
         [--student lenet5_half] [--methods single,feed,sfeed,rco] [--transfer synthetic|real] [--seeds 3]
-        [--minutes 5] [--teacher-epochs N] [--feed-weight 1.0] [--rco-schedule equal|plateau] [--rco-invert final|anchor]
+        [--minutes 5 | --steps N] [--teacher-epochs N] [--feed-weight 1.0] [--rco-schedule equal|plateau] [--rco-invert final|anchor]
         [--output-root outputs/bench_methods] [--smoke]
 
 Teachers (``arch@seed``) are trained once on the real data (``teacher_training.seed`` = that seed; route
@@ -13,6 +13,11 @@ budget per run (``--minutes``; sequential FEED splits it over its stages):
 - ``feed``: parallel FEED: ``[teacher] kind = "ensemble"`` of every teacher, the recipe's losses + ``feed``;
 - ``sfeed``: sequential FEED (runs/sequential_feed.py): a stage per teacher, the student carried over;
 - ``rco``: ``[teacher] kind = "route"`` on the best teacher's route.
+
+``--steps N`` gives equal wall time without trusting one machine's load: every method's seconds per step is
+timed back to back before the runs (``datafree.pipeline.seconds_per_step``), ``single`` gets N steps and every
+other method the steps that take as long as N of single's (sfeed: split over its stages); a busy machine then
+slows every run without changing any step count. ``--minutes`` times each run at its own start instead.
 
 ``--transfer real`` runs the same methods on the real training images (labels unused; ``single`` is then plain
 KD on real data). Writes table.md and results.json under --output-root (final and best accuracy, mean +- std over
@@ -71,7 +76,27 @@ def method_config(base: Config, method: str, teachers: list[dict], args) -> Conf
     return c
 
 
-def run_method(config: Config, method: str, seeds: int, minutes: float, root: Path) -> dict:
+def stage_members(config: Config) -> list[Config]:
+    """sfeed's stages as single-teacher recipes (for timing)."""
+    from runs.sequential_feed import stage_config
+
+    return [stage_config(config, m, k, Path("unused"), 0.0) for k, m in enumerate(config.teacher.members)]
+
+
+def equal_time_steps(configs: dict[str, Config], steps: int) -> dict[str, int]:
+    """Per method, the steps that take as long as ``steps`` of single's (sfeed: per stage), timed back to back."""
+    from datafree.pipeline import seconds_per_step
+
+    seconds = {}
+    for method, c in configs.items():
+        probes = stage_members(c) if method == "sfeed" else [c]
+        seconds[method] = sum(seconds_per_step(p) for p in probes)  # sfeed: one step of every stage
+        print(f"timing: {method} {seconds[method]:.3f} s per step{' (all stages)' if method == 'sfeed' else ''}")
+    budget = steps * seconds.get("single", min(seconds.values()))
+    return {method: max(1, round(budget / t)) for method, t in seconds.items()}
+
+
+def run_method(config: Config, method: str, seeds: int, minutes: float, root: Path, steps: int = 0) -> dict:
     from datafree.build import reset_accelerate
     from datafree.pipeline import distill_from_config
     from datafree.report import spread
@@ -83,16 +108,18 @@ def run_method(config: Config, method: str, seeds: int, minutes: float, root: Pa
         c.train.seed, c.train.output_dir, c.train.overwrite = seed, str(root / method / f"seed_{seed}"), True
         start = time.perf_counter()
         print(f"== {method}, seed {seed}", flush=True)
+        if steps:
+            c.train.steps, c.train.max_minutes, minutes = steps, 0.0, 0.0
         if method == "sfeed":
             stages = run_stages(c, Path(c.train.output_dir), minutes / len(c.teacher.members))
-            results = {**stages[-1], "stages": stages}
+            results = {**stages[-1], "stages": stages, "steps": [s["steps"] for s in stages]}
         else:
             c.train.max_minutes = minutes
             results = distill_from_config(c)
             reset_accelerate()
         results["total_s"] = round(time.perf_counter() - start, 1)
         runs.append(results)
-    return {"method": method, "final": spread([r["student_acc_final"] for r in runs]),
+    return {"method": method, "steps": runs[0]["steps"], "final": spread([r["student_acc_final"] for r in runs]),
             "best": spread([r["student_acc_best"] for r in runs]), "wall_s": [r["total_s"] for r in runs], "runs": runs}
 
 
@@ -100,9 +127,10 @@ def table(teachers: list[dict], rows: list[dict], transfer: str) -> str:
     pct = lambda s: f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"  # noqa: E731
     lines = ["| teacher | seed | test accuracy |", "|---|---:|---:|"]
     lines += [f"| {t['arch']} | {t['seed']} | {100 * t['teacher_acc']:.2f} |" for t in teachers]
-    lines += ["", f"| method ({transfer} transfer set) | student final | student best | wall s per seed |", "|---|---:|---:|---|"]
-    lines += [f"| {r['method']} | {pct(r['final'])} | {pct(r['best'])} | {'/'.join(f'{w:.0f}' for w in r['wall_s'])} |"
-              for r in rows]  # fmt: skip
+    lines += ["", f"| method ({transfer} transfer set) | student final | student best | steps | wall s per seed |",
+              "|---|---:|---:|---:|---|"]  # fmt: skip
+    lines += [f"| {r['method']} | {pct(r['final'])} | {pct(r['best'])} | {r.get('steps', '')} | "
+              f"{'/'.join(f'{w:.0f}' for w in r['wall_s'])} |" for r in rows]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -118,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transfer", default="synthetic", choices=("synthetic", "real"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=5.0, help="loop budget of each run (sfeed: of all stages)")
+    parser.add_argument("--steps", type=int, default=0, help="single's steps; the others' by timed equal wall time")
     parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
     parser.add_argument("--feed-weight", type=float, default=1.0)
     parser.add_argument("--rco-schedule", default="equal", choices=("equal", "plateau"))
@@ -138,9 +167,12 @@ def main(argv: list[str] | None = None) -> int:
 
         base, minutes = smoke_config(base), 0.02
     teachers = trained_teachers(base, args.teachers.split(","), root)
-    rows = [run_method(method_config(base, m, teachers, args), m, args.seeds, minutes, root) for m in methods]
+    configs = {m: method_config(base, m, teachers, args) for m in methods}
+    steps = equal_time_steps(configs, 4 if args.smoke else args.steps) if args.steps else {}
+    rows = [run_method(configs[m], m, args.seeds, minutes, root, steps.get(m, 0)) for m in methods]
     command = " ".join(["python runs/bench_teacher_methods.py", *(sys.argv[1:] if argv is None else argv)])
-    text = f"{table(teachers, rows, args.transfer)}\n\n{args.seeds} seed(s), {minutes} min per run; {hardware()}.\n\n`{command}`\n"
+    budget = f"equal wall time by timed steps ({steps})" if steps else f"{minutes} min per run"
+    text = f"{table(teachers, rows, args.transfer)}\n\n{args.seeds} seed(s), {budget}; {hardware()}.\n\n`{command}`\n"
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "table.md", text)
     atomic_write_text(root / "results.json", json.dumps({"teachers": teachers, "rows": rows, "command": command,
