@@ -107,6 +107,7 @@ def build_student(config: Config, student_net: nn.Module, teacher: TeacherSource
     check_network(student_net, spec, "student")
     wrappers = [create_student_wrapper(w.name, **w.params) for w in config.student.wrap]
     for wrapper in wrappers:
+        wrapper.configure(spec)
         student_net = wrapper.wrap(student_net)
     teacher.bind_student(student_net)
     losses = []

@@ -4,7 +4,8 @@ Hooks (all optional): ``setup(loop)`` once after ``accelerator.prepare``; ``on_s
 progress)``; ``on_student_update(loop, step, progress)`` after each student optimizer step;
 ``on_log(loop, record)`` when a metrics line is written (after its evaluation, if any); ``on_fit_end(loop)``. A callback that
 returns a module from ``shipped_student()`` decides which student is evaluated and saved (the EMA does),
-and one with ``checkpoint_state()`` has that object saved and restored with the training state.
+and one with ``checkpoint_state()`` has that object saved and restored with the training state. A callback
+whose ``should_stop(loop)`` returns True after a step ends the loop there (logged, evaluated, checkpointed).
 ``loop`` is the :class:`datafree.trainer.DataFreeTrainer` (``loop.student_net``, ``loop.accelerator``...).
 """
 
@@ -46,6 +47,10 @@ class Callback:
     def checkpoint_state(self):
         """An object with state_dict/load_state_dict to save with the training state (None: nothing)."""
         return None
+
+    def should_stop(self, loop) -> bool:
+        """Asked once after every step: True ends the loop early (e.g. a search that reached its target)."""
+        return False
 
 
 class EMA(Callback):
@@ -140,7 +145,7 @@ class ClassCoverage(Callback):
 
 
 class WrapperHooks(Callback):
-    """The student wrappers' after-step hooks and export step, at the loop's points for them."""
+    """The student wrappers' after-step hooks, early stop, metrics, resumable state and export step."""
 
     def __init__(self, wrappers: list):
         self.wrappers = wrappers
@@ -154,3 +159,20 @@ class WrapperHooks(Callback):
         if loop.accelerator.is_main_process:
             for wrapper in self.wrappers:
                 wrapper.export(loop.student_net, Path(loop.out))
+
+    def should_stop(self, loop) -> bool:
+        return any(wrapper.should_stop(loop.student_net) for wrapper in self.wrappers)
+
+    def on_log(self, loop, record: dict) -> None:
+        for wrapper in self.wrappers:
+            record.update(wrapper.metrics(loop.student_net))
+
+    def checkpoint_state(self):
+        return self if any(wrapper.state_dict() for wrapper in self.wrappers) else None
+
+    def state_dict(self) -> dict:
+        return {str(i): wrapper.state_dict() for i, wrapper in enumerate(self.wrappers)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for i, wrapper in enumerate(self.wrappers):
+            wrapper.load_state_dict(state[str(i)])

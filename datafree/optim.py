@@ -2,7 +2,8 @@
 offline KD, so a method adds a parameter group (own LR scale, own weight decay) without touching any of them.
 
 A parameter group is a dict as ``torch.optim`` takes it, plus an optional ``lr_scale`` (multiplies the base LR)
-and ``name`` (for logs). Groups that leave ``weight_decay`` out get the recipe's.
+and ``name`` (for logs). Groups that leave ``weight_decay`` out get the recipe's. A group with ``own_update``
+true is left out: its owner updates those parameters itself (e.g. a proximal step on channel gates).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ def make_optimizer(name: str, groups: Iterable[dict] | Iterable[torch.nn.Paramet
     prepared = []
     for group in groups:
         group = dict(group)
+        if group.pop("own_update", False):
+            continue
         group["lr"] = lr * group.pop("lr_scale", 1.0)
         group.setdefault("weight_decay", weight_decay)
         group["params"] = list(group["params"])

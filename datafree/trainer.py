@@ -210,7 +210,8 @@ class DataFreeTrainer:
             sums += values
             done = step + 1
             self.progress.step, self.progress.elapsed_s = done, time.perf_counter() - t0
-            at = lambda every: done % every == 0 or done == cfg.steps  # noqa: E731
+            stop = any(callback.should_stop(self) for callback in self.callbacks)  # e.g. a search at its target
+            at = lambda every: done % every == 0 or done == cfg.steps or stop  # noqa: E731
             if at(cfg.log_every) or at(cfg.eval_every) or at(cfg.checkpoint_every):
                 self._guard_finite(bad, term_names, done)
                 record = {"step": done, "time_s": round(self.progress.elapsed_s, 3),
@@ -238,6 +239,9 @@ class DataFreeTrainer:
             if at(cfg.checkpoint_every):
                 self._save_state(done)
             bar.update(1)
+            if stop:
+                acc.print(f"stopped early at step {done} of {cfg.steps}: a callback's goal was reached")
+                break
         bar.close()
         acc.wait_for_everyone()
         for callback in self.callbacks:  # e.g. the EMA: from here on the student IS its average
@@ -246,9 +250,9 @@ class DataFreeTrainer:
         if self.parts.real_images is None:  # a real transfer set leaves the generator untrained: nothing to ship
             self._save_weights("generator.safetensors", self.generator)
         summaries = {k: v for callback in self.callbacks for k, v in callback.summary().items()}
-        return {**summaries, "steps": cfg.steps, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
+        return {**summaries, "steps": self.progress.step, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
                 "wall_time_s": self.progress.elapsed_s,
-                "images_generated": cfg.steps * self.images_per_step, "student_steps": cfg.student_steps}  # fmt: skip
+                "images_generated": self.progress.step * self.images_per_step, "student_steps": cfg.student_steps}  # fmt: skip
 
     # ---- every-N-steps helpers ------------------------------------------------------------------------
     def _guard_finite(self, bad: torch.Tensor, names: list[str], step: int) -> None:

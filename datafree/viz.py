@@ -33,3 +33,29 @@ def save_class_grid(images: torch.Tensor, labels: torch.Tensor, path: str | Path
     pixels = denormalize(images.detach(), mean, std).cpu()
     save_image(class_grid(pixels, labels.cpu(), num_classes, per_class), path, nrow=per_class, padding=1)
     return path
+
+
+def save_width_plot(layers: dict[str, dict], path: str | Path, title: str = "") -> Path:
+    """Bars per layer: the teacher's width and the width a channel search kept (``teacher_width``/``found_width``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(layers)
+    teacher = [layers[n]["teacher_width"] for n in names]
+    found = [layers[n]["found_width"] for n in names]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(names) + 2), 3.6))
+    positions = range(len(names))
+    ax.bar(positions, teacher, color="#cccccc", label="teacher")
+    ax.bar(positions, found, color="#1f77b4", width=0.6, label="found (kept)")
+    ax.set_xticks(list(positions), names, rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("output channels")
+    ax.set_title(title or "channels kept per layer")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -31,6 +31,12 @@ class LeNet5(nn.Module):
         self.relu4 = nn.ReLU()
         self.fc2 = nn.Linear(f1, num_classes)
 
+    def width_kwargs(self, widths: dict[str, int]) -> dict:
+        """Factory kwargs for this network with the given layers' output widths (a channel search's result)."""
+        layers = ("conv1", "conv2", "conv3", "fc1")
+        current = (self.conv1.out_channels, self.conv2.out_channels, self.conv3.out_channels, self.fc1.out_features)
+        return {"widths": [int(widths.get(name, c)) for name, c in zip(layers, current)]}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.relu1(self.conv1(x)))
         x = self.pool2(self.relu2(self.conv2(x)))
@@ -40,12 +46,12 @@ class LeNet5(nn.Module):
 
 
 @register_model("lenet5", in_channels=1)
-def lenet5(num_classes: int = 10, in_channels: int = 1) -> LeNet5:
-    """DAFL's MNIST teacher: 61,706 parameters for 1 channel and 10 classes."""
-    return LeNet5(num_classes, in_channels, widths=(6, 16, 120, 84))
+def lenet5(num_classes: int = 10, in_channels: int = 1, widths=(6, 16, 120, 84)) -> LeNet5:
+    """DAFL's MNIST teacher: 61,706 parameters for 1 channel and 10 classes (``widths``: conv1-3, fc1 outputs)."""
+    return LeNet5(num_classes, in_channels, widths=tuple(widths))
 
 
 @register_model("lenet5_half", in_channels=1)
-def lenet5_half(num_classes: int = 10, in_channels: int = 1) -> LeNet5:
+def lenet5_half(num_classes: int = 10, in_channels: int = 1, widths=(3, 8, 60, 42)) -> LeNet5:
     """DAFL's MNIST student, every layer half as wide: 15,738 parameters for 1 channel and 10 classes."""
-    return LeNet5(num_classes, in_channels, widths=(3, 8, 60, 42))
+    return LeNet5(num_classes, in_channels, widths=tuple(widths))

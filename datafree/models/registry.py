@@ -59,7 +59,8 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs) ->
     """Build a registered model; guarantees the ``feature_layer`` / ``default_taps`` attributes callers rely on.
 
     Keyword arguments go to the model's factory (e.g. widths found by a search), so a shape written as
-    ``{name, **kwargs}`` rebuilds the same network by name.
+    ``{name, **kwargs}`` rebuilds the same network by name; the model records it as ``model.model_spec``
+    (``{arch, num_classes, in_channels, kwargs}``, what :func:`model_from_spec` takes).
     """
     try:
         model = get_entry(name).factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
@@ -67,6 +68,7 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs) ->
         if not kwargs:
             raise
         raise ValueError(f"model {name!r} does not take {sorted(kwargs)}: {err}") from None
+    model.model_spec = {"arch": name, "num_classes": num_classes, "in_channels": in_channels, "kwargs": dict(kwargs)}
     # Models registered by users may not declare taps: fall back to the paper's choice (input of the last fc).
     if not getattr(model, "feature_layer", None):
         model.feature_layer = last_linear_input(model)
@@ -80,3 +82,11 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs) ->
         if path not in known:
             raise ValueError(f"model {name!r} declares tap {tap!r} but has no submodule {path!r}")
     return model
+
+
+def model_from_spec(spec: dict) -> nn.Module:
+    """``create_model`` from a ``{arch, num_classes, in_channels, kwargs}`` dict (e.g. a search's architecture.json)."""
+    missing = [k for k in ("arch", "num_classes", "in_channels") if k not in spec]
+    if missing:
+        raise ValueError(f"architecture description lacks {missing}; it needs arch, num_classes, in_channels, kwargs")
+    return create_model(spec["arch"], int(spec["num_classes"]), int(spec["in_channels"]), **dict(spec.get("kwargs") or {}))

@@ -39,17 +39,26 @@ class VGGBN(nn.Module):
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Sequential(nn.Linear(w[4], hidden), nn.ReLU()),
                                   nn.Linear(hidden, num_classes))  # fmt: skip
 
+    def width_kwargs(self, widths: dict[str, int]) -> dict:
+        """Factory kwargs for this network with the given layers' output widths (a channel search's result)."""
+        convs = [f"features.{i}.0" for i in (0, 2, 4, 5, 7)]
+        current = [self.get_submodule(n).out_channels for n in convs]
+        return {"widths": [int(widths.get(n, c)) for n, c in zip(convs, current)],
+                "hidden": int(widths.get("head.2.0", self.head[2][0].out_features))}  # fmt: skip
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
 
 class Block(nn.Module):
-    """Basic residual block (two 3x3 conv + BN), projection shortcut when the shape changes."""
+    """Basic residual block (two 3x3 conv + BN), projection shortcut when the shape changes; ``inner``: the
+    first conv's width (default ``c_out``), what a channel search changes."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int):
+    def __init__(self, c_in: int, c_out: int, stride: int, inner: int | None = None):
         super().__init__()
-        self.conv = nn.Sequential(conv_bn(c_in, c_out, stride),
-                                  nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))  # fmt: skip
+        mid = inner or c_out
+        self.conv = nn.Sequential(conv_bn(c_in, mid, stride),
+                                  nn.Conv2d(mid, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))  # fmt: skip
         self.shortcut = nn.Identity() if stride == 1 and c_in == c_out else nn.Sequential(
             nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))  # fmt: skip
         self.relu = nn.ReLU()
@@ -64,17 +73,26 @@ class CifarResNet(nn.Module):
     feature_layer = "flatten"
     default_taps = ("stage1", "stage2", "stage3")
 
-    def __init__(self, blocks: int, num_classes: int = 10, in_channels: int = 1, width: int = 16):
+    def __init__(self, blocks: int, num_classes: int = 10, in_channels: int = 1, width: int = 16,
+                 inner: list[int] | None = None):  # fmt: skip
         super().__init__()
         w = (width, 2 * width, 4 * width)
+        if inner is not None and len(inner) != 3 * blocks:
+            raise ValueError(f"inner: one width per block ({3 * blocks}), got {len(inner)}")
         self.stem = conv_bn(in_channels, w[0])
         stages, c_in = [], w[0]
         for i, c_out in enumerate(w):
-            stages.append(nn.Sequential(*[Block(c_in if j == 0 else c_out, c_out, 2 if i and j == 0 else 1)
+            stages.append(nn.Sequential(*[Block(c_in if j == 0 else c_out, c_out, 2 if i and j == 0 else 1,
+                                                inner[i * blocks + j] if inner else None)
                                           for j in range(blocks)]))  # fmt: skip
             c_in = c_out
         self.stage1, self.stage2, self.stage3 = stages
         self.pool, self.flatten, self.fc = nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(w[2], num_classes)
+
+    def width_kwargs(self, widths: dict[str, int]) -> dict:
+        """Factory kwargs with the given blocks' inner widths (``stage<s>.<b>.conv.0.0``: a search's result)."""
+        names = [f"{s}.{b}.conv.0.0" for s in ("stage1", "stage2", "stage3") for b in range(len(self.stage1))]
+        return {"inner": [int(widths.get(n, self.get_submodule(n).out_channels)) for n in names]}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stage3(self.stage2(self.stage1(self.stem(x))))
@@ -114,19 +132,19 @@ def vgg_bn_small(num_classes: int = 10, in_channels: int = 1, widths=(8, 16, 32,
 
 
 @register_model("resnet20", in_channels=1, image_size=28)
-def resnet20(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> CifarResNet:
+def resnet20(num_classes: int = 10, in_channels: int = 1, width: int = 16, inner: list[int] | None = None) -> CifarResNet:
     """He et al.'s CIFAR ResNet-20 (also the quantized-student paper's network)."""
-    return CifarResNet(3, num_classes, in_channels, width)
+    return CifarResNet(3, num_classes, in_channels, width, inner)
 
 
 @register_model("resnet8", in_channels=1, image_size=28)
-def resnet8(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> CifarResNet:
-    return CifarResNet(1, num_classes, in_channels, width)
+def resnet8(num_classes: int = 10, in_channels: int = 1, width: int = 16, inner: list[int] | None = None) -> CifarResNet:
+    return CifarResNet(1, num_classes, in_channels, width, inner)
 
 
 @register_model("resnet8_narrow", in_channels=1, image_size=28)
-def resnet8_narrow(num_classes: int = 10, in_channels: int = 1, width: int = 8) -> CifarResNet:
-    return CifarResNet(1, num_classes, in_channels, width)
+def resnet8_narrow(num_classes: int = 10, in_channels: int = 1, width: int = 8, inner: list[int] | None = None) -> CifarResNet:
+    return CifarResNet(1, num_classes, in_channels, width, inner)
 
 
 @register_model("mobilenet_small", in_channels=1, image_size=28)

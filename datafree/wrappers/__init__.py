@@ -2,4 +2,4 @@
 
 from datafree.wrappers.base import (StudentWrapper, create_student_wrapper, list_student_wrappers,  # noqa: F401
                                     register_student_wrapper)  # fmt: skip
-from datafree.wrappers import clip, quantize  # noqa: F401  (registration)
+from datafree.wrappers import clip, gates, quantize  # noqa: F401  (registration)

@@ -5,7 +5,13 @@ A wrapper (``[[student.wrap]] name = "..." params = {...}``) may
 - declare parameter groups (``param_groups``: own ``lr_scale``, own ``weight_decay``, a ``name``);
 - add a penalty on the parameters (``penalty(net, progress)``: a scalar added to the student's loss, logged);
 - act after every student optimizer step (``after_step(net, progress)``: a proximal step, a clamp), no grad;
-- write a deployable artifact at the end of a run (``export(net, out_dir)``).
+- write a deployable artifact at the end of a run (``export(net, out_dir)``);
+- learn the student's input shape before ``wrap`` (``configure(spec)``: for wrappers that trace the network);
+- end the loop early (``should_stop(net)``, asked once per step), add values to each metrics line
+  (``metrics(net)``), and keep resumable state (``state_dict`` / ``load_state_dict``: tensors and plain values,
+  saved with the checkpoint when not empty).
+A parameter group with ``own_update = True`` is left out of the optimizer: the wrapper updates those
+parameters itself in ``after_step`` (their ``.grad`` is kept for it, reduced across processes by DDP).
 Losses that own parameters declare groups the same way (``param_groups()`` on the loss).
 A new wrapper is one file with ``@register_student_wrapper("name")`` plus its import line in __init__.
 """
@@ -36,6 +42,21 @@ class StudentWrapper:
         pass
 
     def export(self, net: nn.Module, out_dir: Path) -> None:
+        pass
+
+    def configure(self, spec) -> None:
+        """The student's input (a datafree.spec.ImageSpec), given before ``wrap``."""
+
+    def should_stop(self, net: nn.Module) -> bool:
+        return False
+
+    def metrics(self, net: nn.Module) -> dict:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
         pass
 
 
