@@ -238,7 +238,7 @@ def networks_from_config(config: Config) -> tuple[TeacherSource, nn.Module, Imag
     spec = image_spec(config)
     set_seed(config.train.seed)
     teacher = build_teacher(config, spec)
-    return teacher, build_net(config.student.arch, spec), spec
+    return teacher, build_net(config.student.arch, spec, **config.student.kwargs), spec
 
 
 def trainer_from_config(config: Config, eval_set=None) -> DataFreeTrainer:

@@ -75,6 +75,7 @@ class WrapperConfig:
 @dataclass
 class StudentConfig:
     arch: str = "lenet5_half"
+    kwargs: dict[str, Any] = field(default_factory=dict)  # the architecture's own arguments (a searched student's widths)
     optimizer: str = "adam"  # adam | sgd
     lr: float = 2e-3
     momentum: float = 0.9

@@ -51,7 +51,7 @@ def student_of_run(run_dir: Path) -> tuple[nn.Module, Config, object, dict | Non
         raise CheckpointError(f"{run_dir} has no student (neither student_quantized.safetensors nor "
                               "student_last.safetensors): the run did not finish; resume it or run it again")  # fmt: skip
     spec = build.image_spec(config)
-    net = load_weights(build.build_net(config.student.arch, spec), weights, what="student")
+    net = load_weights(build.build_net(config.student.arch, spec, **config.student.kwargs), weights, what="student")
     layers = json.loads((run_dir / "quantization.json").read_text())["layers"] if quantized.exists() else None
     if layers:  # activations quantized in training stay quantized in the exported graph (Round, ReduceMin/Max)
         quantize_inputs(net, {name: info.get("act_bits", 0) for name, info in layers.items()})

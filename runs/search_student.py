@@ -165,7 +165,7 @@ def run(config: Config, s: SearchSettings, root: Path) -> dict:
                 raise ConfigError(str(err)) from None
         c = copy.deepcopy(config)
         c.name, c.train.output_dir, c.train.overwrite = f"{config.name}-found", str(root / "distill"), True
-        c.student.arch = f"user module: {info['arch']} with searched widths {info['kwargs']}"
+        c.student.arch, c.student.kwargs = info["arch"], dict(info["kwargs"])  # config.json rebuilds it by name
         start = time.perf_counter()
         results = distill(c, build.build_teacher(config, spec), found, spec, eval_set)
         summary["distill"] = {"student_acc_final": results["student_acc_final"],

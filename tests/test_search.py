@@ -217,3 +217,10 @@ def test_search_student_on_the_cifar_resnet34_teacher_with_fake_data(tmp_path):
     assert info["flops"] < info["teacher_flops"] and summary["search"]["flops"] == info["flops"]
     assert (tmp_path / "out" / "found_widths.png").stat().st_size > 0
     assert (tmp_path / "out" / "distill" / "report.md").exists() and summary["distill"]["params"] < 21_300_000
+    # the distilled run names its student by registry name + searched widths: deploy and evaluate rebuild it
+    from datafree.deploy import student_of_run
+    from datafree.flops import parameter_count
+
+    rebuilt, run_config, _, _ = student_of_run(tmp_path / "out" / "distill")
+    assert run_config.student.arch == "resnet34" and run_config.student.kwargs == info["kwargs"]
+    assert parameter_count(rebuilt) == summary["distill"]["params"]

@@ -25,8 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         config = apply_overrides(load_toml(args.config), args)
         spec, d = build.image_spec(config), config.data
         test = recipe_split(d, train=False)
+        student = build.build_net(config.student.arch, spec, **config.student.kwargs)
         nets = {"teacher": build.load_teacher_net(config, spec),
-                "student": load_weights(build.build_net(config.student.arch, spec), args.student, what="student")}  # fmt: skip
+                "student": load_weights(student, args.student, what="student")}  # fmt: skip
     except (ConfigError, DataMissingError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
