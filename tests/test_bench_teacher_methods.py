@@ -21,3 +21,18 @@ def test_smoke_runs_single_feed_sequential_feed_and_rco(tmp_path):
     assert [s["teacher"]["checkpoint"] for s in stages] == [t["checkpoint"] for t in results["teachers"]]
     table = (tmp_path / "table.md").read_text()
     assert "| sfeed |" in table and "synthetic transfer set" in table
+
+
+def test_equal_wall_time_steps_come_from_the_timed_ratio(monkeypatch):
+    import datafree.pipeline as pipeline
+    import runs.bench_teacher_methods as bench
+    from datafree.config import Config
+
+    seconds = {"single": 0.5, "feed": 2.0, "rco": 0.6}
+    monkeypatch.setattr(pipeline, "seconds_per_step", lambda c: seconds[c.name] if c.name in seconds else 0.25)
+    configs = {name: Config(name=name) for name in ("single", "feed", "rco")}
+    sfeed = Config(name="sfeed")
+    sfeed.teacher.kind, sfeed.teacher.members = "ensemble", [{"arch": "lenet5", "checkpoint": "a"}] * 3
+    configs["sfeed"] = sfeed  # its three stages are timed as single-teacher recipes: 3 x 0.25 s per step of all
+    steps = bench.equal_time_steps(configs, 100)  # single's 100 steps take 50 s
+    assert steps == {"single": 100, "feed": 25, "rco": 83, "sfeed": 67}

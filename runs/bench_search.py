@@ -1,0 +1,149 @@
+"""Does a student found inside the teacher beat a hand-designed one at equal FLOPs? (issue "Search for a better student")
+
+    python runs/bench_search.py [--recipe runs/zoo.toml] [--teacher lenet5@0] [--seeds 3] [--steps 250]
+        [--search-steps 300] [--budgets 1.0,0.5] [--teacher-epochs N] [--output-root outputs/bench_search] [--smoke]
+
+For each budget (a fraction of LeNet-5-half's FLOPs, 133,740 multiply-adds per image in datafree/flops.py's
+convention), 3 seeds of:
+- ``hand``: the hand-designed student at that budget (LeNet-5-half at 1.0; LeNet-5 at a third of its widths,
+  2-5-40-28, 70.6K FLOPs, at 0.5), distilled data-free with the recipe for ``--steps`` steps;
+- ``searched``: runs/search_student.py's search on the teacher (data-free, at most ``--search-steps`` steps,
+  stopping at the budget) and the found architecture distilled with the same recipe and steps (fresh weights).
+The table gives final and best accuracy (mean +- std), FLOPs and parameters of each student, and the search's and
+the distillation's wall time apart. Writes table.md and results.json under --output-root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from datafree.config import Config, load_toml  # noqa: E402
+
+LENET5_HALF_FLOPS = 133_740
+HAND = {1.0: ("lenet5_half", {}), 0.5: ("lenet5", {"widths": [2, 5, 40, 28]})}
+
+
+def hand_row(base: Config, budget: float, seeds: int, root: Path) -> dict:
+    from datafree.build import image_spec, build_net, reset_accelerate
+    from datafree.flops import layer_costs, parameter_count, total_macs
+    from datafree.pipeline import distill_from_config
+
+    import torch
+
+    arch, kwargs = HAND[budget]
+    runs = []
+    for seed in range(seeds):
+        c = copy.deepcopy(base)
+        c.student.arch, c.student.kwargs, c.train.seed = arch, dict(kwargs), seed
+        c.train.output_dir, c.train.overwrite = str(root / f"hand_{budget}" / f"seed_{seed}"), True
+        print(f"== hand-designed {arch} {kwargs}, budget {budget}, seed {seed}", flush=True)
+        runs.append(distill_from_config(c))
+        reset_accelerate()
+    spec = image_spec(base)
+    net = build_net(arch, spec, **kwargs)
+    flops = total_macs(layer_costs(net, torch.zeros(1, spec.channels, spec.image_size, spec.image_size)))
+    return summarize("hand", budget, runs, flops, parameter_count(net), [0.0] * seeds,
+                     [r["wall_time_s"] for r in runs], f"{arch} {kwargs or ''}".strip())  # fmt: skip
+
+
+def searched_row(base: Config, budget: float, seeds: int, root: Path, search_steps: int, smoke: bool) -> dict:
+    from datafree.build import reset_accelerate
+    from runs.search_student import SearchSettings, run
+
+    runs, search_s, distill_s, found = [], [], [], []
+    for seed in range(seeds):
+        c = copy.deepcopy(base)
+        c.train.seed = seed
+        settings = SearchSettings(target_flops=budget * LENET5_HALF_FLOPS, steps=search_steps)
+        if smoke:
+            settings.l1 = 0.5
+        print(f"== searched, budget {budget}, seed {seed}", flush=True)
+        summary = run(c, settings, root / f"searched_{budget}" / f"seed_{seed}")
+        reset_accelerate()
+        runs.append(summary["distill"])
+        search_s.append(summary["search"]["wall_time_s"])
+        distill_s.append(summary["distill"]["wall_time_s"])
+        found.append(summary["search"])
+    found_archs = [json.loads((root / f"searched_{budget}" / f"seed_{s}" / "search" / "architecture.json").read_text())
+                   for s in range(seeds)]  # fmt: skip
+    widths = "; ".join(f"{a['arch']} {a['kwargs']}" for a in found_archs)
+    row = summarize("searched", budget, runs, sum(f["flops"] for f in found) / seeds,
+                    sum(f["params"] for f in found) / seeds, search_s, distill_s, widths)  # fmt: skip
+    row["search_steps"] = [f["steps"] for f in found]
+    return row
+
+
+def summarize(kind: str, budget: float, runs: list[dict], flops: float, params: float, search_s: list[float],
+              distill_s: list[float], student: str) -> dict:  # fmt: skip
+    from datafree.report import spread
+
+    return {"kind": kind, "budget": budget, "student": student, "flops": round(flops), "params": round(params),
+            "final": spread([r["student_acc_final"] for r in runs]), "best": spread([r["student_acc_best"] for r in runs]),
+            "search_s": search_s, "distill_s": distill_s}  # fmt: skip
+
+
+def table(teacher: dict, rows: list[dict]) -> str:
+    pct = lambda s: f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"  # noqa: E731
+    secs = lambda xs: "/".join(f"{x:.0f}" for x in xs)  # noqa: E731
+    lines = [f"Teacher {teacher['arch']} (seed {teacher['seed']}): {100 * teacher['teacher_acc']:.2f}%.", "",
+             "| budget (x LeNet-5-half FLOPs) | student | FLOPs | params | final | best | search s | distill s |",
+             "|---|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
+    lines += [f"| {r['budget']} | {r['kind']}: {r['student']} | {r['flops']:,} | {r['params']:,} | {pct(r['final'])} | "
+              f"{pct(r['best'])} | {secs(r['search_s'])} | {secs(r['distill_s'])} |" for r in rows]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from datafree.checkpoint import atomic_write_text
+    from datafree.pipeline import hardware
+    from runs.bench_teacher_methods import trained_teachers
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
+    parser.add_argument("--teacher", default="lenet5@0")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=250, help="distillation steps of every student")
+    parser.add_argument("--search-steps", type=int, default=300, help="at most this many search steps")
+    parser.add_argument("--budgets", default="1.0,0.5", help=f"fractions of LeNet-5-half's FLOPs: {sorted(HAND)}")
+    parser.add_argument("--teacher-epochs", type=int, default=0)
+    parser.add_argument("--output-root", default="outputs/bench_search")
+    parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per run")
+    args = parser.parse_args(argv)
+    budgets = [float(b) for b in args.budgets.split(",") if b]
+    if set(budgets) - set(HAND):
+        parser.error(f"--budgets takes {sorted(HAND)}")
+    base, root = load_toml(args.recipe), Path(args.output_root)
+    base.train.steps, base.train.max_minutes = args.steps, 0.0
+    if args.teacher_epochs:
+        base.teacher_training.epochs = args.teacher_epochs
+    if args.smoke:
+        from runs.benchmark import smoke_config
+
+        base = smoke_config(base)
+    teacher = trained_teachers(base, [args.teacher], root)[0]
+    base.teacher.arch, base.teacher.checkpoint = teacher["arch"], teacher["checkpoint"]
+    start = time.perf_counter()
+    rows = []
+    for budget in budgets:
+        rows.append(hand_row(base, budget, args.seeds, root))
+        rows.append(searched_row(base, budget, args.seeds, root, 4 if args.smoke else args.search_steps, args.smoke))
+    command = " ".join(["python runs/bench_search.py", *(sys.argv[1:] if argv is None else argv)])
+    text = (f"{table(teacher, rows)}\n\n{args.seeds} seed(s), {base.train.steps} distillation steps per student; "
+            f"{hardware()}; {time.perf_counter() - start:.0f} s in all.\n\n`{command}`\n")  # fmt: skip
+    atomic_write_text(root / "table.md", text)
+    atomic_write_text(root / "results.json", json.dumps({"teacher": teacher, "rows": rows, "command": command,
+                                                        "hardware": hardware()}, indent=2))  # fmt: skip
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
