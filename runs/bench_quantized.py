@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, TermConfig, WrapperConfig, load_toml  # noqa: E402
+from datafree.config import Config, TermConfig, WrapperConfig  # noqa: E402
 
 TERNARY = {"bits": "ternary"}
 W4, W4A4 = {"bits": 4}, {"bits": 4, "act_bits": 4}
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from datafree.checkpoint import atomic_write_text
     from datafree.pipeline import hardware
-    from runs.bench_teacher_methods import trained_teachers
+    from runs.bench_teacher_methods import fixed_steps_recipe
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
@@ -123,16 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in args.rows.split(",") if r]
     if set(rows) - set(ROWS):
         parser.error(f"--rows takes {','.join(ROWS)}; got {sorted(set(rows) - set(ROWS))}")
-    base, root = load_toml(args.recipe), Path(args.output_root)
-    base.student.arch, base.train.steps, base.train.max_minutes = args.student, args.steps, 0.0
-    if args.teacher_epochs:
-        base.teacher_training.epochs = args.teacher_epochs
-    if args.smoke:
-        from runs.benchmark import smoke_config
-
-        base = smoke_config(base)
-    teacher = trained_teachers(base, [args.teacher], root)[0]
-    base.teacher.arch, base.teacher.checkpoint = teacher["arch"], teacher["checkpoint"]
+    root = Path(args.output_root)
+    base, teacher = fixed_steps_recipe(args.recipe, args.steps, args.teacher_epochs, args.smoke, args.teacher, root)
+    base.student.arch = args.student
     for row in rows:  # one file per row: several invocations (e.g. on two cores) fill one table
         atomic_write_text(root / row / "row.json", json.dumps(run_row(row_config(base, row), row, args.seeds, root,
                                                                       args.threads), indent=2))  # fmt: skip

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, load_toml  # noqa: E402
+from datafree.config import Config  # noqa: E402
 
 LENET5_HALF_FLOPS = 133_740
 HAND = {1.0: ("lenet5_half", {}), 0.5: ("lenet5", {"widths": [2, 5, 40, 28]})}
@@ -104,7 +104,7 @@ def table(teacher: dict, rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from datafree.checkpoint import atomic_write_text
     from datafree.pipeline import hardware
-    from runs.bench_teacher_methods import trained_teachers
+    from runs.bench_teacher_methods import fixed_steps_recipe
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
@@ -120,16 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     budgets = [float(b) for b in args.budgets.split(",") if b]
     if set(budgets) - set(HAND):
         parser.error(f"--budgets takes {sorted(HAND)}")
-    base, root = load_toml(args.recipe), Path(args.output_root)
-    base.train.steps, base.train.max_minutes = args.steps, 0.0
-    if args.teacher_epochs:
-        base.teacher_training.epochs = args.teacher_epochs
-    if args.smoke:
-        from runs.benchmark import smoke_config
-
-        base = smoke_config(base)
-    teacher = trained_teachers(base, [args.teacher], root)[0]
-    base.teacher.arch, base.teacher.checkpoint = teacher["arch"], teacher["checkpoint"]
+    root = Path(args.output_root)
+    base, teacher = fixed_steps_recipe(args.recipe, args.steps, args.teacher_epochs, args.smoke, args.teacher, root)
     start = time.perf_counter()
     rows = []
     for budget in budgets:

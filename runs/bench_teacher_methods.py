@@ -60,6 +60,22 @@ def trained_teachers(base: Config, specs: list[str], root: Path) -> list[dict]:
     return teachers
 
 
+def fixed_steps_recipe(recipe: str, steps: int, teacher_epochs: int, smoke: bool, teacher: str, root: Path):
+    """A benchmark's base recipe at ``steps`` steps (no wall-time budget) with its one ``arch@seed`` teacher trained
+    under root/teachers and set in; returns (config, the teacher's entry)."""
+    base = load_toml(recipe)
+    base.train.steps, base.train.max_minutes = steps, 0.0
+    if teacher_epochs:
+        base.teacher_training.epochs = teacher_epochs
+    if smoke:
+        from runs.benchmark import smoke_config
+
+        base = smoke_config(base)
+    entry = trained_teachers(base, [teacher], root)[0]
+    base.teacher.arch, base.teacher.checkpoint = entry["arch"], entry["checkpoint"]
+    return base, entry
+
+
 def method_config(base: Config, method: str, teachers: list[dict], args) -> Config:
     """The recipe for one method; only the teacher side (and FEED's loss) changes."""
     c = copy.deepcopy(base)

@@ -89,6 +89,20 @@ def interrupt_after(monkeypatch, calls: int) -> None:
     monkeypatch.setattr(DataFreeTrainer, "train_step", step)
 
 
+def crash_then_resume(config, monkeypatch, calls: int = 4) -> None:
+    """Run ``config``, crash it during step ``calls + 1`` (after the checkpoint of step 3 with the tiny recipe),
+    then resume it to the end: what every resume test compares with an uninterrupted run."""
+    from datafree.build import reset_accelerate
+    from datafree.pipeline import distill_from_config
+
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, calls)
+        with pytest.raises(KeyboardInterrupt):
+            distill_from_config(config)
+    reset_accelerate()
+    distill_from_config(config, resume=True)
+
+
 def assert_same_weights(dir_a, dir_b, names=("student_last.safetensors", "generator.safetensors")) -> None:
     """The named safetensors files of two run folders hold bit-identical tensors."""
     from safetensors.torch import load_file

@@ -17,7 +17,7 @@ from datafree.distill import create_loss
 from datafree.feature_stats import record_teacher_stats, save_reference
 from datafree.features import NetOutput
 from datafree.pipeline import distill_from_config
-from tests.conftest import interrupt_after, tiny_config
+from tests.conftest import crash_then_resume, tiny_config
 
 
 def test_feed_loss_by_hand_with_identity_transforms():
@@ -205,12 +205,7 @@ def test_feed_transforms_are_checkpointed_and_a_resumed_run_ends_identical(tmp_p
     for name, crash in (("straight", False), ("resumed", True)):
         config, _ = ensemble_config(tmp_path / name, distill=[{"name": "kd"}, {"name": "feed"}])
         if crash:
-            with monkeypatch.context() as patch:
-                interrupt_after(patch, 4)  # checkpoint at step 3, crash during step 5
-                with pytest.raises(KeyboardInterrupt):
-                    distill_from_config(config)
-            build.reset_accelerate()
-            distill_from_config(config, resume=True)
+            crash_then_resume(config, monkeypatch)
         else:
             distill_from_config(config)
         build.reset_accelerate()

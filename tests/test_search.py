@@ -17,7 +17,7 @@ from datafree.pipeline import distill_from_config
 from datafree.spec import ImageSpec
 from datafree.wrappers import create_student_wrapper
 from datafree.wrappers.gates import apg_step, soft_threshold
-from tests.conftest import assert_same_weights, interrupt_after, save_random_teacher, tiny_config
+from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
 
 class Tiny(nn.Module):
@@ -140,15 +140,7 @@ def test_resume_mid_search_reproduces_the_uninterrupted_search(tmp_path, monkeyp
     distill_from_config(straight)
     resumed = tiny_config(tmp_path / "b", student=search)
     save_random_teacher(resumed)
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, 4)  # checkpoint at step 3, crash during step 5
-        with pytest.raises(KeyboardInterrupt):
-            distill_from_config(resumed)
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    distill_from_config(resumed, resume=True)
+    crash_then_resume(resumed, monkeypatch)
     assert_same_weights(straight.train.output_dir, resumed.train.output_dir,
                         ("student_last.safetensors", "generator.safetensors", "student_found.safetensors"))  # fmt: skip
     state = load_file(f"{resumed.train.output_dir}/checkpoints/step_0000006/train_state_0.safetensors")

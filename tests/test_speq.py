@@ -16,7 +16,7 @@ from datafree.pipeline import distill_from_config
 from datafree.teachers.speq import SelfTeacher
 from datafree.wrappers import create_student_wrapper
 from datafree.wrappers.quantize import quantize_activation
-from tests.conftest import assert_same_weights, interrupt_after, save_random_teacher, tiny_config
+from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
 SPEQ = {"teacher": {"kind": "speq"}, "student": {"wrap": [{"name": "quantize", "params": {"bits": 4, "act_bits": 2}}]},
         "distill": [{"name": "kd"}, {"name": "speq"}]}  # fmt: skip
@@ -109,11 +109,7 @@ def test_a_speq_run_trains_resumes_bit_for_bit_and_records_the_draw_counter(tmp_
     assert results["student_acc_final"] >= 0
     cut = tiny_config(tmp_path / "cut", **SPEQ)
     save_random_teacher(cut)
-    interrupt_after(monkeypatch, 4)  # crash after step 4; the checkpoint of step 3 is resumed
-    with pytest.raises(KeyboardInterrupt):
-        distill_from_config(cut)
-    monkeypatch.undo()
-    distill_from_config(cut, resume=True)
+    crash_then_resume(cut, monkeypatch)
     assert_same_weights(tmp_path / "whole" / "run", tmp_path / "cut" / "run")
 
 

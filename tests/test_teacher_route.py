@@ -14,7 +14,7 @@ from datafree.checkpoint import CheckpointError, save_weights
 from datafree.config import ConfigError
 from datafree.pipeline import distill_from_config
 from datafree.teachers.route import Route
-from tests.conftest import assert_same_weights, interrupt_after, save_random_teacher, tiny_config
+from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
 
 def test_equal_schedule_switches_at_equal_intervals():
@@ -82,12 +82,7 @@ def test_a_run_resumed_mid_route_ends_with_the_uninterrupted_weights(tmp_path, m
     assert "epoch_002" in json.dumps(state)  # 3 anchors over 6 steps: steps 2-3 use the second (p = 2/6 -> 1)
 
     resumed = route_config(tmp_path / "b")
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, 4)  # checkpoint at step 3, crash during step 5 (on the third anchor)
-        with pytest.raises(KeyboardInterrupt):
-            distill_from_config(resumed)
-    build.reset_accelerate()
-    distill_from_config(resumed, resume=True)
+    crash_then_resume(resumed, monkeypatch)  # checkpoint at step 3, crash during step 5 (on the third anchor)
     assert_same_weights(straight.train.output_dir, resumed.train.output_dir)
 
 

@@ -12,7 +12,7 @@ from datafree.distill import register_loss
 from datafree.distill.base import DistillLoss
 from datafree.pipeline import distill_from_config
 from datafree.trainer import NonFiniteLossError
-from tests.conftest import assert_same_weights, interrupt_after, save_random_teacher, tiny_config
+from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
 
 def test_short_run_writes_metrics_checkpoints_samples_and_report(tiny):
@@ -85,15 +85,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch, train):
 
     resumed = tiny_config(tmp_path / "b", train=train)
     save_random_teacher(resumed)
-    with monkeypatch.context() as patch:
-        interrupt_after(patch, 4)  # checkpoint at step 3, crash during step 5
-        with pytest.raises(KeyboardInterrupt):
-            distill_from_config(resumed)
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-    distill_from_config(resumed, resume=True)
+    crash_then_resume(resumed, monkeypatch)  # checkpoint at step 3, crash during step 5
 
     assert_same_weights(straight.train.output_dir, resumed.train.output_dir)
     steps = [json.loads(l)["step"] for l in open(f"{resumed.train.output_dir}/metrics.jsonl")]
