@@ -10,7 +10,8 @@ convention), 3 seeds of:
 - ``searched``: runs/search_student.py's search on the teacher (data-free, at most ``--search-steps`` steps,
   stopping at the budget) and the found architecture distilled with the same recipe and steps (fresh weights).
 The table gives final and best accuracy (mean +- std), FLOPs and parameters of each student, and the search's and
-the distillation's wall time apart. Writes table.md and results.json under --output-root.
+the distillation's wall time apart; a search that diverges (NaN/inf) is named in its row and the other seeds
+still run. Writes table.md and results.json under --output-root.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def searched_row(base: Config, budget: float, seeds: int, root: Path, search_ste
     from datafree.build import reset_accelerate
     from runs.search_student import SearchSettings, run
 
-    runs, search_s, distill_s, found = [], [], [], []
+    from datafree.trainer import NonFiniteLossError
+
+    runs, search_s, distill_s, found, diverged = [], [], [], [], []
     for seed in range(seeds):
         c = copy.deepcopy(base)
         c.train.seed = seed
@@ -66,18 +69,29 @@ def searched_row(base: Config, budget: float, seeds: int, root: Path, search_ste
         if smoke:
             settings.l1 = 0.5
         print(f"== searched, budget {budget}, seed {seed}", flush=True)
-        summary = run(c, settings, root / f"searched_{budget}" / f"seed_{seed}")
+        try:
+            summary = run(c, settings, root / f"searched_{budget}" / f"seed_{seed}")
+        except NonFiniteLossError as err:  # a diverged search is a result: recorded, the other seeds still run
+            print(f"   diverged: {err}", flush=True)
+            diverged.append(seed)
+            reset_accelerate()
+            continue
         reset_accelerate()
         runs.append(summary["distill"])
         search_s.append(summary["search"]["wall_time_s"])
         distill_s.append(summary["distill"]["wall_time_s"])
         found.append(summary["search"])
+    done = [s for s in range(seeds) if s not in diverged]
+    if not done:
+        return {"kind": "searched", "budget": budget, "student": f"diverged on every seed {diverged}", "flops": 0,
+                "params": 0, "final": None, "best": None, "search_s": [], "distill_s": [], "diverged": diverged}  # fmt: skip
     found_archs = [json.loads((root / f"searched_{budget}" / f"seed_{s}" / "search" / "architecture.json").read_text())
-                   for s in range(seeds)]  # fmt: skip
+                   for s in done]  # fmt: skip
     widths = "; ".join(f"{a['arch']} {a['kwargs']}" for a in found_archs)
-    row = summarize("searched", budget, runs, sum(f["flops"] for f in found) / seeds,
-                    sum(f["params"] for f in found) / seeds, search_s, distill_s, widths)  # fmt: skip
-    row["search_steps"] = [f["steps"] for f in found]
+    widths += f" (diverged on seed(s) {diverged})" if diverged else ""
+    row = summarize("searched", budget, runs, sum(f["flops"] for f in found) / len(done),
+                    sum(f["params"] for f in found) / len(done), search_s, distill_s, widths)  # fmt: skip
+    row["search_steps"], row["diverged"] = [f["steps"] for f in found], diverged
     return row
 
 
@@ -91,7 +105,7 @@ def summarize(kind: str, budget: float, runs: list[dict], flops: float, params: 
 
 
 def table(teacher: dict, rows: list[dict]) -> str:
-    pct = lambda s: f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"  # noqa: E731
+    pct = lambda s: f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}" if s else "-"  # noqa: E731
     secs = lambda xs: "/".join(f"{x:.0f}" for x in xs)  # noqa: E731
     lines = [f"Teacher {teacher['arch']} (seed {teacher['seed']}): {100 * teacher['teacher_acc']:.2f}%.", "",
              "| budget (x LeNet-5-half FLOPs) | student | FLOPs | params | final | best | search s | distill s |",

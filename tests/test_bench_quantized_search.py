@@ -31,3 +31,21 @@ def test_search_bench_compares_hand_designed_and_found_students_at_the_budget(tm
     assert (hand["kind"], hand["flops"], hand["params"]) == ("hand", 70_600, 6_785)  # LeNet-5 at 2-5-40-28
     assert searched["kind"] == "searched" and searched["flops"] <= 0.5 * bench.LENET5_HALF_FLOPS
     assert searched["search_s"][0] > 0 and (tmp_path / "searched_0.5" / "seed_0" / "distill" / "report.md").exists()
+
+
+def test_a_diverged_search_is_named_in_its_row_and_the_other_seeds_still_run(tmp_path, monkeypatch):
+    import runs.bench_search as bench
+    import runs.search_student as search
+    from datafree.trainer import NonFiniteLossError
+
+    original = search.run
+
+    def run(config, settings, root):
+        if config.train.seed == 0:
+            raise NonFiniteLossError("loss term(s) ['s_kd'] became NaN/inf before step 3")
+        return original(config, settings, root)
+
+    monkeypatch.setattr(search, "run", run)
+    assert bench.main(["--smoke", "--seeds", "2", "--budgets", "0.5", "--output-root", str(tmp_path)]) == 0
+    searched = json.loads((tmp_path / "results.json").read_text())["rows"][1]
+    assert searched["diverged"] == [0] and len(searched["search_s"]) == 1 and "diverged on seed(s) [0]" in searched["student"]
