@@ -82,7 +82,11 @@ class SelfTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> NetOutput:
-        out = self.real(x)
+        return self.extend(x, self.real(x))
+
+    @torch.no_grad()
+    def extend(self, x: torch.Tensor, out: NetOutput) -> NetOutput:
+        """The real teacher's output for ``x`` (already computed, e.g. by the generator's step) plus ``self/logits``."""
         net, own = self.net, [m.act_bits for m in self.layers]
         was_training = net.training
         try:
