@@ -48,6 +48,10 @@ class SearchSettings:
     gate_lr: float = 0.01  # eta: the gates' proximal step
     momentum: float = 0.9  # mu: the accelerated proximal gradient's momentum
     flop_weighted: bool = True  # False: the unweighted L1 (the paper's ablation)
+    max_step: float = 0.1  # bound on each gate's gradient step (gates start at 1)
+    restart: bool = True  # adaptive momentum restart when the momentum points uphill
+    l1_growth: float = 1.5  # lambda *= this after `patience` student updates without fewer open FLOPs
+    patience: int = 100  # ... (0: fixed lambda, as the paper)
     temperature: float = 4.0  # KD temperature of the search loss
     lr: float = 0.001  # the weights' learning rate during the search (recipe's optimizer, constant)
     weight_decay: float = 0.0001  # the weights' decay during the search
@@ -98,7 +102,8 @@ def parse(argv: list[str] | None = None) -> tuple[Config, SearchSettings, argpar
 def search_config(config: Config, s: SearchSettings, out: Path) -> Config:
     """The recipe turned into the search run: teacher's architecture, channel_gates, KD at T, the search's budget."""
     c = copy.deepcopy(config)
-    params = {"l1": s.l1, "gate_lr": s.gate_lr, "momentum": s.momentum, "flop_weighted": s.flop_weighted}
+    params = {"l1": s.l1, "gate_lr": s.gate_lr, "momentum": s.momentum, "flop_weighted": s.flop_weighted,
+              "max_step": s.max_step, "restart": s.restart, "l1_growth": s.l1_growth, "patience": s.patience}
     if s.target_flops is not None:
         params["target_flops"] = s.target_flops
     else:

@@ -74,9 +74,54 @@ def test_soft_threshold_step_by_hand():
     assert new[1].item() == 0.0 and v[1].item() == 0.0
 
 
+def test_step_bound_restart_and_non_finite_guard_by_hand():
+    # the gradient step is clamped per gate: z = g - clamp(eta * grad, -0.1, 0.1)
+    new, x, _ = apg_step(torch.tensor([1.0, 1.0]), torch.tensor([500.0, -3.0]), torch.zeros(2), lr=0.01,
+                         threshold=torch.zeros(2), momentum=0.0, max_step=0.1)  # fmt: skip
+    torch.testing.assert_close(x, torch.tensor([0.9, 1.03]))
+    # adaptive restart: (y - x'_new) . (x'_new - x'_old) > 0 (momentum overshot) -> v = 0 and g = x'_new
+    for restart, expected in ((True, 1.12), (False, 1.13)):
+        wrapper, net = gates(Tiny(), l1=0.0, gate_lr=0.1, momentum=0.5, restart=restart)
+        gate = wrapper.gates(net)[0]  # the other gates get no gradient and stay at 1 (l1 = 0)
+        gate.grad = torch.full((2,), -1.0)  # z = x' = 1.1, v = 0.1, g = 1.15; (1 - 1.1)(1.1 - 1) < 0: no restart
+        wrapper.after_step(net, 0.0)
+        torch.testing.assert_close(gate.detach(), torch.full((2,), 1.15))
+        assert wrapper.restarts == 0
+        gate.grad = torch.full((2,), 0.3)  # z = x' = 1.12: (1.15 - 1.12)(1.12 - 1.1) > 0
+        wrapper.after_step(net, 0.0)  # without restart: g = 1.12 + 0.5 (1.12 - 1.15 + 0.5 * 0.1) = 1.13
+        torch.testing.assert_close(gate.detach(), torch.full((2,), expected))
+        assert wrapper.restarts == int(restart) and bool((wrapper.v[0] == 0).all()) == restart
+    # a non-finite gradient leaves every gate (and the momentum) as it was
+    wrapper, net = gates(Tiny(), l1=0.1)
+    first, second = wrapper.gates(net)
+    first.grad, second.grad = torch.tensor([float("nan"), 0.0]), torch.zeros(3)
+    wrapper.after_step(net, 0.0)
+    assert wrapper.skipped_steps == 1 and torch.equal(first.detach(), torch.ones(2)) and first.grad is None
+
+
+def test_l1_grows_while_the_search_stalls_above_the_target():
+    # l1 so small that no gate closes: the open FLOPs never drop, so lambda doubles every 3 updates
+    wrapper, net = gates(Tiny(), l1=1e-6, target_flops=300, patience=3, l1_growth=2.0)
+    lambdas = []
+    for _ in range(7):
+        wrapper.after_step(net, 0.0)
+        lambdas.append(wrapper.l1_now)
+    # update 1 sets the best (1,158 FLOPs, the teacher's); updates 2, 3, 4 stall -> x2; 5, 6, 7 -> x2 again
+    assert lambdas == pytest.approx([1e-6, 1e-6, 1e-6, 2e-6, 2e-6, 2e-6, 4e-6])
+    fixed, net = gates(Tiny(), l1=1e-6, target_flops=300, patience=0)
+    for _ in range(7):
+        fixed.after_step(net, 0.0)
+    assert fixed.l1_now == 1e-6  # patience 0: the paper's fixed lambda
+    no_target, net = gates(Tiny(), l1=1e-6, patience=3)
+    for _ in range(7):
+        no_target.after_step(net, 0.0)
+    assert no_target.l1_now == 1e-6  # nothing to reach: lambda stays
+
+
 def test_l1_only_updates_close_gates_and_the_flops_counter_drops():
     torch.manual_seed(0)
-    wrapper, net = gates(create_model("lenet5", 10, 1), shape=(1, 32, 32), l1=1.0, gate_lr=0.05)
+    # no momentum: L1's proximal steps alone shrink every |gate| each update, so the open FLOPs never rise
+    wrapper, net = gates(create_model("lenet5", 10, 1), shape=(1, 32, 32), l1=1.0, gate_lr=0.05, momentum=0.0)
     flops, penalties = [float(wrapper.open_flops())], [float(wrapper.penalty(net, 0.0))]
     for _ in range(40):  # no loss gradient: only the L1 term acts (gate.grad is None)
         wrapper.after_step(net, 0.0)
@@ -134,7 +179,8 @@ def test_exported_architecture_rebuilds_by_name_and_reproduces_the_gated_network
 
 
 def test_resume_mid_search_reproduces_the_uninterrupted_search(tmp_path, monkeypatch):
-    search = {"arch": "lenet5", "wrap": [{"name": "channel_gates", "params": {"l1": 0.3, "gate_lr": 0.02}}]}
+    search = {"arch": "lenet5", "wrap": [{"name": "channel_gates", "params": {  # a target it cannot reach: lambda grows
+        "l1": 0.3, "gate_lr": 0.02, "target_fraction": 0.06, "patience": 1}}]}  # fmt: skip
     straight = tiny_config(tmp_path / "a", student=search)
     save_random_teacher(straight)
     distill_from_config(straight)
@@ -145,6 +191,8 @@ def test_resume_mid_search_reproduces_the_uninterrupted_search(tmp_path, monkeyp
                         ("student_last.safetensors", "generator.safetensors", "student_found.safetensors"))  # fmt: skip
     state = load_file(f"{resumed.train.output_dir}/checkpoints/step_0000006/train_state_0.safetensors")
     assert any("/v/" in key for key in state)  # the momentum is part of the checkpoint
+    lines = [json.loads(line) for line in open(f"{resumed.train.output_dir}/metrics.jsonl")]
+    assert [l["gate_l1"] > 0.3 for l in lines[:3]] == [False, True, True]  # lambda grew before the crash (step 3)
 
 
 def test_residual_ties_are_respected():

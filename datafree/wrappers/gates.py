@@ -21,7 +21,20 @@ selection (the paper's Eq. 4), per gate, with step eta (``gate_lr``) and momentu
     g   = x' + mu * v
 
 x' is the sparse proximal iterate: a channel is **closed** when x' = 0; when it stays closed for two updates,
-g = 0 exactly too (v becomes 0). The L1 term's value is logged as the penalty (``s_channel_gates_penalty``)
+g = 0 exactly too (v becomes 0).
+
+Safeguards (not in the paper, which trains 300 epochs on real images with a fixed lambda; here a few hundred
+steps on a generator's batches, where one odd batch can give a gradient 100x the usual one; without them the
+half-budget LeNet-5 search blew up at step 80 (gates of 500, then NaN):
+- the gradient step is bounded per gate: z = g - clamp(eta dKL/dg, -``max_step``, ``max_step``); gates are
+  relative multipliers starting at 1, so the default bound 0.1 is independent of the architecture;
+- adaptive restart (O'Donoghue & Candes 2015, in its proximal form): when (g - x'_new) . (x'_new - x'_old) > 0
+  over all gates (the momentum points uphill), v = 0 and g = x'_new;
+- a step whose gate gradient is not finite leaves the gates as they are (the trainer's guard names the loss);
+- lambda grows while the search stalls above the target: after ``patience`` student updates with no fewer open
+  FLOPs than the best so far, lambda <- ``l1_growth`` * lambda (``patience = 0``: the paper's fixed lambda). The
+  KD gradient of the last few useful channels balances a fixed lambda, and the search then never reaches a
+  small target (it sat at 2.3x the half budget for 250 steps). The L1 term's value is logged as the penalty (``s_channel_gates_penalty``)
 but takes no part in autograd: the soft threshold is its exact proximal step. The FLOPs of the open channels
 (``open_flops``, datafree/flops.py's convention) are known after each step; with a target (``target_flops``,
 or ``target_fraction`` of the teacher's), the loop ends at the first step they reach it (early stopping, as
@@ -90,9 +103,9 @@ def soft_threshold(z: torch.Tensor, threshold: torch.Tensor | float) -> torch.Te
 
 
 def apg_step(gate: torch.Tensor, grad: torch.Tensor, velocity: torch.Tensor, lr: float, threshold: torch.Tensor,
-             momentum: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+             momentum: float, max_step: float = float("inf")) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """One accelerated proximal gradient step (module docstring): returns (new gate g, sparse iterate x', v)."""
-    x = soft_threshold(gate - lr * grad, lr * threshold)
+    x = soft_threshold(gate - (lr * grad).clamp(-max_step, max_step), lr * threshold)
     velocity = x - gate + momentum * velocity
     return x + momentum * velocity, x, velocity
 
@@ -101,16 +114,23 @@ def apg_step(gate: torch.Tensor, grad: torch.Tensor, velocity: torch.Tensor, lr:
 class ChannelGates(StudentWrapper):
     def __init__(self, l1: float = 0.05, gate_lr: float = 0.01, momentum: float = 0.9, flop_weighted: bool = True,
                  target_flops: float | None = None, target_fraction: float | None = None,
-                 layers: list[str] | None = None):  # fmt: skip
-        if l1 < 0 or gate_lr <= 0 or not 0 <= momentum < 1:
-            raise ConfigError(f"channel_gates: need l1 >= 0, gate_lr > 0 and 0 <= momentum < 1; got l1={l1}, "
-                              f"gate_lr={gate_lr}, momentum={momentum}")  # fmt: skip
+                 layers: list[str] | None = None, max_step: float = 0.1, restart: bool = True,
+                 l1_growth: float = 1.5, patience: int = 100):  # fmt: skip
+        if l1 < 0 or gate_lr <= 0 or not 0 <= momentum < 1 or max_step <= 0:
+            raise ConfigError(f"channel_gates: need l1 >= 0, gate_lr > 0, 0 <= momentum < 1 and max_step > 0; got "
+                              f"l1={l1}, gate_lr={gate_lr}, momentum={momentum}, max_step={max_step}")  # fmt: skip
+        if l1_growth < 1 or patience < 0:
+            raise ConfigError(f"channel_gates: need l1_growth >= 1 and patience >= 0 (0: fixed lambda); got "
+                              f"l1_growth={l1_growth}, patience={patience}")  # fmt: skip
         if target_flops is not None and target_fraction is not None:
             raise ConfigError("channel_gates: give target_flops OR target_fraction (of the teacher's FLOPs), not both")
         if target_fraction is not None and not 0 < target_fraction < 1:
             raise ConfigError(f"channel_gates: target_fraction must be in (0, 1), got {target_fraction}")
         self.l1, self.gate_lr, self.momentum, self.flop_weighted = l1, gate_lr, momentum, flop_weighted
         self.target_flops, self.target_fraction, self.layers = target_flops, target_fraction, layers
+        self.max_step, self.restart, self.l1_growth, self.patience = max_step, restart, l1_growth, patience
+        self.l1_now, self.stalled, self.best_flops = l1, 0, 0.0  # lambda's growth while stalled (best: set by wrap)
+        self.restarts, self.skipped_steps = 0, 0
         self.input_shape: tuple[int, int, int] | None = None
         self.sites: list[GateSite] = []
         self.skipped: dict[str, str] = {}
@@ -150,6 +170,7 @@ class ChannelGates(StudentWrapper):
         teacher = total_macs(self.costs)
         floor = float(self.open_flops({s.layer: 1 for s in sites}))
         self.target = self.target_flops if self.target_fraction is None else self.target_fraction * teacher
+        self.best_flops = float(teacher) + 1  # the first update sets the best so far
         if self.target is not None and not floor <= self.target < teacher:
             raise ConfigError(f"channel_gates: target_flops = {self.target:,.0f} is unreachable: the teacher has "
                               f"{teacher:,} FLOPs and the search can go down to {floor:,.0f} (every gated layer at one "
@@ -183,17 +204,42 @@ class ChannelGates(StudentWrapper):
     def penalty(self, net: nn.Module, progress: float) -> torch.Tensor:
         with torch.no_grad():  # the value, for the log: the soft threshold is this term's exact proximal step
             gates = self.gates(net)
-            return self.l1 * sum((w.to(g.device) * g.abs()).sum() for w, g in zip(self.weights, gates))
+            return self.l1_now * sum((w.to(g.device) * g.abs()).sum() for w, g in zip(self.weights, gates))
 
     @torch.no_grad()
     def after_step(self, net: nn.Module, progress: float) -> None:
-        for i, gate in enumerate(self.gates(net)):
-            grad = gate.grad if gate.grad is not None else torch.zeros_like(gate)
-            self.x[i], self.v[i], self.weights[i] = (t.to(gate.device) for t in (self.x[i], self.v[i], self.weights[i]))
-            new, self.x[i], self.v[i] = apg_step(gate, grad, self.v[i], self.gate_lr, self.l1 * self.weights[i],
-                                                 self.momentum)  # fmt: skip
-            gate.copy_(new)
+        gates = self.gates(net)
+        grads = [g.grad if g.grad is not None else torch.zeros_like(g) for g in gates]
+        for gate in gates:
             gate.grad = None
+        if not all(torch.isfinite(grad).all() for grad in grads):
+            self.skipped_steps += 1
+            return
+        before = [x.to(g.device) for x, g in zip(self.x, gates)]
+        y = [gate.clone() for gate in gates]
+        for i, (gate, grad) in enumerate(zip(gates, grads)):
+            self.v[i], self.weights[i] = self.v[i].to(gate.device), self.weights[i].to(gate.device)
+            new, self.x[i], self.v[i] = apg_step(gate, grad, self.v[i], self.gate_lr, self.l1_now * self.weights[i],
+                                                 self.momentum, self.max_step)  # fmt: skip
+            gate.copy_(new)
+        if self.restart and sum(((a - x) * (x - b)).sum() for a, x, b in zip(y, self.x, before)) > 0:
+            self.restarts += 1
+            for gate, x, v in zip(gates, self.x, self.v):
+                gate.copy_(x)
+                v.zero_()
+        self.grow_l1()
+
+    def grow_l1(self) -> None:
+        """lambda *= l1_growth after ``patience`` updates without a new low of the open FLOPs (above the target)."""
+        if not self.patience or self.target is None:
+            return
+        flops = float(self.open_flops())
+        if flops < self.best_flops:
+            self.best_flops, self.stalled = flops, 0
+            return
+        self.stalled += 1
+        if self.stalled >= self.patience and flops > self.target:
+            self.l1_now, self.stalled = self.l1_now * self.l1_growth, 0
 
     def kept(self) -> dict[str, torch.Tensor]:
         """Open channels per gated layer (at least 1: a closed layer keeps one zeroed channel), on the device."""
@@ -217,15 +263,20 @@ class ChannelGates(StudentWrapper):
     def metrics(self, net: nn.Module) -> dict:
         kept = {k: int(v) for k, v in self.kept().items()}
         return {"open_flops": round(float(self.open_flops(kept))), "open_channels": sum(kept.values()),
-                "gated_channels": sum(s.channels for s in self.sites)}  # fmt: skip
+                "gated_channels": sum(s.channels for s in self.sites), "gate_l1": self.l1_now,
+                "gate_restarts": self.restarts, "gate_skipped_steps": self.skipped_steps}  # fmt: skip
 
     def state_dict(self) -> dict:
-        return {"layers": [s.layer for s in self.sites], "x": list(self.x), "v": list(self.v)}
+        return {"layers": [s.layer for s in self.sites], "x": list(self.x), "v": list(self.v), "l1_now": self.l1_now,
+                "stalled": self.stalled, "best_flops": self.best_flops, "restarts": self.restarts,
+                "skipped_steps": self.skipped_steps}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         if list(state["layers"]) != [s.layer for s in self.sites]:
             raise ValueError(f"channel_gates: the checkpoint gates {state['layers']}, this run {[s.layer for s in self.sites]}")
         self.x, self.v = [t.clone() for t in state["x"]], [t.clone() for t in state["v"]]
+        self.l1_now, self.stalled, self.best_flops = float(state["l1_now"]), int(state["stalled"]), float(state["best_flops"])
+        self.restarts, self.skipped_steps = int(state["restarts"]), int(state["skipped_steps"])
 
     # ---- the found student --------------------------------------------------------------------------------
     @torch.no_grad()
