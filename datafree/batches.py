@@ -113,11 +113,14 @@ class SameBatch:
 class ReplayBatches(SameBatch):
     """Update k > 0 revisits the batch of step - k from a ring of the last ``size`` (no new G/T work)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, drop: set[str] = frozenset()):
         self.ring: list[Batch | None] = [None] * size
+        self.drop = drop  # teacher features the student never reads: kept, they would fill memory and checkpoints
 
     def remember(self, step: int, batch: Batch) -> None:
-        self.ring[step % len(self.ring)] = batch
+        images, out = batch
+        self.ring[step % len(self.ring)] = (images, NetOutput(out.logits, {k: v for k, v in out.features.items()
+                                                                            if k not in self.drop}))  # fmt: skip
 
     def state_dict(self) -> dict:
         """The filled slots: images, the teacher's logits and features (checkpointed: resume stays exact)."""

@@ -153,13 +153,14 @@ def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
     return ClassConditional(generator, spec.num_classes, g.latent_dim) if g.conditional else generator
 
 
-def student_batches(config: Config) -> Callable:
-    """The piece that gives the student its batches, as a factory of (synthesizer, autocast)."""
+def student_batches(config: Config, generator_only: set[str]) -> Callable:
+    """The piece that gives the student its batches, as a factory of (synthesizer, autocast); a replay ring drops
+    the teacher features only the generator's terms read (``generator_only``: a ResNet's every BatchNorm input)."""
     t = config.train
     augments = t.augment_flip or t.augment_shift > 0
 
     def make(synthesize, autocast):
-        first = ReplayBatches(t.replay) if t.replay else SameBatch()
+        first = ReplayBatches(t.replay, generator_only) if t.replay else SameBatch()
         first = Augmented(first, synthesize, autocast) if augments else first
         return FreshBatches(synthesize, autocast, first) if t.fresh_batches else first
 
@@ -211,7 +212,8 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     augments = t.augment_flip or t.augment_shift > 0
     labels = (lambda n, device: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
-                 make_schedule(optimizer_s, s.schedule, t.steps, s.milestones, s.gamma), student_batches(config),
+                 make_schedule(optimizer_s, s.schedule, t.steps, s.milestones, s.gamma),
+                 student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),
                  t.student_steps if t.fresh_batches else 1, g.latent_dim,
                  Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device) if augments else None,
                  labels, callbacks, real_transfer_set(config) if real else None)  # fmt: skip

@@ -336,3 +336,16 @@ def test_class_coverage_window_shares_and_its_resumable_state():
     coverage.on_synthesized(None, 3, batch([3, 3, 3, 3]))
     assert restored.summary() == coverage.summary() == {"class_coverage": [0.125, 0.125, 0.25, 0.5],
                                                          "classes_under_coverage": []}  # fmt: skip
+
+
+def test_replay_ring_keeps_only_the_teacher_features_the_student_reads(tmp_path):
+    from datafree import build
+
+    config = tiny_config(tmp_path, train={"student_steps": 2, "replay": 2, "steps": 2})
+    save_random_teacher(config)
+    trainer = build.trainer_from_config(config)
+    generator_only = set(trainer.objective.teacher_taps) - set(trainer.accelerator.unwrap_model(trainer.student).teacher_taps)
+    assert generator_only  # the activation term reads the teacher's penultimate feature; KD reads none
+    trainer.train_step(0)
+    images, out = trainer.student_batches.ring[0]
+    assert set(out.features).isdisjoint(generator_only) and out.logits.shape[0] == images.shape[0]
