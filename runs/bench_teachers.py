@@ -1,8 +1,9 @@
 """One recipe, every teacher of the zoo: is the data-free default robust beyond the pair it was tuned on?
 
-    python runs/bench_teachers.py [--recipe runs/zoo.toml] [--preset strict] [--seeds 3] [--minutes 10]
+    python runs/bench_teachers.py [--recipe runs/zoo.toml] [--preset strict] [--seeds 3] [--first-seed 0] [--minutes 10]
         [--pairs lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny,...]
-        [--teacher-epochs N] [--output-root outputs/bench_teachers] [--smoke] [--table-only] [--section.key value]
+        [--teacher-epochs N] [--output-root outputs/bench_teachers] [--smoke] [--table-only [--merge ROOT,ROOT]]
+        [--section.key value]
 
 For each teacher -> student pair (``teacher:student@dataset`` runs it on another registered dataset, e.g.
 ``@fashion-mnist-28``, the same images at their native 28x28): the teacher is trained once on the real data by
@@ -14,7 +15,8 @@ under --output-root: teacher accuracy, student final and best (mean +- std over 
 class's share; K classes -> 1/K when balanced), steps, wall time, and what the generator read beyond the
 teacher's weights. --preset strict measures the teacher-weights-only setting with the same recipe otherwise.
 --section.key overrides (as train_dfl.py takes them) measure an ablation on every pair.
---table-only rewrites table.md from results.json. --smoke runs the chain in seconds on generated stand-in
+--table-only rewrites table.md from results.json; with --merge, from several roots' results.json (pairs run as
+separate processes, one per core) into --output-root. --smoke runs the chain in seconds on generated stand-in
 data (numbers meaningless).
 """
 
@@ -75,7 +77,7 @@ def teacher_for(config: Config) -> float:
     return json.loads(path.with_suffix(".json").read_text())["teacher_acc"]
 
 
-def run_pair(config: Config, seeds: int, minutes: float, root: Path) -> dict:
+def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed: int = 0) -> dict:
     from datafree.build import reset_accelerate
     from datafree.data import dataset_info
     from datafree.pipeline import distill_from_config
@@ -83,7 +85,7 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path) -> dict:
 
     teacher_acc = teacher_for(config)
     runs = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         c = copy.deepcopy(config)
         t = c.train
         t.seed, t.output_dir, t.overwrite, t.max_minutes = seed, str(root / c.name / f"seed_{seed}"), True, minutes
@@ -144,18 +146,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
     parser.add_argument("--pairs", default=PAIRS, help="comma-separated teacher:student registry names")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--minutes", type=float, default=10.0, help="wall-time budget of each run's loop")
     parser.add_argument("--output-root", default="outputs/bench_teachers")
     parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
     parser.add_argument("--preset", default="", help="lay the recipe over this preset instead (e.g. strict)")
     parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per pair")
     parser.add_argument("--table-only", action="store_true", help="rewrite table.md from --output-root's results.json")
+    parser.add_argument("--merge", default="", help="with --table-only: comma-separated output roots whose rows "
+                        "(pairs run as separate processes, e.g. one per core) join --output-root's table")  # fmt: skip
     add_override_arguments(parser)  # an ablation on the whole zoo: e.g. --generator.conditional false
     args = parse_args(parser, argv)
     root = Path(args.output_root)
     if args.table_only:
-        saved = json.loads((root / "results.json").read_text())
+        parts = [Path(p) for p in args.merge.split(",") if p] or [root]
+        saved = json.loads((parts[0] / "results.json").read_text())
+        for part in parts[1:]:
+            other = json.loads((part / "results.json").read_text())
+            if (other["recipe"], other.get("preset"), other["minutes"]) != (saved["recipe"], saved.get("preset"), saved["minutes"]):
+                parser.error(f"--merge: {part} ran another recipe, preset or budget than {parts[0]}")
+            saved["rows"] += other["rows"]
+            saved["command"] = f"{saved.get('command', '')}` and `{other.get('command', '')}"
         rows, args.recipe, minutes, seeds = saved["rows"], saved["recipe"], saved["minutes"], len(saved["rows"][0]["runs"])
+        args.smoke = saved.get("smoke", False)
         command = saved.get("command", "")
         base, hardware_line = load_toml(args.recipe, preset=saved.get("preset")), saved["hardware"]
     else:
@@ -168,13 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         minutes = 0.02 if args.smoke and args.minutes == 10.0 else args.minutes
         if args.teacher_epochs:
             base.teacher_training.epochs = args.teacher_epochs
-        rows = [run_pair(pair_config(base, t, s, root, args.smoke, d), seeds, minutes, root) for t, s, d in pairs]
+        rows = [run_pair(pair_config(base, t, s, root, args.smoke, d), seeds, minutes, root, args.first_seed)
+                for t, s, d in pairs]  # fmt: skip
     names = list(dataset_info(base.data.name, like=base.data.like or None).class_names)
     text = (f"{table(rows, names)}\n\nRecipe {args.recipe} (preset {base.preset!r}) unchanged but for the networks; "
             f"{seeds} seed(s), {minutes} min loop budget per run; {hardware_line}.\n" + (f"\n`{command}`\n" if command else ""))  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "table.md", text)
-    if not args.table_only:
+    if not args.table_only or args.merge:
         atomic_write_text(root / "results.json", json.dumps({"rows": rows, "recipe": args.recipe, "preset": base.preset,
                                                             "hardware": hardware_line, "smoke": args.smoke, "command": command,
                                                             "minutes": minutes}, indent=2))  # fmt: skip

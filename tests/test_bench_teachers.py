@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -31,3 +33,19 @@ def test_smoke_runs_each_pair_with_the_unchanged_recipe_and_fills_the_table(tmp_
     (tmp_path / "table.md").unlink()
     assert bench.main(["--table-only", "--output-root", str(tmp_path)]) == 0
     assert (tmp_path / "table.md").read_text() == table  # the table is rebuilt from results.json alone
+    # pairs run as two processes (one per core) join one table: split the rows, merge them back
+    for i, name in enumerate(("part_a", "part_b")):
+        (tmp_path / name).mkdir()
+        part = {**results, "rows": [results["rows"][i]], "command": f"cmd {name}"}
+        (tmp_path / name / "results.json").write_text(json.dumps(part))
+    merged = tmp_path / "merged"
+    parts = f"{tmp_path / 'part_a'},{tmp_path / 'part_b'}"
+    assert bench.main(["--table-only", "--merge", parts, "--output-root", str(merged)]) == 0
+    text = (merged / "table.md").read_text()
+    assert text.split("\n\n")[0] == table.split("\n\n")[0]  # the same rows in the same order
+    assert "`cmd part_a` and `cmd part_b`" in text
+    assert [r["pair"] for r in json.loads((merged / "results.json").read_text())["rows"]] == [r["pair"] for r in results["rows"]]
+    other = json.loads((tmp_path / "part_b" / "results.json").read_text())
+    (tmp_path / "part_b" / "results.json").write_text(json.dumps({**other, "minutes": 99}))
+    with pytest.raises(SystemExit):  # another budget: not one table
+        bench.main(["--table-only", "--merge", parts, "--output-root", str(merged)])
