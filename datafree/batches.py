@@ -59,9 +59,9 @@ class Synthesizer:
         self.device, self.channels_last, self.augmenter, self._labels = device, channels_last, augmenter, labels
         self.rng = torch.Generator(device=device)
 
-    def sample_latent(self, step: int, draw: int = 0) -> torch.Tensor:
+    def sample_latent(self, step: int, draw: int = 0, size: int | None = None) -> torch.Tensor:
         self.rng.manual_seed(latent_seed(self.seed, self.rank, step, draw))
-        return torch.randn((self.batch_size, self.latent_dim), generator=self.rng, device=self.device)
+        return torch.randn((size or self.batch_size, self.latent_dim), generator=self.rng, device=self.device)
 
     def labels(self) -> torch.Tensor | None:
         """The classes a conditional generator makes its batch for (None: the teacher's argmax decides)."""
@@ -70,14 +70,17 @@ class Synthesizer:
     def layout(self, images: torch.Tensor) -> torch.Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
-    def __call__(self, step: int, draw: int = 0, augmented: bool = False, for_student: bool = False):
-        """(images, teacher output): the generator's teacher, or the student's for a student-only batch."""
+    def __call__(self, step: int, draw: int = 0, augmented: bool = False, for_student: bool = False,
+                 size: int | None = None):  # fmt: skip
+        """(images, teacher output): the generator's teacher, or the student's for a student-only batch;
+        ``size`` images (default: the batch size)."""
         if self.real_images is not None:
             self.rng.manual_seed(latent_seed(self.seed, self.rank, step, draw))
-            index = torch.randint(len(self.real_images), (self.batch_size,), generator=self.rng, device=self.rng.device)
+            index = torch.randint(len(self.real_images), (size or self.batch_size,), generator=self.rng,
+                                  device=self.rng.device)  # fmt: skip
             images = self.real_images[index]
         else:
-            images = self.generator(self.sample_latent(step, draw))
+            images = self.generator(self.sample_latent(step, draw, size))
         if augmented and self.augmenter is not None:
             images = self.augmenter(images, self.rng)
         images = self.layout(images)
@@ -139,8 +142,8 @@ class ReplayBatches(SameBatch):
 class FreshBatches(SameBatch):
     """Update k > 0 draws a NEW batch from the just-updated generator: G forward only, ~1/3 of a step."""
 
-    def __init__(self, synthesize: Synthesizer, autocast, first: SameBatch | None = None):
-        self.synthesize, self.autocast, self.first = synthesize, autocast, first or SameBatch()
+    def __init__(self, synthesize: Synthesizer, autocast, first: SameBatch | None = None, size: int | None = None):
+        self.synthesize, self.autocast, self.first, self.size = synthesize, autocast, first or SameBatch(), size
 
     def state_dict(self) -> dict:
         return self.first.state_dict()
@@ -152,7 +155,7 @@ class FreshBatches(SameBatch):
         if k == 0:  # update 0 trains on G's own batch (augmented if asked)
             return self.first(step, 0, batch)
         with torch.no_grad(), self.autocast():
-            return self.synthesize(step, draw=k, augmented=True, for_student=True)
+            return self.synthesize(step, draw=k, augmented=True, for_student=True, size=self.size)
 
 
 class Augmented(SameBatch):

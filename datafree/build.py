@@ -162,7 +162,7 @@ def student_batches(config: Config, generator_only: set[str]) -> Callable:
     def make(synthesize, autocast):
         first = ReplayBatches(t.replay, generator_only) if t.replay else SameBatch()
         first = Augmented(first, synthesize, autocast) if augments else first
-        return FreshBatches(synthesize, autocast, first) if t.fresh_batches else first
+        return FreshBatches(synthesize, autocast, first, t.fresh_batch_size or None) if t.fresh_batches else first
 
     return make
 
@@ -179,7 +179,7 @@ class Parts:
     optimizer_s: torch.optim.Optimizer
     schedule_s: Any
     student_batches: Callable
-    batches_per_step: int  # generator batches per step (fresh batches for the extra student steps count)
+    images_per_step: int  # images the generator makes per step and process (fresh batches for the student count)
     latent_dim: int
     augmenter: Augmenter | None
     labels: Callable | None
@@ -214,7 +214,8 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, t.steps, s.milestones, s.gamma),
                  student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),
-                 t.student_steps if t.fresh_batches else 1, g.latent_dim,
+                 t.batch_size + (t.student_steps - 1) * (t.fresh_batch_size or t.batch_size) * t.fresh_batches,
+                 g.latent_dim,
                  Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device) if augments else None,
                  labels, callbacks, real_transfer_set(config) if real else None)  # fmt: skip
 

@@ -109,6 +109,7 @@ class TrainConfig:
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)
     replay: int = 0  # extra student steps draw from the last N synthetic batches (needs student_steps > 1)
     fresh_batches: bool = False  # extra student steps draw NEW batches (needs student_steps > 1)
+    fresh_batch_size: int = 0  # images per fresh batch (0: batch_size); smaller = cheaper teacher/student work
     augment_flip: bool = False  # student batches: random left-right flip, relabelled by the teacher
     augment_shift: int = 0  # student batches: random shift of up to N pixels (black fill), relabelled by the teacher
     ema_decay: float = 0.0  # > 0: ship (evaluate, save) an exponential moving average of the student's weights
@@ -395,6 +396,9 @@ def validate(config: Config) -> None:
                           "train.student_steps = 1 has none; raise train.student_steps or turn them off")  # fmt: skip
     if t.batch_size < 2:
         raise ConfigError("train.batch_size must be >= 2: the generator has BatchNorm and DAFL's entropy needs a batch")
+    if t.fresh_batch_size and (t.fresh_batch_size < 2 or not t.fresh_batches):
+        raise ConfigError(f"train.fresh_batch_size = {t.fresh_batch_size} sizes the fresh batches: it needs "
+                          "train.fresh_batches = true and at least 2 images (the generator has BatchNorm); 0 = batch_size")  # fmt: skip
     for where in TERM_LISTS:
         for term in getattr(config, where):
             if term.schedule not in {"constant", "linear", "step"}:

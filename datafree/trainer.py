@@ -113,7 +113,7 @@ class DataFreeTrainer:
                                       accelerator.process_index, accelerator.device, train.channels_last,
                                       parts.augmenter, parts.labels, student_teacher, parts.real_images)  # fmt: skip
         self.student_batches = parts.student_batches(self.synthesize, accelerator.autocast)
-        self.images_per_step = train.batch_size * accelerator.num_processes * parts.batches_per_step
+        self.images_per_step = accelerator.num_processes * parts.images_per_step
         self._last_logged = 0  # step of the previous metrics line (loss terms are averaged since then)
         # what a checkpoint holds beside Accelerate's models/optimizers: saved by datafree.trainstate, never pickled
         self.resumable = {"schedule_s": self.sched_s, "progress": self.progress, "teacher": _ScheduleState(self.source),

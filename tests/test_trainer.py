@@ -349,3 +349,18 @@ def test_replay_ring_keeps_only_the_teacher_features_the_student_reads(tmp_path)
     trainer.train_step(0)
     images, out = trainer.student_batches.ring[0]
     assert set(out.features).isdisjoint(generator_only) and out.logits.shape[0] == images.shape[0]
+
+
+def test_fresh_batch_size_sizes_the_students_fresh_batches_and_the_image_count(tmp_path):
+    from datafree import build
+    from datafree.config import ConfigError, validate
+
+    config = tiny_config(tmp_path, train={"student_steps": 3, "fresh_batches": True, "fresh_batch_size": 4, "steps": 2})
+    save_random_teacher(config)
+    trainer = build.trainer_from_config(config)
+    batch = trainer.synthesize(0)
+    images, targets = trainer.student_batches(0, 1, batch)
+    assert batch[0].shape[0] == 16 and images.shape[0] == 4 and targets.logits.shape[0] == 4
+    assert trainer.images_per_step == 16 + 2 * 4  # G's batch + two fresh batches of 4
+    with pytest.raises(ConfigError, match="fresh_batch_size = 4 sizes the fresh batches: it needs train.fresh_batches"):
+        validate(tiny_config(tmp_path, train={"student_steps": 3, "fresh_batch_size": 4}))
