@@ -112,6 +112,10 @@ class SameBatch:
     def __call__(self, step: int, k: int, batch: Batch) -> Batch:
         return batch
 
+    def generated_images(self, student_steps: int) -> int:
+        """Images the piece has the generator make per step beyond G's own batch (the image counter's share)."""
+        return 0
+
 
 class ReplayBatches(SameBatch):
     """Update k > 0 revisits the batch of step - k from a ring of the last ``size`` (no new G/T work)."""
@@ -150,6 +154,9 @@ class FreshBatches(SameBatch):
 
     def load_state_dict(self, state: dict) -> None:
         self.first.load_state_dict(state)
+
+    def generated_images(self, student_steps: int) -> int:
+        return (student_steps - 1) * (self.size or self.synthesize.batch_size)
 
     def __call__(self, step: int, k: int, batch: Batch) -> Batch:
         if k == 0:  # update 0 trains on G's own batch (augmented if asked)

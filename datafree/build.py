@@ -179,7 +179,6 @@ class Parts:
     optimizer_s: torch.optim.Optimizer
     schedule_s: Any
     student_batches: Callable
-    images_per_step: int  # images the generator makes per step and process (fresh batches for the student count)
     latent_dim: int
     augmenter: Augmenter | None
     labels: Callable | None
@@ -214,7 +213,6 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, t.steps, s.milestones, s.gamma),
                  student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),
-                 t.batch_size + (t.student_steps - 1) * (t.fresh_batch_size or t.batch_size) * t.fresh_batches,
                  g.latent_dim,
                  Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device) if augments else None,
                  labels, callbacks, real_transfer_set(config) if real else None)  # fmt: skip

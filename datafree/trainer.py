@@ -113,7 +113,8 @@ class DataFreeTrainer:
                                       accelerator.process_index, accelerator.device, train.channels_last,
                                       parts.augmenter, parts.labels, student_teacher, parts.real_images)  # fmt: skip
         self.student_batches = parts.student_batches(self.synthesize, accelerator.autocast)
-        self.images_per_step = accelerator.num_processes * parts.images_per_step
+        extra = self.student_batches.generated_images(train.student_steps)  # e.g. the fresh batches
+        self.images_per_step = accelerator.num_processes * (train.batch_size + extra)
         self._last_logged = 0  # step of the previous metrics line (loss terms are averaged since then)
         # what a checkpoint holds beside Accelerate's models/optimizers: saved by datafree.trainstate, never pickled
         self.resumable = {"schedule_s": self.sched_s, "progress": self.progress, "teacher": _ScheduleState(self.source),

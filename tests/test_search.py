@@ -264,3 +264,17 @@ def test_search_student_on_the_cifar_resnet34_teacher_with_fake_data(tmp_path):
     rebuilt, run_config, _, _ = student_of_run(tmp_path / "out" / "distill")
     assert run_config.student.arch == "resnet34" and run_config.student.kwargs == info["kwargs"]
     assert parameter_count(rebuilt) == summary["distill"]["params"]
+
+
+def test_search_settings_defaults_are_the_wrappers():
+    """runs/search_student.py's --search.* options repeat the wrapper's params: their defaults must not drift."""
+    import inspect
+
+    from runs.search_student import SearchSettings
+    from datafree.wrappers.gates import ChannelGates
+
+    wrapper = {k: p.default for k, p in inspect.signature(ChannelGates.__init__).parameters.items() if k != "self"}
+    settings = vars(SearchSettings())
+    shared = set(wrapper) & set(settings)
+    assert {"l1", "gate_lr", "momentum", "flop_weighted", "max_step", "restart", "l1_growth", "patience"} <= shared
+    assert {k: settings[k] for k in shared} == {k: wrapper[k] for k in shared}
