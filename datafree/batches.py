@@ -10,6 +10,7 @@ teacher relabel it. The trainer calls ``remember`` after the generator step and 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import numpy as np
@@ -41,6 +42,23 @@ class Augmenter:
         return augment(images, self.flip, self.max_shift, self.fill, rng)
 
 
+def label_autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager] | None:
+    """The autocast of the teacher's no-grad forwards that label the student's extra batches (``train.label_precision``).
+
+    "auto": bf16 where the device computes it natively (CUDA with bf16; a CPU with AMX or AVX512-BF16, where a
+    ResNet-20 forward is ~3x faster), else None (the loop's own precision). Gradients never flow through these
+    forwards, so the generator's update is untouched; the student's targets are rounded to bf16's 8 bits.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        native = (torch.cuda.is_bf16_supported() if device.type == "cuda"
+                  else device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()))  # fmt: skip
+        if not native:
+            return None
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 class Synthesizer:
     """latent(seed, rank, step, draw) -> generator -> (augment) -> teacher; the RNG also drives augmentation.
 
@@ -51,8 +69,9 @@ class Synthesizer:
     def __init__(self, generator: nn.Module, teacher: nn.Module, batch_size: int, latent_dim: int, seed: int,
                  rank: int, device, channels_last: bool = False, augmenter: Augmenter | None = None,
                  labels: Callable[[int, torch.device], torch.Tensor] | None = None,
-                 student_teacher: nn.Module | None = None, real_images: torch.Tensor | None = None):  # fmt: skip
-        self.generator, self.teacher = generator, teacher
+                 student_teacher: nn.Module | None = None, real_images: torch.Tensor | None = None,
+                 label_autocast: Callable[[], contextlib.AbstractContextManager] | None = None):  # fmt: skip
+        self.generator, self.teacher, self.label_autocast = generator, teacher, label_autocast
         self.real_images = real_images.to(device) if real_images is not None else None  # once, not per batch
         self.student_teacher = student_teacher if student_teacher is not None else teacher
         self.batch_size, self.latent_dim, self.seed, self.rank = batch_size, latent_dim, seed, rank
@@ -84,7 +103,16 @@ class Synthesizer:
         if augmented and self.augmenter is not None:
             images = self.augmenter(images, self.rng)
         images = self.layout(images)
-        return images, (self.student_teacher if for_student else self.teacher)(images)
+        if for_student:  # a student-only batch: no gradient, so it may run at the labels' precision
+            return images, self.label(images)
+        return images, self.teacher(images)
+
+    def label(self, images: torch.Tensor) -> NetOutput:
+        """The student's teacher on a student-only batch, at ``train.label_precision`` (outputs in float32)."""
+        if self.label_autocast is None:
+            return self.student_teacher(images)
+        with self.label_autocast():
+            return self.student_teacher(images).float()
 
     def student_targets(self, images: torch.Tensor, teacher_out: NetOutput) -> NetOutput:
         """The student's targets for G's batch: the same forward unless the student has its own teacher; a student
@@ -184,4 +212,4 @@ class Augmented(SameBatch):
         images, _ = self.inner(step, k, batch)
         with torch.no_grad(), self.autocast():
             images = self.synthesize.layout(self.synthesize.augmenter(images, self.synthesize.rng))
-            return images, self.synthesize.student_teacher(images)
+            return images, self.synthesize.label(images)

@@ -20,7 +20,7 @@ from torch import nn
 
 from datafree.batches import Augmented, Augmenter, FreshBatches, ReplayBatches, SameBatch
 from datafree.callbacks import EMA, Callback, ClassCoverage, WrapperHooks
-from datafree.config import Config, ConfigError, TermConfig
+from datafree.config import Config, ConfigError, TermConfig, warmup_steps
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
 from datafree.netcheck import build_net, check_network, load_network  # noqa: F401  (part of build's API)
@@ -211,7 +211,7 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     augments = t.augment_flip or t.augment_shift > 0
     labels = (lambda n, device: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
-                 make_schedule(optimizer_s, s.schedule, t.steps, s.milestones, s.gamma),
+                 make_schedule(optimizer_s, s.schedule, t.steps - warmup_steps(t), s.milestones, s.gamma),
                  student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),
                  g.latent_dim,
                  Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device) if augments else None,

@@ -109,7 +109,9 @@ class TrainConfig:
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)
     replay: int = 0  # extra student steps draw from the last N synthetic batches (needs student_steps > 1)
     fresh_batches: bool = False  # extra student steps draw NEW batches (needs student_steps > 1)
-    fresh_batch_size: int = 0  # images per fresh batch (0: batch_size); smaller = cheaper teacher/student work
+    fresh_batch_size: int = 0  # images per fresh batch (0: batch_size; only with fresh_batches): cheaper updates
+    label_precision: str = "fp32"  # teacher forwards labelling the student's extra batches: fp32 | bf16 | auto (bf16 where native)
+    warmup: float = 0.0  # fraction of train.steps that train the generator alone (the student starts on recognizable images)
     augment_flip: bool = False  # student batches: random left-right flip, relabelled by the teacher
     augment_shift: int = 0  # student batches: random shift of up to N pixels (black fill), relabelled by the teacher
     ema_decay: float = 0.0  # > 0: ship (evaluate, save) an exponential moving average of the student's weights
@@ -365,6 +367,11 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
     return config
 
 
+def warmup_steps(train: TrainConfig) -> int:
+    """The first steps, generator only (``train.warmup`` of ``train.steps``); the student's LR schedule spans the rest."""
+    return min(int(round(train.warmup * train.steps)), train.steps - 1)
+
+
 def validate(config: Config) -> None:
     """Cheap checks on plain values; checks that need models or data happen in build.py."""
     t, s, g, tt = config.train, config.student, config.generator, config.teacher_training
@@ -377,6 +384,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must be > 0, got {value}")
     choices = {"train.mixed_precision": (t.mixed_precision, {"auto", "no", "bf16", "fp16"}),
                "student.optimizer": (s.optimizer, {"adam", "sgd"}), "train.transfer": (t.transfer, {"synthetic", "real"}),
+               "train.label_precision": (t.label_precision, {"fp32", "bf16", "auto"}),
                "teacher_training.optimizer": (tt.optimizer, {"adam", "sgd"}),
                "student.schedule": (s.schedule, {"constant", "step", "cosine"}),
                "teacher_training.schedule": (tt.schedule, {"constant", "step", "cosine"})}  # fmt: skip
@@ -394,11 +402,16 @@ def validate(config: Config) -> None:
     if (t.fresh_batches or t.replay) and t.student_steps == 1:
         raise ConfigError("train.fresh_batches / train.replay choose the batches of the EXTRA student steps, but "
                           "train.student_steps = 1 has none; raise train.student_steps or turn them off")  # fmt: skip
+    if not 0.0 <= t.warmup < 1.0:
+        raise ConfigError(f"train.warmup is the fraction of train.steps without student updates: in [0, 1), got {t.warmup}")
+    if t.warmup and t.transfer == "real":
+        raise ConfigError("train.warmup trains the generator alone first, but train.transfer = \"real\" has no generator "
+                          "step; set train.warmup = 0")  # fmt: skip
     if t.batch_size < 2:
         raise ConfigError("train.batch_size must be >= 2: the generator has BatchNorm and DAFL's entropy needs a batch")
-    if t.fresh_batch_size and (t.fresh_batch_size < 2 or not t.fresh_batches):
-        raise ConfigError(f"train.fresh_batch_size = {t.fresh_batch_size} sizes the fresh batches: it needs "
-                          "train.fresh_batches = true and at least 2 images (the generator has BatchNorm); 0 = batch_size")  # fmt: skip
+    if t.fresh_batch_size < 0 or t.fresh_batch_size == 1:  # without train.fresh_batches it has nothing to size
+        raise ConfigError(f"train.fresh_batch_size = {t.fresh_batch_size} sizes the fresh batches: at least 2 images "
+                          "(the generator has BatchNorm), or 0 for train.batch_size")  # fmt: skip
     for where in TERM_LISTS:
         for term in getattr(config, where):
             if term.schedule not in {"constant", "linear", "step"}:

@@ -25,6 +25,10 @@ class NetOutput:
     def detach(self) -> "NetOutput":
         return NetOutput(self.logits.detach(), {k: v.detach() for k, v in self.features.items()})
 
+    def float(self) -> "NetOutput":
+        """float32 copies (of a bf16 forward's output): the losses compute in float32."""
+        return NetOutput(self.logits.float(), {k: v.float() for k, v in self.features.items()})
+
 
 def channel_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and (biased) variance over batch and space of an (N, C, ...) tensor."""

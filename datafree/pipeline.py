@@ -50,15 +50,23 @@ def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 def time_steps(config: Config, accelerator, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
                references: dict | None = None, probe_steps: int = 3) -> float:  # fmt: skip
-    """Seconds per step of the recipe's loop: ``probe_steps`` steps of a throw-away trainer, the first one a
-    warm-up; the student's weights are put back and its hooks removed."""
+    """Mean seconds per step of the recipe's loop: ``probe_steps`` steps of a throw-away trainer, the first one
+    a warm-up, and as many generator-only steps when ``train.warmup`` > 0 (weighted by it); the student's
+    weights are put back and its hooks removed."""
     weights = {k: v.clone() for k, v in student_net.state_dict().items()}
     probe = build.build_trainer(config, accelerator, teacher, student_net, spec, None, references)
-    probe.train_step(0)
-    start = time.perf_counter()
-    for step in range(1, probe_steps):
-        probe.train_step(step)
-    seconds = (time.perf_counter() - start) / (probe_steps - 1)
+
+    def timed(generator_only: bool) -> float:
+        probe.warmup_steps = probe_steps if generator_only else 0
+        probe.train_step(0)
+        start = time.perf_counter()
+        for step in range(1, probe_steps):
+            probe.train_step(step)
+        return (time.perf_counter() - start) / (probe_steps - 1)
+
+    seconds, fraction = timed(False), config.train.warmup
+    if fraction > 0:
+        seconds = (1 - fraction) * seconds + fraction * timed(True)
     student_net.load_state_dict(weights)
     probe.parts.student.remove_hooks()
     return seconds

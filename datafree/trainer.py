@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from datafree import checkpoint as ckpt
-from datafree.batches import Synthesizer
-from datafree.config import TrainConfig
+from datafree.batches import Synthesizer, label_autocast
+from datafree.config import TrainConfig, warmup_steps
 from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy
 from datafree.spec import ImageSpec
@@ -111,11 +111,12 @@ class DataFreeTrainer:
             self.eval_loader = accelerator.prepare_data_loader(loader)
         self.synthesize = Synthesizer(self.generator, self.teacher, train.batch_size, parts.latent_dim, train.seed,
                                       accelerator.process_index, accelerator.device, train.channels_last,
-                                      parts.augmenter, parts.labels, student_teacher, parts.real_images)  # fmt: skip
+                                      parts.augmenter, parts.labels, student_teacher, parts.real_images,
+                                      label_autocast(train.label_precision, accelerator.device))  # fmt: skip
         self.student_batches = parts.student_batches(self.synthesize, accelerator.autocast)
+        self.warmup_steps = warmup_steps(train)  # generator-only steps first: no student update, no LR step
         extra = self.student_batches.generated_images(train.student_steps)  # e.g. the fresh batches
-        self.images_per_step = accelerator.num_processes * (train.batch_size + extra)
-        self._last_logged = 0  # step of the previous metrics line (loss terms are averaged since then)
+        self.images_per_step = accelerator.num_processes * (train.batch_size + extra)  # once the student trains
         # what a checkpoint holds beside Accelerate's models/optimizers: saved by datafree.trainstate, never pickled
         self.resumable = {"schedule_s": self.sched_s, "progress": self.progress, "teacher": _ScheduleState(self.source),
                           "student_batches": self.student_batches}  # fmt: skip
@@ -141,9 +142,15 @@ class DataFreeTrainer:
         return accuracy(model, self.eval_loader, self.accelerator)
 
     # ---- one step -------------------------------------------------------------------------------------
+    def images_generated(self, steps: int) -> int:
+        """Images the first ``steps`` steps made (warm-up steps make only the generator's batch)."""
+        warm = min(steps, self.warmup_steps) * self.accelerator.num_processes * self.config.batch_size
+        return warm + max(0, steps - self.warmup_steps) * self.images_per_step
+
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        """One generator update and ``student_steps`` student updates."""
+        """One generator update and ``student_steps`` student updates (none in the warm-up)."""
         acc, cfg = self.accelerator, self.config
+        updates = cfg.student_steps if step >= self.warmup_steps else 0
         progress = step / cfg.steps
         self.source.set_progress(progress)
         for callback in self.callbacks:
@@ -157,11 +164,12 @@ class DataFreeTrainer:
             g_loss, terms = self.objective(synth, progress)
         for callback in self.callbacks:
             callback.on_synthesized(self, step, synth)
-        if through_student:  # G's loss went through the student: update G alone before the student learns
+        if through_student or not updates:  # G's loss went through the student / no student update: G alone
             self._step(self.opt_g, g_loss)
         batch = (images.detach(), self.synthesize.student_targets(images, teacher_out))
         self.student_batches.remember(step, batch)
-        for k in range(cfg.student_steps):
+        s_loss, s_terms = None, {}
+        for k in range(updates):
             images_k, targets_k = self.student_batches(step, k, batch)
             with acc.autocast():
                 s_loss, s_terms, _ = self.student(images_k, targets_k, progress)
@@ -171,10 +179,12 @@ class DataFreeTrainer:
                 self._step(self.opt_s, s_loss)
             for callback in self.callbacks:
                 callback.on_student_update(self, step, progress)
-        self.sched_s.step()
         terms = {k: v.detach() for k, v in terms.items()}
         terms.update(s_terms)
-        terms["g_total"], terms["s_total"] = g_loss.detach(), s_loss.detach()
+        terms["g_total"] = g_loss.detach()
+        if updates:
+            self.sched_s.step()
+            terms["s_total"] = s_loss.detach()
         self._last = (batch[0], batch[1].logits)
         return terms
 
@@ -197,31 +207,29 @@ class DataFreeTrainer:
         acc, cfg = self.accelerator, self.config
         metrics_path = self.out / "metrics.jsonl"
         start, t0 = self.progress.step, time.perf_counter() - self.progress.elapsed_s
-        term_names: list[str] | None = None
-        bad = None  # per-term count of non-finite values, kept on device (no per-step sync)
-        sums = None
+        # per term, kept on device (no per-step sync): sum since the last log line, steps it was there, non-finite count
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        bad: dict[str, torch.Tensor] = {}
         bar = tqdm(total=cfg.steps, initial=start, disable=not acc.is_main_process, desc="data-free", dynamic_ncols=True)
         for step in range(start, cfg.steps):
-            terms = self.train_step(step)
-            values = torch.stack([v.float() for v in terms.values()])
-            if term_names is None:
-                term_names = list(terms)
-                bad, sums = torch.zeros_like(values), torch.zeros_like(values)
-            bad += ~torch.isfinite(values)
-            sums += values
+            for name, value in self.train_step(step).items():  # the student's terms start after the warm-up
+                value = value.float()
+                sums[name] = sums[name] + value if name in sums else value
+                bad[name] = bad[name] + ~torch.isfinite(value) if name in bad else (~torch.isfinite(value)).float()
+                counts[name] = counts.get(name, 0) + 1
             done = step + 1
             self.progress.step, self.progress.elapsed_s = done, time.perf_counter() - t0
             stop = any(callback.should_stop(self) for callback in self.callbacks)  # e.g. a search at its target
             at = lambda every: done % every == 0 or done == cfg.steps or stop  # noqa: E731
             if at(cfg.log_every) or at(cfg.eval_every) or at(cfg.checkpoint_every):
-                self._guard_finite(bad, term_names, done)
-                record = {"step": done, "time_s": round(self.progress.elapsed_s, 3),
-                          "images": done * self.images_per_step,
+                self._guard_finite(torch.stack(list(bad.values())), list(bad), done)
+                record = {"step": done, "time_s": round(self.progress.elapsed_s, 3), "images": self.images_generated(done),
                           "lr_s": self.opt_s.param_groups[0]["lr"], "lr_g": self.opt_g.param_groups[0]["lr"]}  # fmt: skip
-                logged = (sums / (done - self._last_logged)).tolist()
-                record.update({k: round(v, 6) for k, v in zip(term_names, logged)})
-                sums.zero_()
-                self._last_logged = done
+                totals = torch.stack(list(sums.values()))
+                logged = (totals / torch.tensor(list(counts.values()), dtype=totals.dtype, device=totals.device)).tolist()
+                record.update({k: round(v, 6) for k, v in zip(sums, logged)})
+                sums, counts = {}, {}
                 record.update(self._teacher_stats())
                 if at(cfg.eval_every) and self.eval_loader is not None:
                     record["student_acc"] = self.evaluate(self.shipped_student)
@@ -253,7 +261,7 @@ class DataFreeTrainer:
         summaries = {k: v for callback in self.callbacks for k, v in callback.summary().items()}
         return {**summaries, "steps": self.progress.step, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
                 "wall_time_s": self.progress.elapsed_s,
-                "images_generated": self.progress.step * self.images_per_step, "student_steps": cfg.student_steps}  # fmt: skip
+                "images_generated": self.images_generated(self.progress.step), "student_steps": cfg.student_steps}  # fmt: skip
 
     # ---- every-N-steps helpers ------------------------------------------------------------------------
     def _guard_finite(self, bad: torch.Tensor, names: list[str], step: int) -> None:
@@ -319,5 +327,4 @@ class DataFreeTrainer:
         if self.accelerator.is_main_process and metrics_path.exists():
             kept = [l for l in _complete_lines(metrics_path) if json.loads(l)["step"] <= self.progress.step]
             ckpt.atomic_write_text(metrics_path, "".join(k + "\n" for k in kept))
-        self._last_logged = self.progress.step
         self.accelerator.print(f"resumed from {folder} at step {self.progress.step}")

@@ -1,0 +1,104 @@
+"""train.warmup: the first steps train the generator alone; the student's schedule, image count and timing follow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from datafree.pipeline import distill_from_config
+from tests.conftest import save_random_teacher, tiny_config
+
+
+def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
+    return any(not torch.equal(before[k], v) for k, v in module.state_dict().items() if v.is_floating_point())
+
+
+def test_warmup_steps_update_the_generator_and_leave_the_student_alone(tmp_path):
+    from datafree import build
+
+    config = tiny_config(tmp_path, train={"steps": 8, "warmup": 0.25, "student_steps": 2, "fresh_batches": True})
+    save_random_teacher(config)
+    trainer = build.trainer_from_config(config)
+    assert trainer.warmup_steps == 2  # 0.25 x 8
+    student, generator = _weights(trainer.student_net), _weights(trainer.generator)
+    for step in range(2):
+        terms = trainer.train_step(step)
+        assert "s_total" not in terms and "s_kd" not in terms  # no student update: nothing to log for it
+    assert not _changed(student, trainer.student_net) and _changed(generator, trainer.generator)
+    assert trainer.sched_s.last_epoch == 0  # the student's LR schedule waits for its first update
+    terms = trainer.train_step(2)
+    assert "s_kd" in terms and _changed(student, trainer.student_net) and trainer.sched_s.last_epoch == 1
+
+
+def test_warmup_run_logs_lr_images_and_student_terms_from_the_first_student_step(tmp_path):
+    config = tiny_config(tmp_path, student={"schedule": "cosine"},
+                         train={"steps": 6, "warmup": 0.5, "student_steps": 2, "fresh_batches": True, "eval_every": 6,
+                                "checkpoint_every": 6, "sample_every": 6})  # fmt: skip
+    save_random_teacher(config)
+    results = distill_from_config(config)
+    lines = [json.loads(line) for line in open(f"{config.train.output_dir}/metrics.jsonl")]
+    assert [("s_kd" in line) for line in lines] == [False] * 3 + [True] * 3
+    assert all("g_onehot" in line for line in lines)
+    assert lines[2]["lr_s"] == pytest.approx(config.student.lr)  # untouched by the warm-up
+    assert lines[3]["lr_s"] == pytest.approx(config.student.lr * 0.75)  # cosine over the 3 student steps: 1/3 done
+    assert lines[5]["lr_s"] == pytest.approx(0.0, abs=1e-12)  # ...and at zero at the last step
+    # warm-up steps make G's batch of 16; the others G's batch and one fresh batch of 16
+    assert [line["images"] for line in lines] == [16, 32, 48, 80, 112, 144]
+    assert results["images_generated"] == 144
+
+
+def test_budget_timing_weights_generator_only_steps_by_the_warmup(tmp_path, monkeypatch):
+    """A full step "takes" 1 s and a generator-only one 0.25 s on a fake clock: the mean step is their mix."""
+    from datafree import build, pipeline
+    from datafree.trainer import DataFreeTrainer
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: clock["now"])
+
+    def fake_step(self, step):
+        clock["now"] += 0.25 if step < self.warmup_steps else 1.0
+
+    monkeypatch.setattr(DataFreeTrainer, "train_step", fake_step)
+    for warmup, expected in ((0.0, 1.0), (0.4, 0.6 * 1.0 + 0.4 * 0.25)):
+        config = tiny_config(tmp_path, train={"steps": 100, "warmup": warmup})
+        save_random_teacher(config)
+        teacher, student, spec = build.networks_from_config(config)
+        seconds = pipeline.time_steps(config, build.make_accelerator(config), teacher, student, spec)
+        assert seconds == pytest.approx(expected)
+        build.reset_accelerate()
+
+
+@pytest.mark.parametrize(("train", "message"), [
+    ({"warmup": 1.0}, "train.warmup is the fraction of train.steps without student updates: in \\[0, 1\\)"),
+    ({"warmup": -0.1}, "in \\[0, 1\\)"),
+    ({"warmup": 0.2, "transfer": "real"}, "has no generator step; set train.warmup = 0"),
+    ({"label_precision": "fp16"}, "train.label_precision = 'fp16' is not one of \\['auto', 'bf16', 'fp32'\\]"),
+])  # fmt: skip
+def test_bad_warmup_or_label_precision_is_refused_with_the_fix(tmp_path, train, message):
+    from datafree.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=message):
+        validate(tiny_config(tmp_path, train=train))
+
+
+def test_bf16_labels_round_the_students_extra_targets_and_leave_the_generators_batch_in_fp32(tmp_path):
+    """train.label_precision = "bf16": the fresh batches' teacher forwards run in bf16 (float32 outputs, close to
+    the fp32 forward's but not equal); the batch the generator learns from keeps the fp32 forward."""
+    from datafree import build
+
+    config = tiny_config(tmp_path, train={"student_steps": 2, "fresh_batches": True, "label_precision": "bf16"})
+    save_random_teacher(config)
+    trainer = build.trainer_from_config(config)
+    images, labels = trainer.student_batches(0, 1, trainer.synthesize(0))
+    with torch.no_grad():
+        exact = trainer.synthesize.student_teacher(images).logits
+        g_images, g_out = trainer.synthesize(0)
+        assert torch.equal(g_out.logits, trainer.synthesize.teacher(g_images).logits)  # G's batch: fp32 forward
+    assert labels.logits.dtype == torch.float32 and not torch.equal(labels.logits, exact)
+    torch.testing.assert_close(labels.logits, exact, atol=0.05 * exact.abs().max().item(), rtol=0.05)
