@@ -362,5 +362,7 @@ def test_fresh_batch_size_sizes_the_students_fresh_batches_and_the_image_count(t
     images, targets = trainer.student_batches(0, 1, batch)
     assert batch[0].shape[0] == 16 and images.shape[0] == 4 and targets.logits.shape[0] == 4
     assert trainer.images_per_step == 16 + 2 * 4  # G's batch + two fresh batches of 4
-    with pytest.raises(ConfigError, match="fresh_batch_size = 4 sizes the fresh batches: it needs train.fresh_batches"):
-        validate(tiny_config(tmp_path, train={"student_steps": 3, "fresh_batch_size": 4}))
+    with pytest.raises(ConfigError, match="fresh_batch_size = 1 sizes the fresh batches: at least 2 images"):
+        validate(tiny_config(tmp_path, train={"student_steps": 3, "fresh_batches": True, "fresh_batch_size": 1}))
+    validate(tiny_config(tmp_path, train={"replay": 2, "student_steps": 3, "fresh_batch_size": 64}))  # the default
+    # preset's fresh batch size stays valid when a recipe turns fresh batches off (replay instead)
