@@ -184,6 +184,7 @@ class Parts:
     labels: Callable | None
     callbacks: list[Callback]
     real_images: torch.Tensor | None = None  # train.transfer = "real": the student's images, no generator step
+    schedule_g: Any = None  # the generator's LR schedule (generator.schedule), stepped once per step
 
 
 def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
@@ -215,7 +216,8 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
                  student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),
                  g.latent_dim,
                  Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device) if augments else None,
-                 labels, callbacks, real_transfer_set(config) if real else None)  # fmt: skip
+                 labels, callbacks, real_transfer_set(config) if real else None,
+                 make_schedule(optimizer_g, g.schedule, t.steps))  # fmt: skip
 
 
 def real_transfer_set(config: Config) -> torch.Tensor:

@@ -95,6 +95,7 @@ class GeneratorConfig:
     output: str = "bn"  # bn: DAFL's non-affine BatchNorm output | pixels: tanh -> [0, 1] pixels -> normalized
     conditional: bool = False  # balanced classes: image i of a batch is made for class i mod K (generators/conditional.py)
     lr: float = 0.2
+    schedule: str = "constant"  # constant | cosine: G's LR over train.steps (cosine: G settles while the student anneals)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # official code: Adam defaults
 
 
@@ -387,6 +388,7 @@ def validate(config: Config) -> None:
                "train.label_precision": (t.label_precision, {"fp32", "bf16", "auto"}),
                "teacher_training.optimizer": (tt.optimizer, {"adam", "sgd"}),
                "student.schedule": (s.schedule, {"constant", "step", "cosine"}),
+               "generator.schedule": (g.schedule, {"constant", "cosine"}),
                "teacher_training.schedule": (tt.schedule, {"constant", "step", "cosine"})}  # fmt: skip
     for key, (value, allowed) in choices.items():
         if value not in allowed:

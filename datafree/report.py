@@ -72,7 +72,7 @@ def _plot_accuracy(run_dir: Path, metrics: list[dict], results: dict) -> str:
 
 def _plot_losses(run_dir: Path, metrics: list[dict]) -> str | None:
     """One panel per loss term: the terms have different scales and signs, so they never share an axis."""
-    terms = [k for k in metrics[0] if k.startswith(("g_", "s_"))]
+    terms = list(dict.fromkeys(k for m in metrics for k in m if k.startswith(("g_", "s_"))))  # s_ after a warm-up
     if not terms:
         return None
     plt = _pyplot()
@@ -81,7 +81,7 @@ def _plot_losses(run_dir: Path, metrics: list[dict]) -> str | None:
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
     steps = [m["step"] for m in metrics]
     for ax, k in zip(axes.flat, terms):
-        ax.plot(steps, [m.get(k) for m in metrics], color="tab:blue" if k.startswith("g_") else "tab:orange")
+        ax.plot(steps, [m.get(k, math.nan) for m in metrics], color="tab:blue" if k.startswith("g_") else "tab:orange")
         ax.set_title(k + (" (generator)" if k.startswith("g_") else " (student)"), fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)

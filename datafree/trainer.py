@@ -5,7 +5,8 @@ One step (see README "Layout"):
       generator objective: sum of the recipe's [[synthesis]] terms        -> G update
       student objective: sum of the recipe's [[distill]] losses on x.detach()
                          (+ wrappers' penalties), student_steps times on the batches
-                         the student-batch piece gives                      -> S update(s)
+                         the student-batch piece gives (none in train.warmup's
+                         first steps: the generator trains alone)         -> S update(s)
       callbacks at step start and after each student update (EMA, wrappers' after-step hooks)
 Everything else (evaluation, samples, checkpoints, logs) happens every N steps, never per step,
 so the hot path has no host-device sync.
@@ -96,7 +97,7 @@ class DataFreeTrainer:
         self.generator, self.student, self.opt_g, self.opt_s = accelerator.prepare(
             parts.generator, parts.student, parts.optimizer_g, parts.optimizer_s
         )
-        self.sched_s = parts.schedule_s
+        self.sched_s, self.sched_g = parts.schedule_s, parts.schedule_g
         if train.compile:
             self.generator, self.teacher = torch.compile(self.generator), torch.compile(self.teacher)
             student_teacher = self.teacher if student_teacher is parts.teacher else student_teacher
@@ -118,8 +119,8 @@ class DataFreeTrainer:
         extra = self.student_batches.generated_images(train.student_steps)  # e.g. the fresh batches
         self.images_per_step = accelerator.num_processes * (train.batch_size + extra)  # once the student trains
         # what a checkpoint holds beside Accelerate's models/optimizers: saved by datafree.trainstate, never pickled
-        self.resumable = {"schedule_s": self.sched_s, "progress": self.progress, "teacher": _ScheduleState(self.source),
-                          "student_batches": self.student_batches}  # fmt: skip
+        self.resumable = {"schedule_s": self.sched_s, "schedule_g": self.sched_g, "progress": self.progress,
+                          "teacher": _ScheduleState(self.source), "student_batches": self.student_batches}  # fmt: skip
         for i, callback in enumerate(self.callbacks):
             if callback.checkpoint_state() is not None:
                 self.resumable[f"callback{i}_{type(callback).__name__}"] = callback.checkpoint_state()
@@ -182,6 +183,7 @@ class DataFreeTrainer:
         terms = {k: v.detach() for k, v in terms.items()}
         terms.update(s_terms)
         terms["g_total"] = g_loss.detach()
+        self.sched_g.step()
         if updates:
             self.sched_s.step()
             terms["s_total"] = s_loss.detach()

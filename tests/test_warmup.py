@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -102,3 +103,34 @@ def test_bf16_labels_round_the_students_extra_targets_and_leave_the_generators_b
         assert torch.equal(g_out.logits, trainer.synthesize.teacher(g_images).logits)  # G's batch: fp32 forward
     assert labels.logits.dtype == torch.float32 and not torch.equal(labels.logits, exact)
     torch.testing.assert_close(labels.logits, exact, atol=0.05 * exact.abs().max().item(), rtol=0.05)
+
+
+def test_loss_panels_include_the_students_terms_that_start_after_the_warmup(tmp_path, monkeypatch):
+    from datafree import report
+
+    titles = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: titles.extend(ax.get_title() for ax in fig.axes) or "x")
+    metrics = [{"step": 1, "g_onehot": 2.0}, {"step": 2, "g_onehot": 1.0, "s_kd": 0.5}]
+    report._plot_losses(tmp_path, metrics)
+    assert titles == ["g_onehot (generator)", "s_kd (student)"]
+
+
+def test_generator_cosine_schedule_reaches_zero_and_a_resumed_warmup_run_is_exact(tmp_path, monkeypatch):
+    """generator.schedule = "cosine" over all steps (warm-up included); resume restores both schedules mid-run
+    (checkpoint at step 3 = the warm-up's end, crash in step 5)."""
+    from tests.conftest import assert_same_weights, crash_then_resume
+
+    sections = {"generator": {"schedule": "cosine"}, "student": {"schedule": "cosine"},
+                "train": {"warmup": 0.5, "student_steps": 2, "fresh_batches": True}}  # fmt: skip
+    straight = tiny_config(tmp_path / "a", **sections)
+    save_random_teacher(straight)
+    distill_from_config(straight)
+    lines = [json.loads(line) for line in open(f"{straight.train.output_dir}/metrics.jsonl")]
+    lr = straight.generator.lr
+    assert [line["lr_g"] for line in lines] == pytest.approx([lr * 0.5 * (1 + math.cos(math.pi * s / 6)) for s in range(1, 7)])
+
+    resumed = tiny_config(tmp_path / "b", **sections)
+    save_random_teacher(resumed)
+    crash_then_resume(resumed, monkeypatch)
+    assert_same_weights(straight.train.output_dir, resumed.train.output_dir)
+    assert [json.loads(line)["lr_s"] for line in open(f"{resumed.train.output_dir}/metrics.jsonl")] == [l["lr_s"] for l in lines]
