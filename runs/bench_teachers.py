@@ -53,6 +53,7 @@ def pair_config(base: Config, teacher: str, student: str, root: Path, smoke: boo
         c.teacher.checkpoint = str(root / "teachers-smoke" / folder / "teacher.safetensors")
         t = c.train
         t.batch_size, t.student_steps, t.eval_every, t.log_every, t.sample_every, t.checkpoint_every = 8, 2, 2, 1, 4, 4
+        t.fresh_batch_size = 0  # fresh batches as small as the generator's
         c.generator.width, t.channels_last = 8, False
     return c
 

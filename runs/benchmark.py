@@ -61,6 +61,7 @@ def smoke_config(config: Config) -> Config:
     c.generator.width, c.generator.latent_dim = 16, min(c.generator.latent_dim, 64)
     t = c.train
     t.steps, t.batch_size, t.eval_every, t.log_every, t.sample_every, t.checkpoint_every = 4, 8, 2, 1, 2, 4
+    t.fresh_batch_size = 0  # the student's fresh batches shrink with the generator's (a preset's 64 would not)
     t.mixed_precision, t.channels_last, t.compile, t.trackers = "no", False, False, []
     return c
 
