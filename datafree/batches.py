@@ -45,8 +45,8 @@ class Augmenter:
 def label_autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager] | None:
     """The autocast of the teacher's no-grad forwards that label the student's extra batches (``train.label_precision``).
 
-    "auto": bf16 where the device computes it natively (CUDA with bf16; a CPU with AMX or AVX512-BF16, where a
-    ResNet-20 forward is ~3x faster), else None (the loop's own precision). Gradients never flow through these
+    "auto": bf16 where the device computes it natively (CUDA with bf16; a CPU with AMX or AVX512-BF16), else
+    None (the loop's own precision). Gradients never flow through these
     forwards, so the generator's update is untouched; the student's targets are rounded to bf16's 8 bits.
     """
     if precision == "fp32":
