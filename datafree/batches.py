@@ -4,7 +4,7 @@
 and the student's targets (a second forward only when a method gives the student another teacher).
 The student's extra updates per generator step draw their batches from a small named piece, picked by
 build from the recipe: the generator's own batch (``SameBatch``), recent batches (``ReplayBatches``), new
-ones from the just-updated generator (``FreshBatches``); ``Augmented`` flips/shifts a batch and has the
+ones from the just-updated generator (``FreshBatches``); ``Augmented`` flips/shifts/mixes a batch and has the
 teacher relabel it. The trainer calls ``remember`` after the generator step and the piece for each update.
 """
 
@@ -31,15 +31,15 @@ def latent_seed(seed: int, rank: int, step: int, draw: int = 0) -> int:
 
 
 class Augmenter:
-    """Random flip / shift of a batch (black fill in the teacher's normalized space), from the latent RNG."""
+    """Random flip / shift / mix of a batch (black fill in the teacher's normalized space), from the latent RNG."""
 
-    def __init__(self, flip: bool, max_shift: int, spec: ImageSpec, device):
-        self.flip, self.max_shift = flip, max_shift
+    def __init__(self, flip: bool, max_shift: int, spec: ImageSpec, device, mix: float = 0.0):
+        self.flip, self.max_shift, self.mix = flip, max_shift, mix
         black = [-m / s for m, s in zip(spec.mean, spec.std)]  # pixel 0 in the teacher's normalized space
         self.fill = torch.tensor(black * (spec.channels // len(black)), device=device)
 
     def __call__(self, images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        return augment(images, self.flip, self.max_shift, self.fill, rng)
+        return augment(images, self.flip, self.max_shift, self.fill, rng, self.mix)
 
 
 def label_autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager] | None:
@@ -194,7 +194,7 @@ class FreshBatches(SameBatch):
 
 
 class Augmented(SameBatch):
-    """Flip/shift the inner piece's batch and let the teacher relabel what the student actually sees."""
+    """Flip/shift/mix the inner piece's batch and let the teacher relabel what the student actually sees."""
 
     def __init__(self, inner: SameBatch, synthesize: Synthesizer, autocast):
         self.inner, self.synthesize, self.autocast = inner, synthesize, autocast

@@ -17,10 +17,11 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from datafree.batches import Augmented, Augmenter, FreshBatches, ReplayBatches, SameBatch
 from datafree.callbacks import EMA, Callback, ClassCoverage, WrapperHooks
-from datafree.config import Config, ConfigError, TermConfig, warmup_steps
+from datafree.config import Config, ConfigError, TermConfig, TrainConfig, warmup_steps
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
 from datafree.netcheck import build_net, check_network, load_network  # noqa: F401  (part of build's API)
@@ -153,11 +154,16 @@ def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
     return ClassConditional(generator, spec.num_classes, g.latent_dim) if g.conditional else generator
 
 
+def augments_batches(t: TrainConfig) -> bool:
+    """Whether the student's batches are flipped, shifted or mixed (``train.augment_*``)."""
+    return t.augment_flip or t.augment_shift > 0 or t.augment_mix > 0
+
+
 def student_batches(config: Config, generator_only: set[str]) -> Callable:
     """The piece that gives the student its batches, as a factory of (synthesizer, autocast); a replay ring drops
     the teacher features only the generator's terms read (``generator_only``: a ResNet's every BatchNorm input)."""
     t = config.train
-    augments = t.augment_flip or t.augment_shift > 0
+    augments = augments_batches(t)
 
     def make(synthesize, autocast):
         first = ReplayBatches(t.replay, generator_only) if t.replay else SameBatch()
@@ -209,15 +215,22 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     callbacks += [EMA(t.ema_decay)] if t.ema_decay else []
     callbacks += [WrapperHooks(wrappers)] if wrappers else []
     callbacks += teacher.callbacks()
-    augments = t.augment_flip or t.augment_shift > 0
     labels = (lambda n, device: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, t.steps - warmup_steps(t), s.milestones, s.gamma),
                  student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),
                  g.latent_dim,
-                 Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device) if augments else None,
+                 Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device, t.augment_mix)
+                 if augments_batches(t) else None,
                  labels, callbacks, real_transfer_set(config) if real else None,
                  make_schedule(optimizer_g, g.schedule, t.steps))  # fmt: skip
+
+
+def eval_loader(config: Config, eval_set: Dataset, accelerator: Accelerator) -> DataLoader:
+    """The real test set in ``data.eval_batch_size`` batches, sharded across processes (as the trainer's own)."""
+    loader = DataLoader(eval_set, batch_size=config.data.eval_batch_size, shuffle=False,
+                        num_workers=config.data.num_workers)  # fmt: skip
+    return accelerator.prepare_data_loader(loader)
 
 
 def real_transfer_set(config: Config) -> torch.Tensor:

@@ -115,6 +115,7 @@ class TrainConfig:
     warmup: float = 0.0  # fraction of train.steps that train the generator alone (the student starts on recognizable images)
     augment_flip: bool = False  # student batches: random left-right flip, relabelled by the teacher
     augment_shift: int = 0  # student batches: random shift of up to N pixels (black fill), relabelled by the teacher
+    augment_mix: float = 0.0  # student batches: this fraction replaced by mixes of two of its images, relabelled
     ema_decay: float = 0.0  # > 0: ship (evaluate, save) an exponential moving average of the student's weights
     eval_every: int = 200
     log_every: int = 20
@@ -397,6 +398,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"train.ema_decay must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema_decay}")
     if t.max_minutes < 0:
         raise ConfigError(f"train.max_minutes must be >= 0 (0 = use train.steps), got {t.max_minutes}")
+    if not 0.0 <= t.augment_mix <= 1.0:
+        raise ConfigError(f"train.augment_mix must be a fraction in [0, 1] of each student batch, got {t.augment_mix}")
     if t.augment_shift < 0 or t.replay < 0:
         raise ConfigError(f"train.augment_shift and train.replay must be >= 0, got {t.augment_shift}, {t.replay}")
     if t.fresh_batches and t.replay:

@@ -82,28 +82,36 @@ def seconds_per_step(config: Config, probe_steps: int = 3) -> float:
 
 
 def steps_for_budget(config: Config, accelerator, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
-                     references: dict | None, resume: bool, probe_steps: int = 3) -> Config:  # fmt: skip
-    """``train.steps`` that fit ``train.max_minutes``, fixed BEFORE step 0 so LR and weight schedules are exact.
+                     references: dict | None, resume: bool, started: float, eval_seconds: float = 0.0,
+                     probe_steps: int = 3) -> Config:  # fmt: skip
+    """``train.steps`` that fit the run in ``train.max_minutes``, fixed BEFORE step 0 so LR and weight schedules are exact.
 
-    Times ``probe_steps`` steps of a throw-away trainer (the first is warm-up; the student's weights are put
-    back) and keeps 90% of the budget for the steps (evaluations and checkpoints come on top). A resumed run
-    takes the number its first part fixed, from the run folder's config.json, so it resumes exactly.
+    The budget is the whole run's, from ``started`` (before the networks were loaded) to the results written:
+    what is already spent (loading, the teacher's evaluation, this timing of ``probe_steps`` steps of a
+    throw-away trainer) comes off it, and each evaluation the run will make (every ``train.eval_every`` steps,
+    the last step, the end's per-class one) is costed at ``eval_seconds``, the teacher's own evaluation (a
+    bound: students are smaller); 5% is kept for checkpoints and the report. A resumed run takes the number its
+    first part fixed, from the run folder's config.json, so it resumes exactly.
     """
     t = config.train
     if resume:
         saved = json.loads((Path(t.output_dir) / "config.json").read_text())["train"]["steps"]
         return dataclasses.replace(config, train=dataclasses.replace(t, steps=int(saved)))
     seconds = time_steps(config, accelerator, teacher, student_net, spec, references, probe_steps)
-    steps = max(1, int(0.9 * t.max_minutes * 60 / seconds))
-    accelerator.print(f"train.max_minutes = {t.max_minutes}: {seconds:.3f} s per step -> train.steps = {steps}")
+    left = 0.95 * t.max_minutes * 60 - (time.perf_counter() - started) - 2 * eval_seconds
+    steps = max(1, int(left / (seconds + eval_seconds / t.eval_every)))
+    accelerator.print(f"train.max_minutes = {t.max_minutes}: {seconds:.3f} s per step, {eval_seconds:.1f} s per "
+                      f"evaluation, {time.perf_counter() - started:.0f} s spent -> train.steps = {steps}")  # fmt: skip
     return dataclasses.replace(config, train=dataclasses.replace(t, steps=steps))
 
 
 def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.Module, spec: ImageSpec,
             eval_set: Dataset | None = None, feature_layer: str | None = None, resume: bool = False,
-            references: dict | None = None) -> dict:  # fmt: skip
+            references: dict | None = None, started: float | None = None) -> dict:  # fmt: skip
     """Data-free distillation of ``teacher`` (a source, or a user's network) into ``student_net``; returns (and
-    writes) the results. ``references``: {synthesis term name: statistics} handed to those terms."""
+    writes) the results. ``references``: {synthesis term name: statistics} handed to those terms; ``started``:
+    the ``time.perf_counter()`` that ``train.max_minutes`` counts from (default: this call)."""
+    started = time.perf_counter() if started is None else started
     validate(config)  # a Config built in Python or loaded from TOML gets the same checks as the command line
     out = Path(config.train.output_dir)
     check_output_dir(out, resume, config.train.overwrite)
@@ -111,8 +119,14 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     accelerator = build.make_accelerator(config)
     if not isinstance(teacher, TeacherSource):
         teacher = build.build_teacher(config, spec, teacher, feature_layer)
+    teacher_net = next(iter(teacher.networks().values()))
+    timer = time.perf_counter()
+    teacher_counts = None if eval_set is None else class_counts(teacher_net, build.eval_loader(config, eval_set, accelerator),
+                                                                accelerator)  # fmt: skip
+    eval_seconds = time.perf_counter() - timer
     if config.train.max_minutes:
-        config = steps_for_budget(config, accelerator, teacher, student_net, spec, references, resume)
+        config = steps_for_budget(config, accelerator, teacher, student_net, spec, references, resume, started,
+                                  eval_seconds)  # fmt: skip
         accelerator = build.make_accelerator(config)  # the timing's models stay out of the real run's state
     trainer = build.build_trainer(config, accelerator, teacher, student_net, spec, eval_set, references)
     if resume:  # before anything is written: a resume that fails leaves the folder describing what it holds
@@ -125,8 +139,6 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if config.train.trackers:
         accelerator.init_trackers(config.name, config={k: str(v) for k, v in config.to_dict().items()})
-    teacher_net = next(iter(teacher.networks().values()))
-    teacher_counts = class_counts(teacher_net, trainer.eval_loader, accelerator) if trainer.eval_loader else None
     teacher_acc = overall(teacher_counts) if teacher_counts is not None else None
     if teacher_acc is not None:
         accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}")
@@ -182,5 +194,7 @@ def distill_from_config(config: Config, resume: bool = False) -> dict:
     """The recipe path: registry networks, the recipe's teacher checkpoint, the real test set for evaluation."""
     from datafree.data import recipe_split
 
+    started = time.perf_counter()  # train.max_minutes counts the networks' and the test set's loading too
     teacher, student_net, spec = build.networks_from_config(config)
-    return distill(config, teacher, student_net, spec, recipe_split(config.data, train=False), resume=resume)
+    return distill(config, teacher, student_net, spec, recipe_split(config.data, train=False), resume=resume,
+                   started=started)  # fmt: skip

@@ -9,7 +9,7 @@ For each teacher -> student pair (``teacher:student@dataset`` runs it on another
 ``@fashion-mnist-28``, the same images at their native 28x28): the teacher is trained once on the real data by
 the recipe's [teacher_training] (train_teacher.py's path; it records per-class feature statistics beside it),
 then the SAME recipe (no per-pair tuning; only teacher.arch and student.arch change) distills each seed with a
-wall-time budget (train.max_minutes: the step count is fixed before step 0). Writes table.md and results.json
+wall-time budget for the whole run (train.max_minutes: the step count is fixed before step 0). Writes table.md and results.json
 under --output-root: teacher accuracy, student final and best (mean +- std over seeds), the worst class
 (student, and the teacher on it), the generator's class coverage over the last 10% of steps (the rarest
 class's share; K classes -> 1/K when balanced), steps, wall time, and what the generator read beyond the
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", default=PAIRS, help="comma-separated teacher:student registry names")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
-    parser.add_argument("--minutes", type=float, default=10.0, help="wall-time budget of each run's loop")
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="wall-time budget of each run (its step count fixed before step 0)")
     parser.add_argument("--output-root", default="outputs/bench_teachers")
     parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
     parser.add_argument("--preset", default="", help="lay the recipe over this preset instead (e.g. strict)")

@@ -1,11 +1,11 @@
-"""Flip/shift of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the teacher."""
+"""Flip/shift/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the teacher."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from datafree.augment import augment, random_flip, random_shift
+from datafree.augment import augment, random_flip, random_mix, random_shift
 from tests.conftest import save_random_teacher, tiny_config
 
 
@@ -46,6 +46,38 @@ def test_augment_is_identity_when_off_and_reproducible_from_the_seed():
     a = augment(images, True, 3, fill, torch.Generator().manual_seed(5))
     b = augment(images, True, 3, fill, torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and not torch.equal(a, images)
+
+
+def test_mix_replaces_the_given_fraction_by_convex_pairs_of_the_batch():
+    # image i is the constant i: a mix of images a and b is the constant lam * a + (1 - lam) * b
+    images = torch.arange(10.0).view(10, 1, 1, 1).expand(10, 1, 3, 3).contiguous()
+    out = random_mix(images, 0.4, torch.Generator().manual_seed(3))
+    assert torch.equal(out[4:], images[4:]), "the images past round(0.4 * 10) = 4 are untouched"
+    for i, got in enumerate(out[:4]):
+        assert torch.equal(got, got.flatten()[0].expand_as(got)), "a mix of two constant images is constant"
+        value = got.flatten()[0].item()
+        # some partner j and lam in [0, 1] give it: value = lam * i + (1 - lam) * j
+        assert any(abs(value - i) < 1e-6 or (0 <= (value - j) / (i - j) <= 1) for j in range(10) if j != i)
+    assert not torch.equal(out[:4], images[:4])
+    assert torch.equal(random_mix(images, 0.0, torch.Generator()), images)
+
+
+def test_mix_keeps_each_mix_between_its_two_images_elementwise():
+    images = torch.randn(32, 2, 4, 4)
+    out = random_mix(images, 1.0, torch.Generator().manual_seed(0))
+    lo = torch.minimum(images[:, None], images[None]).amin(1)  # elementwise min over all images
+    hi = torch.maximum(images[:, None], images[None]).amax(1)
+    assert ((out >= lo - 1e-6) & (out <= hi + 1e-6)).all()
+    # each output is lam * x_i + (1 - lam) * x_j with one lam for the whole image: solve for lam against every j
+    for i, got in enumerate(out):
+        fits = []
+        for j in range(32):
+            d = images[i] - images[j]
+            if j == i or d.abs().max() < 1e-6:
+                continue
+            lam = ((got - images[j]) * d).sum() / (d * d).sum()
+            fits.append(bool(torch.allclose(got, lam * images[i] + (1 - lam) * images[j], atol=1e-5)) and -1e-6 <= lam <= 1 + 1e-6)
+        assert any(fits), f"output {i} is not a mix of image {i} with another image of the batch"
 
 
 def test_trainer_relabels_the_augmented_student_batch_with_the_teacher(tmp_path):

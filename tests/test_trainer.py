@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from datafree.config import Config
 from datafree.distill import register_loss
 from datafree.distill.base import DistillLoss
 from datafree.pipeline import distill_from_config
@@ -285,6 +287,20 @@ def test_max_minutes_fixes_the_step_count_before_step_0_and_resume_keeps_it(tmp_
     GradientState._reset_state()
     monkeypatch.setattr("time.perf_counter", lambda: 0.0)  # a resume must not re-time: it takes the saved count
     assert distill_from_config(config, resume=True)["steps"] == saved
+
+
+def test_max_minutes_budgets_the_whole_run_what_is_spent_and_each_evaluation(monkeypatch):
+    from datafree import pipeline
+
+    config = Config()
+    config.train.max_minutes, config.train.eval_every = 10.0, 100
+    monkeypatch.setattr(pipeline, "time_steps", lambda *args, **kwargs: 0.5)  # seconds per step
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: 100.0)  # 60 s after the run started
+    fixed = pipeline.steps_for_budget(config, SimpleNamespace(print=print), None, None, None, None, False, started=40.0,
+                                      eval_seconds=6.0)  # fmt: skip
+    # 0.95 * 600 - 60 spent - 2 evaluations (the last step's, the end's per-class one) = 498 s for
+    # steps of 0.5 s plus one 6 s evaluation every 100 steps: 498 / 0.56 = 889.3
+    assert fixed.train.steps == 889 and config.train.steps == Config().train.steps  # a copy; the input untouched
 
 
 class _IgnoresClassThree(torch.nn.Module):
