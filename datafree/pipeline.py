@@ -87,10 +87,10 @@ def steps_for_budget(config: Config, accelerator, teacher: TeacherSource, studen
     """``train.steps`` that fit the run in ``train.max_minutes``, fixed BEFORE step 0 so LR and weight schedules are exact.
 
     The budget is the whole run's, from ``started`` (before the networks were loaded) to the results written:
-    what is already spent (loading, the teacher's evaluation, this timing of ``probe_steps`` steps of a
-    throw-away trainer) comes off it, and each evaluation the run will make (every ``train.eval_every`` steps,
-    the last step, the end's per-class one) is costed at ``eval_seconds``, the teacher's own evaluation (a
-    bound: students are smaller); 5% is kept for checkpoints and the report. A resumed run takes the number its
+    what is already spent (loading, the teacher's and the untrained student's evaluations, this timing of
+    ``probe_steps`` steps of a throw-away trainer) comes off it, and each evaluation the run will make (every ``train.eval_every`` steps,
+    the last step, the end's per-class one) is costed at ``eval_seconds``, the untrained student's evaluation;
+    5% is kept for checkpoints and the report. A resumed run takes the number its
     first part fixed, from the run folder's config.json, so it resumes exactly.
     """
     t = config.train
@@ -120,10 +120,14 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     if not isinstance(teacher, TeacherSource):
         teacher = build.build_teacher(config, spec, teacher, feature_layer)
     teacher_net = next(iter(teacher.networks().values()))
-    timer = time.perf_counter()
-    teacher_counts = None if eval_set is None else class_counts(teacher_net, build.eval_loader(config, eval_set, accelerator),
-                                                                accelerator)  # fmt: skip
-    eval_seconds = time.perf_counter() - timer
+    teacher_counts = untrained_acc = None
+    eval_seconds = 0.0
+    if eval_set is not None:
+        loader = build.eval_loader(config, eval_set, accelerator)
+        teacher_counts = class_counts(teacher_net, loader, accelerator)
+        timer = time.perf_counter()  # the student's evaluation, timed: the budget costs the run's evaluations by it
+        untrained_acc = overall(class_counts(student_net, loader, accelerator))
+        eval_seconds = time.perf_counter() - timer
     if config.train.max_minutes:
         config = steps_for_budget(config, accelerator, teacher, student_net, spec, references, resume, started,
                                   eval_seconds)  # fmt: skip
@@ -141,7 +145,8 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         accelerator.init_trackers(config.name, config={k: str(v) for k, v in config.to_dict().items()})
     teacher_acc = overall(teacher_counts) if teacher_counts is not None else None
     if teacher_acc is not None:
-        accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}")
+        accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}; the student's before "
+                          f"training: {untrained_acc:.4f}")  # fmt: skip
     objective = trainer.parts.objective
     real = [f"{config.data.name}'s training images (train.transfer = real, labels unused)"]
     uses = real if config.train.transfer == "real" else objective.uses  # beyond the teacher's weights
@@ -161,6 +166,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     results = {
         "name": config.name,
         "teacher_acc": teacher_acc,
+        "student_acc_untrained": untrained_acc,  # before step 0: what the distillation started from
         "student_acc_final": final_acc,
         "student_acc_best": fit["best_acc"] if fit["best_acc"] >= 0 else final_acc,
         "best_step": fit["best_step"],
