@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from datafree.config import ConfigError, Config, add_override_arguments, apply_overrides, load_toml, parse_args
+from datafree.config import ConfigError, Config, load_toml
+from datafree.overrides import add_override_arguments, apply_overrides, parse_args
 
 DEFAULT_RECIPE = Path(__file__).parent / "runs" / "fmnist.toml"
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml
+from datafree.config import ConfigError, load_toml
+from datafree.overrides import add_override_arguments, apply_overrides
 
 
 def main(argv: list[str] | None = None) -> int:

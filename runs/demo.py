@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml, parse_args  # noqa: E402
+from datafree.config import ConfigError, load_toml  # noqa: E402
+from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

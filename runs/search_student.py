@@ -33,8 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import (Config, ConfigError, TermConfig, WrapperConfig, add_override_arguments,  # noqa: E402
-                             apply_overrides, load_toml, parse_args)  # fmt: skip
+from datafree.config import Config, ConfigError, TermConfig, WrapperConfig, load_toml  # noqa: E402
+from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
 
 
 @dataclass

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from datafree.config import Config, ConfigError, add_override_arguments, apply_overrides, load_toml, parse_args, validate
+from datafree.config import Config, ConfigError, load_toml, validate
+from datafree.overrides import add_override_arguments, apply_overrides, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader
 
 from datafree import build
 from datafree.checkpoint import CheckpointError, load_weights
-from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml, parse_args
+from datafree.config import ConfigError, load_toml
+from datafree.overrides import add_override_arguments, apply_overrides, parse_args
 from datafree.data import DataMissingError, dataset_info, recipe_split
 from datafree.evaluate import class_counts, overall, per_class
 

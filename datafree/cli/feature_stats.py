@@ -11,7 +11,8 @@ from pathlib import Path
 
 from datafree import build
 from datafree.checkpoint import CheckpointError
-from datafree.config import ConfigError, add_override_arguments, apply_overrides, load_toml, parse_args
+from datafree.config import ConfigError, load_toml
+from datafree.overrides import add_override_arguments, apply_overrides, parse_args
 from datafree.data import DataMissingError, recipe_split
 from datafree.feature_stats import batchnorm_reference, has_class_stats, record_teacher_stats, save_reference, stats_path
 
