@@ -11,7 +11,9 @@ whose ``should_stop(loop)`` returns True after a step ends the loop there (logge
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -48,9 +50,39 @@ class Callback:
         """An object with state_dict/load_state_dict to save with the training state (None: nothing)."""
         return None
 
+    stop_reason = "a callback's goal was reached"  # printed when should_stop ends the loop
+
     def should_stop(self, loop) -> bool:
         """Asked once after every step: True ends the loop early (e.g. a search that reached its target)."""
         return False
+
+
+class Deadline(Callback):
+    """End the loop before a wall-time budget (``train.max_minutes``) is overrun.
+
+    The step count is fixed before step 0 from a short timing (so the schedules are exact); a machine that then
+    runs slower than it timed (a shared CPU moves 5-15% within minutes) would push the run past its budget.
+    This stops it at the step after which ``reserve_s`` (one more step, the last evaluations, the report) would
+    no longer fit before ``deadline`` (a ``time.perf_counter()`` value). On several processes they agree (one
+    all-reduce of a flag per step), so every rank stops at the same step.
+    """
+
+    stop_reason = "train.max_minutes would be overrun (the machine ran slower than it timed before step 0)"
+
+    def __init__(self, deadline: float, reserve_s: float, clock: Callable[[], float] = time.perf_counter):
+        self.deadline, self.reserve_s, self.clock, self.stopped_at = deadline, reserve_s, clock, None
+
+    def should_stop(self, loop) -> bool:
+        late = self.clock() + self.reserve_s > self.deadline
+        if loop.accelerator.num_processes > 1:
+            flag = torch.tensor([float(late)], device=loop.accelerator.device)
+            late = bool(loop.accelerator.reduce(flag, reduction="sum").item() > 0)
+        if late:
+            self.stopped_at = loop.progress.step
+        return late
+
+    def summary(self) -> dict:
+        return {} if self.stopped_at is None else {"stopped_at_deadline": self.stopped_at}
 
 
 class EMA(Callback):

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from datafree import build, netcheck
+from datafree.callbacks import Deadline
 from datafree.checkpoint import atomic_write_text
 from datafree.config import Config, ConfigError, validate
 from datafree.evaluate import class_counts, overall, per_class
@@ -83,26 +84,26 @@ def seconds_per_step(config: Config, probe_steps: int = 3) -> float:
 
 def steps_for_budget(config: Config, accelerator, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
                      references: dict | None, resume: bool, started: float, eval_seconds: float = 0.0,
-                     probe_steps: int = 3) -> Config:  # fmt: skip
+                     probe_steps: int = 3) -> tuple[Config, float]:  # fmt: skip
     """``train.steps`` that fit the run in ``train.max_minutes``, fixed BEFORE step 0 so LR and weight schedules are exact.
 
     The budget is the whole run's, from ``started`` (before the networks were loaded) to the results written:
     what is already spent (loading, the teacher's and the untrained student's evaluations, this timing of
     ``probe_steps`` steps of a throw-away trainer) comes off it, and each evaluation the run will make (every ``train.eval_every`` steps,
     the last step, the end's per-class one) is costed at ``eval_seconds``, the untrained student's evaluation;
-    5% is kept for checkpoints and the report. A resumed run takes the number its
-    first part fixed, from the run folder's config.json, so it resumes exactly.
+    5% is kept for checkpoints and the report. Returns the config and the timed seconds per step (0 on resume:
+    a resumed run takes the number its first part fixed, from the run folder's config.json, so it resumes exactly).
     """
     t = config.train
     if resume:
         saved = json.loads((Path(t.output_dir) / "config.json").read_text())["train"]["steps"]
-        return dataclasses.replace(config, train=dataclasses.replace(t, steps=int(saved)))
+        return dataclasses.replace(config, train=dataclasses.replace(t, steps=int(saved))), 0.0
     seconds = time_steps(config, accelerator, teacher, student_net, spec, references, probe_steps)
     left = 0.95 * t.max_minutes * 60 - (time.perf_counter() - started) - 2 * eval_seconds
     steps = max(1, int(left / (seconds + eval_seconds / t.eval_every)))
     accelerator.print(f"train.max_minutes = {t.max_minutes}: {seconds:.3f} s per step, {eval_seconds:.1f} s per "
                       f"evaluation, {time.perf_counter() - started:.0f} s spent -> train.steps = {steps}")  # fmt: skip
-    return dataclasses.replace(config, train=dataclasses.replace(t, steps=steps))
+    return dataclasses.replace(config, train=dataclasses.replace(t, steps=steps)), seconds
 
 
 def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.Module, spec: ImageSpec,
@@ -128,11 +129,15 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         timer = time.perf_counter()  # the student's evaluation, timed: the budget costs the run's evaluations by it
         untrained_acc = overall(class_counts(student_net, loader, accelerator))
         eval_seconds = time.perf_counter() - timer
+    seconds = 0.0
     if config.train.max_minutes:
-        config = steps_for_budget(config, accelerator, teacher, student_net, spec, references, resume, started,
-                                  eval_seconds)  # fmt: skip
+        config, seconds = steps_for_budget(config, accelerator, teacher, student_net, spec, references, resume,
+                                           started, eval_seconds)  # fmt: skip
         accelerator = build.make_accelerator(config)  # the timing's models stay out of the real run's state
     trainer = build.build_trainer(config, accelerator, teacher, student_net, spec, eval_set, references)
+    if seconds:  # a fresh budgeted run also stops if the machine turns slower than it timed
+        budget = config.train.max_minutes * 60
+        trainer.callbacks.append(Deadline(started + budget, seconds + 2 * eval_seconds + 0.02 * budget))
     if resume:  # before anything is written: a resume that fails leaves the folder describing what it holds
         trainer.resume()
     if accelerator.is_main_process:
@@ -173,7 +178,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "steps": fit["steps"],
         "images_generated": fit["images_generated"],
         "student_steps_per_step": fit["student_steps"],
-        **{k: fit[k] for k in ("class_coverage", "classes_under_coverage") if k in fit},
+        **{k: fit[k] for k in ("class_coverage", "classes_under_coverage", "stopped_at_deadline") if k in fit},
         "wall_time_s": round(fit["wall_time_s"], 2),
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,

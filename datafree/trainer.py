@@ -222,7 +222,8 @@ class DataFreeTrainer:
                 counts[name] = counts.get(name, 0) + 1
             done = step + 1
             self.progress.step, self.progress.elapsed_s = done, time.perf_counter() - t0
-            stop = any(callback.should_stop(self) for callback in self.callbacks)  # e.g. a search at its target
+            stopper = next((c for c in self.callbacks if c.should_stop(self)), None)  # e.g. a search at its target
+            stop = stopper is not None
             at = lambda every: done % every == 0 or done == cfg.steps or stop  # noqa: E731
             if at(cfg.log_every) or at(cfg.eval_every) or at(cfg.checkpoint_every):
                 self._guard_finite(torch.stack(list(bad.values())), list(bad), done)
@@ -251,7 +252,7 @@ class DataFreeTrainer:
                 self._save_state(done)
             bar.update(1)
             if stop:
-                acc.print(f"stopped early at step {done} of {cfg.steps}: a callback's goal was reached")
+                acc.print(f"stopped early at step {done} of {cfg.steps}: {stopper.stop_reason}")
                 break
         bar.close()
         acc.wait_for_everyone()

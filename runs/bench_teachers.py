@@ -32,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, add_override_arguments, apply_overrides, load_toml, parse_args  # noqa: E402
+from datafree.config import Config, load_toml  # noqa: E402
+from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
 
 PAIRS = ("lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny,"
          "vgg_bn:vgg_bn_small@fashion-mnist-28")

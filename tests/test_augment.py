@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -98,3 +99,26 @@ def test_trainer_relabels_the_augmented_student_batch_with_the_teacher(tmp_path)
     border = torch.cat([e.flatten() for e in edges])
     assert (border == black).any()
     assert F.mse_loss(targets.logits, teacher_out.logits) > 0  # the labels really were recomputed
+
+
+def test_trainer_mixes_the_student_batch_and_the_teacher_relabels_the_mixes(tmp_path):
+    config = tiny_config(tmp_path, train={"student_steps": 2, "augment_mix": 0.5, "steps": 2})
+    save_random_teacher(config)
+    from datafree import build
+
+    trainer = build.trainer_from_config(config)
+    images, teacher_out = trainer.synthesize(0)
+    seen, targets = trainer.student_batches(0, 0, (images.detach(), teacher_out.detach()))
+    half = images.shape[0] // 2
+    assert torch.equal(seen[half:], images[half:]) and not torch.equal(seen[:half], images[:half])
+    with torch.no_grad():
+        torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
+
+
+def test_augment_mix_outside_0_1_is_refused_naming_the_key():
+    from datafree.config import Config, ConfigError, validate
+
+    config = Config()
+    config.train.augment_mix = 1.5
+    with pytest.raises(ConfigError, match="train.augment_mix"):
+        validate(config)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -280,9 +282,10 @@ def test_max_minutes_fixes_the_step_count_before_step_0_and_resume_keeps_it(tmp_
     save_random_teacher(config)
     results = distill_from_config(config)
     saved = json.load(open(f"{config.train.output_dir}/config.json"))["train"]["steps"]
-    assert 1 <= results["steps"] == saved < 10_000  # 1.2 s of a ~0.1 s step, far fewer than the recipe's
+    assert 1 <= saved < 10_000  # 1.2 s of a ~0.1 s step, far fewer than the recipe's
+    assert results["steps"] == results.get("stopped_at_deadline", saved)  # the plan, or a deadline stop before it
     lines = [json.loads(l) for l in open(f"{config.train.output_dir}/metrics.jsonl")]
-    assert lines[-1]["step"] == saved and lines[-1]["lr_s"] == pytest.approx(config.student.lr)  # constant schedule
+    assert lines[-1]["step"] == results["steps"] and lines[-1]["lr_s"] == pytest.approx(config.student.lr)  # constant
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     monkeypatch.setattr("time.perf_counter", lambda: 0.0)  # a resume must not re-time: it takes the saved count
@@ -296,11 +299,37 @@ def test_max_minutes_budgets_the_whole_run_what_is_spent_and_each_evaluation(mon
     config.train.max_minutes, config.train.eval_every = 10.0, 100
     monkeypatch.setattr(pipeline, "time_steps", lambda *args, **kwargs: 0.5)  # seconds per step
     monkeypatch.setattr(pipeline.time, "perf_counter", lambda: 100.0)  # 60 s after the run started
-    fixed = pipeline.steps_for_budget(config, SimpleNamespace(print=print), None, None, None, None, False, started=40.0,
-                                      eval_seconds=6.0)  # fmt: skip
+    fixed, seconds = pipeline.steps_for_budget(config, SimpleNamespace(print=print), None, None, None, None, False,
+                                               started=40.0, eval_seconds=6.0)  # fmt: skip
     # 0.95 * 600 - 60 spent - 2 evaluations (the last step's, the end's per-class one) = 498 s for
     # steps of 0.5 s plus one 6 s evaluation every 100 steps: 498 / 0.56 = 889.3
-    assert fixed.train.steps == 889 and config.train.steps == Config().train.steps  # a copy; the input untouched
+    assert fixed.train.steps == 889 and seconds == 0.5
+    assert config.train.steps == Config().train.steps  # a copy; the input untouched
+
+
+def test_deadline_stops_the_loop_once_the_reserve_no_longer_fits(tmp_path, capsys):
+    from datafree import build
+    from datafree.callbacks import Deadline
+    from datafree.data import recipe_split
+
+    config = tiny_config(tmp_path, train={"steps": 6, "eval_every": 100, "log_every": 100})
+    save_random_teacher(config)
+    test_set = recipe_split(config.data, train=False)
+    for folder in (config.train.output_dir, tmp_path / "late"):  # the pipeline makes it; these tests skip it
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    trainer = build.trainer_from_config(config, test_set)
+    trainer.callbacks.append(Deadline(deadline=1e12, reserve_s=0.0))
+    fit = trainer.fit()
+    assert fit["steps"] == 6 and "stopped_at_deadline" not in fit  # far from the deadline: the planned steps
+    late = dataclasses.replace(config.train, output_dir=str(tmp_path / "late"))
+    trainer = build.trainer_from_config(dataclasses.replace(config, train=late), test_set)
+    clock = iter(float(t) for t in range(100))  # one second later at every question
+    trainer.callbacks.append(Deadline(2.5, 1.0, lambda: next(clock)))  # asked at t = 0, 1, 2 after steps 1, 2, 3
+    fit = trainer.fit()
+    assert fit["steps"] == 3 and fit["stopped_at_deadline"] == 3
+    assert "train.max_minutes would be overrun" in capsys.readouterr().out
+    lines = [json.loads(l) for l in open(tmp_path / "late" / "metrics.jsonl")]
+    assert lines[-1]["step"] == 3 and "student_acc" in lines[-1]  # the stop step is logged and evaluated
 
 
 class _IgnoresClassThree(torch.nn.Module):
