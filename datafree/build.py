@@ -17,7 +17,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from datafree.batches import Augmented, Augmenter, FreshBatches, ReplayBatches, SameBatch
 from datafree.callbacks import EMA, Callback, ClassCoverage, WrapperHooks
@@ -224,13 +223,6 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
                  if augments_batches(t) else None,
                  labels, callbacks, real_transfer_set(config) if real else None,
                  make_schedule(optimizer_g, g.schedule, t.steps))  # fmt: skip
-
-
-def eval_loader(config: Config, eval_set: Dataset, accelerator: Accelerator) -> DataLoader:
-    """The real test set in ``data.eval_batch_size`` batches, sharded across processes (as the trainer's own)."""
-    loader = DataLoader(eval_set, batch_size=config.data.eval_batch_size, shuffle=False,
-                        num_workers=config.data.num_workers)  # fmt: skip
-    return accelerator.prepare_data_loader(loader)
 
 
 def real_transfer_set(config: Config) -> torch.Tensor:

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+
+def eval_loader(eval_set: Dataset, batch_size: int, num_workers: int, accelerator=None) -> DataLoader:
+    """The real test set in fixed-order batches, sharded across processes when an Accelerator is given."""
+    loader = DataLoader(eval_set, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return accelerator.prepare_data_loader(loader) if accelerator is not None else loader
 
 
 @torch.no_grad()

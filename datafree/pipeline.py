@@ -18,7 +18,7 @@ from datafree import build, netcheck
 from datafree.callbacks import Deadline
 from datafree.checkpoint import atomic_write_text
 from datafree.config import Config, ConfigError, validate
-from datafree.evaluate import class_counts, overall, per_class
+from datafree.evaluate import class_counts, eval_loader, overall, per_class
 from datafree.spec import ImageSpec
 from datafree.teachers import TeacherSource
 
@@ -124,7 +124,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     teacher_counts = untrained_acc = None
     eval_seconds = 0.0
     if eval_set is not None:
-        loader = build.eval_loader(config, eval_set, accelerator)
+        loader = eval_loader(eval_set, config.data.eval_batch_size, config.data.num_workers, accelerator)
         teacher_counts = class_counts(teacher_net, loader, accelerator)
         timer = time.perf_counter()  # the student's evaluation, timed: the budget costs the run's evaluations by it
         untrained_acc = overall(class_counts(student_net, loader, accelerator))

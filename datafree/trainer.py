@@ -22,14 +22,14 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from datafree import checkpoint as ckpt
 from datafree.batches import Synthesizer, label_autocast
 from datafree.config import TrainConfig, warmup_steps
 from datafree.distill.objective import StudentWithLosses
-from datafree.evaluate import accuracy
+from datafree.evaluate import accuracy, eval_loader
 from datafree.spec import ImageSpec
 from datafree.synthesis import SynthBatch
 from datafree.trainstate import load_train_state, save_train_state
@@ -108,8 +108,7 @@ class DataFreeTrainer:
 
         self.eval_loader = None
         if eval_set is not None:
-            loader = DataLoader(eval_set, batch_size=eval_batch_size, shuffle=False, num_workers=num_workers)
-            self.eval_loader = accelerator.prepare_data_loader(loader)
+            self.eval_loader = eval_loader(eval_set, eval_batch_size, num_workers, accelerator)
         self.synthesize = Synthesizer(self.generator, self.teacher, train.batch_size, parts.latent_dim, train.seed,
                                       accelerator.process_index, accelerator.device, train.channels_last,
                                       parts.augmenter, parts.labels, student_teacher, parts.real_images,
