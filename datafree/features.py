@@ -30,6 +30,26 @@ class NetOutput:
         return NetOutput(self.logits.float(), {k: v.float() for k, v in self.features.items()})
 
 
+def image_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image spatial means of x and of x^2 of an (N, C, ...) tensor, (N, C) each, in float32.
+
+    Every pooled or per-class moment over images x space is an average of these rows (all images share H x W),
+    so the generator's statistics terms compute them once per batch and tap (:meth:`SynthBatch.image_moments`).
+    """
+    value = features.float()
+    space = list(range(2, value.dim()))
+    if not space:
+        return value, value * value
+    return value.mean(space), (value * value).mean(space)
+
+
+def pooled_moments(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance over batch and space from :func:`image_moments`' rows:
+    E[x] and E[x^2] - E[x]^2 (clamped at 0; float32 cancellation is ~1e-7 of E[x]^2, far below any prior's scale)."""
+    mean = first.mean(dim=0)
+    return mean, (second.mean(dim=0) - mean * mean).clamp_min(0)
+
+
 def channel_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and (biased) variance over batch and space of an (N, C, ...) tensor."""
     flat = features.float().transpose(0, 1).flatten(1)  # (C, N * H * W)

@@ -102,3 +102,33 @@ def test_channel_count_does_not_scale_the_relative_term():
         ref = {"f": (mean - var.sqrt(), var)}  # one reference standard deviation off in every channel
         value = relative_feature_stats_loss({"f": x}, ref).item()
         assert abs(value - 1.0) < 1e-2, (channels, value)
+
+
+def test_moments_from_image_rows_match_the_full_tensor_and_are_computed_once_per_batch():
+    from datafree.features import NetOutput, channel_moments, image_moments, pooled_moments
+    from datafree.synthesis.base import SynthBatch
+    from datafree.synthesis.feature_stats import ClassFeatureStats, FeatureStats
+
+    torch.manual_seed(0)
+    x = 3.0 + 2.0 * torch.randn(6, 4, 5, 5)  # mean far from 0: E[x^2] - E[x]^2 must still be accurate
+    mean, var = pooled_moments(*image_moments(x))
+    want_mean, want_var = channel_moments(x)
+    assert torch.allclose(mean, want_mean, atol=1e-5) and torch.allclose(var, want_var, rtol=1e-4)
+    # a 2-D (N, C) tap has no space: the rows are the values and their squares
+    first, second = image_moments(torch.tensor([[1.0, -2.0]]))
+    assert first.tolist() == [[1.0, -2.0]] and second.tolist() == [[1.0, 4.0]]
+
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    reference = {"f": (torch.zeros(4), torch.ones(4))}
+    per_class = {"f": (torch.zeros(2, 4), torch.ones(2, 4))}
+    batch = SynthBatch(x, NetOutput(torch.zeros(6, 2), {"f": x}), labels)
+    pooled_term, class_term = FeatureStats(normalized=True), ClassFeatureStats(normalized=True)
+    pooled_term.reference, class_term.reference = reference, per_class
+    calls = []
+    original = batch.image_moments.__func__
+    batch.image_moments = lambda tap: calls.append(tap) or original(batch, tap)
+    got_pooled, got_class = pooled_term(batch), class_term(batch)
+    assert calls == ["f", "f"] and list(batch._moments) == ["f"]  # two terms asked, one pass over the features
+    assert abs(got_pooled.item() - relative_feature_stats_loss({"f": x}, reference).item()) < 1e-6
+    assert abs(got_class.item() - relative_class_feature_stats_loss({"f": x}, per_class, labels).item()) < 1e-6
+    assert got_pooled.item() > 1.0  # mean 3, std 2 against the reference's 0 and 1: far off

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from datafree.distill.objective import scheduled_weight
-from datafree.features import NetOutput
+from datafree.features import NetOutput, image_moments
 from datafree.registry import Registry
 from datafree.spec import ImageSpec
 
@@ -35,6 +35,14 @@ class SynthBatch:
     teacher: NetOutput
     labels: torch.Tensor | None = None  # the classes a conditional generator made the images for
     student_logits: Callable[[torch.Tensor], torch.Tensor] | None = None  # student with frozen weights
+    _moments: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False, compare=False)
+
+    def image_moments(self, tap: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-image spatial means of the teacher's feature ``tap`` and of its square, (N, C) each: once per batch
+        for every term that reads them (the pooled and the per-class feature priors share one pass per layer)."""
+        if tap not in self._moments:
+            self._moments[tap] = image_moments(self.teacher.features[tap])
+        return self._moments[tap]
 
     def classes(self) -> torch.Tensor:
         """The class of each image: the one it was made for, else the teacher's argmax."""
