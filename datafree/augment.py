@@ -3,7 +3,8 @@
 The generator tends to settle on a few poses per class; a random horizontal flip and a random shift of
 a few pixels give the student more distinct images per generated one for the price of an index copy,
 mixes of two images give it points between classes, and the teacher relabels the augmented batch, so the
-targets stay exact. Randomness comes from the caller's ``torch.Generator`` (seeded per step), so resume replays the same augmentations.
+targets stay exact. Randomness comes from the caller's ``torch.Generator`` (seeded per step), so resume replays
+the same augmentations.
 """
 
 from __future__ import annotations

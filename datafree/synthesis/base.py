@@ -35,7 +35,8 @@ class SynthBatch:
     teacher: NetOutput
     labels: torch.Tensor | None = None  # the classes a conditional generator made the images for
     student_logits: Callable[[torch.Tensor], torch.Tensor] | None = None  # student with frozen weights
-    _moments: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False, compare=False)
+    _moments: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False,
+                                                                   compare=False)  # filled by image_moments
 
     def image_moments(self, tap: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-image spatial means of the teacher's feature ``tap`` and of its square, (N, C) each: once per batch

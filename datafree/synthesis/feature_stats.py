@@ -17,16 +17,16 @@ import torch.nn.functional as F
 from datafree.checkpoint import CheckpointError
 from datafree.config import ConfigError
 from datafree.feature_stats import Reference, batchnorm_reference, load_reference, stats_path
+from datafree.features import image_moments, pooled_moments
+from datafree.synthesis.base import SynthBatch, SynthesisTerm, TermContext, register_synthesis_term
 
 Moments = dict[str, tuple[torch.Tensor, torch.Tensor]]  # tap -> per-image spatial means of x and x^2, (N, C) each
 
 
-def _moments(features: dict[str, torch.Tensor], reference: Reference, moments: Moments | None) -> Moments:
+def _image_rows(features: dict[str, torch.Tensor], reference: Reference, moments: Moments | None) -> Moments:
     """The rows every prior below starts from: handed over (a SynthBatch computes them once for all its terms), or
     computed here from the features."""
     return moments if moments is not None else {tap: image_moments(features[tap]) for tap in reference}
-from datafree.features import image_moments, pooled_moments
-from datafree.synthesis.base import SynthBatch, SynthesisTerm, TermContext, register_synthesis_term
 
 
 def feature_stats_loss(features: dict[str, torch.Tensor], reference: Reference,
@@ -37,7 +37,7 @@ def feature_stats_loss(features: dict[str, torch.Tensor], reference: Reference,
     and space, biased variance); mu_ref/var_ref what the teacher saw on its training data
     (:mod:`datafree.feature_stats`). Matching them makes the batch look like the training set to the teacher.
     """
-    moments, total = _moments(features, reference, moments), None
+    moments, total = _image_rows(features, reference, moments), None
     for tap, (ref_mean, ref_var) in reference.items():
         mean, var = pooled_moments(*moments[tap])
         term = torch.linalg.vector_norm(mean - ref_mean) + torch.linalg.vector_norm(var - ref_var)
@@ -56,7 +56,7 @@ def class_feature_stats_loss(features: dict[str, torch.Tensor], reference: Refer
     the batch are skipped (n counts the rest). The pooled prior only asks that the MIXTURE look right; a
     generator can meet it with too few pullovers and too many shirt-like ones, this one cannot.
     """
-    moments, total = _moments(features, reference, moments), None
+    moments, total = _image_rows(features, reference, moments), None
     for tap, (ref_mean, ref_var) in reference.items():
         mean, var, images = _class_moments(*moments[tap], F.one_hot(labels, ref_mean.shape[0]))
         per_class = torch.linalg.vector_norm(mean - ref_mean, dim=1) + torch.linalg.vector_norm(var - ref_var, dim=1)
@@ -94,7 +94,7 @@ def relative_feature_stats_loss(features: dict[str, torch.Tensor], reference: Re
     layers gave ~4x LeNet-5's value and drowned the one-hot term); this one is ~1 for a batch one standard
     deviation off in every channel, whatever the teacher.
     """
-    moments, gaps = _moments(features, reference, moments), []
+    moments, gaps = _image_rows(features, reference, moments), []
     for tap, (ref_mean, ref_var) in reference.items():
         mean, var = pooled_moments(*moments[tap])
         gaps.append(relative_gap(mean, var, ref_mean, ref_var, ref_var))
@@ -113,7 +113,7 @@ def relative_class_feature_stats_loss(features: dict[str, torch.Tensor], referen
     scale per channel for every class, so a channel that is silent on one class does not blow up that class's
     gap. Classes with fewer than ``min_count`` images in the batch are skipped, as in the unnormalized form.
     """
-    moments, gaps = _moments(features, reference, moments), []
+    moments, gaps = _image_rows(features, reference, moments), []
     for tap, (ref_mean, ref_var) in reference.items():
         mean, var, images = _class_moments(*moments[tap], F.one_hot(labels, ref_mean.shape[0]))
         pooled = ref_var.mean(dim=0) + ref_mean.var(dim=0, unbiased=False)
@@ -187,7 +187,7 @@ class _StatsTerm(SynthesisTerm):
     def teacher_taps(self) -> tuple[str, ...]:
         return tuple(self.reference)
 
-    def _moments(self, batch: SynthBatch) -> Moments:
+    def _rows(self, batch: SynthBatch) -> Moments:
         return {tap: batch.image_moments(tap) for tap in self.reference}
 
     def setup(self, context: TermContext) -> None:
@@ -235,7 +235,7 @@ class FeatureStats(_StatsTerm):
 
     def forward(self, batch: SynthBatch) -> torch.Tensor:
         loss = relative_feature_stats_loss if self.normalized else feature_stats_loss
-        return loss(batch.teacher.features, self.reference, moments=self._moments(batch))
+        return loss(batch.teacher.features, self.reference, moments=self._rows(batch))
 
 
 @register_synthesis_term("class_feature_stats", log_name="g_class_stats")
@@ -246,4 +246,4 @@ class ClassFeatureStats(_StatsTerm):
 
     def forward(self, batch: SynthBatch) -> torch.Tensor:
         loss = relative_class_feature_stats_loss if self.normalized else class_feature_stats_loss
-        return loss(batch.teacher.features, self.reference, batch.classes(), moments=self._moments(batch))
+        return loss(batch.teacher.features, self.reference, batch.classes(), moments=self._rows(batch))
