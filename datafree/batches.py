@@ -99,7 +99,8 @@ class Synthesizer:
                                   device=self.rng.device)  # fmt: skip
             images = self.real_images[index]
         else:
-            images = self.generator(self.sample_latent(step, draw, size))
+            z = self.sample_latent(step, draw, size)  # a conditional generator is told its classes (quota or i mod K)
+            images = self.generator(z) if self._labels is None else self.generator(z, self._labels(len(z), self.device))
         if augmented and self.augmenter is not None:
             images = self.augmenter(images, self.rng)
         images = self.layout(images)

@@ -20,6 +20,7 @@ from torch import nn
 
 from datafree.batches import Augmented, Augmenter, FreshBatches, ReplayBatches, SameBatch
 from datafree.callbacks import EMA, Callback, ClassCoverage, WrapperHooks
+from datafree.quota import ClassQuota
 from datafree.config import Config, ConfigError, TermConfig, TrainConfig, warmup_steps
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
@@ -215,6 +216,10 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     callbacks += [WrapperHooks(wrappers)] if wrappers else []
     callbacks += teacher.callbacks()
     labels = (lambda n, device: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
+    if g.quota:  # the classes each batch is made for follow the student's gap (datafree/quota.py)
+        quota = ClassQuota(spec.num_classes, g.quota)
+        callbacks.append(quota)
+        labels = quota.labels
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, t.steps - warmup_steps(t), s.milestones, s.gamma),
                  student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),

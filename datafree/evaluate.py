@@ -1,4 +1,4 @@
-"""Accuracy on a real labelled dataset (overall and per class from one pass), sharded over processes."""
+"""Accuracy on a real labelled dataset (overall, per class, confusion matrix from one pass), sharded over processes."""
 
 from __future__ import annotations
 
@@ -14,23 +14,31 @@ def eval_loader(eval_set: Dataset, batch_size: int, num_workers: int, accelerato
 
 
 @torch.no_grad()
-def class_counts(model: nn.Module, loader, accelerator=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(correct, seen) per true class in ONE pass; with an Accelerator the loader is sharded and results gathered."""
+def confusion_counts(model: nn.Module, loader, accelerator=None) -> torch.Tensor:
+    """(K, K) image counts, [true class, predicted class], in ONE pass; with an Accelerator sharded and gathered."""
     was_training = model.training
     model.eval()
-    hits = seen = None
+    matrix = None
     for images, labels in loader:
         logits = model(images)
-        correct = logits.argmax(dim=1) == labels
+        predicted = logits.argmax(dim=1)
         if accelerator is not None:
-            correct, labels = accelerator.gather_for_metrics((correct, labels))
+            predicted, labels = accelerator.gather_for_metrics((predicted, labels))
         k = logits.shape[1]
-        hits = torch.bincount(labels[correct], minlength=k) + (0 if hits is None else hits.to(labels.device))
-        seen = torch.bincount(labels, minlength=k) + (0 if seen is None else seen.to(labels.device))
+        batch = torch.bincount(labels * k + predicted, minlength=k * k).view(k, k)
+        matrix = batch if matrix is None else matrix + batch.to(matrix.device)
     model.train(was_training)
-    if hits is None:
-        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-    return hits, seen
+    return matrix if matrix is not None else torch.zeros(0, 0, dtype=torch.long)
+
+
+def counts_of(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, seen) per true class: a confusion matrix's diagonal and row sums."""
+    return matrix.diagonal().clone(), matrix.sum(dim=1)
+
+
+def class_counts(model: nn.Module, loader, accelerator=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(correct, seen) per true class in ONE pass."""
+    return counts_of(confusion_counts(model, loader, accelerator))
 
 
 def overall(counts: tuple[torch.Tensor, torch.Tensor]) -> float:

@@ -18,7 +18,7 @@ from datafree import build, netcheck
 from datafree.callbacks import Deadline
 from datafree.checkpoint import atomic_write_text
 from datafree.config import Config, ConfigError, validate
-from datafree.evaluate import class_counts, eval_loader, overall, per_class
+from datafree.evaluate import class_counts, confusion_counts, counts_of, eval_loader, overall, per_class
 from datafree.spec import ImageSpec
 from datafree.teachers import TeacherSource
 
@@ -121,11 +121,11 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     if not isinstance(teacher, TeacherSource):
         teacher = build.build_teacher(config, spec, teacher, feature_layer)
     teacher_net = next(iter(teacher.networks().values()))
-    teacher_counts = untrained_acc = None
+    teacher_confusion = untrained_acc = None
     eval_seconds = 0.0
     if eval_set is not None:
         loader = eval_loader(eval_set, config.data.eval_batch_size, config.data.num_workers, accelerator)
-        teacher_counts = class_counts(teacher_net, loader, accelerator)
+        teacher_confusion = confusion_counts(teacher_net, loader, accelerator)
         timer = time.perf_counter()  # the student's evaluation, timed: the budget costs the run's evaluations by it
         untrained_acc = overall(class_counts(student_net, loader, accelerator))
         eval_seconds = time.perf_counter() - timer
@@ -148,7 +148,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if config.train.trackers:
         accelerator.init_trackers(config.name, config={k: str(v) for k, v in config.to_dict().items()})
-    teacher_acc = overall(teacher_counts) if teacher_counts is not None else None
+    teacher_acc = overall(counts_of(teacher_confusion)) if teacher_confusion is not None else None
     if teacher_acc is not None:
         accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}; the student's before "
                           f"training: {untrained_acc:.4f}")  # fmt: skip
@@ -159,11 +159,13 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
                       "normalization") + "".join(f"\n  {note}" for note in objective.notes))  # fmt: skip
     try:
         fit = trainer.fit()
-        final_acc = class_acc = None
+        final_acc = class_acc = confusion = None
         if trainer.eval_loader is not None:  # in the layout it trained in: the same numbers as the last evaluation
-            student_counts = class_counts(trainer.student, trainer.eval_loader, accelerator)
-            final_acc = overall(student_counts)
-            class_acc = {"teacher": per_class(teacher_counts), "student": per_class(student_counts)}
+            student_confusion = confusion_counts(trainer.student, trainer.eval_loader, accelerator)
+            final_acc = overall(counts_of(student_confusion))
+            matrices = {"teacher": teacher_confusion, "student": student_confusion}
+            class_acc = {role: per_class(counts_of(matrix)) for role, matrix in matrices.items()}
+            confusion = {role: matrix.tolist() for role, matrix in matrices.items()}  # [true class][predicted]
     finally:
         teacher.release()  # hooks off, requires_grad flags, train mode and memory format as they were
         trainer.parts.student.remove_hooks()
@@ -178,7 +180,8 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "steps": fit["steps"],
         "images_generated": fit["images_generated"],
         "student_steps_per_step": fit["student_steps"],
-        **{k: fit[k] for k in ("class_coverage", "classes_under_coverage", "stopped_at_deadline") if k in fit},
+        **{k: fit[k] for k in ("class_coverage", "classes_under_coverage", "class_quota", "stopped_at_deadline")
+           if k in fit},
         "wall_time_s": round(fit["wall_time_s"], 2),
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
@@ -190,6 +193,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "uses": uses,  # what the run read beyond the teacher's weights ([] = weights only)
         "terms_off": objective.notes,
         "class_acc": class_acc,  # per true class of the real test set: {"teacher": [...], "student": [...]}
+        "confusion": confusion,  # image counts on the real test set, [true class][predicted class], per role
         **({"class_names": list(spec.class_names)} if spec.class_names else {}),
     }
     if accelerator.is_main_process:

@@ -166,17 +166,36 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
-def _class_table(class_acc: dict | None, names: list[str]) -> list[str]:
-    """Teacher vs student accuracy per true class, largest gap first: which classes the synthetic data misses."""
+def top_confusion(matrix: list[list[int]], k: int) -> tuple[int, float] | None:
+    """The class most of true class ``k``'s misclassified images went to, and its share of class k's images."""
+    row = matrix[k]
+    wrong = [(n, j) for j, n in enumerate(row) if j != k]
+    if not wrong or not sum(row):
+        return None
+    count, j = max(wrong)
+    return (j, count / sum(row)) if count else None
+
+
+def _class_table(class_acc: dict | None, names: list[str], confusion: dict | None = None) -> list[str]:
+    """Teacher vs student accuracy per true class, largest gap first: which classes the synthetic data misses,
+    and (with the confusion matrix) what the student takes them for."""
     if not class_acc:
         return []
     teacher, student = class_acc["teacher"], class_acc["student"]
+    name = lambda k: names[k] if k < len(names) else str(k)  # noqa: E731
     gaps = [(t - s if t is not None and s is not None else 0.0) for t, s in zip(teacher, student)]
     order = sorted(range(len(teacher)), key=lambda k: -gaps[k])
-    rows = [f"| {names[k] if k < len(names) else k} | {_pct(teacher[k])} | {_pct(student[k])} | {100 * gaps[k]:+.1f} |"
-            for k in order]  # fmt: skip
+    rows = []
+    for k in order:
+        row = f"| {name(k)} | {_pct(teacher[k])} | {_pct(student[k])} | {100 * gaps[k]:+.1f} |"
+        if confusion:
+            top = top_confusion(confusion["student"], k)
+            row += f" {name(top[0])} ({100 * top[1]:.1f}%) |" if top else " - |"
+        rows.append(row)
+    header = "| class | teacher | student | gap (points) |" + (" student's errors mostly as (share of the class) |"
+                                                                 if confusion else "")  # fmt: skip
     return ["", "## Accuracy per class (real test set), largest teacher - student gap first", "",
-            "| class | teacher | student | gap (points) |", "|---|---:|---:|---:|", *rows]
+            header, "|---|---:|---:|---:|" + ("---|" if confusion else ""), *rows]
 
 
 def write_report(run_dir: str | Path, results: dict, spec=None) -> Path:
@@ -220,7 +239,7 @@ def write_report(run_dir: str | Path, results: dict, spec=None) -> Path:
                   " ".join(f"{names[k] if k < len(names) else k}: {100 * share:.1f}%" for k, share in enumerate(coverage)),
                   "", f"**Classes under 1/(3K) of the images: {', '.join(names[k] for k in low)}** -- the student saw "
                   "almost none of them." if low else "Every class made at least 1/(3K) of the images."]  # fmt: skip
-    lines += _class_table(results.get("class_acc"), names)
+    lines += _class_table(results.get("class_acc"), names, results.get("confusion"))
     if metrics:
         lines += ["", "## Accuracy over training", "", f"![accuracy]({_plot_accuracy(run_dir, metrics, results)})"]
         losses = _plot_losses(run_dir, metrics)

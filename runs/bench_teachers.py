@@ -83,7 +83,7 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed:
     from datafree.build import reset_accelerate
     from datafree.data import dataset_info
     from datafree.pipeline import distill_from_config
-    from datafree.report import spread
+    from datafree.report import spread, top_confusion
 
     teacher_acc = teacher_for(config)
     runs = []
@@ -101,12 +101,18 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed:
     teacher = runs[0]["class_acc"]["teacher"]
     mean_per_class = [sum(s[k] for s in student) / len(student) for k in range(len(teacher))]
     worst = min(range(len(teacher)), key=lambda k: mean_per_class[k])
+    confused = None  # where the worst class's images went, over the seeds' student confusion matrices
+    if all(r.get("confusion") for r in runs):
+        summed = [[sum(r["confusion"]["student"][i][j] for r in runs) for j in range(len(teacher))]
+                  for i in range(len(teacher))]  # fmt: skip
+        confused = top_confusion(summed, worst)
     return {"pair": config.name, "teacher": config.teacher.arch, "student": config.student.arch,
             "image_size": dataset_info(config.data.like or config.data.name).image_size,
             "uses": runs[0].get("uses", []),
             "teacher_acc": teacher_acc, "final": spread([r["student_acc_final"] for r in runs]),
             "best": spread([r["student_acc_best"] for r in runs]), "worst_class": worst,
             "worst_class_student": mean_per_class[worst], "worst_class_teacher": teacher[worst],
+            "worst_class_mostly_as": list(confused) if confused else None,
             "classes_below_half_teacher": [k for k in range(len(teacher)) if mean_per_class[k] < teacher[k] / 2],
             "min_coverage": [min(r["class_coverage"]) for r in runs], "steps": [r["steps"] for r in runs],
             "wall_s": [r["total_s"] for r in runs], "runs": runs}  # fmt: skip
@@ -123,11 +129,13 @@ def table(rows: list[dict], names: list[str]) -> str:
     for r in rows:
         k = r["worst_class"]
         below = ", ".join(names[c] for c in r["classes_below_half_teacher"]) or "none"
+        mostly = r.get("worst_class_mostly_as")
+        mostly = f" (mostly as {names[mostly[0]]}, {100 * mostly[1]:.0f}%)" if mostly else ""
         uses = ", ".join(short_use(u) for u in r.get("uses", r["runs"][0].get("uses", []))) or "nothing"
         size = r.get("image_size") or dataset_info(r["runs"][0].get("dataset", "fashion-mnist")).image_size
         lines.append(f"| {r['teacher']} -> {r['student']} | {size}x{size} | {100 * r['teacher_acc']:.2f} | {pct(r['final'])} | "
                      f"{pct(r['best'])} | {names[k]}: {100 * r['worst_class_student']:.1f} / "
-                     f"{100 * r['worst_class_teacher']:.1f} | {below} | {min(r['min_coverage']):.3f} | "
+                     f"{100 * r['worst_class_teacher']:.1f}{mostly} | {below} | {min(r['min_coverage']):.3f} | "
                      f"{'/'.join(map(str, r['steps']))} | {'/'.join(f'{w:.0f}' for w in r['wall_s'])} | {uses} |")  # fmt: skip
     return "\n".join(lines)
 

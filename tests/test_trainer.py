@@ -38,7 +38,12 @@ def test_short_run_writes_metrics_checkpoints_samples_and_report(tiny):
         l["student_acc"] for l in lines if "student_acc" in l) - 1e-9
     assert results["num_processes"] == 1
     assert len(saved["class_acc"]["teacher"]) == len(saved["class_acc"]["student"]) == 10
-    assert "## Accuracy per class" in open(f"{out}/report.md").read()
+    for role in ("teacher", "student"):  # the confusion matrix: its diagonal over its row sums IS the per-class row
+        matrix = saved["confusion"][role]
+        assert sum(map(sum, matrix)) == 256  # the fake test set's images (data.fake_size), each counted once
+        assert [m[k] / sum(m) if sum(m) else None for k, m in enumerate(matrix)] == saved["class_acc"][role]
+    report = open(f"{out}/report.md").read()
+    assert "## Accuracy per class" in report and "student's errors mostly as" in report
 
 
 def test_per_class_accuracy_by_hand():
@@ -53,6 +58,27 @@ def test_per_class_accuracy_by_hand():
     loader = [(images[:4], labels[:4]), (images[4:], labels[4:])]
     assert per_class_accuracy(Fixed(), loader) == [1.0, 0.5, 0.5, None]
     assert accuracy(Fixed(), loader) == pytest.approx(4 / 6)
+
+
+def test_confusion_counts_and_the_top_confusion_by_hand():
+    from datafree.cli.evaluate import confusion_table
+    from datafree.evaluate import confusion_counts
+    from datafree.report import top_confusion
+
+    class Fixed(torch.nn.Module):  # predicts class (x mod 3) from a 1-pixel image holding x
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x.flatten(1)[:, 0].long() % 3, 3).float()
+
+    model = Fixed().train()
+    images = torch.tensor([0.0, 1, 2, 3, 4, 5, 6]).view(7, 1, 1, 1)  # predictions 0 1 2 0 1 2 0
+    labels = torch.tensor([0, 1, 1, 2, 2, 2, 2])
+    loader = [(images[:3], labels[:3]), (images[3:], labels[3:])]  # two batches: the counts must add up
+    matrix = confusion_counts(model, loader)
+    assert matrix.tolist() == [[1, 0, 0], [0, 1, 1], [2, 1, 1]] and model.training  # train mode restored
+    assert top_confusion(matrix.tolist(), 2) == (0, 0.5)  # class 2: half of its 4 images taken for class 0
+    assert top_confusion(matrix.tolist(), 0) is None  # no error: nothing to name
+    table = confusion_table(matrix.tolist(), ["a", "b", "c"])
+    assert table.splitlines()[4] == "| c | 50.0 | 25.0 | 25.0 |"
 
 
 def test_student_learns_and_teacher_stays_frozen(tmp_path):
@@ -251,6 +277,15 @@ arch = "lenet5_half"
     rows = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| ") and "%" in l]
     assert len(rows) == 11 and rows[0].startswith("| T-shirt/top |")  # 10 classes by name, then all
     assert rows[-1].split("|")[3].strip() == f"{100 * results['student_acc_final']:.2f}%"
+    assert main([student, "--config", str(recipe), "--confusion"]) == 0
+    out = capsys.readouterr().out.split("\nstudent: ")
+    student_rows = [l for l in out[1].splitlines() if l.startswith("| ") and "predicted" not in l]
+    assert len(student_rows) == 10
+    for k, (line, per_class) in enumerate(zip(student_rows, rows[:10])):  # the diagonal is the per-class accuracy
+        cells = line.strip("| ").split(" | ")
+        if cells[1:] != ["-"] * 10:
+            assert float(cells[1 + k]) == pytest.approx(float(per_class.split("|")[3].strip(" %")), abs=0.051)
+            assert sum(map(float, cells[1:])) == pytest.approx(100, abs=0.6)
     assert main([str(tmp_path / "missing.safetensors"), "--config", str(recipe)]) == 2
     assert "student_last.safetensors" in capsys.readouterr().err  # says what a run writes where
 

@@ -1,4 +1,5 @@
-"""``python -m datafree.cli.evaluate <student.safetensors> --config <recipe>``: per-class accuracy of a saved student."""
+"""``python -m datafree.cli.evaluate <student.safetensors> --config <recipe> [--confusion]``: per-class accuracy of a
+saved student beside its teacher's, and (``--confusion``) both confusion matrices: where each class's errors go."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from datafree.checkpoint import CheckpointError, load_weights
 from datafree.config import ConfigError, load_toml
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args
 from datafree.data import DataMissingError, dataset_info, recipe_split
-from datafree.evaluate import class_counts, overall, per_class
+from datafree.evaluate import confusion_counts, counts_of, overall, per_class
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("student", help="a student_*.safetensors written by a run")
     parser.add_argument("--config", default="runs/fmnist.toml", help="the recipe the student was trained with")
+    parser.add_argument("--confusion", action="store_true",
+                        help="also print the teacher's and the student's confusion matrices (%% of each true class)")
     add_override_arguments(parser)
     args = parse_args(parser, argv)
     try:
@@ -33,14 +36,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     loader = DataLoader(test, batch_size=d.eval_batch_size)
-    counts = {role: class_counts(net, loader) for role, net in nets.items()}
+    matrices = {role: confusion_counts(net, loader) for role, net in nets.items()}
+    counts = {role: counts_of(matrix) for role, matrix in matrices.items()}
     rows = {role: per_class(c) for role, c in counts.items()}
     names = dataset_info(d.name, like=d.like or None).class_names
     print("| class | teacher | student |\n|---|---:|---:|")
     for k, name in enumerate(names):
         print(f"| {name} | {100 * rows['teacher'][k]:.2f}% | {100 * rows['student'][k]:.2f}% |")
     print(f"| all | {100 * overall(counts['teacher']):.2f}% | {100 * overall(counts['student']):.2f}% |")
+    if args.confusion:
+        for role, matrix in matrices.items():
+            print(f"\n{role}: % of each true class (rows) predicted as each class (columns)\n")
+            print(confusion_table(matrix.tolist(), names))
     return 0
+
+
+def confusion_table(matrix: list[list[int]], names: list[str]) -> str:
+    """A markdown confusion matrix in percent of each row (true class); an empty class shows dashes."""
+    lines = ["| true \\ predicted | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for name, row in zip(names, matrix):
+        total = sum(row)
+        cells = [f"{100 * n / total:.1f}" if total else "-" for n in row]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
