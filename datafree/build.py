@@ -20,12 +20,12 @@ from torch import nn
 
 from datafree.batches import Augmented, Augmenter, FreshBatches, ReplayBatches, SameBatch
 from datafree.callbacks import EMA, Callback, ClassCoverage, WrapperHooks
-from datafree.quota import ClassQuota
 from datafree.config import Config, ConfigError, TermConfig, TrainConfig, warmup_steps
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
 from datafree.netcheck import build_net, check_network, load_network  # noqa: F401  (part of build's API)
 from datafree.optim import make_optimizer, make_schedule
+from datafree.quota import ClassQuota
 from datafree.spec import ImageSpec
 from datafree.synthesis import SynthesisObjective, TermContext, create_synthesis_term
 from datafree.teachers import SingleTeacher, TeacherSource, teacher_class

@@ -281,11 +281,14 @@ arch = "lenet5_half"
     out = capsys.readouterr().out.split("\nstudent: ")
     student_rows = [l for l in out[1].splitlines() if l.startswith("| ") and "predicted" not in l]
     assert len(student_rows) == 10
+    checked = 0
     for k, (line, per_class) in enumerate(zip(student_rows, rows[:10])):  # the diagonal is the per-class accuracy
         cells = line.strip("| ").split(" | ")
         if cells[1:] != ["-"] * 10:
             assert float(cells[1 + k]) == pytest.approx(float(per_class.split("|")[3].strip(" %")), abs=0.051)
             assert sum(map(float, cells[1:])) == pytest.approx(100, abs=0.6)
+            checked += 1
+    assert checked >= 5  # the fake test set holds most classes: the loop above did compare rows
     assert main([str(tmp_path / "missing.safetensors"), "--config", str(recipe)]) == 2
     assert "student_last.safetensors" in capsys.readouterr().err  # says what a run writes where
 
