@@ -51,6 +51,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def readable_json(value, indent: int = 2, _depth: int = 0) -> str:
+    """``json.dumps(value, indent=2)`` but every list of plain numbers on one line: a 100-class confusion matrix
+    takes 100 lines, not 10,000. ``json.loads`` gives back exactly what it would from ``json.dumps``."""
+    pad, inner = " " * indent * _depth, " " * indent * (_depth + 1)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(str(k))}: {readable_json(v, indent, _depth + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(value, (list, tuple)) and value:
+        if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value):
+            return json.dumps(list(value))
+        return "[\n" + ",\n".join(inner + readable_json(v, indent, _depth + 1) for v in value) + f"\n{pad}]"
+    return json.dumps(value)
+
+
 def save_weights(module: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """state_dict -> safetensors (tensors made contiguous, shared storage cloned)."""
     save_tensors(module.state_dict(), path, metadata)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from datafree import build
-from datafree.checkpoint import CheckpointError, atomic_write_text, save_weights
+from datafree.checkpoint import CheckpointError, atomic_write_text, readable_json, save_weights
 from datafree.config import Config, ConfigError
 from datafree.distill import create_loss
 from datafree.evaluate import accuracy
@@ -156,7 +156,7 @@ def distill_from_export(config: Config, export_dir: str | Path) -> dict:
     }  # fmt: skip
     if main:
         save_weights(accelerator.unwrap_model(net), out / "student_last.safetensors", {"step": t.steps})
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+        atomic_write_text(out / "results.json", readable_json(results))
         write_report(out, results, spec)
     accelerator.end_training()
     return results

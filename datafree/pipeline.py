@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from datafree import build, netcheck
 from datafree.callbacks import Deadline
-from datafree.checkpoint import atomic_write_text
+from datafree.checkpoint import atomic_write_text, readable_json
 from datafree.config import Config, ConfigError, validate
 from datafree.evaluate import class_counts, confusion_counts, counts_of, eval_loader, overall, per_class
 from datafree.spec import ImageSpec
@@ -197,7 +197,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         **({"class_names": list(spec.class_names)} if spec.class_names else {}),
     }
     if accelerator.is_main_process:
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+        atomic_write_text(out / "results.json", readable_json(results))
         from datafree.report import write_report
 
         write_report(out, results, spec)

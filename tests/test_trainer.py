@@ -42,6 +42,9 @@ def test_short_run_writes_metrics_checkpoints_samples_and_report(tiny):
         matrix = saved["confusion"][role]
         assert sum(map(sum, matrix)) == 256  # the fake test set's images (data.fake_size), each counted once
         assert [m[k] / sum(m) if sum(m) else None for k, m in enumerate(matrix)] == saved["class_acc"][role]
+    text = open(f"{out}/results.json").read()  # readable_json: one line per row of a matrix, not one per number
+    assert sum(line.strip().rstrip(",") == json.dumps(row) for m in saved["confusion"].values() for row in m
+               for line in text.splitlines()) >= 20 and len(text.splitlines()) < 150  # fmt: skip
     report = open(f"{out}/report.md").read()
     assert "## Accuracy per class" in report and "student's errors mostly as" in report
 
