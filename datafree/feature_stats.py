@@ -30,6 +30,7 @@ from datafree.checkpoint import CheckpointError, save_tensors
 from datafree.features import INPUT_SUFFIX, FeatureTaps, _unwrap, channel_moments  # noqa: F401 (re-exported)
 
 Reference = dict[str, tuple[torch.Tensor, torch.Tensor]]
+OUTPUT_TAP = "logits"  # the teacher's answers (its logits) per class, recorded beside the features under this key
 
 
 def batchnorm_reference(net: nn.Module) -> Reference:
@@ -48,8 +49,9 @@ def default_stats_taps(net: nn.Module) -> list[str]:
 
 
 @torch.no_grad()
-def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | None):
-    """Per-group float64 sums of x and x^2 over batch and space, and counts; groups = classes or one group."""
+def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | None, outputs: bool = False):
+    """Per-group float64 sums of x and x^2 over batch and space, and counts; groups = classes or one group;
+    ``outputs``: the logits too, under :data:`OUTPUT_TAP`."""
     hooks = FeatureTaps(net, taps)
     was_training = net.training
     net.eval()
@@ -66,7 +68,10 @@ def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | Non
             out = hooks.run(images)
             labels = batch[1] if num_classes is not None else torch.zeros(len(images), dtype=torch.long)
             one_hot = F.one_hot(labels.long().to(images.device), groups).double()  # (N, G), on the net's device
-            for tap, value in out.features.items():
+            if outputs and OUTPUT_TAP in out.features:
+                raise ValueError(f"a layer named {OUTPUT_TAP!r} clashes with the recorded logits' key; record with outputs=False")
+            taps_and_outputs = {**out.features, **({OUTPUT_TAP: out.logits} if outputs else {})}
+            for tap, value in taps_and_outputs.items():
                 value = value.double()
                 positions = value[0, 0].numel()  # H * W values per channel per image
                 sums[tap] = sums.get(tap, 0) + torch.einsum("ng,nc...->gc", one_hot, value)
@@ -107,10 +112,12 @@ def record_feature_stats(net: nn.Module, batches, taps: list[str] | None = None,
     return _finish(*sums, per_class=num_classes is not None)
 
 
-def record_teacher_stats(net: nn.Module, batches, num_classes: int,
-                         taps: list[str] | None = None) -> tuple[Reference, Reference]:  # fmt: skip
-    """(pooled, per-class) statistics from ONE pass over labelled training batches: what gets saved."""
-    sums = _accumulate(net, batches, taps or default_stats_taps(net), num_classes)
+def record_teacher_stats(net: nn.Module, batches, num_classes: int, taps: list[str] | None = None,
+                         outputs: bool = True) -> tuple[Reference, Reference]:  # fmt: skip
+    """(pooled, per-class) statistics from ONE pass over labelled training batches: what gets saved. With
+    ``outputs`` both also hold the teacher's logits under :data:`OUTPUT_TAP` (per class: what the teacher answers
+    on each class's images, ``synthesis.class_output_stats``); the feature terms ignore that key."""
+    sums = _accumulate(net, batches, taps or default_stats_taps(net), num_classes, outputs)
     return _finish(*sums, per_class=False), _finish(*sums, per_class=True)
 
 
@@ -155,3 +162,9 @@ def has_class_stats(path: str | Path) -> bool:
     """Whether a statistics file has the per-class part (files written before it existed do not)."""
     with safe_open(str(path), framework="pt") as fh:
         return any(key.endswith("/class_mean") for key in fh.keys())
+
+
+def has_outputs(path: str | Path) -> bool:
+    """Whether a statistics file has the teacher's per-class outputs (files written before them do not)."""
+    with safe_open(str(path), framework="pt") as fh:
+        return f"{OUTPUT_TAP}/class_mean" in fh.keys()

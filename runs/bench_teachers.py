@@ -144,6 +144,8 @@ def short_use(use: str) -> str:
     """A results.json "uses" line as a table cell: which statistics, not the file path."""
     if "BatchNorm" in use:
         return "BN statistics"
+    if "teacher outputs" in use:
+        return "recorded per-class outputs" + (" (passed)" if "passed" in use else "")
     return ("recorded per-class stats" if "per-class" in use else "recorded stats") + (" (passed)" if "passed" in use else "")
 
 

@@ -111,7 +111,7 @@ def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_gener
     saved = json.loads((folder / "teacher.json").read_text())
     assert saved["epochs"] == 2 and result["teacher_acc"] == saved["history"][-1]["test_acc"]
     reference = load_reference(stats_path(config.teacher_checkpoint))
-    assert list(reference) == ["conv1", "conv2", "conv3"]  # LeNet-5's declared stats_taps
+    assert list(reference) == ["conv1", "conv2", "conv3", "logits"]  # LeNet-5's declared stats_taps, its answers
     assert tuple(load_reference(stats_path(config.teacher_checkpoint), per_class=True)["conv1"][0].shape) == (10, 6)
 
     from datafree import build
@@ -120,8 +120,10 @@ def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_gener
     net = build.load_teacher_net(config, spec)
     images = load_tensors("fake", root=config.data.root, like="fashion-mnist", fake_size=256).tensors[0]
     again = record_feature_stats(net, images.split(100))
-    for tap in reference:
+    for tap in ("conv1", "conv2", "conv3"):
         torch.testing.assert_close(reference[tap][0], again[tap][0], atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # the recorded answers: the mean of the teacher's logits over the training images
+        torch.testing.assert_close(reference["logits"][0], net.eval()(images).mean(0), atol=1e-4, rtol=1e-4)
 
     distill_from_config(config)
     lines = [json.loads(l) for l in open(f"{config.train.output_dir}/metrics.jsonl")]
@@ -223,7 +225,8 @@ def test_class_stats_recorded_per_class_and_pooled_from_one_pass():
         plain = record_feature_stats(net, images.split(10), ["0", "2"])  # the pooled part = unlabelled recording
         torch.testing.assert_close(pooled[tap][0], plain[tap][0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(pooled[tap][1], plain[tap][1], atol=1e-5, rtol=1e-5)
-    assert class_feature_stats_loss(features, per_class, labels).item() < 1e-3
+    assert set(per_class) == {"0", "2", "logits"}  # the teacher's answers are recorded too (test_output_stats.py)
+    assert class_feature_stats_loss(features, {t: per_class[t] for t in ("0", "2")}, labels).item() < 1e-3
     with pytest.raises(ValueError, match="labels"):
         record_feature_stats(net, images.split(10), num_classes=3)
 

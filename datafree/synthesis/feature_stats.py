@@ -9,6 +9,7 @@ handed over (``distill_datafree(..., feature_stats=...)``), the network's BatchN
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 
 from datafree.checkpoint import CheckpointError
 from datafree.config import ConfigError
-from datafree.feature_stats import Reference, batchnorm_reference, load_reference, stats_path
+from datafree.feature_stats import OUTPUT_TAP, Reference, batchnorm_reference, load_reference, stats_path
 from datafree.features import image_moments, pooled_moments
 from datafree.synthesis.base import SynthBatch, SynthesisTerm, TermContext, register_synthesis_term
 
@@ -177,6 +178,7 @@ def _member_reference(name: str, member, given: Reference | None, per_class: boo
 
 class _StatsTerm(SynthesisTerm):
     per_class = False
+    outputs = False  # True: the teacher's recorded logits (OUTPUT_TAP) instead of its features
 
     def __init__(self, layers: list[str] | None = None, normalized: bool = False, optional: bool = False):
         super().__init__()
@@ -202,10 +204,14 @@ class _StatsTerm(SynthesisTerm):
             except NoReference as err:
                 if not self.optional:
                     raise
-                self.available, self.reference = False, {}
-                self.uses = ""
-                self.note = f"{name} off (optional): {member.prefix}{err.reason}"
+                self._off(name, member.prefix + err.reason)
                 return
+            reference = _features_or_outputs(reference, self.outputs)
+            if not reference:  # a file recorded before the outputs were, or only the outputs
+                self._off(name, f"{source} has no {'recorded teacher outputs' if self.outputs else 'feature statistics'}")
+                return
+            if self.outputs:
+                source = source.replace("feature statistics", "teacher outputs (logits)")
             sources.append(member.prefix + source if member.prefix else source)
             if self.layers:
                 missing = [tap for tap in self.layers if tap not in reference]
@@ -215,7 +221,8 @@ class _StatsTerm(SynthesisTerm):
                 reference = {tap: reference[tap] for tap in self.layers}
             taps = {member.prefix + tap: stats for tap, stats in reference.items()}
             try:
-                shapes = context.teacher.feature_shapes(list(taps))
+                shapes = ({tap: (spec.num_classes,) for tap in taps} if self.outputs
+                          else context.teacher.feature_shapes(list(taps)))  # fmt: skip
             except ValueError as err:
                 raise ConfigError(f"feature statistics from {source}: {err}") from None
             for tap, (mean, var) in taps.items():
@@ -227,6 +234,20 @@ class _StatsTerm(SynthesisTerm):
                                       f"{expected}); record them again for this teacher")  # fmt: skip
                 self.reference[tap] = (mean.to(context.device), var.to(context.device))
         self.uses = "; ".join(dict.fromkeys(sources))
+
+    def _off(self, name: str, reason: str) -> None:
+        """Nothing to read: an optional term leaves the objective (and says why), a required one is an error."""
+        if not self.optional:
+            raise ConfigError(f"[[synthesis]] {name}: {reason}; record them again with `python -m "
+                              "datafree.cli.feature_stats --config <recipe>`, or drop the term")  # fmt: skip
+        self.available, self.reference, self.uses = False, {}, ""
+        self.note = f"{name} off (optional): {reason}"
+
+
+def _features_or_outputs(reference: Reference, outputs: bool) -> Reference:
+    """A recorded file holds the features' statistics and (since the outputs were recorded) the logits' under
+    ``OUTPUT_TAP``: the feature terms read the former, ``class_output_stats`` the latter."""
+    return {tap: v for tap, v in reference.items() if (tap == OUTPUT_TAP) == outputs}
 
 
 @register_synthesis_term("feature_stats")
@@ -247,3 +268,43 @@ class ClassFeatureStats(_StatsTerm):
     def forward(self, batch: SynthBatch) -> torch.Tensor:
         loss = relative_class_feature_stats_loss if self.normalized else class_feature_stats_loss
         return loss(batch.teacher.features, self.reference, batch.classes(), moments=self._rows(batch))
+
+
+@register_synthesis_term("class_output_stats", log_name="g_output_stats")
+class ClassOutputStats(_StatsTerm):
+    """The teacher's answers per class: the images made for class k get logits with the per-class mean and
+    spread the teacher gave class k's training images (recorded by ``train_teacher.py``; in the layer's units,
+    ``normalized``, as ``class_feature_stats``):
+
+        L = sum_k (n_k / n) * relative_gap(mu_k(logits), var_k(logits), mu_ref_k, var_ref_k, var_pool)
+
+    Why: the one-hot term makes every image of class k one the teacher is sure of, while the teacher's own
+    training images of a class that resembles others (Fashion-MNIST's shirts: ~73% right, the rest coats,
+    pullovers, T-shirts) get answers spread towards those classes. Matching that spread asks the generator for
+    the ambiguous images real data holds, on which the student learns where the classes meet. Not in any paper
+    we implement: the per-class feature prior (``class_feature_stats``) applied to the output layer.
+    """
+
+    per_class, outputs = True, True
+
+    def __init__(self, normalized: bool = True, optional: bool = False):
+        super().__init__(normalized=normalized, optional=optional)
+
+    @property
+    def teacher_taps(self) -> tuple[str, ...]:
+        return ()  # the logits come with every forward
+
+    def setup(self, context: TermContext) -> None:
+        if len(context.teacher.members()) != 1:
+            raise ConfigError("[[synthesis]] class_output_stats reads one teacher's recorded outputs; this teacher "
+                              "source has several networks: drop the term")  # fmt: skip
+        given = context.given
+        if given.get(self.registry_name) is None and given.get("class_feature_stats") is not None:
+            # the Python call's class_feature_stats= (record_teacher_stats' per-class part) holds the logits too
+            context = dataclasses.replace(context, given={**given, self.registry_name: given["class_feature_stats"]})
+        super().setup(context)
+
+    def forward(self, batch: SynthBatch) -> torch.Tensor:
+        loss = relative_class_feature_stats_loss if self.normalized else class_feature_stats_loss
+        logits = batch.teacher.logits.float()
+        return loss({}, self.reference, batch.classes(), moments={OUTPUT_TAP: image_moments(logits)})
