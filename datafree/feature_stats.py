@@ -158,13 +158,16 @@ def load_reference(path: str | Path, per_class: bool = False) -> Reference:
         raise CheckpointError(f"{path} is not a feature statistics file (missing {err}); record it again") from None
 
 
+def _keys(path: str | Path) -> list[str]:
+    with safe_open(str(path), framework="pt") as fh:
+        return list(fh.keys())
+
+
 def has_class_stats(path: str | Path) -> bool:
     """Whether a statistics file has the per-class part (files written before it existed do not)."""
-    with safe_open(str(path), framework="pt") as fh:
-        return any(key.endswith("/class_mean") for key in fh.keys())
+    return any(key.endswith("/class_mean") for key in _keys(path))
 
 
 def has_outputs(path: str | Path) -> bool:
     """Whether a statistics file has the teacher's per-class outputs (files written before them do not)."""
-    with safe_open(str(path), framework="pt") as fh:
-        return f"{OUTPUT_TAP}/class_mean" in fh.keys()
+    return f"{OUTPUT_TAP}/class_mean" in _keys(path)

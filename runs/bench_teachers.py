@@ -81,11 +81,13 @@ def teacher_for(config: Config) -> float:
 
 def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed: int = 0) -> dict:
     from datafree.build import reset_accelerate
+    from datafree.cli.feature_stats import ensure_for_recipe
     from datafree.data import dataset_info
     from datafree.pipeline import distill_from_config
     from datafree.report import spread, top_confusion
 
     teacher_acc = teacher_for(config)
+    ensure_for_recipe(config)  # statistics the recipe reads that the teacher's file predates (e.g. its outputs)
     runs = []
     for seed in range(first_seed, first_seed + seeds):
         c = copy.deepcopy(config)

@@ -150,9 +150,10 @@ class NoReference(ConfigError):
         self.reason = reason
 
 
-def _member_reference(name: str, member, given: Reference | None, per_class: bool) -> tuple[Reference, str]:
+def _member_reference(name: str, member, given: Reference | None, per_class: bool,
+                      what: str = "feature statistics") -> tuple[Reference, str]:  # fmt: skip
     """One network's reference and where it came from (for messages and the report's "uses" line)."""
-    kind = "per-class feature statistics" if per_class else "feature statistics"
+    kind = f"per-class {what}" if per_class else what
     if given is not None:
         return given, f"{kind} passed as {name}="
     if not per_class:
@@ -168,8 +169,8 @@ def _member_reference(name: str, member, given: Reference | None, per_class: boo
         fix = (f"{python}, or drop the term" if path is None else  # the Python call: no recipe, no checkpoint file
                f"record them with `python -m datafree.cli.feature_stats --config <recipe>` (train_teacher.py writes "
                f"them too; from Python {python}), or drop the term")  # fmt: skip
-        raise NoReference(f"[[synthesis]] {name} needs the teacher's {'per-class ' if per_class else ''}feature "
-                          f"statistics on its training data, but {why}{where}: {fix}.", reason=f"{why}{where}")
+        raise NoReference(f"[[synthesis]] {name} needs the teacher's {kind} on its training data, but {why}{where}: "
+                          f"{fix}.", reason=f"{why}{where}")
     try:
         return load_reference(path, per_class), f"recorded {kind} ({path})"
     except CheckpointError as err:
@@ -179,6 +180,7 @@ def _member_reference(name: str, member, given: Reference | None, per_class: boo
 class _StatsTerm(SynthesisTerm):
     per_class = False
     outputs = False  # True: the teacher's recorded logits (OUTPUT_TAP) instead of its features
+    what = "feature statistics"  # what the term reads, in its messages and the report's "uses" line
 
     def __init__(self, layers: list[str] | None = None, normalized: bool = False, optional: bool = False):
         super().__init__()
@@ -200,7 +202,7 @@ class _StatsTerm(SynthesisTerm):
         for member in members:
             try:
                 reference, source = _member_reference(name, member, given if len(members) == 1 else None,
-                                                      self.per_class)  # fmt: skip
+                                                      self.per_class, self.what)  # fmt: skip
             except NoReference as err:
                 if not self.optional:
                     raise
@@ -208,10 +210,8 @@ class _StatsTerm(SynthesisTerm):
                 return
             reference = _features_or_outputs(reference, self.outputs)
             if not reference:  # a file recorded before the outputs were, or only the outputs
-                self._off(name, f"{source} has no {'recorded teacher outputs' if self.outputs else 'feature statistics'}")
+                self._off(name, f"the statistics read hold no recorded {self.what} (a file written before they were)")
                 return
-            if self.outputs:
-                source = source.replace("feature statistics", "teacher outputs (logits)")
             sources.append(member.prefix + source if member.prefix else source)
             if self.layers:
                 missing = [tap for tap in self.layers if tap not in reference]
@@ -285,7 +285,7 @@ class ClassOutputStats(_StatsTerm):
     we implement: the per-class feature prior (``class_feature_stats``) applied to the output layer.
     """
 
-    per_class, outputs = True, True
+    per_class, outputs, what = True, True, "teacher outputs (logits)"
 
     def __init__(self, normalized: bool = True, optional: bool = False):
         super().__init__(normalized=normalized, optional=optional)
@@ -306,5 +306,5 @@ class ClassOutputStats(_StatsTerm):
 
     def forward(self, batch: SynthBatch) -> torch.Tensor:
         loss = relative_class_feature_stats_loss if self.normalized else class_feature_stats_loss
-        logits = batch.teacher.logits.float()
-        return loss({}, self.reference, batch.classes(), moments={OUTPUT_TAP: image_moments(logits)})
+        moments = {OUTPUT_TAP: image_moments(batch.teacher.logits)}  # (N, K) logits: their rows are themselves
+        return loss({}, self.reference, batch.classes(), moments=moments)
