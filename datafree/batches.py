@@ -70,10 +70,12 @@ class Synthesizer:
                  rank: int, device, channels_last: bool = False, augmenter: Augmenter | None = None,
                  labels: Callable[[int, torch.device], torch.Tensor] | None = None,
                  student_teacher: nn.Module | None = None, real_images: torch.Tensor | None = None,
-                 label_autocast: Callable[[], contextlib.AbstractContextManager] | None = None):  # fmt: skip
+                 label_autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
+                 labeller: nn.Module | None = None):  # fmt: skip
         self.generator, self.teacher, self.label_autocast = generator, teacher, label_autocast
         self.real_images = real_images.to(device) if real_images is not None else None  # once, not per batch
         self.student_teacher = student_teacher if student_teacher is not None else teacher
+        self.labeller = labeller if labeller is not None else self.student_teacher  # e.g. BatchNorm folded
         self.batch_size, self.latent_dim, self.seed, self.rank = batch_size, latent_dim, seed, rank
         self.device, self.channels_last, self.augmenter, self._labels = device, channels_last, augmenter, labels
         self.rng = torch.Generator(device=device)
@@ -109,11 +111,12 @@ class Synthesizer:
         return images, self.teacher(images)
 
     def label(self, images: torch.Tensor) -> NetOutput:
-        """The student's teacher on a student-only batch, at ``train.label_precision`` (outputs in float32)."""
+        """The student's teacher on a student-only batch (through the labeller: BatchNorm folded where
+        ``train.fold_batchnorm`` could), at ``train.label_precision`` (outputs in float32)."""
         if self.label_autocast is None:
-            return self.student_teacher(images)
+            return self.labeller(images)
         with self.label_autocast():
-            return self.student_teacher(images).float()
+            return self.labeller(images).float()
 
     def student_targets(self, images: torch.Tensor, teacher_out: NetOutput) -> NetOutput:
         """The student's targets for G's batch: the same forward unless the student has its own teacher; a student

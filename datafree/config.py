@@ -112,6 +112,7 @@ class TrainConfig:
     fresh_batches: bool = False  # extra student steps draw NEW batches (needs student_steps > 1)
     fresh_batch_size: int = 0  # images per fresh batch (0: batch_size; only with fresh_batches): cheaper updates
     label_precision: str = "fp32"  # teacher forwards labelling the student's extra batches: fp32 | bf16 | auto (bf16 where native)
+    fold_batchnorm: bool = True  # ...run on a copy of the teacher with BatchNorm folded (same function up to rounding, faster)
     warmup: float = 0.0  # fraction of train.steps that train the generator alone (the student starts on recognizable images)
     augment_flip: bool = False  # student batches: random left-right flip, relabelled by the teacher
     augment_shift: int = 0  # student batches: random shift of up to N pixels (black fill), relabelled by the teacher

