@@ -5,7 +5,9 @@
         [--threads 0]
     PYTHONPATH=. .venv/bin/python runs/bench_speed.py --quick    # about a minute: batch 16, fp32/cl/bf16, one round
 
-It measures the recipe as written (default runs/fmnist.toml), built by ``datafree.build`` around a random teacher.
+It measures the recipe (default runs/fmnist.toml) with any ``--section.key value`` overrides (as train_dfl.py takes
+them, e.g. ``--recipe zoo --teacher.arch resnet20 --student.arch resnet8_narrow --train.label_precision fp32``),
+built by ``datafree.build`` around a random teacher.
 A mode is "+"-joined flags: fp32 | bf16 | fp16, cl (train.channels_last), compile (train.compile); "fp32", the
 eager fp32 NCHW loop, is the in-run baseline. Each mode runs in its own worker process (Accelerate's state is
 process-global; a fresh process gives a clean peak memory); this process drives them round-robin, one at a
@@ -39,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
+
 DEFAULT_MODES = "fp32,cl,bf16,compile,bf16+cl,cl+compile,bf16+cl+compile"
 PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 PIECES = ("generator", "teacher", "student_batches", "student")  # the split's columns, in this order
@@ -66,7 +70,8 @@ def describe_recipe(config) -> str:
     terms = ", ".join(f"{term.name} {term.weight:g}" for term in config.synthesis)
     return (f"generator {g.arch} width {g.width} (latent {g.latent_dim}), teacher {config.teacher.arch} (random init), "
             f"student {s.arch} ({s.optimizer}); {t.student_steps} student steps per generator step on {source}; "
-            f"synthesis: {terms}; train.batch_size {t.batch_size}")  # fmt: skip
+            f"synthesis: {terms}; train.batch_size {t.batch_size}; labels {t.label_precision}"
+            f"{' on the BatchNorm-folded teacher' if t.fold_batchnorm else ''}")  # fmt: skip
 
 
 def sync(device: torch.device) -> None:
@@ -108,9 +113,11 @@ class ModeBench:
 
     def __init__(self, mode: str, recipe: Path):
         from datafree import build  # noqa: F401 -- with accelerate, before the RSS baseline: peak MB counts the run
-        from datafree.config import load_toml
+        from datafree.config import from_dict, load_toml
 
-        self.settings, self.base = mode_settings(mode), load_toml(recipe)
+        # the parent hands its workers the recipe with the command line's overrides applied, as JSON
+        base = from_dict(json.loads(recipe.read_text())) if recipe.suffix == ".json" else load_toml(recipe)
+        self.settings, self.base = mode_settings(mode), base
         self.trainer, self.step = None, 0
         self.out = tempfile.mkdtemp(prefix="bench_speed_")
         self.base_rss = rss_mb("VmRSS")
@@ -349,8 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads per worker (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="tiny run for tests: batch 16, fp32/cl/bf16, one round")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    recipe = Path(args.recipe) if args.recipe.endswith(".toml") else ROOT / "runs" / f"{args.recipe}.toml"
+    add_override_arguments(parser)
+    args = parse_args(parser, argv)
+    recipe = Path(args.recipe) if args.recipe.endswith((".toml", ".json")) else ROOT / "runs" / f"{args.recipe}.toml"
     if args.threads:
         torch.set_num_threads(args.threads)  # workers apply it before any work; the parent only prints it
     if args.worker:
@@ -362,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     from datafree.config import ConfigError, load_toml
 
     try:
-        config = load_toml(recipe)
+        config = apply_overrides(load_toml(recipe), args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -377,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line())
     print(f"recipe: {describe_recipe(config)}; reference batch {ref_batch}")
     with tempfile.TemporaryDirectory(prefix="bench_speed_logs_") as logs:
-        workers = [Worker(name, recipe, Path(logs), args.threads) for name in modes]
+        resolved = Path(logs) / "recipe.json"  # the recipe as overridden: every worker measures the same one
+        resolved.write_text(json.dumps(config.to_dict()))
+        workers = [Worker(name, resolved, Path(logs), args.threads) for name in modes]
         try:
             info = measure(workers, batches, args)
         finally:

@@ -18,7 +18,8 @@ ROW = re.compile(r"^\| 16 \| (fp32|cl|bf16) \| (.*) \|$")
 @pytest.fixture(scope="module")
 def quick() -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, str(ROOT / "runs" / "bench_speed.py"), "--quick"], cwd=ROOT, env=env,
+    run = subprocess.run([sys.executable, str(ROOT / "runs" / "bench_speed.py"), "--quick",
+                          "--train.label_precision", "bf16"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     return run.stdout.strip().splitlines()
@@ -38,8 +39,24 @@ def test_says_it_measures_the_current_recipe(quick):
     assert f"generator {g.arch} width {g.width} " in recipe, recipe
     assert f"{t.student_steps} student steps per generator step on fresh batches" in recipe, recipe
     assert all(f"{term.name} {term.weight:g}" in recipe for term in config.synthesis), recipe
+    assert "labels bf16" in recipe and f"labels {config.train.label_precision}" not in recipe, recipe  # the override
     title = next(l for l in quick if l.startswith("## "))
     assert f"generator width {g.width}, {t.student_steps} student steps" in title, title
+
+
+def test_workers_measure_the_recipe_the_parent_resolved(tmp_path):
+    """The parent writes the overridden recipe as JSON; a worker builds exactly that (not the TOML's values)."""
+    import json
+    import runs.bench_speed as bench
+    from datafree.config import load_toml
+
+    config = load_toml(ROOT / "runs" / "zoo.toml")
+    config.teacher.arch, config.train.fold_batchnorm = "resnet20", False
+    (tmp_path / "recipe.json").write_text(json.dumps(config.to_dict()))
+    worker = bench.ModeBench("fp32", tmp_path / "recipe.json")
+    base = worker.base
+    Path(worker.out).rmdir()  # its scratch run folder, still empty
+    assert base == config and base.teacher.arch == "resnet20" and not base.train.fold_batchnorm
 
 
 def test_table_has_a_complete_row_per_mode(quick):
