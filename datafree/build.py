@@ -191,6 +191,7 @@ class Parts:
     callbacks: list[Callback]
     real_images: torch.Tensor | None = None  # train.transfer = "real": the student's images, no generator step
     schedule_g: Any = None  # the generator's LR schedule (generator.schedule), stepped once per step
+    labeller: nn.Module | None = None  # labels the student's extra batches instead of the source (BatchNorm folded)
 
 
 def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
@@ -227,7 +228,19 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
                  Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device, t.augment_mix)
                  if augments_batches(t) else None,
                  labels, callbacks, real_transfer_set(config) if real else None,
-                 make_schedule(optimizer_g, g.schedule, t.steps))  # fmt: skip
+                 make_schedule(optimizer_g, g.schedule, t.steps),
+                 labeller(config, teacher, student))  # fmt: skip
+
+
+def labeller(config: Config, teacher: TeacherSource, student: StudentWithLosses) -> nn.Module | None:
+    """The student's source with BatchNorm folded (``train.fold_batchnorm``), for the no-grad forwards that label
+    its extra batches; None where the student reads the teacher's features (a feature loss needs the hooked
+    layers), ``train.compile`` compiles the teacher, or the source is not a foldable teacher source (SPEQ's self-teacher)."""
+    t = config.train
+    source = teacher.for_student()
+    if not t.fold_batchnorm or t.compile or student.teacher_taps or not isinstance(source, TeacherSource):
+        return None
+    return source.labeller()
 
 
 def real_transfer_set(config: Config) -> torch.Tensor:

@@ -113,7 +113,8 @@ class DataFreeTrainer:
                                       accelerator.process_index, accelerator.device, train.channels_last,
                                       parts.augmenter, parts.labels, student_teacher, parts.real_images,
                                       label_autocast(train.label_precision, accelerator.device),
-                                      self._labeller(parts))  # fmt: skip
+                                      accelerator.prepare_model(parts.labeller, evaluation_mode=True)
+                                      if parts.labeller is not None else None)  # fmt: skip
         self.student_batches = parts.student_batches(self.synthesize, accelerator.autocast)
         self.warmup_steps = warmup_steps(train)  # generator-only steps first: no student update, no LR step
         extra = self.student_batches.generated_images(train.student_steps)  # e.g. the fresh batches
@@ -124,15 +125,6 @@ class DataFreeTrainer:
         for i, callback in enumerate(self.callbacks):
             if callback.checkpoint_state() is not None:
                 self.resumable[f"callback{i}_{type(callback).__name__}"] = callback.checkpoint_state()
-
-    def _labeller(self, parts) -> nn.Module | None:
-        """The folded copy of the student's teacher for its no-grad labelling forwards, where the student reads
-        only logits from it (a feature loss needs the hooked layers) and nothing compiles the teacher."""
-        source = parts.teacher.for_student()
-        if not self.config.fold_batchnorm or self.config.compile or parts.student.teacher_taps:
-            return None
-        labeller = getattr(source, "labeller", None)  # a teacher source; a self-teacher (SPEQ) is not one
-        return labeller() if labeller is not None else None
 
     @property
     def student_net(self) -> nn.Module:

@@ -53,7 +53,7 @@ def labels_three_ways(run: Path, images: int) -> dict:
         if not config.generator.conditional:
             asked = reference.argmax(1)  # no asked class: the teacher's own
         others = {}
-        with torch.autocast("cpu" if x.device.type == "cpu" else x.device.type, dtype=torch.bfloat16):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
             if folded is not None:
                 others["bf16, BatchNorm folded"] = folded(x).float()
             others["bf16, the teacher itself"] = teacher(x).float()
