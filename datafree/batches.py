@@ -68,7 +68,7 @@ class Synthesizer:
 
     def __init__(self, generator: nn.Module, teacher: nn.Module, batch_size: int, latent_dim: int, seed: int,
                  rank: int, device, channels_last: bool = False, augmenter: Augmenter | None = None,
-                 labels: Callable[[int, torch.device], torch.Tensor] | None = None,
+                 labels: Callable[[int, torch.device, torch.Generator], torch.Tensor] | None = None,
                  student_teacher: nn.Module | None = None, real_images: torch.Tensor | None = None,
                  label_autocast: Callable[[], contextlib.AbstractContextManager] | None = None,
                  labeller: nn.Module | None = None):  # fmt: skip
@@ -79,14 +79,11 @@ class Synthesizer:
         self.batch_size, self.latent_dim, self.seed, self.rank = batch_size, latent_dim, seed, rank
         self.device, self.channels_last, self.augmenter, self._labels = device, channels_last, augmenter, labels
         self.rng = torch.Generator(device=device)
+        self.last_labels: torch.Tensor | None = None  # what the last batch was made for (classes or soft targets)
 
     def sample_latent(self, step: int, draw: int = 0, size: int | None = None) -> torch.Tensor:
         self.rng.manual_seed(latent_seed(self.seed, self.rank, step, draw))
         return torch.randn((size or self.batch_size, self.latent_dim), generator=self.rng, device=self.device)
-
-    def labels(self) -> torch.Tensor | None:
-        """The classes a conditional generator makes its batch for (None: the teacher's argmax decides)."""
-        return self._labels(self.batch_size, self.device) if self._labels is not None else None
 
     def layout(self, images: torch.Tensor) -> torch.Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
@@ -102,7 +99,8 @@ class Synthesizer:
             images = self.real_images[index]
         else:
             z = self.sample_latent(step, draw, size)  # a conditional generator is told its classes (quota or i mod K)
-            images = self.generator(z) if self._labels is None else self.generator(z, self._labels(len(z), self.device))
+            self.last_labels = None if self._labels is None else self._labels(len(z), self.device, self.rng)
+            images = self.generator(z) if self.last_labels is None else self.generator(z, self.last_labels)
         if augmented and self.augmenter is not None:
             images = self.augmenter(images, self.rng)
         images = self.layout(images)

@@ -18,6 +18,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
 
+from datafree.blend import ClassBlend
 from datafree.batches import Augmented, Augmenter, FreshBatches, ReplayBatches, SameBatch
 from datafree.callbacks import EMA, Callback, ClassCoverage, WrapperHooks
 from datafree.config import Config, ConfigError, TermConfig, TrainConfig, warmup_steps
@@ -216,11 +217,15 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     callbacks += [EMA(t.ema_decay)] if t.ema_decay else []
     callbacks += [WrapperHooks(wrappers)] if wrappers else []
     callbacks += teacher.callbacks()
-    labels = (lambda n, device: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
+    labels = (lambda n, device, rng: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
     if g.quota:  # the classes each batch is made for follow the student's gap (datafree/quota.py)
         quota = ClassQuota(spec.num_classes, g.quota)
         callbacks.append(quota)
         labels = quota.labels
+    if g.blend:  # a share of them blended with a neighbouring class (datafree/blend.py)
+        blend = ClassBlend(spec.num_classes, g.blend, labels)
+        callbacks.append(blend)
+        labels = blend.labels
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, t.steps - warmup_steps(t), s.milestones, s.gamma),
                  student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),

@@ -94,6 +94,7 @@ class GeneratorConfig:
     output: str = "bn"  # bn: DAFL's non-affine BatchNorm output | pixels: tanh -> [0, 1] pixels -> normalized
     conditional: bool = False  # balanced classes: image i of a batch is made for class i mod K (generators/conditional.py)
     quota: float = 0.0  # > 0 (conditional only): this share of each batch goes to the classes the student has not learnt (datafree/quota.py)
+    blend: float = 0.0  # > 0 (conditional only): this share of each batch is made for blends of two neighbouring classes (datafree/blend.py)
     lr: float = 0.2
     schedule: str = "constant"  # constant | cosine: G's LR over train.steps (cosine: G settles while the student anneals)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # official code: Adam defaults
@@ -298,6 +299,11 @@ def validate(config: Config) -> None:
         raise ConfigError(f"train.ema_decay must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema_decay}")
     if not 0.0 <= g.quota < 1.0:
         raise ConfigError(f"generator.quota is the share of each batch given by the student's gap: in [0, 1), got {g.quota}")
+    if not 0.0 <= g.blend < 1.0:
+        raise ConfigError(f"generator.blend is the share of each batch made for two-class blends: in [0, 1), got {g.blend}")
+    if g.blend and not g.conditional:
+        raise ConfigError("generator.blend asks the generator for blends of two classes, which only a conditional "
+                          "generator takes; set generator.conditional = true or generator.blend = 0")  # fmt: skip
     if g.quota and not g.conditional:
         raise ConfigError("generator.quota sets how many images of each class the generator is asked for, which only "
                           "a conditional generator takes; set generator.conditional = true or generator.quota = 0")  # fmt: skip

@@ -180,8 +180,8 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "steps": fit["steps"],
         "images_generated": fit["images_generated"],
         "student_steps_per_step": fit["student_steps"],
-        **{k: fit[k] for k in ("class_coverage", "classes_under_coverage", "class_quota", "stopped_at_deadline")
-           if k in fit},
+        **{k: fit[k] for k in ("class_coverage", "classes_under_coverage", "class_quota", "blend_partner",
+                               "stopped_at_deadline") if k in fit},
         "wall_time_s": round(fit["wall_time_s"], 2),
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,

@@ -48,8 +48,8 @@ class ClassQuota(Callback):
         gap = self.gap.to(device)
         return (1 - self.quota) * uniform + self.quota * gap / gap.sum().clamp_min(1e-12)
 
-    def labels(self, n: int, device: torch.device | str) -> torch.Tensor:
-        return stratified_labels(self.shares(device), n)
+    def labels(self, n: int, device: torch.device | str, rng: torch.Generator | None = None) -> torch.Tensor:
+        return stratified_labels(self.shares(device), n)  # deterministic: rng unused
 
     @torch.no_grad()
     def on_synthesized(self, loop, step: int, batch) -> None:
@@ -63,8 +63,9 @@ class ClassQuota(Callback):
         finally:
             net.train(was_training)
         gap = (student - batch.teacher.logits.detach().float().softmax(dim=1)).abs().sum(dim=1)
-        sums = torch.zeros(self.num_classes, device=gap.device).index_add_(0, batch.labels, gap)
-        counts = torch.bincount(batch.labels, minlength=self.num_classes).float()
+        asked = batch.classes()  # a blend (generator.blend) counts for its main class
+        sums = torch.zeros(self.num_classes, device=gap.device).index_add_(0, asked, gap)
+        counts = torch.bincount(asked, minlength=self.num_classes).float()
         if loop.accelerator.num_processes > 1:  # every rank draws the same shares
             sums, counts = loop.accelerator.reduce(torch.stack([sums, counts]), reduction="sum")
         measured = sums / counts.clamp_min(1)

@@ -162,7 +162,7 @@ class DataFreeTrainer:
         through_student = self.objective.uses_student
         with acc.autocast():
             images, teacher_out = self.synthesize(step)
-            synth = SynthBatch(images, teacher_out, self.synthesize.labels(), self.frozen_student_logits)
+            synth = SynthBatch(images, teacher_out, self.synthesize.last_labels, self.frozen_student_logits)
             g_loss, terms = self.objective(synth, progress)
         for callback in self.callbacks:
             callback.on_synthesized(self, step, synth)

@@ -8,7 +8,9 @@ and the one-hot loss targets the assigned class instead of the teacher's argmax:
 by construction. The embeddings start at N(1, embed_std^2) per coordinate: with 1.0 the classes start apart (at
 0.1, the first version, a ResNet-20 teacher's run still had cross-entropy 3.5 against the asked classes after
 60 generator steps, against 2.4 at 1.0 with the default preset: runs/bench_teachers.py). ``forward(z)`` keeps the plain-generator signature, so export and notebooks need nothing new;
-``forward(z, labels)`` makes other class counts (``generator.quota``: datafree/quota.py).
+``forward(z, labels)`` makes other class counts (``generator.quota``: datafree/quota.py); ``labels`` may also be
+soft targets (n, K), whose latent is scaled by the blend of the embeddings, ``t @ E`` (``generator.blend``:
+datafree/blend.py).
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ class ClassConditional(nn.Module):
         nn.init.normal_(self.embed.weight, mean=1.0, std=embed_std)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """Image i made for class ``labels[i]`` (default: i mod K, balanced)."""
+        """Image i made for class ``labels[i]`` (default: i mod K, balanced), or for the blend ``labels[i] @ E``."""
         if labels is None:
             labels = balanced_labels(z.shape[0], self.num_classes, z.device)
+        if labels.is_floating_point():
+            return self.generator(z * (labels.to(self.embed.weight.dtype) @ self.embed.weight))
         return self.generator(z * self.embed(labels))

@@ -187,7 +187,8 @@ class ModeBench:
             with timed("gen_teacher"):
                 with acc.autocast():
                     images, teacher_out = synthesize(step)
-                    synth = SynthBatch(images, teacher_out, synthesize.labels(), tr.frozen_student_logits)
+                    asked = synthesize.last_labels
+                    synth = SynthBatch(images, teacher_out, asked, tr.frozen_student_logits)
                     loss, _ = tr.objective(synth, progress)
                 acc.backward(loss)
                 tr.opt_g.step()
@@ -195,7 +196,7 @@ class ModeBench:
             fixed = images.detach().requires_grad_()
             with timed("teacher"):
                 with acc.autocast():
-                    synth = SynthBatch(fixed, tr.teacher(fixed), synthesize.labels(), tr.frozen_student_logits)
+                    synth = SynthBatch(fixed, tr.teacher(fixed), asked, tr.frozen_student_logits)
                     loss, _ = tr.objective(synth, progress)
                 acc.backward(loss)
             batch = (images.detach(), synthesize.student_targets(images, teacher_out))

@@ -33,7 +33,7 @@ class SynthBatch:
 
     images: torch.Tensor
     teacher: NetOutput
-    labels: torch.Tensor | None = None  # the classes a conditional generator made the images for
+    labels: torch.Tensor | None = None  # the classes a conditional generator made the images for, or soft targets (n, K)
     student_logits: Callable[[torch.Tensor], torch.Tensor] | None = None  # student with frozen weights
     _moments: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, init=False, repr=False,
                                                                    compare=False)  # filled by image_moments
@@ -46,8 +46,10 @@ class SynthBatch:
         return self._moments[tap]
 
     def classes(self) -> torch.Tensor:
-        """The class of each image: the one it was made for, else the teacher's argmax."""
-        return self.labels if self.labels is not None else self.teacher.logits.detach().argmax(dim=1)
+        """The class of each image: the one it was made for (a blend's main class), else the teacher's argmax."""
+        if self.labels is None:
+            return self.teacher.logits.detach().argmax(dim=1)
+        return self.labels.argmax(dim=1) if self.labels.is_floating_point() else self.labels
 
 
 @dataclass
