@@ -112,3 +112,20 @@ def assert_same_weights(dir_a, dir_b, names=("student_last.safetensors", "genera
         assert set(a) == set(b), name
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}:{key}")
+
+
+def asked_and_targeted(tmp_path, generator: dict, steps: int = 3):
+    """A conditional run with two fresh batches of 8 per step: (trainer, the labels the generator was asked for at
+    every call, the labels the objective targeted at every step), after ``steps`` steps."""
+    from datafree import build
+
+    config = tiny_config(tmp_path, generator={"conditional": True, **generator},
+                         train={"student_steps": 3, "fresh_batches": True, "fresh_batch_size": 8})  # fmt: skip
+    save_random_teacher(config)
+    trainer = build.trainer_from_config(config)
+    asked, targeted = [], []
+    trainer.generator.register_forward_pre_hook(lambda module, args: asked.append(args[1].clone()))
+    trainer.objective.register_forward_pre_hook(lambda module, args: targeted.append(args[0].labels.clone()))
+    for step in range(steps):
+        trainer.train_step(step)
+    return trainer, asked, targeted

@@ -17,7 +17,7 @@ from datafree.features import NetOutput
 from datafree.synthesis import SynthBatch
 from datafree.synthesis.dafl import one_hot_loss
 from generators.conditional import ClassConditional, balanced_labels
-from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
+from tests.conftest import asked_and_targeted, assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
 _LOOP = SimpleNamespace(accelerator=SimpleNamespace(num_processes=1))
 
@@ -98,18 +98,8 @@ def test_the_one_hot_term_takes_soft_targets_and_per_class_terms_the_main_class(
 
 
 def test_the_loop_asks_for_and_targets_the_same_blends_and_learns_the_neighbours(tmp_path):
-    from datafree import build
-
-    config = tiny_config(tmp_path, generator={"conditional": True, "blend": 0.5},
-                         train={"student_steps": 3, "fresh_batches": True, "fresh_batch_size": 8})  # fmt: skip
-    save_random_teacher(config)
-    trainer = build.trainer_from_config(config)
+    trainer, asked, targeted = asked_and_targeted(tmp_path, {"blend": 0.5})
     blend = next(c for c in trainer.callbacks if isinstance(c, ClassBlend))
-    asked, targeted = [], []
-    trainer.generator.register_forward_pre_hook(lambda module, args: asked.append(args[1].clone()))
-    trainer.objective.register_forward_pre_hook(lambda module, args: targeted.append(args[0].labels.clone()))
-    for step in range(3):
-        trainer.train_step(step)
     assert [len(a) for a in asked] == [16, 8, 8] * 3
     assert all(torch.equal(asked[3 * s], targeted[s]) for s in range(3))  # G's batch is the objective's
     assert all(int((a.max(dim=1).values < 1).sum()) == len(a) // 2 for a in asked)  # fresh batches blended too

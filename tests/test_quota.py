@@ -13,7 +13,7 @@ import torch
 from datafree.features import NetOutput
 from datafree.quota import ClassQuota, stratified_labels
 from datafree.synthesis import SynthBatch
-from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
+from tests.conftest import asked_and_targeted, assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
 
 def test_stratified_labels_by_hand():
@@ -53,19 +53,8 @@ def test_the_gap_moves_the_shares_as_the_docstring_computes():
 
 
 def test_the_conditional_generator_is_asked_for_the_quota_labels_and_the_objective_targets_them(tmp_path):
-    from datafree import build
-    from datafree.quota import ClassQuota
-
-    config = tiny_config(tmp_path, generator={"conditional": True, "quota": 0.6},
-                         train={"student_steps": 3, "fresh_batches": True, "fresh_batch_size": 8})  # fmt: skip
-    save_random_teacher(config)
-    trainer = build.trainer_from_config(config)
+    trainer, asked, targeted = asked_and_targeted(tmp_path, {"quota": 0.6})
     quota = next(c for c in trainer.callbacks if isinstance(c, ClassQuota))
-    asked, targeted = [], []
-    trainer.generator.register_forward_pre_hook(lambda module, args: asked.append(args[1].clone()))
-    trainer.objective.register_forward_pre_hook(lambda module, args: targeted.append(args[0].labels.clone()))
-    for step in range(3):
-        trainer.train_step(step)
     assert quota.gap is not None and not torch.allclose(quota.shares("cpu"), torch.full((10,), 0.1))
     # per step: G's batch (16, the objective's labels) then two fresh batches of 8, each from the shares of that step
     assert [len(a) for a in asked] == [16, 8, 8] * 3
