@@ -56,16 +56,17 @@ class ClassBlend(Callback):
         return (1 - self.floor) * measured + self.floor * uniform
 
     def labels(self, n: int, device: torch.device | str, rng: torch.Generator) -> torch.Tensor:
+        """(n, K) targets drawn with the synthesizer's RNG (on the batch's device), so resume replays them."""
         main = self.base(n, device, rng)
         targets = torch.nn.functional.one_hot(main, self.num_classes).float()
         count = int(round(self.blend * n))
         if count == 0:
             return targets
-        where = torch.randperm(n, generator=rng, device=rng.device)[:count].to(device)
-        partner = torch.multinomial(self.partners(rng.device)[main[where].to(rng.device)], 1, generator=rng)
+        where = torch.randperm(n, generator=rng, device=rng.device)[:count]
+        partner = torch.multinomial(self.partners(rng.device)[main[where]], 1, generator=rng).squeeze(1)
         lam = self.low + (self.high - self.low) * torch.rand(count, 1, generator=rng, device=rng.device)
-        second = torch.nn.functional.one_hot(partner.squeeze(1), self.num_classes).float()
-        targets[where] = lam.to(device) * targets[where] + (1 - lam.to(device)) * second.to(device)
+        second = torch.nn.functional.one_hot(partner, self.num_classes).float()
+        targets[where] = lam * targets[where] + (1 - lam) * second
         return targets
 
     @torch.no_grad()
