@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -132,3 +133,30 @@ def test_moments_from_image_rows_match_the_full_tensor_and_are_computed_once_per
     assert abs(got_pooled.item() - relative_feature_stats_loss({"f": x}, reference).item()) < 1e-6
     assert abs(got_class.item() - relative_class_feature_stats_loss({"f": x}, per_class, labels).item()) < 1e-6
     assert got_pooled.item() > 1.0  # mean 3, std 2 against the reference's 0 and 1: far off
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_image_moments_gradient_is_autograds_own_in_one_pass(layout):
+    """The fused backward (dL/dx = (g1 + 2 g2 x) / HW) against autograd through the plain formulas; a missing
+    factor 2, a wrong divisor or a dropped first-moment gradient would differ by far more than rounding."""
+    from datafree.features import image_moments
+
+    torch.manual_seed(0)
+    x = (1.5 + torch.randn(3, 4, 5, 6)).to(memory_format=layout)
+    w1, w2 = torch.randn(3, 4), torch.randn(3, 4)
+    fused = x.clone().requires_grad_(True)
+    first, second = image_moments(fused)
+    ((first * w1).sum() + (second * w2).sum()).backward()
+    plain = x.clone().requires_grad_(True)
+    ((plain.mean((2, 3)) * w1).sum() + ((plain * plain).mean((2, 3)) * w2).sum()).backward()
+    assert torch.allclose(first, plain.mean((2, 3))) and torch.allclose(second, (x * x).mean((2, 3)))
+    assert torch.allclose(fused.grad, plain.grad, atol=1e-6)
+    assert fused.grad.is_contiguous(memory_format=layout)  # the gradient keeps the feature's layout
+    # only one moment used: the other's gradient is absent (None), not an error
+    only = x.clone().requires_grad_(True)
+    image_moments(only)[1].sum().backward()
+    assert torch.allclose(only.grad, 2 * x / 30, atol=1e-6)
+    # a bf16 feature (a bf16 forward) gets a bf16 gradient
+    half = x.to(torch.bfloat16).requires_grad_(True)
+    image_moments(half)[0].sum().backward()
+    assert half.grad.dtype == torch.bfloat16 and torch.allclose(half.grad.float(), torch.full_like(x, 1 / 30), rtol=1e-2)
