@@ -127,6 +127,7 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16  (auto: bf16 on CUDA, fp32 on CPU; see build.py)
     channels_last: bool = True
     compile: bool = False
+    keep_host_memory: bool = True  # CPU runs: the process keeps freed memory for reuse (glibc; datafree/host_memory.py)
     trackers: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]
 
 

@@ -19,6 +19,7 @@ from datafree.callbacks import Deadline
 from datafree.checkpoint import atomic_write_text, readable_json
 from datafree.config import Config, ConfigError, validate
 from datafree.evaluate import class_counts, confusion_counts, counts_of, eval_loader, overall, per_class
+from datafree.host_memory import keep_freed_host_memory
 from datafree.spec import ImageSpec
 from datafree.teachers import TeacherSource
 
@@ -118,6 +119,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     check_output_dir(out, resume, config.train.overwrite)
     student_layout = netcheck.memory_format_of(student_net)
     accelerator = build.make_accelerator(config)
+    kept = config.train.keep_host_memory and accelerator.device.type == "cpu" and keep_freed_host_memory()
     if not isinstance(teacher, TeacherSource):
         teacher = build.build_teacher(config, spec, teacher, feature_layer)
     teacher_net = next(iter(teacher.networks().values()))
@@ -186,6 +188,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "hardware": hardware(),
+        "host_memory_kept": kept,  # the process kept freed host memory for reuse (datafree/host_memory.py)
         "student_params": sum(p.numel() for p in student_net.parameters()),
         "teacher_params": sum(p.numel() for p in teacher.parameters()),
         "preset": config.preset,

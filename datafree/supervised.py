@@ -18,6 +18,7 @@ from datafree.checkpoint import atomic_write_text, save_weights
 from datafree.config import Config
 from datafree.evaluate import accuracy
 from datafree.feature_stats import record_teacher_stats, save_reference, stats_path
+from datafree.host_memory import keep_freed_host_memory
 from datafree.optim import make_optimizer, make_schedule
 
 
@@ -28,6 +29,8 @@ def train_teacher(config: Config) -> dict:
     t, d, arch = config.teacher_training, config.data, config.teacher.arch
     set_seed(t.seed)
     accelerator = Accelerator(mixed_precision="no")
+    if config.train.keep_host_memory and accelerator.device.type == "cpu":
+        keep_freed_host_memory()  # the same allocator setting as the data-free run (datafree/host_memory.py)
     spec = build.image_spec(config)
     net = build.build_net(arch, spec)
     build.check_network(net, spec, f"teacher {arch!r}")
