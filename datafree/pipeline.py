@@ -8,6 +8,7 @@ import os
 import time
 import platform
 import shutil
+import statistics
 from pathlib import Path
 
 import torch
@@ -52,19 +53,22 @@ def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 def time_steps(config: Config, accelerator, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
                references: dict | None = None, probe_steps: int = 3) -> float:  # fmt: skip
-    """Mean seconds per step of the recipe's loop: ``probe_steps`` steps of a throw-away trainer, the first one
+    """Median seconds per step of the recipe's loop: ``probe_steps`` steps of a throw-away trainer, the first one
     a warm-up, and as many generator-only steps when ``train.warmup`` > 0 (weighted by it); the student's
-    weights are put back and its hooks removed."""
+    weights are put back and its hooks removed. The median, not the mean: one step in a few runs 10-20% slow on
+    a shared CPU, and a budget planned on it leaves that much of the run unused."""
     weights = {k: v.clone() for k, v in student_net.state_dict().items()}
     probe = build.build_trainer(config, accelerator, teacher, student_net, spec, None, references)
 
     def timed(generator_only: bool) -> float:
         probe.warmup_steps = probe_steps if generator_only else 0
         probe.train_step(0)
-        start = time.perf_counter()
+        seconds = []
         for step in range(1, probe_steps):
+            start = time.perf_counter()
             probe.train_step(step)
-        return (time.perf_counter() - start) / (probe_steps - 1)
+            seconds.append(time.perf_counter() - start)
+        return statistics.median(seconds)
 
     seconds, fraction = timed(False), config.train.warmup
     if fraction > 0:
@@ -85,12 +89,12 @@ def seconds_per_step(config: Config, probe_steps: int = 3) -> float:
 
 def steps_for_budget(config: Config, accelerator, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
                      references: dict | None, resume: bool, started: float, eval_seconds: float = 0.0,
-                     probe_steps: int = 3) -> tuple[Config, float]:  # fmt: skip
+                     probe_steps: int = 6) -> tuple[Config, float]:  # fmt: skip
     """``train.steps`` that fit the run in ``train.max_minutes``, fixed BEFORE step 0 so LR and weight schedules are exact.
 
     The budget is the whole run's, from ``started`` (before the networks were loaded) to the results written:
     what is already spent (loading, the teacher's and the untrained student's evaluations, this timing of
-    ``probe_steps`` steps of a throw-away trainer) comes off it, and each evaluation the run will make (every ``train.eval_every`` steps,
+    ``probe_steps`` steps of a throw-away trainer, the median of all but the first) comes off it, and each evaluation the run will make (every ``train.eval_every`` steps,
     the last step, the end's per-class one) is costed at ``eval_seconds``, the untrained student's evaluation;
     5% is kept for checkpoints and the report. Returns the config and the timed seconds per step (0 on resume:
     a resumed run takes the number its first part fixed, from the run folder's config.json, so it resumes exactly).

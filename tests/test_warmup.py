@@ -75,6 +75,21 @@ def test_budget_timing_weights_generator_only_steps_by_the_warmup(tmp_path, monk
         build.reset_accelerate()
 
 
+def test_budget_timing_takes_the_median_step_so_one_slow_step_does_not_shrink_the_run(tmp_path, monkeypatch):
+    """Timed steps of 1, 1, 3, 1, 1 s (after a 9 s warm-up) on a fake clock: 1 s per step, where the mean says 1.4."""
+    from datafree import build, pipeline
+    from datafree.trainer import DataFreeTrainer
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: clock["now"])
+    durations = (9.0, 1.0, 1.0, 3.0, 1.0, 1.0)
+    monkeypatch.setattr(DataFreeTrainer, "train_step", lambda self, step: clock.update(now=clock["now"] + durations[step]))
+    config = tiny_config(tmp_path, train={"steps": 100})
+    save_random_teacher(config)
+    teacher, student, spec = build.networks_from_config(config)
+    assert pipeline.time_steps(config, build.make_accelerator(config), teacher, student, spec, probe_steps=6) == 1.0
+
+
 @pytest.mark.parametrize(("train", "message"), [
     ({"warmup": 1.0}, "train.warmup is the fraction of train.steps without student updates: in \\[0, 1\\)"),
     ({"warmup": -0.1}, "in \\[0, 1\\)"),
