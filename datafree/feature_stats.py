@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datafree.checkpoint import CheckpointError, save_tensors
-from datafree.features import INPUT_SUFFIX, FeatureTaps, _unwrap, channel_moments  # noqa: F401 (re-exported)
+from datafree.features import INPUT_SUFFIX, FeatureTaps, _unwrap, channel_moments, image_moments  # noqa: F401 (re-exported)
 
 Reference = dict[str, tuple[torch.Tensor, torch.Tensor]]
 OUTPUT_TAP = "logits"  # the teacher's answers (its logits) per class, recorded beside the features under this key
@@ -72,10 +72,13 @@ def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | Non
                 raise ValueError(f"a layer named {OUTPUT_TAP!r} clashes with the recorded logits' key; record with outputs=False")
             taps_and_outputs = {**out.features, **({OUTPUT_TAP: out.logits} if outputs else {})}
             for tap, value in taps_and_outputs.items():
-                value = value.double()
                 positions = value[0, 0].numel()  # H * W values per channel per image
-                sums[tap] = sums.get(tap, 0) + torch.einsum("ng,nc...->gc", one_hot, value)
-                squares[tap] = squares.get(tap, 0) + torch.einsum("ng,nc...->gc", one_hot, value * value)
+                # each image's spatial means in float32 (the features' own precision, pairwise-summed), then
+                # float64 for the sums over the dataset: a float64 copy of every full map took 0.8 s per 1,000
+                # images beside the ResNet-20's 1.2 s forward (now 0.35 s; one core)
+                first, second = (rows.double() * positions for rows in image_moments(value))
+                sums[tap] = sums.get(tap, 0) + one_hot.T @ first
+                squares[tap] = squares.get(tap, 0) + one_hot.T @ second
                 counts[tap] = counts.get(tap, 0) + one_hot.sum(dim=0) * positions
     finally:
         hooks.remove()
