@@ -38,21 +38,47 @@ def make_optimizer(name: str, groups: Iterable[dict] | Iterable[torch.nn.Paramet
     raise ValueError(f"unknown optimizer {name!r}; use adam or sgd")
 
 
-def lr_lambda(schedule: str, total_steps: int, milestones: Iterable[float] = (), gamma: float = 0.1) -> Callable[[int], float]:
+class LRMultiplier:
     """Multiplier of the base LR at a step. ``step``: x gamma from each milestone (a fraction of total_steps) on.
 
-    Schedulers are stepped by hand, once per step on every process (they are never ``prepare``d).
+    An object of plain values rather than a closure, so the scheduler's state (saved by datafree.trainstate)
+    carries ``total_steps``: a budgeted run that re-plans its length mid-run (datafree.callbacks.BudgetReplan)
+    resumes with the plan its checkpoint was written under. Schedulers are stepped by hand, once per step on
+    every process (they are never ``prepare``d).
     """
-    if schedule == "constant":
-        return lambda step: 1.0
-    if schedule == "step":
-        bounds = [m * total_steps for m in milestones]
-        return lambda step: gamma ** sum(step >= b for b in bounds)
-    if schedule == "cosine":
-        return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
-    raise ValueError(f"unknown LR schedule {schedule!r}; use constant, step or cosine")
+
+    def __init__(self, schedule: str, total_steps: int, milestones: Iterable[float] = (), gamma: float = 0.1):
+        if schedule not in ("constant", "step", "cosine"):
+            raise ValueError(f"unknown LR schedule {schedule!r}; use constant, step or cosine")
+        self.schedule, self.total_steps, self.milestones, self.gamma = schedule, total_steps, list(milestones), gamma
+
+    def __call__(self, step: int) -> float:
+        if self.schedule == "step":
+            return self.gamma ** sum(step >= m * self.total_steps for m in self.milestones)
+        if self.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
+        return 1.0
+
+
+def lr_lambda(schedule: str, total_steps: int, milestones: Iterable[float] = (), gamma: float = 0.1) -> Callable[[int], float]:
+    """Multiplier of the base LR at a step (:class:`LRMultiplier`)."""
+    return LRMultiplier(schedule, total_steps, milestones, gamma)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int, milestones: Iterable[float] = (),
                   gamma: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:  # fmt: skip
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(schedule, total_steps, list(milestones), gamma))
+
+
+def set_total_steps(scheduler: torch.optim.lr_scheduler.LambdaLR, total_steps: int) -> None:
+    """Stretch (or shrink) a :func:`make_schedule` schedule to ``total_steps``; the current LR follows at once."""
+    for multiplier in scheduler.lr_lambdas:
+        multiplier.total_steps = max(1, total_steps)
+    for group, base, multiplier in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * multiplier(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
+def total_steps_of(scheduler: torch.optim.lr_scheduler.LambdaLR) -> int:
+    """The step count a :func:`make_schedule` schedule spans now."""
+    return scheduler.lr_lambdas[0].total_steps

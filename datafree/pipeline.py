@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from datafree import build, netcheck
-from datafree.callbacks import Deadline
+from datafree.callbacks import BudgetReplan, Deadline
 from datafree.checkpoint import atomic_write_text, readable_json
 from datafree.config import Config, ConfigError, validate
 from datafree.evaluate import class_counts, confusion_counts, counts_of, eval_loader, overall, per_class
@@ -90,14 +90,15 @@ def seconds_per_step(config: Config, probe_steps: int = 3) -> float:
 def steps_for_budget(config: Config, accelerator, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
                      references: dict | None, resume: bool, started: float, eval_seconds: float = 0.0,
                      probe_steps: int = 6) -> tuple[Config, float]:  # fmt: skip
-    """``train.steps`` that fit the run in ``train.max_minutes``, fixed BEFORE step 0 so LR and weight schedules are exact.
+    """``train.steps`` that fit the run in ``train.max_minutes``, planned BEFORE step 0 (the schedules span it; the
+    run re-plans once at 10% from its own steps, :class:`~datafree.callbacks.BudgetReplan`).
 
     The budget is the whole run's, from ``started`` (before the networks were loaded) to the results written:
     what is already spent (loading, the teacher's and the untrained student's evaluations, this timing of
     ``probe_steps`` steps of a throw-away trainer, the median of all but the first) comes off it, and each evaluation the run will make (every ``train.eval_every`` steps,
     the last step, the end's per-class one) is costed at ``eval_seconds``, the untrained student's evaluation;
     5% is kept for checkpoints and the report. Returns the config and the timed seconds per step (0 on resume:
-    a resumed run takes the number its first part fixed, from the run folder's config.json, so it resumes exactly).
+    a resumed run takes the number from the run folder's config.json, and its checkpoint's plan wins over that).
     """
     t = config.train
     if resume:
@@ -141,9 +142,17 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
                                            started, eval_seconds)  # fmt: skip
         accelerator = build.make_accelerator(config)  # the timing's models stay out of the real run's state
     trainer = build.build_trainer(config, accelerator, teacher, student_net, spec, eval_set, references)
-    if seconds:  # a fresh budgeted run also stops if the machine turns slower than it timed
-        budget = config.train.max_minutes * 60
-        trainer.callbacks.append(Deadline(started + budget, seconds + 2 * eval_seconds + 0.02 * budget))
+    if seconds:  # a fresh budgeted run re-plans its length from its first steps, and stops if the machine slows
+        budget, t = config.train.max_minutes * 60, config.train
+        reserve = seconds + 2 * eval_seconds + 0.02 * budget
+        if not t.warmup:
+            def replanned(steps: int) -> None:  # config.train is the trainer's: its steps already moved
+                if accelerator.is_main_process:
+                    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+
+            trainer.callbacks.append(BudgetReplan(started + budget, reserve + 0.02 * budget, t.steps, eval_seconds,
+                                                  t.eval_every, on_replan=replanned))  # fmt: skip
+        trainer.callbacks.append(Deadline(started + budget, reserve))
     if resume:  # before anything is written: a resume that fails leaves the folder describing what it holds
         trainer.resume()
     if accelerator.is_main_process:
@@ -187,7 +196,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "images_generated": fit["images_generated"],
         "student_steps_per_step": fit["student_steps"],
         **{k: fit[k] for k in ("class_coverage", "classes_under_coverage", "class_quota", "blend_partner",
-                               "stopped_at_deadline") if k in fit},
+                               "steps_planned", "stopped_at_deadline") if k in fit},
         "wall_time_s": round(fit["wall_time_s"], 2),
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,

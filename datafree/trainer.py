@@ -14,6 +14,7 @@ so the hot path has no host-device sync.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from datafree.batches import Synthesizer, label_autocast
 from datafree.config import TrainConfig, warmup_steps
 from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy, eval_loader
+from datafree.optim import set_total_steps, total_steps_of
 from datafree.spec import ImageSpec
 from datafree.synthesis import SynthBatch
 from datafree.trainstate import load_train_state, save_train_state
@@ -214,8 +216,11 @@ class DataFreeTrainer:
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
         bad: dict[str, torch.Tensor] = {}
-        bar = tqdm(total=cfg.steps, initial=start, disable=not acc.is_main_process, desc="data-free", dynamic_ncols=True)
-        for step in range(start, cfg.steps):
+        bar = self._bar = tqdm(total=cfg.steps, initial=start, disable=not acc.is_main_process, desc="data-free",
+                               dynamic_ncols=True)  # fmt: skip
+        for step in itertools.count(start):  # to cfg.steps, which a callback may move (BudgetReplan)
+            if step >= cfg.steps:
+                break
             for name, value in self.train_step(step).items():  # the student's terms start after the warm-up
                 value = value.float()
                 sums[name] = sums[name] + value if name in sums else value
@@ -266,6 +271,19 @@ class DataFreeTrainer:
         return {**summaries, "steps": self.progress.step, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
                 "wall_time_s": self.progress.elapsed_s,
                 "images_generated": self.images_generated(self.progress.step), "student_steps": cfg.student_steps}  # fmt: skip
+
+    def set_total_steps(self, steps: int) -> None:
+        """Make the run ``steps`` long from here on: the loop, both LR schedules and every progress-scheduled
+        weight follow (they read ``progress = step / train.steps``). Not with ``train.warmup`` (its steps are a
+        fraction of the first plan)."""
+        if self.warmup_steps:
+            raise ValueError("a run with train.warmup keeps the step count it was planned with")
+        self.config.steps = steps
+        set_total_steps(self.sched_g, steps)
+        set_total_steps(self.sched_s, steps)
+        if getattr(self, "_bar", None) is not None:
+            self._bar.total = steps
+            self._bar.refresh()
 
     # ---- every-N-steps helpers ------------------------------------------------------------------------
     def _guard_finite(self, bad: torch.Tensor, names: list[str], step: int) -> None:
@@ -326,6 +344,9 @@ class DataFreeTrainer:
             raise ckpt.CheckpointError(f"--resume: {folder} does not load into this run's networks ({first}); the "
                                        "recipe changed since it was written, or a file is damaged") from None  # fmt: skip
         load_train_state(folder, self.accelerator.process_index, self.resumable, self.accelerator.device)
+        planned = total_steps_of(self.sched_g)  # the plan the checkpoint was written under (a budget may re-plan)
+        if planned != self.config.steps and not self.warmup_steps:
+            self.set_total_steps(planned)
         # drop metric lines the interrupted run wrote after its last checkpoint
         metrics_path = self.out / "metrics.jsonl"
         if self.accelerator.is_main_process and metrics_path.exists():
