@@ -9,7 +9,7 @@ true is left out: its owner updates those parameters itself (e.g. a proximal ste
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 
@@ -60,14 +60,9 @@ class LRMultiplier:
         return 1.0
 
 
-def lr_lambda(schedule: str, total_steps: int, milestones: Iterable[float] = (), gamma: float = 0.1) -> Callable[[int], float]:
-    """Multiplier of the base LR at a step (:class:`LRMultiplier`)."""
-    return LRMultiplier(schedule, total_steps, milestones, gamma)
-
-
 def make_schedule(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int, milestones: Iterable[float] = (),
                   gamma: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:  # fmt: skip
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(schedule, total_steps, list(milestones), gamma))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, LRMultiplier(schedule, total_steps, milestones, gamma))
 
 
 def set_total_steps(scheduler: torch.optim.lr_scheduler.LambdaLR, total_steps: int) -> None:

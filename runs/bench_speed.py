@@ -132,10 +132,10 @@ class ModeBench:
         config = copy.deepcopy(self.base)
         config.train = replace(config.train, batch_size=batch, output_dir=self.out, trackers=[], **self.settings)
         tr = self.trainer = bench_trainer(config)
-        if config.train.keep_host_memory and tr.accelerator.device.type == "cpu":  # as train_dfl.py's run does
+        if config.train.keep_host_memory:  # as train_dfl.py's run does
             from datafree.host_memory import keep_freed_host_memory
 
-            keep_freed_host_memory()
+            keep_freed_host_memory(tr.accelerator.device)
         step_s = self.steps(max(1, warmup))["seconds"]
         if self.settings["compile"]:
             self.split(1)  # the pieces' own compiles (new guards) stay outside the timed region

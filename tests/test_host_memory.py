@@ -56,3 +56,12 @@ def test_a_cpu_run_says_whether_it_kept_host_memory(tmp_path, keep):
     config = tiny_config(tmp_path, train={"steps": 2, "keep_host_memory": keep})
     save_random_teacher(config)
     assert distill_from_config(config)["host_memory_kept"] is keep  # false: the allocator is not asked at all
+
+
+def test_a_gpu_run_leaves_the_host_allocator_alone(monkeypatch):
+    """PyTorch caches CUDA memory itself: for a CUDA device the setting is neither applied nor reported."""
+    from datafree import host_memory
+
+    monkeypatch.setattr(host_memory, "_applied", False)
+    monkeypatch.setattr(host_memory.ctypes, "CDLL", lambda *a: (_ for _ in ()).throw(AssertionError("libc loaded")))
+    assert host_memory.keep_freed_host_memory("cuda:0") is False
