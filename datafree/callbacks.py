@@ -86,29 +86,32 @@ class Deadline(Callback):
 
 
 class BudgetReplan(Callback):
-    """Re-plan ``train.steps`` once, at ``fraction`` of the first plan, from the steps the run has made so far.
+    """Re-plan ``train.steps`` at ``fractions`` of the plan (10% and 50%), from the steps the run has made so far.
 
     ``train.max_minutes`` fixes the step count before step 0 from a timing of a few steps, which on a shared CPU
     is off by up to 20% either way (the zoo's MobileNet: timed 1.086 s, ran at 0.92 s, and ended 100 s early).
-    At step ``R`` (``fraction`` of the plan) the seconds per step so far (logs and checkpoints included; each
-    evaluation costed at ``eval_seconds`` every ``eval_every`` steps) give the steps that fit before ``deadline``
-    less ``reserve_s``; the loop, its LR schedules and every
-    progress-scheduled weight are stretched to it there (``DataFreeTrainer.set_total_steps``: the cosine's
-    multiplier moves by ~1% of its range at R = 10%). ``Deadline`` still guards the rest. On several processes
-    they take the smallest count. ``on_replan(steps)`` is told (the pipeline rewrites config.json). A checkpoint
-    carries its plan (the schedules' state), so a resumed run continues under the plan it was written with.
+    At step ``R`` (a fraction of the plan then in force) the seconds per step so far (logs and checkpoints
+    included; each evaluation costed at ``eval_seconds`` every ``eval_every`` steps) give the steps that fit
+    before ``deadline`` less ``reserve_s``; the loop, its LR schedules and every progress-scheduled weight are
+    stretched to it there (``DataFreeTrainer.set_total_steps``: the cosine's multiplier moves by ~1% of its range
+    at 10%, by a few % at 50%). The second re-plan catches a machine that changed speed after the first 10%
+    (zoo runs whose first 10% ran slower than the rest ended 45-55 s early; others, slower at the end, were cut by
+    ``Deadline``, which still guards the rest). On several processes they take the smallest count. ``on_replan(steps)`` is
+    told (the pipeline rewrites config.json). A checkpoint carries its plan (the schedules' state), so a resumed
+    run continues under the plan it was written with (and does not re-plan).
     """
 
     def __init__(self, deadline: float, reserve_s: float, first_plan: int, eval_seconds: float = 0.0,
-                 eval_every: int = 0, fraction: float = 0.1, on_replan: Callable[[int], None] | None = None,
-                 clock: Callable[[], float] = time.perf_counter):  # fmt: skip
+                 eval_every: int = 0, fractions: tuple[float, ...] = (0.1, 0.5),
+                 on_replan: Callable[[int], None] | None = None, clock: Callable[[], float] = time.perf_counter):  # fmt: skip
         self.deadline, self.reserve_s, self.clock, self.on_replan = deadline, reserve_s, clock, on_replan
         self.eval_seconds, self.eval_every = eval_seconds, eval_every
-        self.at_step = max(1, round(fraction * first_plan))
+        self.fractions = sorted(fractions)
         self.plans = [first_plan]
+        self.at_step = max(1, round(self.fractions[0] * first_plan))
 
     def on_step_start(self, loop, step: int, progress: float) -> None:
-        if step != self.at_step or len(self.plans) > 1:
+        if step != self.at_step:
             return
         evals = step // self.eval_every if self.eval_every else 0  # made so far; the rest costed per step below
         seconds_per_step = (loop.progress.elapsed_s - evals * self.eval_seconds) / step
@@ -118,6 +121,8 @@ class BudgetReplan(Callback):
         if loop.accelerator.num_processes > 1:
             steps = int(loop.accelerator.gather(torch.tensor([steps], device=loop.accelerator.device)).min().item())
         self.plans.append(steps)
+        made = len(self.plans) - 1  # re-plans made; the next one (if any) at its fraction of the new plan
+        self.at_step = max(step + 1, round(self.fractions[made] * steps)) if made < len(self.fractions) else -1
         if steps != loop.config.steps:
             loop.accelerator.print(f"train.max_minutes: {seconds_per_step:.3f} s per step over the first {step} "
                                    f"steps -> train.steps {loop.config.steps} -> {steps}")  # fmt: skip

@@ -91,7 +91,7 @@ def steps_for_budget(config: Config, accelerator, teacher: TeacherSource, studen
                      references: dict | None, resume: bool, started: float, eval_seconds: float = 0.0,
                      probe_steps: int = 6) -> tuple[Config, float]:  # fmt: skip
     """``train.steps`` that fit the run in ``train.max_minutes``, planned BEFORE step 0 (the schedules span it; the
-    run re-plans once at 10% from its own steps, :class:`~datafree.callbacks.BudgetReplan`).
+    run re-plans at 10% and 50% from its own steps, :class:`~datafree.callbacks.BudgetReplan`).
 
     The budget is the whole run's, from ``started`` (before the networks were loaded) to the results written:
     what is already spent (loading, the teacher's and the untrained student's evaluations, this timing of

@@ -58,7 +58,17 @@ def test_the_replan_fits_the_steps_left_at_the_rate_measured_so_far():
     # 75 s left at 1 s + 2 s / 10 per step: 62 more steps
     assert calls == [67] and told == [67] and replan.summary() == {"steps_planned": [50, 67]}
     replan.on_step_start(loop, 5, 0.1)
-    assert calls == [67]  # once
+    assert calls == [67]  # once per fraction
+    # the second re-plan at 50% of the new plan (step 34 of 67): 40 s taken (3 evaluations of 2 s among them:
+    # 34 s of steps, 1 s each), 44 s since the start: 46 s left at 1 s + 2 s / 10 per step -> 38 more steps
+    replan.clock = lambda: 44.0
+    loop.progress.elapsed_s, loop.config.steps = 40.0, 67  # as the trainer's set_total_steps left them
+    replan.on_step_start(loop, 33, 0.49)
+    assert calls == [67]
+    replan.on_step_start(loop, 34, 0.5)
+    assert calls == [67, 72] and told == [67, 72] and replan.summary() == {"steps_planned": [50, 67, 72]}
+    replan.on_step_start(loop, 36, 0.5)
+    assert len(calls) == 2  # no third
     # evaluations already made come off the measured rate: 3 at 2 s in 30 s of 30 steps -> 0.8 s + 0.2 s
     replan = BudgetReplan(100.0, 10.0, 300, eval_seconds=2.0, eval_every=10, clock=lambda: 40.0)
     loop, calls = _loop(300, 30.0)
@@ -122,7 +132,8 @@ def test_a_budgeted_run_replans_and_says_so(tmp_path):
     config = tiny_config(tmp_path, train={"steps": 10_000, "max_minutes": 0.05, "eval_every": 5, "log_every": 5})
     save_random_teacher(config)
     results = distill_from_config(config)
-    first, replanned = results["steps_planned"]
+    first, *replans = results["steps_planned"]
     saved = json.load(open(f"{config.train.output_dir}/config.json"))["train"]["steps"]
-    assert first < 10_000 and saved == replanned  # the folder describes the plan the run finished under
-    assert results["steps"] == results.get("stopped_at_deadline", replanned)
+    assert first < 10_000 and 1 <= len(replans) <= 2  # at 10% and (if the run got there) at 50%
+    assert saved == replans[-1]  # the folder describes the plan the run finished under
+    assert results["steps"] == results.get("stopped_at_deadline", replans[-1])
