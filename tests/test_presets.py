@@ -103,5 +103,9 @@ def test_recipes_lay_their_values_over_the_preset():
     mnist = load_toml("runs/mnist.toml")  # the paper's settings stay the paper's
     assert mnist.preset == "dafl" and mnist.generator.output == "bn" and not mnist.generator.conditional
     assert [t.name for t in load_toml("runs/zoo.toml").synthesis] == [t.name for t in from_dict({}).synthesis]
+    # the student's loss: KD at T = 4 in the default (and the zoo, which inherits it), DAFL's T = 1 in "dafl"
+    assert [(t.name, t.params) for t in load_toml("runs/zoo.toml").distill] == [("kd", {"temperature": 4.0})]
+    assert [(t.name, t.params) for t in from_dict({"preset": "dafl"}).distill] == [("kd", {})]
+    assert [(t.name, t.params) for t in from_dict({"distill": [{"name": "at"}]}).distill] == [("at", {})]
     with pytest.raises(ConfigError, match="'dafll' is not one of"):
         from_dict({"preset": "dafll"})
