@@ -42,6 +42,9 @@ def test_short_run_writes_metrics_checkpoints_samples_and_report(tiny):
         matrix = saved["confusion"][role]
         assert sum(map(sum, matrix)) == 256  # the fake test set's images (data.fake_size), each counted once
         assert [m[k] / sum(m) if sum(m) else None for k, m in enumerate(matrix)] == saved["class_acc"][role]
+    # each evaluation's per-class line is the same pass: the last one is the final confusion's diagonal / rows
+    assert lines[-1]["student_class_acc"] == [None if a is None else round(a, 4) for a in saved["class_acc"]["student"]]
+    assert "student_class_acc" in lines[2] and "student_class_acc" not in lines[0]
     text = open(f"{out}/results.json").read()  # readable_json: one line per row of a matrix, not one per number
     assert sum(line.strip().rstrip(",") == json.dumps(row) for m in saved["confusion"].values() for row in m
                for line in text.splitlines()) >= 20 and len(text.splitlines()) < 150  # fmt: skip
