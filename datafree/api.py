@@ -50,8 +50,8 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
     dataset's name, whose normalization and class names are used): the generator makes images in the teacher's
     normalized space, and with ``generator={"output": "pixels"}`` they decide which values are valid pixels, so a
     wrong guess teaches the generator images the teacher never saw. ``image_size`` must be a multiple of 4 (the
-    DAFL generator upsamples twice from image_size / 4). ``class_names`` label the report. ``losses`` is the student objective
-    (default: the preset's; KD at temperature 4 in ``default``, at 1 in ``dafl``),
+    DAFL generator upsamples twice from image_size / 4). ``class_names`` label the report. ``losses`` is the
+    student objective (default: the preset's; KD at temperature 4 in ``default``, at 1 in ``dafl``),
     e.g. ``[{"name": "kd"}, {"name": "at", "weight": 1.0, "params": {...}}]``; ``synthesis`` the generator's: a
     list of terms (replaces the recipe's), or ``{term: weight}`` added to them (``{"feature_stats": 1.0}``).
     Returns the results dict (accuracies as fractions; also written to ``<train.output_dir>/results.json``).

@@ -94,16 +94,17 @@ class BudgetReplan(Callback):
     included; each evaluation costed at ``eval_seconds`` every ``eval_every`` steps) give the steps that fit
     before ``deadline`` less ``reserve_s``; the loop, its LR schedules and every progress-scheduled weight are
     stretched to it there (``DataFreeTrainer.set_total_steps``: the cosine's multiplier moves by ~1% of its range
-    at 10%, by a few % at 50%). The second re-plan catches a machine that changed speed after the first 10%
-    (zoo runs whose first 10% ran slower than the rest ended 45-55 s early; others, slower at the end, were cut by
-    ``Deadline``, which still guards the rest). On several processes they take the smallest count. ``on_replan(steps)`` is
+    at 10%, by a few % at 50%). The second re-plan catches a machine whose speed changed after the first 10%
+    (outputs/t18, one re-plan: six of twelve zoo runs ended 544-564 s into their 600, one was cut by ``Deadline``,
+    which still guards the rest). On several processes they take the smallest count. ``on_replan(steps)`` is
     told (the pipeline rewrites config.json). A checkpoint carries its plan (the schedules' state), so a resumed
     run continues under the plan it was written with (and does not re-plan).
     """
 
     def __init__(self, deadline: float, reserve_s: float, first_plan: int, eval_seconds: float = 0.0,
                  eval_every: int = 0, fractions: tuple[float, ...] = (0.1, 0.5),
-                 on_replan: Callable[[int], None] | None = None, clock: Callable[[], float] = time.perf_counter):  # fmt: skip
+                 on_replan: Callable[[int], None] | None = None,
+                 clock: Callable[[], float] = time.perf_counter):  # fmt: skip
         self.deadline, self.reserve_s, self.clock, self.on_replan = deadline, reserve_s, clock, on_replan
         self.eval_seconds, self.eval_every = eval_seconds, eval_every
         self.fractions = sorted(fractions)
