@@ -81,9 +81,22 @@ class Synthesizer:
         self.rng = torch.Generator(device=device)
         self.last_labels: torch.Tensor | None = None  # what the last batch was made for (classes or soft targets)
 
-    def sample_latent(self, step: int, draw: int = 0, size: int | None = None) -> torch.Tensor:
-        self.rng.manual_seed(latent_seed(self.seed, self.rank, step, draw))
+    def sample_latent(self, step: int, draw: int = 0, size: int | None = None, rank: int | None = None) -> torch.Tensor:
+        self.rng.manual_seed(latent_seed(self.seed, self.rank if rank is None else rank, step, draw))
         return torch.randn((size or self.batch_size, self.latent_dim), generator=self.rng, device=self.device)
+
+    def images(self, step: int, draw: int = 0, size: int | None = None,
+               rank: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """(images, what they were made for) at (seed, rank, step, draw), before augmentation and the teacher:
+        the generator's (told its classes: quota or i mod K), or real ones drawn by the same seeded RNG."""
+        if self.real_images is not None:
+            self.rng.manual_seed(latent_seed(self.seed, self.rank if rank is None else rank, step, draw))
+            index = torch.randint(len(self.real_images), (size or self.batch_size,), generator=self.rng,
+                                  device=self.rng.device)  # fmt: skip
+            return self.real_images[index], None
+        z = self.sample_latent(step, draw, size, rank)
+        labels = None if self._labels is None else self._labels(len(z), self.device, self.rng)
+        return (self.generator(z) if labels is None else self.generator(z, labels)), labels
 
     def layout(self, images: torch.Tensor) -> torch.Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
@@ -92,15 +105,7 @@ class Synthesizer:
                  size: int | None = None):  # fmt: skip
         """(images, teacher output): the generator's teacher, or the student's for a student-only batch;
         ``size`` images (default: the batch size)."""
-        if self.real_images is not None:
-            self.rng.manual_seed(latent_seed(self.seed, self.rank, step, draw))
-            index = torch.randint(len(self.real_images), (size or self.batch_size,), generator=self.rng,
-                                  device=self.rng.device)  # fmt: skip
-            images = self.real_images[index]
-        else:
-            z = self.sample_latent(step, draw, size)  # a conditional generator is told its classes (quota or i mod K)
-            self.last_labels = None if self._labels is None else self._labels(len(z), self.device, self.rng)
-            images = self.generator(z) if self.last_labels is None else self.generator(z, self.last_labels)
+        images, self.last_labels = self.images(step, draw, size)
         if augmented and self.augmenter is not None:
             images = self.augmenter(images, self.rng)
         images = self.layout(images)

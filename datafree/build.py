@@ -26,6 +26,7 @@ from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
 from datafree.netcheck import build_net, check_network, load_network  # noqa: F401  (part of build's API)
 from datafree.optim import make_optimizer, make_schedule
+from datafree.precise_bn import PreciseBatchNorm
 from datafree.quota import ClassQuota
 from datafree.spec import ImageSpec
 from datafree.synthesis import SynthesisObjective, TermContext, create_synthesis_term
@@ -214,6 +215,8 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     optimizer_s = make_optimizer(s.optimizer, student.param_groups(extra), s.lr, momentum=s.momentum,
                                  weight_decay=s.weight_decay)  # fmt: skip
     callbacks: list[Callback] = [ClassCoverage(spec.num_classes, t.steps)]
+    # before the EMA: at the end it recomputes the average's statistics, which the EMA then copies into the student
+    callbacks += [PreciseBatchNorm(t.precise_bn)] if t.precise_bn else []
     callbacks += [EMA(t.ema_decay)] if t.ema_decay else []
     callbacks += [WrapperHooks(wrappers)] if wrappers else []
     callbacks += teacher.callbacks()

@@ -2,7 +2,8 @@
 
 Hooks (all optional): ``setup(loop)`` once after ``accelerator.prepare``; ``on_step_start(loop, step,
 progress)``; ``on_student_update(loop, step, progress)`` after each student optimizer step;
-``on_log(loop, record)`` when a metrics line is written (after its evaluation, if any); ``on_fit_end(loop)``. A callback that
+``on_evaluate(loop)`` just before the shipped student is evaluated; ``on_log(loop, record)`` when a metrics line
+is written (after its evaluation, if any); ``on_fit_end(loop)``. A callback that
 returns a module from ``shipped_student()`` decides which student is evaluated and saved (the EMA does),
 and one with ``checkpoint_state()`` has that object saved and restored with the training state. A callback
 whose ``should_stop(loop)`` returns True after a step ends the loop there (logged, evaluated, checkpointed).
@@ -36,6 +37,9 @@ class Callback:
     def summary(self) -> dict:
         """Entries for results.json at the end of a run."""
         return {}
+
+    def on_evaluate(self, loop) -> None:
+        """Just before the shipped student is evaluated on the test set (e.g. to recompute its statistics)."""
 
     def on_log(self, loop, record: dict) -> None:
         pass

@@ -119,6 +119,7 @@ class TrainConfig:
     augment_shift: int = 0  # student batches: random shift of up to N pixels (black fill), relabelled by the teacher
     augment_mix: float = 0.0  # student batches: this fraction replaced by mixes of two of its images, relabelled
     ema_decay: float = 0.0  # > 0: ship (evaluate, save) an exponential moving average of the student's weights
+    precise_bn: int = 0  # > 0: the student's BatchNorm statistics from N un-augmented generator batches before each evaluation
     eval_every: int = 200
     log_every: int = 20
     sample_every: int = 500
@@ -308,6 +309,8 @@ def validate(config: Config) -> None:
     if g.quota and not g.conditional:
         raise ConfigError("generator.quota sets how many images of each class the generator is asked for, which only "
                           "a conditional generator takes; set generator.conditional = true or generator.quota = 0")  # fmt: skip
+    if t.precise_bn < 0:
+        raise ConfigError(f"train.precise_bn is a number of batches (0 = off, e.g. 20), got {t.precise_bn}")
     if t.max_minutes < 0:
         raise ConfigError(f"train.max_minutes must be >= 0 (0 = use train.steps), got {t.max_minutes}")
     if not 0.0 <= t.augment_mix <= 1.0:

@@ -241,6 +241,8 @@ class DataFreeTrainer:
                 sums, counts = {}, {}
                 record.update(self._teacher_stats())
                 if at(cfg.eval_every) and self.eval_loader is not None:
+                    for callback in self.callbacks:
+                        callback.on_evaluate(self)
                     hits = class_counts(self.shipped_student, self.eval_loader, self.accelerator)  # one pass
                     record["student_acc"] = overall(hits)
                     # per class too: the zoo's runs end apart by their Shirt, so its course is worth seeing

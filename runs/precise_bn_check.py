@@ -1,0 +1,90 @@
+"""What precise BatchNorm statistics (``train.precise_bn``, datafree/precise_bn.py) give a saved student, and why.
+
+    python runs/precise_bn_check.py outputs/<run>/[seed_N] [...] [--batches 20]
+
+For each data-free run folder (its config.json, student_last.safetensors and generator.safetensors) prints the
+student's accuracy on the real test set and its worst class, with the BatchNorm running statistics
+- as saved (the run's own: whatever its recipe's ``train.precise_bn`` left there),
+- recomputed as ``train.precise_bn`` does (``--batches`` un-augmented batches of the saved generator),
+- recomputed on the same batches flipped / shifted as the student's training batches are (``train.augment_*``):
+  if this stays near "as saved", the augmentation is what the running statistics carried,
+- recomputed on as many real training images (an oracle: data the method never reads; only a yardstick).
+A student without BatchNorm prints one row. No file is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch.optim.swa_utils import update_bn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from datafree import build  # noqa: E402
+from datafree.checkpoint import load_weights  # noqa: E402
+from datafree.config import from_dict  # noqa: E402
+from datafree.data import dataset_info, recipe_split  # noqa: E402
+from datafree.evaluate import class_counts, overall, per_class  # noqa: E402
+from datafree.precise_bn import DRAW, PreciseBatchNorm, has_batchnorm  # noqa: E402
+
+
+def describe(net: torch.nn.Module, loader, names: tuple[str, ...]) -> str:
+    counts = class_counts(net, loader)
+    rows = per_class(counts)
+    worst = min(range(len(rows)), key=lambda k: rows[k] if rows[k] is not None else 2.0)
+    return f"{100 * overall(counts):6.2f}  (worst {names[worst]} {100 * rows[worst]:.1f})"
+
+
+def check(run: Path, batches: int) -> None:
+    raw = json.loads((run / "config.json").read_text())
+    raw["train"] = {**raw["train"], "precise_bn": batches, "max_minutes": 0.0}
+    config = from_dict(raw)
+    test = recipe_split(config.data, train=False)
+    trainer = build.trainer_from_config(config, eval_set=test)
+    net, generator = trainer.student_net, trainer.accelerator.unwrap_model(trainer.generator)
+    load_weights(net, run / "student_last.safetensors", what="student")
+    load_weights(generator, run / "generator.safetensors", what="generator")
+    trainer.progress.step = int(raw["train"]["steps"])
+    loader, names = trainer.eval_loader, dataset_info(config.data.name, like=config.data.like or None).class_names
+    print(f"{run}: as saved            {describe(net.eval(), loader, names)}")
+    if not has_batchnorm(net):
+        return
+    saved = {k: v.clone() for k, v in net.state_dict().items()}
+    PreciseBatchNorm(batches).recompute(trainer)
+    print(f"{run}: train.precise_bn     {describe(net.eval(), loader, names)}")
+    synthesize, rng = trainer.synthesize, torch.Generator().manual_seed(0)
+    augment = synthesize.augmenter or (lambda images, _: images)
+    with torch.no_grad():
+        update_bn((augment(synthesize.images(trainer.progress.step, DRAW + i, rank=0)[0], rng)
+                   for i in range(batches)), net)  # fmt: skip
+    print(f"{run}: ... flipped/shifted  {describe(net.eval(), loader, names)}")
+    real = recipe_split(config.data, train=True)
+    index = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))[: batches * config.train.batch_size]
+    images = torch.stack([real[int(i)][0] for i in index]).split(config.train.batch_size)
+    update_bn(images, net)
+    print(f"{run}: real images (oracle) {describe(net.eval(), loader, names)}")
+    net.load_state_dict(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with config.json and the saved weights)")
+    parser.add_argument("--batches", type=int, default=20, help="batches for each recomputation (train.precise_bn)")
+    args = parser.parse_args(argv)
+    for run in args.runs:
+        if not (run / "config.json").is_file():
+            print(f"error: {run} has no config.json; pass a data-free run's folder (e.g. outputs/<run>/seed_0)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    for run in args.runs:
+        check(run, args.batches)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
