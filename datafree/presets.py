@@ -6,7 +6,7 @@ recipe replaces the preset's list whole. Without a ``preset`` key a recipe start
 
 | preset | what it is | uses beyond the teacher's weights |
 |---|---|---|
-| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4 | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
+| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
 | ``strict`` | ``default`` without the feature-statistics terms | nothing: the teacher's weights and the normalization of its inputs |
 | ``dafl`` | the paper's objective and generator, with the official code's weights (the dataclass defaults) | nothing |
 
@@ -29,7 +29,10 @@ _DEFAULT: dict[str, Any] = {
     # teacher, no extra forward on the fresh ones), their labels from bf16 forwards where the hardware has bf16
     # (on BatchNorm-folded copies, train.fold_batchnorm): measured on the zoo (README "The teacher zoo")
     "train": {"steps": 1500, "batch_size": 64, "student_steps": 10, "fresh_batches": True, "fresh_batch_size": 64,
-              "augment_flip": True, "augment_shift": 2, "label_precision": "auto"},
+              "augment_flip": True, "augment_shift": 2, "label_precision": "auto",
+              # the student's BatchNorm statistics from 20 un-augmented generator batches before it is judged: its
+              # running ones average the flipped / shifted batches it trained on (datafree/precise_bn.py)
+              "precise_bn": 20},
     "synthesis": [
         {"name": "onehot", "weight": 1.0},
         {"name": "entropy", "weight": 5.0, "params": {"log": "log10"}},

@@ -1,15 +1,19 @@
 """What precise BatchNorm statistics (``train.precise_bn``, datafree/precise_bn.py) give a saved student, and why.
 
-    python runs/precise_bn_check.py outputs/<run>/[seed_N] [...] [--batches 20]
+    python runs/precise_bn_check.py outputs/<run>/[seed_N] [...] [--batches 20] [--class-mass]
 
 For each data-free run folder (its config.json, student_last.safetensors and generator.safetensors) prints the
 student's accuracy on the real test set and its worst class, with the BatchNorm running statistics
 - as saved (the run's own: whatever its recipe's ``train.precise_bn`` left there),
-- recomputed as ``train.precise_bn`` does (``--batches`` un-augmented batches of the saved generator),
+- recomputed as ``train.precise_bn`` does (``--batches`` un-augmented batches of the saved generator; a blend's
+  partner drawn uniformly: the run's measured partners are not saved with the weights),
 - recomputed on the same batches flipped / shifted as the student's training batches are (``train.augment_*``):
   if this stays near "as saved", the augmentation is what the running statistics carried,
 - recomputed on as many real training images (an oracle: data the method never reads; only a yardstick).
-A student without BatchNorm prints one row. No file is written.
+A student without BatchNorm prints one row. ``--class-mass`` also prints, per class, the student's mean
+probability over the teacher's (after the recomputation), on the generator's images and on the real test set:
+where the two differ, the student parts from its teacher only on real images, and no data-free calibration of
+its outputs has anything to fit. No file is written.
 """
 
 from __future__ import annotations
@@ -40,7 +44,17 @@ def describe(net: torch.nn.Module, loader, names: tuple[str, ...]) -> str:
     return f"{100 * overall(counts):6.2f}  (worst {names[worst]} {100 * rows[worst]:.1f})"
 
 
-def check(run: Path, batches: int) -> None:
+@torch.no_grad()
+def mass(net: torch.nn.Module, batches: list[torch.Tensor]) -> torch.Tensor:
+    """The network's softmax summed over the batches, per class (eval mode)."""
+    was_training = net.training
+    net.eval()
+    total = sum(getattr(out := net(x), "logits", out).float().softmax(dim=1).sum(dim=0) for x in batches)
+    net.train(was_training)
+    return total
+
+
+def check(run: Path, batches: int, class_mass: bool = False) -> None:
     raw = json.loads((run / "config.json").read_text())
     raw["train"] = {**raw["train"], "precise_bn": batches, "max_minutes": 0.0}
     config = from_dict(raw)
@@ -57,6 +71,12 @@ def check(run: Path, batches: int) -> None:
     saved = {k: v.clone() for k, v in net.state_dict().items()}
     PreciseBatchNorm(batches).recompute(trainer)
     print(f"{run}: train.precise_bn     {describe(net.eval(), loader, names)}")
+    if class_mass:
+        synthetic = [trainer.synthesize.images(trainer.progress.step, DRAW + batches + i, rank=0)[0] for i in range(40)]
+        print(f"{run}: student / teacher mean probability per class ({', '.join(names)})")
+        for where, images in (("generator's images", synthetic), ("real test set", [x for x, _ in loader])):
+            ratio = mass(net, images) / mass(trainer.parts.teacher, images)
+            print(f"{run}:   {where:<18} " + " ".join(f"{r:.2f}" for r in ratio.tolist()))
     synthesize, rng = trainer.synthesize, torch.Generator().manual_seed(0)
     augment = synthesize.augmenter or (lambda images, _: images)
     with torch.no_grad():
@@ -75,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with config.json and the saved weights)")
     parser.add_argument("--batches", type=int, default=20, help="batches for each recomputation (train.precise_bn)")
+    parser.add_argument("--class-mass", action="store_true",
+                        help="also the student's mean probability per class over the teacher's, generated and real")
     args = parser.parse_args(argv)
     for run in args.runs:
         if not (run / "config.json").is_file():
@@ -82,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
     for run in args.runs:
-        check(run, args.batches)
+        check(run, args.batches, args.class_mass)
     return 0
 
 

@@ -107,5 +107,8 @@ def test_recipes_lay_their_values_over_the_preset():
     assert [(t.name, t.params) for t in load_toml("runs/zoo.toml").distill] == [("kd", {"temperature": 4.0})]
     assert [(t.name, t.params) for t in from_dict({"preset": "dafl"}).distill] == [("kd", {})]
     assert [(t.name, t.params) for t in from_dict({"distill": [{"name": "at"}]}).distill] == [("at", {})]
+    # the student's BatchNorm statistics from 20 un-augmented generator batches: the default and the zoo, not DAFL
+    assert load_toml("runs/zoo.toml").train.precise_bn == from_dict({}).train.precise_bn == 20
+    assert from_dict({"preset": "dafl"}).train.precise_bn == 0
     with pytest.raises(ConfigError, match="'dafll' is not one of"):
         from_dict({"preset": "dafll"})
