@@ -18,7 +18,8 @@ un-augmented images, nothing real. Measured on the zoo's saved students (``runs/
 on whole runs: README "The teacher zoo".
 
 What it touches: the shipped student's BatchNorm buffers (the EMA's average when ``train.ema_decay``), which
-training never reads (train mode normalizes with batch statistics); the generator's own BatchNorm buffers are
+training never reads (train mode normalizes with batch statistics; only ``generator.quota``'s gap, an eval-mode
+forward, sees them until the next updates have moved them again); the generator's own BatchNorm buffers are
 put back as they were. Every rank draws the same latents (rank 0's), so every rank gets the same statistics.
 A student without BatchNorm costs nothing. With ``train.transfer = "real"`` the images are the real transfer
 set's, drawn the same way. Deterministic in (seed, step): a resumed run recomputes the same statistics.
