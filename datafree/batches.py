@@ -81,8 +81,12 @@ class Synthesizer:
         self.rng = torch.Generator(device=device)
         self.last_labels: torch.Tensor | None = None  # what the last batch was made for (classes or soft targets)
 
-    def sample_latent(self, step: int, draw: int = 0, size: int | None = None, rank: int | None = None) -> torch.Tensor:
+    def _reseed(self, step: int, draw: int, rank: int | None) -> None:
+        """The RNG at (seed, rank, step, draw): this process's rank unless another is named (precise_bn: 0)."""
         self.rng.manual_seed(latent_seed(self.seed, self.rank if rank is None else rank, step, draw))
+
+    def sample_latent(self, step: int, draw: int = 0, size: int | None = None, rank: int | None = None) -> torch.Tensor:
+        self._reseed(step, draw, rank)
         return torch.randn((size or self.batch_size, self.latent_dim), generator=self.rng, device=self.device)
 
     def images(self, step: int, draw: int = 0, size: int | None = None,
@@ -90,7 +94,7 @@ class Synthesizer:
         """(images, what they were made for) at (seed, rank, step, draw), before augmentation and the teacher:
         the generator's (told its classes: quota or i mod K), or real ones drawn by the same seeded RNG."""
         if self.real_images is not None:
-            self.rng.manual_seed(latent_seed(self.seed, self.rank if rank is None else rank, step, draw))
+            self._reseed(step, draw, rank)
             index = torch.randint(len(self.real_images), (size or self.batch_size,), generator=self.rng,
                                   device=self.rng.device)  # fmt: skip
             return self.real_images[index], None
