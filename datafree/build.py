@@ -26,6 +26,7 @@ from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
 from datafree.netcheck import build_net, check_network, load_network  # noqa: F401  (part of build's API)
 from datafree.optim import make_optimizer, make_schedule
+from datafree.pool import ImagePool
 from datafree.precise_bn import PreciseBatchNorm
 from datafree.quota import ClassQuota
 from datafree.spec import ImageSpec
@@ -170,7 +171,9 @@ def student_batches(config: Config, generator_only: set[str]) -> Callable:
     def make(synthesize, autocast):
         first = ReplayBatches(t.replay, generator_only) if t.replay else SameBatch()
         first = Augmented(first, synthesize, autocast) if augments else first
-        return FreshBatches(synthesize, autocast, first, t.fresh_batch_size or None) if t.fresh_batches else first
+        size = (t.fresh_batch_size or None) if t.fresh_batches else None
+        piece = FreshBatches(synthesize, autocast, first, size) if t.fresh_batches else first
+        return ImagePool(piece, synthesize, autocast, t.pool, t.pool_share, t.student_steps, size) if t.pool else piece
 
     return make
 

@@ -112,6 +112,8 @@ class TrainConfig:
     replay: int = 0  # extra student steps draw from the last N synthetic batches (needs student_steps > 1)
     fresh_batches: bool = False  # extra student steps draw NEW batches (needs student_steps > 1)
     fresh_batch_size: int = 0  # images per fresh batch (0: batch_size; only with fresh_batches): cheaper updates
+    pool: int = 0  # > 0: keep a uniform sample of N past generator images; pool_share of the extra updates draw from it (datafree/pool.py)
+    pool_share: float = 0.5  # ...the share of the extra student updates the pool serves (spread evenly over them)
     label_precision: str = "fp32"  # teacher forwards labelling the student's extra batches: fp32 | bf16 | auto (bf16 where native)
     fold_batchnorm: bool = True  # ...run on a copy of the teacher with BatchNorm folded (same function up to rounding, faster)
     warmup: float = 0.0  # fraction of train.steps that train the generator alone (the student starts on recognizable images)
@@ -322,6 +324,15 @@ def validate(config: Config) -> None:
     if (t.fresh_batches or t.replay) and t.student_steps == 1:
         raise ConfigError("train.fresh_batches / train.replay choose the batches of the EXTRA student steps, but "
                           "train.student_steps = 1 has none; raise train.student_steps or turn them off")  # fmt: skip
+    if t.pool < 0 or not 0.0 < t.pool_share <= 1.0:
+        raise ConfigError(f"train.pool is a number of images (0 = off, e.g. 32768) and train.pool_share a share of the "
+                          f"extra student updates in (0, 1], got {t.pool}, {t.pool_share}")  # fmt: skip
+    if t.pool and t.student_steps == 1:
+        raise ConfigError("train.pool serves some of the EXTRA student updates, but train.student_steps = 1 has none; "
+                          "raise train.student_steps or set train.pool = 0")  # fmt: skip
+    if t.pool and t.transfer == "real":
+        raise ConfigError("train.pool keeps the generator's past images, but train.transfer = \"real\" has no generator; "
+                          "set train.pool = 0")  # fmt: skip
     if not 0.0 <= t.warmup < 1.0:
         raise ConfigError(f"train.warmup is the fraction of train.steps without student updates: in [0, 1), got {t.warmup}")
     if t.warmup and t.transfer == "real":

@@ -1,0 +1,118 @@
+"""Where a saved data-free student parts from its teacher, class by class: generated images against real ones.
+
+    python runs/class_gap.py outputs/<run>/[seed_N] [...] [--batches 40]
+
+For each run folder (config.json, student_last.safetensors, generator.safetensors) it draws ``--batches``
+un-augmented batches of the saved generator at the run's last step (as ``train.precise_bn`` does) and takes the
+real test set, and prints per class k:
+- ``spread``: the trace of the covariance of the teacher's penultimate features (the input of its last Linear)
+  over the images made for k, over that of the real images of class k: under 1, the generator's images of k are
+  narrower than the real ones as the teacher sees them;
+- ``shift``: the distance between the two means over the real images' spread (sqrt of the trace);
+- ``agree gen`` / ``agree real``: the share of the images the teacher calls k that the student also calls k,
+  on generated and on real images. Where the real one falls far below the generated one, the student learnt
+  the teacher's answer on what the generator makes for k and not on what k looks like.
+The real images are a yardstick only (the method never reads them). No file is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from datafree import build  # noqa: E402
+from datafree.checkpoint import load_weights  # noqa: E402
+from datafree.config import from_dict  # noqa: E402
+from datafree.data import dataset_info, recipe_split  # noqa: E402
+from datafree.precise_bn import DRAW  # noqa: E402
+
+
+def logits_of(output) -> torch.Tensor:
+    return getattr(output, "logits", output).float()
+
+
+@torch.no_grad()
+def penultimate(teacher: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the input of the teacher's last Linear, flattened; its logits): the hook is removed before returning."""
+    last = [m for m in teacher.modules() if isinstance(m, nn.Linear)][-1]
+    seen = {}
+    handle = last.register_forward_hook(lambda module, args, out: seen.__setitem__("x", args[0].detach()))
+    try:
+        logits = logits_of(teacher(images))
+    finally:
+        handle.remove()
+    return seen["x"].flatten(1).float(), logits
+
+
+@torch.no_grad()
+def gap(run: Path, batches: int) -> list[tuple[str, float, float, float, float]]:
+    """Per class: (name, spread, shift, agree gen, agree real), printed as a table."""
+    raw = json.loads((run / "config.json").read_text())
+    raw["train"] = {**raw["train"], "max_minutes": 0.0}
+    config = from_dict(raw)
+    trainer = build.trainer_from_config(config, eval_set=recipe_split(config.data, train=False))
+    student, generator = trainer.student_net, trainer.accelerator.unwrap_model(trainer.generator)
+    load_weights(student, run / "student_last.safetensors", what="student")
+    load_weights(generator, run / "generator.safetensors", what="generator")
+    teacher, step = trainer.parts.teacher, int(raw["train"]["steps"])
+    modes = [(m, m.training) for m in (student, generator, teacher)]
+    for module, _ in modes:
+        module.eval()
+    try:
+        rows = {"gen": ([], [], [], []), "real": ([], [], [], [])}  # features, teacher logits, student logits, class
+        for i in range(batches):
+            images, made_for = trainer.synthesize.images(step, DRAW + i, rank=0)
+            if made_for is None:
+                raise SystemExit(f"error: {run} has no conditional generator: nothing says what its images were made for")
+            made_for = made_for.argmax(dim=1) if made_for.dim() == 2 else made_for  # a blend counts for its main class
+            for bucket, value in zip(rows["gen"], (*penultimate(teacher, images), logits_of(student(images)), made_for)):
+                bucket.append(value)
+        for images, labels in trainer.eval_loader:
+            for bucket, value in zip(rows["real"], (*penultimate(teacher, images), logits_of(student(images)), labels)):
+                bucket.append(value)
+    finally:
+        for module, was_training in modes:
+            module.train(was_training)
+    (gf, gt, gs, gk), (rf, rt, rs, rk) = ([torch.cat(b) for b in rows[w]] for w in ("gen", "real"))
+    names = dataset_info(config.data.name, like=config.data.like or None).class_names
+    print(f"{run}: {len(gf)} generated images (step {step}), {len(rf)} real")
+    print(f"{'class':<14}{'spread':>8}{'shift':>8}{'agree gen':>11}{'agree real':>12}")
+    table = []
+    for k, name in enumerate(names):
+        made, real = gf[gk == k], rf[rk == k]
+        spread = float(made.var(dim=0).sum() / real.var(dim=0).sum())
+        shift = float((made.mean(dim=0) - real.mean(dim=0)).norm() / real.var(dim=0).sum().sqrt())
+        agree = [float((s.argmax(1)[t.argmax(1) == k] == k).float().mean()) for s, t in ((gs, gt), (rs, rt))]
+        print(f"{name:<14}{spread:8.2f}{shift:8.2f}{agree[0]:11.2f}{agree[1]:12.2f}")
+        table.append((name, spread, shift, *agree))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="data-free run folders (config.json and the saved weights)")
+    parser.add_argument("--batches", type=int, default=40, help="generator batches to draw (of train.batch_size)")
+    args = parser.parse_args(argv)
+    for run in args.runs:
+        if not (run / "config.json").is_file():
+            print(f"error: {run} has no config.json; pass a data-free run's folder (e.g. outputs/<run>/seed_0)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    if args.batches < 1:
+        print("error: --batches must be at least 1", file=sys.stderr)
+        return 2
+    for run in args.runs:
+        gap(run, args.batches)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

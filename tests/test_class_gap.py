@@ -1,0 +1,33 @@
+"""runs/class_gap.py on a finished tiny run: a student that is its teacher agrees with it on every class, and a
+folder that is not a run is refused with the fix."""
+
+from __future__ import annotations
+
+import math
+
+from tests.conftest import save_random_teacher, tiny_config
+
+
+def test_a_student_that_is_its_teacher_agrees_everywhere_and_the_spreads_are_measured(tmp_path, capsys):
+    import runs.class_gap as check
+    from datafree.build import reset_accelerate
+    from datafree.pipeline import distill_from_config
+
+    config = tiny_config(tmp_path, student={"arch": "lenet5"}, generator={"conditional": True},
+                         train={"steps": 2, "eval_every": 2, "sample_every": 2, "checkpoint_every": 2})  # fmt: skip
+    save_random_teacher(config)
+    distill_from_config(config)
+    reset_accelerate()
+    (tmp_path / "run" / "student_last.safetensors").write_bytes((tmp_path / "teacher.safetensors").read_bytes())
+    table = check.gap(tmp_path / "run", 4)
+    assert len(table) == 10 and "64 generated images (step 2)" in capsys.readouterr().out
+    agreements = [a for row in table for a in row[3:] if not math.isnan(a)]  # nan: a class the teacher never names
+    assert agreements and all(a == 1.0 for a in agreements)
+    assert all(row[1] > 0 and row[2] >= 0 for row in table)  # spreads and shifts of real feature clouds
+
+
+def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
+    import runs.class_gap as check
+
+    assert check.main([str(tmp_path)]) == 2
+    assert "has no config.json; pass a data-free run's folder" in capsys.readouterr().err
