@@ -1,18 +1,18 @@
 """A memory of the generator's past images for the student (``train.pool = N``): some extra updates draw from it.
 
-At any one step the generator makes a narrow set of images per class: on the zoo's MobileNet (zoo19, seed 1) the
-teacher's penultimate features of the final generator's shirts spread half as far as real shirts' (trace of
-the covariance 0.51 of the real one; 0.6-0.9 for most classes), and the student agrees with its teacher on 81% of
-the generated shirts but on 36% of the real ones the teacher calls Shirt (87-99% for the other classes). The
-generator keeps moving (the adversarial term, the blends, its own updates), so its images over the whole run
-cover more than any one step's. ``ImagePool`` keeps a uniform sample of every generator batch the run made
-(reservoir sampling, Vitter's algorithm R: after n images each is in the pool with probability N / n) and
-serves a share ``train.pool_share`` of the student's extra updates from it, flipped / shifted as the other
-batches and relabelled by the teacher (the pool stores images, never targets: the labels are always the
-current teacher's). Fast (Fang et al., AAAI 2022) and CMI (Fang et al., IJCAI 2021) train their students on such
-a memory of everything synthesized; here the rest of the updates stay on the current generator's batches, so
-the adversarial term still finds where the student is wrong *now*. A pooled update costs a teacher forward
-and no generator forward (cheaper than a fresh batch).
+At any one step the generator makes a narrow set of images per class: on the zoo's MobileNet (zoo19, seed 1;
+``runs/class_gap.py``) the teacher's penultimate features of the final generator's shirts spread half as far as
+real shirts' (trace of the covariance 0.51 of the real one; 0.60-1.92 for the other classes), and the student
+agrees with its teacher on 81% of the generated shirts but on 36% of the real ones the teacher calls Shirt
+(82-99% on the other classes' real images). The generator keeps moving (the adversarial term, the blends, its
+own updates), so its images over the whole run cover more than any one step's. ``ImagePool`` keeps a uniform
+sample of every generator batch the run made (reservoir sampling, Vitter's algorithm R: after n images each is
+in the pool with probability N / n) and serves a share ``train.pool_share`` of the student's extra updates from
+it, flipped / shifted as the other batches and relabelled by the teacher (the pool stores images, never
+targets: the labels are always the current teacher's). Fast (Fang et al., AAAI 2022) and CMI (Fang et al.,
+IJCAI 2021) train their students on such a memory of everything synthesized; here the rest of the updates stay
+on the current generator's batches, so the adversarial term still finds where the student is wrong *now*. A
+pooled update costs a teacher forward and no generator forward (cheaper than a fresh batch).
 
 Memory: N images of the teacher's input size on the training device (32,768 Fashion-MNIST images at 32x32:
 128 MiB), saved with each checkpoint so resume stays exact.
