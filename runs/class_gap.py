@@ -18,7 +18,6 @@ The real images are a yardstick only (the method never reads them). No file is w
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,11 +27,9 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree import build  # noqa: E402
-from datafree.checkpoint import load_weights  # noqa: E402
-from datafree.config import from_dict  # noqa: E402
-from datafree.data import dataset_info, recipe_split  # noqa: E402
+from datafree.data import dataset_info  # noqa: E402
 from datafree.precise_bn import DRAW  # noqa: E402
+from runs.saved_run import load_run, refused  # noqa: E402
 
 
 def logits_of(output) -> torch.Tensor:
@@ -55,14 +52,9 @@ def penultimate(teacher: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor,
 @torch.no_grad()
 def gap(run: Path, batches: int) -> list[tuple[str, float, float, float, float]]:
     """Per class: (name, spread, shift, agree gen, agree real), printed as a table."""
-    raw = json.loads((run / "config.json").read_text())
-    raw["train"] = {**raw["train"], "max_minutes": 0.0}
-    config = from_dict(raw)
-    trainer = build.trainer_from_config(config, eval_set=recipe_split(config.data, train=False))
+    trainer, config = load_run(run)
     student, generator = trainer.student_net, trainer.accelerator.unwrap_model(trainer.generator)
-    load_weights(student, run / "student_last.safetensors", what="student")
-    load_weights(generator, run / "generator.safetensors", what="generator")
-    teacher, step = trainer.parts.teacher, int(raw["train"]["steps"])
+    teacher, step = trainer.parts.teacher, trainer.progress.step
     modes = [(m, m.training) for m in (student, generator, teacher)]
     for module, _ in modes:
         module.eval()
@@ -101,11 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="data-free run folders (config.json and the saved weights)")
     parser.add_argument("--batches", type=int, default=40, help="generator batches to draw (of train.batch_size)")
     args = parser.parse_args(argv)
-    for run in args.runs:
-        if not (run / "config.json").is_file():
-            print(f"error: {run} has no config.json; pass a data-free run's folder (e.g. outputs/<run>/seed_0)",
-                  file=sys.stderr)  # fmt: skip
-            return 2
+    if refused(args.runs):
+        return 2
     if args.batches < 1:
         print("error: --batches must be at least 1", file=sys.stderr)
         return 2

@@ -19,7 +19,6 @@ its outputs has anything to fit. No file is written.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,12 +28,10 @@ from torch.optim.swa_utils import update_bn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree import build  # noqa: E402
-from datafree.checkpoint import load_weights  # noqa: E402
-from datafree.config import from_dict  # noqa: E402
 from datafree.data import dataset_info, recipe_split  # noqa: E402
 from datafree.evaluate import class_counts, overall, per_class  # noqa: E402
 from datafree.precise_bn import DRAW, PreciseBatchNorm, has_batchnorm  # noqa: E402
+from runs.saved_run import load_run, refused  # noqa: E402
 
 
 def describe(net: torch.nn.Module, loader, names: tuple[str, ...]) -> str:
@@ -55,15 +52,8 @@ def mass(net: torch.nn.Module, batches: list[torch.Tensor]) -> torch.Tensor:
 
 
 def check(run: Path, batches: int, class_mass: bool = False) -> None:
-    raw = json.loads((run / "config.json").read_text())
-    raw["train"] = {**raw["train"], "precise_bn": batches, "max_minutes": 0.0}
-    config = from_dict(raw)
-    test = recipe_split(config.data, train=False)
-    trainer = build.trainer_from_config(config, eval_set=test)
-    net, generator = trainer.student_net, trainer.accelerator.unwrap_model(trainer.generator)
-    load_weights(net, run / "student_last.safetensors", what="student")
-    load_weights(generator, run / "generator.safetensors", what="generator")
-    trainer.progress.step = int(raw["train"]["steps"])
+    trainer, config = load_run(run, precise_bn=batches)
+    net = trainer.student_net
     loader, names = trainer.eval_loader, dataset_info(config.data.name, like=config.data.like or None).class_names
     print(f"{run}: as saved            {describe(net.eval(), loader, names)}")
     if not has_batchnorm(net):
@@ -98,11 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--class-mass", action="store_true",
                         help="also the student's mean probability per class over the teacher's, generated and real")
     args = parser.parse_args(argv)
-    for run in args.runs:
-        if not (run / "config.json").is_file():
-            print(f"error: {run} has no config.json; pass a data-free run's folder (e.g. outputs/<run>/seed_0)",
-                  file=sys.stderr)  # fmt: skip
-            return 2
+    if refused(args.runs):
+        return 2
     for run in args.runs:
         check(run, args.batches, args.class_mass)
     return 0
