@@ -117,6 +117,14 @@ class Synthesizer:
             return images, self.label(images)
         return images, self.teacher(images)
 
+    def relabelled(self, images: torch.Tensor, rng: torch.Generator) -> Batch:
+        """A student-only batch made of ``images``: flipped / shifted / mixed with ``rng`` where the recipe asks,
+        laid out, and labelled by the student's teacher (``label``)."""
+        if self.augmenter is not None:
+            images = self.augmenter(images, rng)
+        images = self.layout(images)
+        return images, self.label(images)
+
     def label(self, images: torch.Tensor) -> NetOutput:
         """The student's teacher on a student-only batch (through the labeller: BatchNorm folded where
         ``train.fold_batchnorm`` could), at ``train.label_precision`` (outputs in float32)."""
@@ -222,5 +230,4 @@ class Augmented(SameBatch):
     def __call__(self, step: int, k: int, batch: Batch) -> Batch:
         images, _ = self.inner(step, k, batch)
         with torch.no_grad(), self.autocast():
-            images = self.synthesize.layout(self.synthesize.augmenter(images, self.synthesize.rng))
-            return images, self.synthesize.label(images)
+            return self.synthesize.relabelled(images, self.synthesize.rng)

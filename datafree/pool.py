@@ -43,7 +43,8 @@ class ImagePool(SameBatch):
         self.inner, self.synthesize, self.autocast = inner, synthesize, autocast
         self.capacity, self.size = capacity, size or synthesize.batch_size
         self.from_pool = set(pooled_updates(student_steps, share))
-        self.images: torch.Tensor | None = None  # (capacity, C, H, W) once the first batch arrives
+        self.rows: torch.Tensor | None = None  # (capacity + 1, C, H, W) once the first batch arrives: the pool + a
+        # row that takes the images not kept (so the reservoir's update is one copy, without a host sync)
         self.seen = 0  # generator images offered to the reservoir so far
         self.rng = torch.Generator(device=synthesize.device)
 
@@ -56,16 +57,21 @@ class ImagePool(SameBatch):
         """Offer G's batch to the reservoir: image n (0-based, over the run) takes a uniform slot j <= n if j < N."""
         self.inner.remember(step, batch)
         images = batch[0].detach().contiguous()
-        if self.images is None:
-            self.images = images.new_zeros((self.capacity, *images.shape[1:]))
+        if self.rows is None:
+            self.rows = images.new_zeros((self.capacity + 1, *images.shape[1:]))
         self._reseed(step, 0)
         n = self.seen + torch.arange(len(images), device=images.device)
         slots = (torch.rand(len(images), generator=self.rng, device=images.device) * (n + 1)).long()
-        slots = torch.where(n < self.capacity, n, slots)
-        keep = (slots < self.capacity).nonzero().flatten().tolist()
-        for i in keep:  # in order: a slot drawn twice keeps the later image, as the sequential algorithm would
-            self.images[slots[i]] = images[i]
+        slots = torch.where(n < self.capacity, n, slots).clamp_max(self.capacity)
+        drawn_again_later = (slots[:, None] == slots[None, :]).triu(diagonal=1).any(dim=1)
+        slots = torch.where(drawn_again_later, self.capacity, slots)  # a slot drawn twice keeps the later image,
+        self.rows.index_copy_(0, slots, images)  # as the sequential algorithm would
         self.seen += len(images)
+
+    @property
+    def images(self) -> torch.Tensor | None:
+        """The pool's ``capacity`` slots (the first ``filled`` hold images)."""
+        return None if self.rows is None else self.rows[: self.capacity]
 
     @property
     def filled(self) -> int:
@@ -81,13 +87,13 @@ class ImagePool(SameBatch):
         self.seen = int(state["seen"])
         if "images" in state:
             kept = state["images"].to(self.synthesize.device)
-            self.images = kept.new_zeros((self.capacity, *kept.shape[1:]))
-            self.images[: len(kept)] = kept
+            self.rows = kept.new_zeros((self.capacity + 1, *kept.shape[1:]))
+            self.rows[: len(kept)] = kept
 
     def generated_images(self, student_steps: int) -> int:
         """The inner piece's count less the batches the pool serves (they make no new image)."""
         inner = self.inner.generated_images(student_steps)
-        return max(0, inner - len(self.from_pool) * self.size) if inner else 0
+        return max(0, inner - len(self.from_pool) * self.size)
 
     def __call__(self, step: int, k: int, batch: Batch) -> Batch:
         if k not in self.from_pool or self.filled == 0:
@@ -95,8 +101,4 @@ class ImagePool(SameBatch):
         self._reseed(step, k)
         with torch.no_grad(), self.autocast():
             index = torch.randint(self.filled, (self.size,), generator=self.rng, device=self.rng.device)
-            images = self.images[index]
-            if self.synthesize.augmenter is not None:
-                images = self.synthesize.augmenter(images, self.rng)
-            images = self.synthesize.layout(images)
-            return images, self.synthesize.label(images)
+            return self.synthesize.relabelled(self.images[index], self.rng)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from datafree import build
-from datafree.batches import SameBatch
+from datafree.batches import SameBatch, Synthesizer
 from datafree.config import ConfigError, validate
 from datafree.features import NetOutput
 from datafree.pipeline import distill_from_config
@@ -30,6 +30,7 @@ def test_the_pooled_updates_are_the_share_spread_over_the_extra_ones():
 def _pool(capacity: int, seed: int, share: float = 0.5, label=None) -> ImagePool:
     synthesize = SimpleNamespace(device=torch.device("cpu"), seed=seed, rank=0, batch_size=4, augmenter=None,
                                  layout=lambda x: x, label=label or (lambda x: NetOutput(x.flatten(1), {})))  # fmt: skip
+    synthesize.relabelled = lambda images, rng: Synthesizer.relabelled(synthesize, images, rng)  # the real one
     return ImagePool(SameBatch(), synthesize, contextlib.nullcontext, capacity, share, student_steps=4)
 
 
