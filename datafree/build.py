@@ -158,8 +158,8 @@ def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
 
 
 def augments_batches(t: TrainConfig) -> bool:
-    """Whether the student's batches are flipped, shifted or mixed (``train.augment_*``)."""
-    return t.augment_flip or t.augment_shift > 0 or t.augment_mix > 0
+    """Whether the student's batches are flipped, shifted, blurred or mixed (``train.augment_*``)."""
+    return t.augment_flip or t.augment_shift > 0 or t.augment_mix > 0 or t.augment_blur > 0
 
 
 def student_batches(config: Config, generator_only: set[str]) -> Callable:
@@ -236,7 +236,7 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
                  make_schedule(optimizer_s, s.schedule, t.steps - warmup_steps(t), s.milestones, s.gamma),
                  student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),
                  g.latent_dim,
-                 Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device, t.augment_mix)
+                 Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device, t.augment_mix, t.augment_blur)
                  if augments_batches(t) else None,
                  labels, callbacks, real_transfer_set(config) if real else None,
                  make_schedule(optimizer_g, g.schedule, t.steps),

@@ -120,6 +120,7 @@ class TrainConfig:
     augment_flip: bool = False  # student batches: random left-right flip, relabelled by the teacher
     augment_shift: int = 0  # student batches: random shift of up to N pixels (black fill), relabelled by the teacher
     augment_mix: float = 0.0  # student batches: this fraction replaced by mixes of two of its images, relabelled
+    augment_blur: float = 0.0  # student batches: each blurred by a Gaussian of sigma ~ U(0, this) pixels, relabelled
     ema_decay: float = 0.0  # > 0: ship (evaluate, save) an exponential moving average of the student's weights
     precise_bn: int = 0  # > 0: the student's BatchNorm statistics from N un-augmented generator batches before each evaluation
     eval_every: int = 200
@@ -317,6 +318,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"train.max_minutes must be >= 0 (0 = use train.steps), got {t.max_minutes}")
     if not 0.0 <= t.augment_mix <= 1.0:
         raise ConfigError(f"train.augment_mix must be a fraction in [0, 1] of each student batch, got {t.augment_mix}")
+    if not 0.0 <= t.augment_blur <= 4.0:
+        raise ConfigError(f"train.augment_blur is the largest blur in pixels (0 = off, e.g. 1.0; at most 4), got {t.augment_blur}")
     if t.augment_shift < 0 or t.replay < 0:
         raise ConfigError(f"train.augment_shift and train.replay must be >= 0, got {t.augment_shift}, {t.replay}")
     if t.fresh_batches and t.replay:

@@ -1,6 +1,6 @@
 """Where a saved data-free student parts from its teacher, class by class: generated images against real ones.
 
-    python runs/class_gap.py outputs/<run>/[seed_N] [...] [--batches 40]
+    python runs/class_gap.py outputs/<run>/[seed_N] [...] [--batches 40] [--blur S | --sharpen S]
 
 For each run folder (config.json, student_last.safetensors, generator.safetensors) it draws ``--batches``
 un-augmented batches of the saved generator at the run's last step (as ``train.precise_bn`` does) and takes the
@@ -13,11 +13,17 @@ real test set, and prints per class k:
   on generated and on real images. Where the real one falls far below the generated one, the student learnt
   the teacher's answer on what the generator makes for k and not on what k looks like.
 The real images are a yardstick only (the method never reads them). No file is written.
+
+``--blur S`` / ``--sharpen S`` first blur every image (generated and real) by a Gaussian of S pixels, or sharpen
+it by the same amount (x + (x - blur(x))), and print the teacher's and the student's accuracy on the real images
+so changed: where the student's agreement moves much more than the teacher's accuracy, the student reads that
+detail differently from its teacher (``train.augment_blur`` came from this).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -27,6 +33,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from datafree.augment import gaussian_blur  # noqa: E402
 from datafree.data import dataset_info  # noqa: E402
 from datafree.precise_bn import DRAW  # noqa: E402
 from runs.saved_run import load_run, refused  # noqa: E402
@@ -49,8 +56,17 @@ def penultimate(teacher: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor,
     return seen["x"].flatten(1).float(), logits
 
 
+def changed(images: torch.Tensor, blur: float, sharpen: float) -> torch.Tensor:
+    """The images blurred by ``blur`` pixels, or sharpened by ``sharpen`` (unsharp mask, amount 1), or as they are."""
+    sigma = blur or sharpen
+    if not sigma:
+        return images
+    blurred = gaussian_blur(images, torch.full((len(images),), sigma, device=images.device), math.ceil(3 * sigma))
+    return blurred if blur else 2 * images - blurred
+
+
 @torch.no_grad()
-def gap(run: Path, batches: int) -> list[tuple[str, float, float, float, float]]:
+def gap(run: Path, batches: int, blur: float = 0.0, sharpen: float = 0.0) -> list[tuple[str, float, float, float, float]]:
     """Per class: (name, spread, shift, agree gen, agree real), printed as a table."""
     trainer, config = load_run(run)
     student, generator = trainer.student_net, trainer.accelerator.unwrap_model(trainer.generator)
@@ -62,12 +78,14 @@ def gap(run: Path, batches: int) -> list[tuple[str, float, float, float, float]]
         rows = {"gen": ([], [], [], []), "real": ([], [], [], [])}  # features, teacher logits, student logits, class
         for i in range(batches):
             images, made_for = trainer.synthesize.images(step, DRAW + i, rank=0)
+            images = changed(images, blur, sharpen)
             if made_for is None:
                 raise SystemExit(f"error: {run} has no conditional generator: nothing says what its images were made for")
             made_for = made_for.argmax(dim=1) if made_for.dim() == 2 else made_for  # a blend counts for its main class
             for bucket, value in zip(rows["gen"], (*penultimate(teacher, images), logits_of(student(images)), made_for)):
                 bucket.append(value)
         for images, labels in trainer.eval_loader:
+            images = changed(images, blur, sharpen)
             for bucket, value in zip(rows["real"], (*penultimate(teacher, images), logits_of(student(images)), labels)):
                 bucket.append(value)
     finally:
@@ -75,7 +93,9 @@ def gap(run: Path, batches: int) -> list[tuple[str, float, float, float, float]]
             module.train(was_training)
     (gf, gt, gs, gk), (rf, rt, rs, rk) = ([torch.cat(b) for b in rows[w]] for w in ("gen", "real"))
     names = dataset_info(config.data.name, like=config.data.like or None).class_names
-    print(f"{run}: {len(gf)} generated images (step {step}), {len(rf)} real")
+    what = f", blurred by {blur} px" if blur else f", sharpened by {sharpen} px" if sharpen else ""
+    print(f"{run}: {len(gf)} generated images (step {step}), {len(rf)} real{what}; accuracy on the real ones: "
+          f"teacher {float((rt.argmax(1) == rk).float().mean()):.3f}, student {float((rs.argmax(1) == rk).float().mean()):.3f}")
     print(f"{'class':<14}{'spread':>8}{'shift':>8}{'agree gen':>11}{'agree real':>12}")
     table = []
     for k, name in enumerate(names):
@@ -92,14 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="data-free run folders (config.json and the saved weights)")
     parser.add_argument("--batches", type=int, default=40, help="generator batches to draw (of train.batch_size)")
+    change = parser.add_mutually_exclusive_group()
+    change.add_argument("--blur", type=float, default=0.0, help="blur every image by a Gaussian of this many pixels first")
+    change.add_argument("--sharpen", type=float, default=0.0, help="sharpen every image by this many pixels first")
     args = parser.parse_args(argv)
     if refused(args.runs):
         return 2
     if args.batches < 1:
         print("error: --batches must be at least 1", file=sys.stderr)
         return 2
+    if not (0 <= args.blur <= 4 and 0 <= args.sharpen <= 4):
+        print("error: --blur / --sharpen are a Gaussian's width in pixels, in (0, 4]", file=sys.stderr)
+        return 2
     for run in args.runs:
-        gap(run, args.batches)
+        gap(run, args.batches, args.blur, args.sharpen)
     return 0
 
 

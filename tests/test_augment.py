@@ -1,4 +1,4 @@
-"""Flip/shift/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the teacher."""
+"""Flip/shift/blur/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the teacher."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datafree.augment import augment, random_flip, random_mix, random_shift
+from datafree.augment import augment, random_blur, random_flip, random_mix, random_shift
 from tests.conftest import save_random_teacher, tiny_config
 
 
@@ -81,6 +81,42 @@ def test_mix_keeps_each_mix_between_its_two_images_elementwise():
         assert any(fits), f"output {i} is not a mix of image {i} with another image of the batch"
 
 
+def test_blur_of_an_impulse_is_the_gaussian_of_a_sigma_in_range_and_keeps_constants():
+    # a single bright pixel in the middle: the blurred image IS the (normalized, separable) kernel, so its
+    # row through the centre is exp(-d^2 / 2 sigma^2) / sum, for one sigma in [0, max] per image
+    n, size, max_sigma = 16, 15, 1.5
+    images = torch.zeros(n, 2, size, size)
+    images[:, :, 7, 7] = 1.0
+    out = random_blur(images, max_sigma, torch.Generator().manual_seed(0))
+    sigmas = []
+    for got in out:
+        torch.testing.assert_close(got[0], got[1])  # both channels get the image's kernel
+        row = got[0, 7]
+        if row[8] < 1e-20:  # sigma so small that the kernel is the impulse itself
+            torch.testing.assert_close(got[0], images[0, 0])
+            sigmas.append(0.0)
+            continue
+        sigma = (1 / (2 * torch.log(row[7] / row[8]))).sqrt()  # from the ratio of the centre to its neighbour
+        d = torch.arange(-7, 8.0)
+        expected = torch.exp(-(d**2) / (2 * sigma**2)) * (torch.arange(15) - 7).abs().le(5)  # radius ceil(3 * 1.5) = 5
+        expected = expected / expected.sum()
+        torch.testing.assert_close(row / row.sum(), expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got[0], torch.outer(got[0, :, 7], got[0, 7]) / got[0, 7, 7])  # separable
+        sigmas.append(float(sigma))
+    assert all(0 <= s <= max_sigma + 1e-4 for s in sigmas) and max(sigmas) - min(sigmas) > 0.5  # drawn per image
+    flat = torch.full((3, 1, 8, 8), 2.5)
+    torch.testing.assert_close(random_blur(flat, 2.0, torch.Generator()), flat)  # edges replicated: no dark rim
+    assert torch.equal(random_blur(images, 0.0, torch.Generator()), images)
+
+
+def test_blur_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches():
+    images, fill = torch.randn(8, 1, 8, 8), torch.tensor([0.0])
+    a = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5)
+    b = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=0.0)
+    c = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=1.0)
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
 def test_trainer_relabels_the_augmented_student_batch_with_the_teacher(tmp_path):
     config = tiny_config(tmp_path, train={"student_steps": 2, "augment_flip": True, "augment_shift": 2, "steps": 2})
     save_random_teacher(config)
@@ -115,10 +151,26 @@ def test_trainer_mixes_the_student_batch_and_the_teacher_relabels_the_mixes(tmp_
         torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
 
 
-def test_augment_mix_outside_0_1_is_refused_naming_the_key():
+def test_trainer_blurs_the_student_batch_and_the_teacher_relabels_it(tmp_path):
+    config = tiny_config(tmp_path, train={"student_steps": 2, "augment_blur": 1.0, "steps": 2})
+    save_random_teacher(config)
+    from datafree import build
+
+    trainer = build.trainer_from_config(config)
+    images, teacher_out = trainer.synthesize(0)
+    seen, targets = trainer.student_batches(0, 0, (images.detach(), teacher_out.detach()))
+    assert seen.shape == images.shape and not torch.allclose(seen, images)
+    # a blur averages: no pixel leaves its image's range, and every image's mean barely moves (edges replicated)
+    assert (seen.amax(dim=(1, 2, 3)) <= images.amax(dim=(1, 2, 3)) + 1e-5).all()
+    with torch.no_grad():
+        torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
+
+
+@pytest.mark.parametrize("key, value", [("augment_mix", 1.5), ("augment_blur", -0.5), ("augment_blur", 9.0)])
+def test_augment_values_out_of_range_are_refused_naming_the_key(key, value):
     from datafree.config import Config, ConfigError, validate
 
     config = Config()
-    config.train.augment_mix = 1.5
-    with pytest.raises(ConfigError, match="train.augment_mix"):
+    setattr(config.train, key, value)
+    with pytest.raises(ConfigError, match=f"train.{key}"):
         validate(config)

@@ -4,6 +4,7 @@ folder that is not a run is refused with the fix."""
 from __future__ import annotations
 
 import math
+import re
 
 from tests.conftest import save_random_teacher, tiny_config
 
@@ -24,6 +25,27 @@ def test_a_student_that_is_its_teacher_agrees_everywhere_and_the_spreads_are_mea
     agreements = [a for row in table for a in row[3:] if not math.isnan(a)]  # nan: a class the teacher never names
     assert agreements and all(a == 1.0 for a in agreements)
     assert all(row[1] > 0 and row[2] >= 0 for row in table)  # spreads and shifts of real feature clouds
+    sharpened = check.gap(tmp_path / "run", 4, sharpen=1.0)  # the same net on changed images: still all agree
+    out = capsys.readouterr().out
+    assert "sharpened by 1.0 px" in out
+    teacher_acc, student_acc = re.search(r"teacher ([0-9.]+), student ([0-9.]+)", out).groups()
+    assert teacher_acc == student_acc
+    assert all(a == 1.0 for row in sharpened for a in row[3:] if not math.isnan(a))
+    assert [row[1] for row in sharpened] != [row[1] for row in table]  # the images did change
+
+
+def test_blurring_and_sharpening_keep_a_flat_image_and_undo_each_other_to_first_order():
+    import torch
+
+    import runs.class_gap as check
+
+    flat = torch.full((2, 1, 8, 8), 0.7)
+    torch.testing.assert_close(check.changed(flat, 1.0, 0.0), flat)
+    torch.testing.assert_close(check.changed(flat, 0.0, 1.0), flat)
+    images = torch.randn(2, 1, 8, 8)
+    assert torch.equal(check.changed(images, 0.0, 0.0), images)
+    blurred, sharpened = check.changed(images, 1.0, 0.0), check.changed(images, 0.0, 1.0)
+    torch.testing.assert_close((blurred + sharpened) / 2, images)  # x - d and x + d around x
 
 
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
