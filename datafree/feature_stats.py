@@ -27,10 +27,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datafree.checkpoint import CheckpointError, save_tensors
-from datafree.features import INPUT_SUFFIX, FeatureTaps, _unwrap, channel_moments, image_moments  # noqa: F401 (re-exported)
+from datafree.features import INPUT_SUFFIX, FeatureTaps, _unwrap, channel_moments, image_moments, penultimate_tap  # noqa: F401 (re-exported)
 
 Reference = dict[str, tuple[torch.Tensor, torch.Tensor]]
 OUTPUT_TAP = "logits"  # the teacher's answers (its logits) per class, recorded beside the features under this key
+PENULTIMATE_TAP = "penultimate"  # ...and its penultimate features (the input of its last Linear) under this one
 
 
 def batchnorm_reference(net: nn.Module) -> Reference:
@@ -48,11 +49,19 @@ def default_stats_taps(net: nn.Module) -> list[str]:
     return [name for name, m in _unwrap(net).named_modules() if isinstance(m, nn.Conv2d)]
 
 
+def _penultimate_or_none(net: nn.Module) -> str | None:
+    try:
+        return penultimate_tap(net)
+    except ValueError:
+        return None
+
+
 @torch.no_grad()
 def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | None, outputs: bool = False):
     """Per-group float64 sums of x and x^2 over batch and space, and counts; groups = classes or one group;
-    ``outputs``: the logits too, under :data:`OUTPUT_TAP`."""
-    hooks = FeatureTaps(net, taps)
+    ``outputs``: the logits too, under :data:`OUTPUT_TAP`, and the penultimate features under :data:`PENULTIMATE_TAP`."""
+    penultimate = _penultimate_or_none(net) if outputs else None  # a net without a Linear records no such key
+    hooks = FeatureTaps(net, list(dict.fromkeys([*taps, *([penultimate] if penultimate else [])])))
     was_training = net.training
     net.eval()
     groups = num_classes or 1
@@ -68,9 +77,14 @@ def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | Non
             out = hooks.run(images)
             labels = batch[1] if num_classes is not None else torch.zeros(len(images), dtype=torch.long)
             one_hot = F.one_hot(labels.long().to(images.device), groups).double()  # (N, G), on the net's device
-            if outputs and OUTPUT_TAP in out.features:
-                raise ValueError(f"a layer named {OUTPUT_TAP!r} clashes with the recorded logits' key; record with outputs=False")
-            taps_and_outputs = {**out.features, **({OUTPUT_TAP: out.logits} if outputs else {})}
+            if outputs and {OUTPUT_TAP, PENULTIMATE_TAP} & set(out.features):
+                raise ValueError(f"a layer named {OUTPUT_TAP!r} or {PENULTIMATE_TAP!r} clashes with the recorded outputs' "
+                                 "keys; record with outputs=False")  # fmt: skip
+            taps_and_outputs = {tap: out.features[tap] for tap in taps}
+            if outputs:
+                taps_and_outputs[OUTPUT_TAP] = out.logits
+            if penultimate:
+                taps_and_outputs[PENULTIMATE_TAP] = out.features[penultimate].flatten(1)
             for tap, value in taps_and_outputs.items():
                 positions = value[0, 0].numel()  # H * W values per channel per image
                 # each image's spatial means in float32 (the features' own precision, pairwise-summed), then
@@ -118,7 +132,8 @@ def record_teacher_stats(net: nn.Module, batches, num_classes: int, taps: list[s
                          outputs: bool = True) -> tuple[Reference, Reference]:  # fmt: skip
     """(pooled, per-class) statistics from ONE pass over labelled training batches: what gets saved. With
     ``outputs`` both also hold the teacher's logits under :data:`OUTPUT_TAP` (per class: what the teacher answers
-    on each class's images, ``synthesis.class_output_stats``); the feature terms ignore that key."""
+    on each class's images, ``synthesis.class_output_stats``) and its penultimate features under
+    :data:`PENULTIMATE_TAP` (``synthesis.class_penultimate_stats``); the feature terms ignore both keys."""
     sums = _accumulate(net, batches, taps or default_stats_taps(net), num_classes, outputs)
     return _finish(*sums, per_class=False), _finish(*sums, per_class=True)
 
@@ -170,6 +185,7 @@ def has_class_stats(path: str | Path) -> bool:
     return any(key.endswith("/class_mean") for key in _keys(path))
 
 
-def has_outputs(path: str | Path) -> bool:
-    """Whether a statistics file has the teacher's per-class outputs (files written before them do not)."""
-    return f"{OUTPUT_TAP}/class_mean" in _keys(path)
+def has_outputs(path: str | Path, key: str = OUTPUT_TAP) -> bool:
+    """Whether a statistics file has the teacher's per-class outputs (``key``: its logits or its penultimate
+    features; files written before them do not)."""
+    return f"{key}/class_mean" in _keys(path)

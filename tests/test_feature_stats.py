@@ -111,7 +111,9 @@ def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_gener
     saved = json.loads((folder / "teacher.json").read_text())
     assert saved["epochs"] == 2 and result["teacher_acc"] == saved["history"][-1]["test_acc"]
     reference = load_reference(stats_path(config.teacher_checkpoint))
-    assert list(reference) == ["conv1", "conv2", "conv3", "logits"]  # LeNet-5's declared stats_taps, its answers
+    # LeNet-5's declared stats_taps, its answers and its penultimate features (its declared feature_layer: 120)
+    assert list(reference) == ["conv1", "conv2", "conv3", "logits", "penultimate"]
+    assert tuple(load_reference(stats_path(config.teacher_checkpoint), per_class=True)["penultimate"][0].shape) == (10, 120)
     assert tuple(load_reference(stats_path(config.teacher_checkpoint), per_class=True)["conv1"][0].shape) == (10, 6)
 
     from datafree import build
@@ -225,7 +227,14 @@ def test_class_stats_recorded_per_class_and_pooled_from_one_pass():
         plain = record_feature_stats(net, images.split(10), ["0", "2"])  # the pooled part = unlabelled recording
         torch.testing.assert_close(pooled[tap][0], plain[tap][0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(pooled[tap][1], plain[tap][1], atol=1e-5, rtol=1e-5)
-    assert set(per_class) == {"0", "2", "logits"}  # the teacher's answers are recorded too (test_output_stats.py)
+    # the teacher's answers are recorded too (test_output_stats.py), and its penultimate features: the input of
+    # its last Linear, 64 values per image whose moments are across the class's images
+    assert set(per_class) == {"0", "2", "logits", "penultimate"}
+    flat = features["2"].flatten(1)
+    for k in (0, 1):
+        torch.testing.assert_close(per_class["penultimate"][0][k], flat[labels == k].mean(0), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(per_class["penultimate"][1][k], flat[labels == k].var(0, unbiased=False),
+                                   atol=1e-5, rtol=1e-5)  # fmt: skip
     assert class_feature_stats_loss(features, {t: per_class[t] for t in ("0", "2")}, labels).item() < 1e-3
     with pytest.raises(ValueError, match="labels"):
         record_feature_stats(net, images.split(10), num_classes=3)

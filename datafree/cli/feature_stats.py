@@ -14,8 +14,8 @@ from datafree.checkpoint import CheckpointError
 from datafree.config import ConfigError, load_toml
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args
 from datafree.data import DataMissingError, recipe_split
-from datafree.feature_stats import (batchnorm_reference, has_class_stats, has_outputs, record_teacher_stats,
-                                    save_reference, stats_path)  # fmt: skip
+from datafree.feature_stats import (PENULTIMATE_TAP, batchnorm_reference, has_class_stats, has_outputs,
+                                    record_teacher_stats, save_reference, stats_path)  # fmt: skip
 
 
 def record_for_recipe(config) -> Path:
@@ -37,6 +37,7 @@ def ensure_for_recipe(config) -> Path | None:
     path, used = stats_path(config.teacher_checkpoint), {t.name for t in config.synthesis if t.weight}
     need_class = "class_feature_stats" in used and not (path.exists() and has_class_stats(path))
     need_class |= "class_output_stats" in used and not (path.exists() and has_outputs(path))  # recorded before them
+    need_class |= "class_penultimate_stats" in used and not (path.exists() and has_outputs(path, PENULTIMATE_TAP))
     need_pooled = ("feature_stats" in used and not path.exists()
                    and not batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))))  # fmt: skip
     if not (need_class or need_pooled):
