@@ -11,8 +11,9 @@ pass ``feature_layer="<module path>"`` (or ``"<path>:input"``) to choose another
 The call starts from the robust preset (``preset="default"``; ``"dafl"`` is the paper, ``"strict"`` the
 teacher's weights only). Its DeepInversion prior reads a BatchNorm teacher's running statistics by itself; for
 a teacher without BatchNorm pass ``feature_stats=datafree.feature_stats.record_feature_stats(teacher,
-batches_you_trained_it_on)``, and for the per-class prior ``class_feature_stats=record_feature_stats(teacher,
-labelled_batches, num_classes=K)``; what was read is printed and written to ``results.json`` ("uses").
+batches_you_trained_it_on)``, and for the per-class priors ``class_feature_stats=record_teacher_stats(teacher,
+labelled_batches, num_classes=K)[1]`` (the layers', the penultimate features' and the logits' statistics per
+class); what was read is printed and written to ``results.json`` ("uses").
 The generator's objective can be replaced: ``synthesis=[{"name": "onehot", "weight": 1.0}, ...]``.
 After the call the teacher has no hooks left and its ``requires_grad`` flags and train mode are as they were;
 both networks are left in channels_last memory format when ``train.channels_last`` is on (the default).

@@ -6,7 +6,7 @@ recipe replaces the preset's list whole. Without a ``preset`` key a recipe start
 
 | preset | what it is | uses beyond the teacher's weights |
 |---|---|---|
-| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
+| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), the teacher's penultimate features per class, generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics (per-class penultimate features among them) when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
 | ``strict`` | ``default`` without the feature-statistics terms | nothing: the teacher's weights and the normalization of its inputs |
 | ``dafl`` | the paper's objective and generator, with the official code's weights (the dataclass defaults) | nothing |
 
@@ -42,6 +42,9 @@ _DEFAULT: dict[str, Any] = {
         # off for the last quarter: the student anneals on what the teacher's own objective makes instead of
         # chasing a generator that keeps moving (measured on the zoo: README "The teacher zoo")
         {"name": "adversarial", "weight": 1.0, "schedule": "step", "milestones": [0.75], "gamma": 0.0},
+        # the teacher's penultimate features per class, spread between images as the class's training images were
+        # (recorded; off without a record): measured on the zoo (README "The teacher zoo")
+        {"name": "class_penultimate_stats", "weight": 5.0, "params": dict(_STATS)},
     ],
     # the teacher's answers softened to T = 4 (T^2-scaled KL): the student learns how the teacher ranks the other
     # classes, which is what carries it to real images unlike the generator's (measured on the zoo: README)

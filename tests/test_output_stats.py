@@ -140,4 +140,4 @@ def test_the_python_call_reads_the_outputs_from_class_feature_stats(tmp_path):
                                train={"steps": 2, "batch_size": 8, "output_dir": str(tmp_path / "r")})  # fmt: skip
     lines = [json.loads(l) for l in open(tmp_path / "r" / "metrics.jsonl")]
     assert all(l["g_output_stats"] > 0 and l["g_class_stats"] > 0 for l in lines)
-    assert any("teacher outputs (logits) passed as class_output_stats=" in use for use in results["uses"])
+    assert any("teacher outputs (logits) passed as class_feature_stats=" in use for use in results["uses"])  # the argument it came as

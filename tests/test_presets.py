@@ -10,7 +10,7 @@ from torch import nn
 
 from datafree import distill_datafree
 from datafree.config import ConfigError, dafl_terms, from_dict, load_toml
-from datafree.feature_stats import record_feature_stats
+from datafree.feature_stats import record_feature_stats, record_teacher_stats
 from tests.test_api import BNTeacher
 
 TINY = {"steps": 2, "batch_size": 8, "eval_every": 2, "log_every": 1, "mixed_precision": "no"}
@@ -43,11 +43,11 @@ def run(tmp_path, teacher, **kwargs) -> tuple[dict, list[dict], str]:
 def test_fewest_arguments_on_a_batchnorm_cnn_use_its_batchnorm_statistics_and_no_per_class_term(tmp_path, capsys):
     torch.manual_seed(0)
     results, lines, report = run(tmp_path, BNTeacher())
-    assert "g_feature_stats" in lines[0] and "g_class_stats" not in lines[0]
+    assert "g_feature_stats" in lines[0] and "g_class_stats" not in lines[0] and "g_penultimate_stats" not in lines[0]
     assert "g_onehot" in lines[0] and "g_activation" not in lines[0]  # the default preset, not DAFL's three
     assert results["preset"] == "default"
     assert results["uses"] == ["the teacher's BatchNorm running statistics"]
-    assert len(results["terms_off"]) == 1 and results["terms_off"][0].startswith("class_feature_stats off")
+    assert [note.split(" off")[0] for note in results["terms_off"]] == ["class_feature_stats", "class_penultimate_stats"]
     assert "Knowledge used beyond the teacher's weights: the teacher's BatchNorm running statistics." in report
     assert "the run reads: the teacher's BatchNorm running statistics" in capsys.readouterr().out
 
@@ -56,19 +56,32 @@ def test_recorded_per_class_statistics_are_used_when_passed(tmp_path):
     torch.manual_seed(0)
     teacher = BNTeacher().eval()
     batches = [(torch.randn(16, 1, 16, 16), torch.arange(16) % 4) for _ in range(2)]
+    _, per_class = record_teacher_stats(teacher, batches, num_classes=4, taps=["features.0.0", "features.2.0"])
+    teacher.train()
+    results, lines, _ = run(tmp_path, teacher, class_feature_stats=per_class)
+    assert "g_class_stats" in lines[0] and "g_penultimate_stats" in lines[0] and results["terms_off"] == []
+    assert results["uses"] == ["the teacher's BatchNorm running statistics",
+                               "per-class feature statistics passed as class_feature_stats=",
+                               "per-class penultimate features passed as class_feature_stats="]  # fmt: skip
+
+
+def test_per_class_statistics_of_the_layers_only_leave_the_penultimate_term_out_and_say_how_to_record_it(tmp_path):
+    torch.manual_seed(0)
+    teacher = BNTeacher().eval()
+    batches = [(torch.randn(16, 1, 16, 16), torch.arange(16) % 4) for _ in range(2)]
     per_class = record_feature_stats(teacher, batches, taps=["features.0.0", "features.2.0"], num_classes=4)
     teacher.train()
     results, lines, _ = run(tmp_path, teacher, class_feature_stats=per_class)
-    assert "g_class_stats" in lines[0] and results["terms_off"] == []
-    assert results["uses"] == ["the teacher's BatchNorm running statistics",
-                               "per-class feature statistics passed as class_feature_stats="]  # fmt: skip
+    assert "g_class_stats" in lines[0] and "g_penultimate_stats" not in lines[0]
+    (note,) = results["terms_off"]
+    assert note.startswith("class_penultimate_stats off") and "record_teacher_stats records them all" in note
 
 
 def test_a_teacher_without_batchnorm_or_statistics_runs_on_its_weights_alone_and_says_so(tmp_path, capsys):
     torch.manual_seed(0)
     results, lines, report = run(tmp_path, PlainTeacher())
     assert not any(key.endswith("stats") for key in lines[0])
-    assert results["uses"] == [] and len(results["terms_off"]) == 2
+    assert results["uses"] == [] and len(results["terms_off"]) == 3
     assert "has no BatchNorm layers" in results["terms_off"][0]
     assert "nothing beyond the teacher's weights" in report
     assert "the run reads: nothing beyond the teacher's weights" in capsys.readouterr().out

@@ -62,6 +62,7 @@ class TermContext:
     reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None  # sum over processes
     world_size: int = 1
     given: dict[str, Any] = field(default_factory=dict)  # references handed over by the Python call, by term name
+    given_as: dict[str, str] = field(default_factory=dict)  # ...and the argument each came as, where not the term's name
 
 
 class SynthesisTerm(nn.Module):

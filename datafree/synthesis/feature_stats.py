@@ -152,11 +152,12 @@ class NoReference(ConfigError):
 
 
 def _member_reference(name: str, member, given: Reference | None, per_class: bool,
-                      what: str = "feature statistics") -> tuple[Reference, str]:  # fmt: skip
-    """One network's reference and where it came from (for messages and the report's "uses" line)."""
+                      what: str = "feature statistics", given_as: str = "") -> tuple[Reference, str]:  # fmt: skip
+    """One network's reference and where it came from (for messages and the report's "uses" line); ``given_as``:
+    the Python call's argument that handed it over, where it is not the term's own name."""
     kind = f"per-class {what}" if per_class else what
     if given is not None:
-        return given, f"{kind} passed as {name}="
+        return given, f"{kind} passed as {given_as or name}="
     if not per_class:
         reference = batchnorm_reference(member.net)
         if reference:
@@ -204,7 +205,7 @@ class _StatsTerm(SynthesisTerm):
         for member in members:
             try:
                 reference, source = _member_reference(name, member, given if len(members) == 1 else None,
-                                                      self.per_class, self.what)  # fmt: skip
+                                                      self.per_class, self.what, context.given_as.get(name, ""))  # fmt: skip
             except NoReference as err:
                 if not self.optional:
                     raise
@@ -214,7 +215,9 @@ class _StatsTerm(SynthesisTerm):
             if self.recorded_key == PENULTIMATE_TAP:  # read where the teacher's forward puts it
                 reference = {penultimate_tap(member.net): stats for stats in reference.values()}
             if not reference:  # a file recorded before the outputs were, or only the outputs
-                self._off(name, f"the statistics read hold no recorded {self.what} (a file written before they were)")
+                self._off(name, f"the statistics read hold no recorded {self.what} (a file recorded before they were, "
+                                "or record_feature_stats' output: datafree.feature_stats.record_teacher_stats records "
+                                "them all)")  # fmt: skip
                 return
             sources.append(member.prefix + source if member.prefix else source)
             if self.layers:
@@ -253,7 +256,8 @@ def _given_with_class_stats(context: TermContext, name: str) -> TermContext:
     penultimate features too: the context with it handed to term ``name`` as well, where nothing else was."""
     given = context.given
     if given.get(name) is None and given.get("class_feature_stats") is not None:
-        return dataclasses.replace(context, given={**given, name: given["class_feature_stats"]})
+        return dataclasses.replace(context, given={**given, name: given["class_feature_stats"]},
+                                   given_as={**context.given_as, name: "class_feature_stats"})  # fmt: skip
     return context
 
 
