@@ -137,14 +137,20 @@ def test_trainer_relabels_the_augmented_student_batch_with_the_teacher(tmp_path)
     assert F.mse_loss(targets.logits, teacher_out.logits) > 0  # the labels really were recomputed
 
 
-def test_trainer_mixes_the_student_batch_and_the_teacher_relabels_the_mixes(tmp_path):
-    config = tiny_config(tmp_path, train={"student_steps": 2, "augment_mix": 0.5, "steps": 2})
+def _student_batch(tmp_path, **train):
+    """(G's batch, what the student is served for update 0 of step 0, its targets, the trainer) under ``train``."""
+    config = tiny_config(tmp_path, train={"student_steps": 2, "steps": 2, **train})
     save_random_teacher(config)
     from datafree import build
 
     trainer = build.trainer_from_config(config)
     images, teacher_out = trainer.synthesize(0)
     seen, targets = trainer.student_batches(0, 0, (images.detach(), teacher_out.detach()))
+    return images, seen, targets, trainer
+
+
+def test_trainer_mixes_the_student_batch_and_the_teacher_relabels_the_mixes(tmp_path):
+    images, seen, targets, trainer = _student_batch(tmp_path, augment_mix=0.5)
     half = images.shape[0] // 2
     assert torch.equal(seen[half:], images[half:]) and not torch.equal(seen[:half], images[:half])
     with torch.no_grad():
@@ -152,15 +158,9 @@ def test_trainer_mixes_the_student_batch_and_the_teacher_relabels_the_mixes(tmp_
 
 
 def test_trainer_blurs_the_student_batch_and_the_teacher_relabels_it(tmp_path):
-    config = tiny_config(tmp_path, train={"student_steps": 2, "augment_blur": 1.0, "steps": 2})
-    save_random_teacher(config)
-    from datafree import build
-
-    trainer = build.trainer_from_config(config)
-    images, teacher_out = trainer.synthesize(0)
-    seen, targets = trainer.student_batches(0, 0, (images.detach(), teacher_out.detach()))
+    images, seen, targets, trainer = _student_batch(tmp_path, augment_blur=1.0)
     assert seen.shape == images.shape and not torch.allclose(seen, images)
-    # a blur averages: no pixel leaves its image's range, and every image's mean barely moves (edges replicated)
+    # a blur averages: no pixel rises above its image's brightest one
     assert (seen.amax(dim=(1, 2, 3)) <= images.amax(dim=(1, 2, 3)) + 1e-5).all()
     with torch.no_grad():
         torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
