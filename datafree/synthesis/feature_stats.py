@@ -199,6 +199,8 @@ class _StatsTerm(SynthesisTerm):
 
     def setup(self, context: TermContext) -> None:
         name, spec = self.registry_name, context.spec
+        if self.recorded_key:  # the logits / penultimate features come inside the Python call's class_feature_stats=
+            context = _given_with_class_stats(context, name)
         members = context.teacher.members()
         given = context.given.get(name)
         sources = []
@@ -318,7 +320,7 @@ class ClassOutputStats(_StatsTerm):
         if len(context.teacher.members()) != 1:
             raise ConfigError("[[synthesis]] class_output_stats reads one teacher's recorded outputs; this teacher "
                               "source has several networks: drop the term")  # fmt: skip
-        super().setup(_given_with_class_stats(context, self.registry_name))
+        super().setup(context)
 
     def forward(self, batch: SynthBatch) -> torch.Tensor:
         loss = relative_class_feature_stats_loss if self.normalized else class_feature_stats_loss
@@ -327,7 +329,7 @@ class ClassOutputStats(_StatsTerm):
 
 
 @register_synthesis_term("class_penultimate_stats", log_name="g_penultimate_stats")
-class ClassPenultimateStats(_StatsTerm):
+class ClassPenultimateStats(ClassFeatureStats):
     """The teacher's penultimate features per class (the input of its last Linear; the model's declared
     ``feature_layer`` if it has one): the images made for class k get the per-feature mean and spread *across
     images* that class k's training images had (recorded by ``train_teacher.py``; in the layer's units):
@@ -342,14 +344,7 @@ class ClassPenultimateStats(_StatsTerm):
     Not in any paper we implement: DeepInversion's per-class prior at the layer the classes are read from.
     """
 
-    per_class, recorded_key, what = True, PENULTIMATE_TAP, "penultimate features"
+    per_class, recorded_key, what = True, PENULTIMATE_TAP, "penultimate features"  # forward: ClassFeatureStats' own
 
     def __init__(self, normalized: bool = True, optional: bool = False):
         super().__init__(normalized=normalized, optional=optional)
-
-    def setup(self, context: TermContext) -> None:
-        super().setup(_given_with_class_stats(context, self.registry_name))
-
-    def forward(self, batch: SynthBatch) -> torch.Tensor:
-        loss = relative_class_feature_stats_loss if self.normalized else class_feature_stats_loss
-        return loss(batch.teacher.features, self.reference, batch.classes(), moments=self._rows(batch))
