@@ -11,7 +11,11 @@ real test set, and prints per class k:
 - ``shift``: the distance between the two means over the real images' spread (sqrt of the trace);
 - ``agree gen`` / ``agree real``: the share of the images the teacher calls k that the student also calls k,
   on generated and on real images. Where the real one falls far below the generated one, the student learnt
-  the teacher's answer on what the generator makes for k and not on what k looks like.
+  the teacher's answer on what the generator makes for k and not on what k looks like;
+- ``p gen`` / ``p real``: the teacher's mean probability of k on the images made for k and on the real images of
+  k: how sure the teacher is of what the generator makes, against how sure it is of the real class;
+- ``tv``: the images' total variation (mean absolute difference of neighbouring pixels, per image) made for k
+  over that of the real images of k: above 1, the generator's images of k are rougher than real ones.
 The real images are a yardstick only (the method never reads them). No file is written.
 
 ``--blur S`` / ``--sharpen S`` first blur every image (generated and real) by a Gaussian of S pixels, or sharpen
@@ -56,6 +60,12 @@ def penultimate(teacher: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor,
     return seen["x"].flatten(1).float(), logits
 
 
+def image_tv(images: torch.Tensor) -> torch.Tensor:
+    """Each image's total variation: the mean absolute difference of vertical and of horizontal neighbours, summed."""
+    x = images.float()
+    return (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(1, 2, 3)) + (x[..., 1:] - x[..., :-1]).abs().mean(dim=(1, 2, 3))
+
+
 def changed(images: torch.Tensor, blur: float, sharpen: float) -> torch.Tensor:
     """The images blurred by ``blur`` pixels, or sharpened by ``sharpen`` (unsharp mask, amount 1), or as they are."""
     sigma = blur or sharpen
@@ -66,8 +76,8 @@ def changed(images: torch.Tensor, blur: float, sharpen: float) -> torch.Tensor:
 
 
 @torch.no_grad()
-def gap(run: Path, batches: int, blur: float = 0.0, sharpen: float = 0.0) -> list[tuple[str, float, float, float, float]]:
-    """Per class: (name, spread, shift, agree gen, agree real), printed as a table."""
+def gap(run: Path, batches: int, blur: float = 0.0, sharpen: float = 0.0) -> list[tuple]:
+    """Per class: (name, spread, shift, agree gen, agree real, p gen, p real, tv), printed as a table."""
     trainer, config = load_run(run)
     student, generator = trainer.student_net, trainer.accelerator.unwrap_model(trainer.generator)
     teacher, step = trainer.parts.teacher, trainer.progress.step
@@ -75,36 +85,41 @@ def gap(run: Path, batches: int, blur: float = 0.0, sharpen: float = 0.0) -> lis
     for module, _ in modes:
         module.eval()
     try:
-        rows = {"gen": ([], [], [], []), "real": ([], [], [], [])}  # features, teacher logits, student logits, class
+        rows = {"gen": ([], [], [], [], []), "real": ([], [], [], [], [])}  # features, teacher / student logits, class, tv
         for i in range(batches):
             images, made_for = trainer.synthesize.images(step, DRAW + i, rank=0)
             images = changed(images, blur, sharpen)
             if made_for is None:
                 raise SystemExit(f"error: {run} has no conditional generator: nothing says what its images were made for")
             made_for = made_for.argmax(dim=1) if made_for.dim() == 2 else made_for  # a blend counts for its main class
-            for bucket, value in zip(rows["gen"], (*penultimate(teacher, images), logits_of(student(images)), made_for)):
+            gen = (*penultimate(teacher, images), logits_of(student(images)), made_for, image_tv(images))
+            for bucket, value in zip(rows["gen"], gen):
                 bucket.append(value)
         for images, labels in trainer.eval_loader:
             images = changed(images, blur, sharpen)
-            for bucket, value in zip(rows["real"], (*penultimate(teacher, images), logits_of(student(images)), labels)):
+            real = (*penultimate(teacher, images), logits_of(student(images)), labels, image_tv(images))
+            for bucket, value in zip(rows["real"], real):
                 bucket.append(value)
     finally:
         for module, was_training in modes:
             module.train(was_training)
-    (gf, gt, gs, gk), (rf, rt, rs, rk) = ([torch.cat(b) for b in rows[w]] for w in ("gen", "real"))
+    (gf, gt, gs, gk, gv), (rf, rt, rs, rk, rv) = ([torch.cat(b) for b in rows[w]] for w in ("gen", "real"))
+    gp, rp = gt.softmax(dim=1), rt.softmax(dim=1)
     names = dataset_info(config.data.name, like=config.data.like or None).class_names
     what = f", blurred by {blur} px" if blur else f", sharpened by {sharpen} px" if sharpen else ""
     print(f"{run}: {len(gf)} generated images (step {step}), {len(rf)} real{what}; accuracy on the real ones: "
           f"teacher {float((rt.argmax(1) == rk).float().mean()):.3f}, student {float((rs.argmax(1) == rk).float().mean()):.3f}")
-    print(f"{'class':<14}{'spread':>8}{'shift':>8}{'agree gen':>11}{'agree real':>12}")
+    print(f"{'class':<14}{'spread':>8}{'shift':>8}{'agree gen':>11}{'agree real':>12}{'p gen':>8}{'p real':>8}{'tv':>7}")
     table = []
     for k, name in enumerate(names):
         made, real = gf[gk == k], rf[rk == k]
         spread = float(made.var(dim=0).sum() / real.var(dim=0).sum())
         shift = float((made.mean(dim=0) - real.mean(dim=0)).norm() / real.var(dim=0).sum().sqrt())
         agree = [float((s.argmax(1)[t.argmax(1) == k] == k).float().mean()) for s, t in ((gs, gt), (rs, rt))]
-        print(f"{name:<14}{spread:8.2f}{shift:8.2f}{agree[0]:11.2f}{agree[1]:12.2f}")
-        table.append((name, spread, shift, *agree))
+        sure = [float(gp[gk == k, k].mean()), float(rp[rk == k, k].mean())]
+        tv = float(gv[gk == k].mean() / rv[rk == k].mean())
+        print(f"{name:<14}{spread:8.2f}{shift:8.2f}{agree[0]:11.2f}{agree[1]:12.2f}{sure[0]:8.2f}{sure[1]:8.2f}{tv:7.2f}")
+        table.append((name, spread, shift, *agree, *sure, tv))
     return table
 
 
