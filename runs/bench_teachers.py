@@ -2,7 +2,7 @@
 
     python runs/bench_teachers.py [--recipe runs/zoo.toml] [--preset strict] [--seeds 3] [--first-seed 0] [--minutes 10]
         [--pairs lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny,...]
-        [--teacher-epochs N] [--output-root outputs/bench_teachers] [--smoke] [--table-only [--merge ROOT,ROOT]]
+        [--teacher-epochs N] [--output-root outputs/bench_teachers] [--smoke] [--table-only [--merge ROOT,ROOT [--pool]]]
         [--section.key value]
 
 For each teacher -> student pair (``teacher:student@dataset`` runs it on another registered dataset, e.g.
@@ -16,7 +16,9 @@ class's share; K classes -> 1/K when balanced), steps, wall time, and what the g
 teacher's weights. --preset strict measures the teacher-weights-only setting with the same recipe otherwise.
 --section.key overrides (as train_dfl.py takes them) measure an ablation on every pair.
 --table-only rewrites table.md from results.json; with --merge, from several roots' results.json (pairs run as
-separate processes, one per core) into --output-root. --smoke runs the chain in seconds on generated stand-in
+separate processes, one per core) into --output-root; --pool makes one row of a pair's runs across the merged
+roots (more seeds of the same recipe run later with --first-seed: the parts must have run the same overrides,
+which only their commands, printed below the table, show). --smoke runs the chain in seconds on generated stand-in
 data (numbers meaningless).
 """
 
@@ -84,7 +86,6 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed:
     from datafree.cli.feature_stats import ensure_for_recipe
     from datafree.data import dataset_info
     from datafree.pipeline import distill_from_config
-    from datafree.report import spread, top_confusion
 
     teacher_acc = teacher_for(config)
     ensure_for_recipe(config)  # statistics the recipe reads that the teacher's file predates (e.g. its outputs)
@@ -99,6 +100,17 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed:
         reset_accelerate()
         results["total_s"] = round(time.perf_counter() - start, 1)
         runs.append(results)
+    head = {"pair": config.name, "teacher": config.teacher.arch, "student": config.student.arch,
+            "image_size": dataset_info(config.data.like or config.data.name).image_size,
+            "uses": runs[0].get("uses", []), "teacher_acc": teacher_acc}  # fmt: skip
+    return summary(head, runs)
+
+
+def summary(head: dict, runs: list[dict]) -> dict:
+    """A table row: ``head`` (the pair, its teacher's accuracy, what it read) and what its runs' results.json
+    give, over the seeds (accuracy spread, the worst class on the mean of the seeds, coverage, steps, time)."""
+    from datafree.report import spread, top_confusion
+
     student = [r["class_acc"]["student"] for r in runs]
     teacher = runs[0]["class_acc"]["teacher"]
     mean_per_class = [sum(s[k] for s in student) / len(student) for k in range(len(teacher))]
@@ -108,10 +120,7 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed:
         summed = [[sum(r["confusion"]["student"][i][j] for r in runs) for j in range(len(teacher))]
                   for i in range(len(teacher))]  # fmt: skip
         confused = top_confusion(summed, worst)
-    return {"pair": config.name, "teacher": config.teacher.arch, "student": config.student.arch,
-            "image_size": dataset_info(config.data.like or config.data.name).image_size,
-            "uses": runs[0].get("uses", []),
-            "teacher_acc": teacher_acc, "final": spread([r["student_acc_final"] for r in runs]),
+    return {**head, "final": spread([r["student_acc_final"] for r in runs]),
             "best": spread([r["student_acc_best"] for r in runs]), "worst_class": worst,
             "worst_class_student": mean_per_class[worst], "worst_class_teacher": teacher[worst],
             "worst_class_mostly_as": list(confused) if confused else None,
@@ -153,6 +162,18 @@ def short_use(use: str) -> str:
     return ("recorded per-class stats" if "per-class" in use else "recorded stats") + (" (passed)" if "passed" in use else "")
 
 
+def pooled(rows: list[dict]) -> list[dict]:
+    """One row per pair (teacher, student, input size), its runs those of every row of that pair, summarized again."""
+    by_pair: dict[tuple, list[dict]] = {}
+    for row in rows:
+        by_pair.setdefault((row["teacher"], row["student"], row.get("image_size")), []).append(row)
+    out = []
+    for same in by_pair.values():
+        head = {k: same[0][k] for k in ("pair", "teacher", "student", "image_size", "uses", "teacher_acc") if k in same[0]}
+        out.append(summary(head, [run for row in same for run in row["runs"]]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from datafree.checkpoint import atomic_write_text
     from datafree.data import dataset_info
@@ -172,9 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table-only", action="store_true", help="rewrite table.md from --output-root's results.json")
     parser.add_argument("--merge", default="", help="with --table-only: comma-separated output roots whose rows "
                         "(pairs run as separate processes, e.g. one per core) join --output-root's table")  # fmt: skip
+    parser.add_argument("--pool", action="store_true", help="with --merge: one row per pair, over the runs of every "
+                        "root (e.g. seeds 3-5 run later with --first-seed 3 beside seeds 0-2)")  # fmt: skip
     add_override_arguments(parser)  # an ablation on the whole zoo: e.g. --generator.conditional false
     args = parse_args(parser, argv)
     root = Path(args.output_root)
+    if args.pool and not (args.table_only and args.merge):
+        parser.error("--pool joins the rows of --merge's roots: give it with --table-only --merge ROOT,ROOT")
     if args.table_only:
         parts = [Path(p) for p in args.merge.split(",") if p] or [root]
         saved = json.loads((parts[0] / "results.json").read_text())
@@ -184,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--merge: {part} ran another recipe, preset or budget than {parts[0]}")
             saved["rows"] += other["rows"]
             saved["command"] = f"{saved.get('command', '')}` and `{other.get('command', '')}"
-        rows, args.recipe, minutes, seeds = saved["rows"], saved["recipe"], saved["minutes"], len(saved["rows"][0]["runs"])
+        rows = pooled(saved["rows"]) if args.pool else saved["rows"]
+        counts = [len(r["runs"]) for r in rows]  # a pooled pair may have more seeds than another
+        args.recipe, minutes = saved["recipe"], saved["minutes"]
+        seeds = counts[0] if len(set(counts)) == 1 else "/".join(map(str, counts))
         args.smoke = saved.get("smoke", False)
         command = saved.get("command", "")
         base, hardware_line = load_toml(args.recipe, preset=saved.get("preset")), saved["hardware"]

@@ -49,3 +49,27 @@ def test_smoke_runs_each_pair_with_the_unchanged_recipe_and_fills_the_table(tmp_
     (tmp_path / "part_b" / "results.json").write_text(json.dumps({**other, "minutes": 99}))
     with pytest.raises(SystemExit):  # another budget: not one table
         bench.main(["--table-only", "--merge", parts, "--output-root", str(merged)])
+
+
+def test_pool_makes_one_row_of_a_pairs_runs_across_merged_roots():
+    import runs.bench_teachers as bench
+
+    def run(final: float, classes: list[float], steps: int) -> dict:
+        return {"student_acc_final": final, "student_acc_best": final + 0.01, "steps": steps, "total_s": 500.0,
+                "class_acc": {"student": classes, "teacher": [0.9, 0.8, 0.7]}, "class_coverage": [0.3, 0.3, 0.4]}
+
+    def row(pair: str, runs: list[dict]) -> dict:
+        head = {"pair": pair, "teacher": pair, "student": "s", "image_size": 32, "uses": [], "teacher_acc": 0.8}
+        return bench.summary(head, runs)
+
+    seeds_0_2 = row("t", [run(0.80, [0.5, 0.6, 0.7], 10), run(0.82, [0.5, 0.6, 0.7], 11)])  # worst: class 0 (0.5)
+    seeds_3_5 = row("t", [run(0.90, [0.9, 0.1, 0.7], 12)])  # worst: class 1 (0.1)
+    other = row("u", [run(0.70, [0.4, 0.6, 0.7], 9)])
+    pooled = bench.pooled([seeds_0_2, other, seeds_3_5])
+    assert [r["pair"] for r in pooled] == ["t", "u"] and pooled[1] == other
+    t = pooled[0]
+    assert t["final"]["n"] == 3 and abs(t["final"]["mean"] - 0.84) < 1e-9 and t["steps"] == [10, 11, 12]
+    # per-class means over the three runs: [0.633, 0.433, 0.7] -> class 1 is the worst, under half the teacher's 0.8
+    assert t["worst_class"] == 1 and abs(t["worst_class_student"] - 1.3 / 3) < 1e-9
+    assert t["classes_below_half_teacher"] == []  # 0.433 > 0.8 / 2
+    assert bench.summary({}, [run(0.8, [0.5, 0.3, 0.7], 1)])["classes_below_half_teacher"] == [1]
