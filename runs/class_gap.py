@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from datafree.augment import gaussian_blur  # noqa: E402
 from datafree.data import dataset_info  # noqa: E402
 from datafree.precise_bn import DRAW  # noqa: E402
+from datafree.synthesis.image_priors import image_total_variation as image_tv  # noqa: E402
 from runs.saved_run import load_run, refused  # noqa: E402
 
 
@@ -58,12 +59,6 @@ def penultimate(teacher: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor,
     finally:
         handle.remove()
     return seen["x"].flatten(1).float(), logits
-
-
-def image_tv(images: torch.Tensor) -> torch.Tensor:
-    """Each image's total variation: the mean absolute difference of vertical and of horizontal neighbours, summed."""
-    x = images.float()
-    return (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(1, 2, 3)) + (x[..., 1:] - x[..., :-1]).abs().mean(dim=(1, 2, 3))
 
 
 def changed(images: torch.Tensor, blur: float, sharpen: float) -> torch.Tensor:

@@ -7,14 +7,19 @@ import torch
 from datafree.synthesis.base import SynthBatch, SynthesisTerm, register_synthesis_term
 
 
+def image_total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Each image's mean absolute difference of vertical neighbours plus that of horizontal ones, shape (N,)."""
+    x = images.float()
+    return (x[:, :, 1:] - x[:, :, :-1]).abs().mean(dim=(1, 2, 3)) + (x[..., 1:] - x[..., :-1]).abs().mean(dim=(1, 2, 3))
+
+
 def total_variation_loss(images: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between neighbouring pixels: DeepInversion's smoothness prior (Yin et al. 2020).
 
     Natural images are piecewise smooth; without it a bounded generator fills the frame with saturated
     high-frequency texture that excites the teacher but looks like no real image.
     """
-    x = images.float()
-    return (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean() + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean()
+    return image_total_variation(images).mean()  # images of one size: the mean of per-image means is the batch's
 
 
 def moment_loss(images: torch.Tensor) -> torch.Tensor:
