@@ -245,13 +245,14 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
 
 def labeller(config: Config, teacher: TeacherSource, student: StudentWithLosses) -> nn.Module | None:
     """The student's source with BatchNorm folded (``train.fold_batchnorm``), for the no-grad forwards that label
-    its extra batches; None where the student reads the teacher's features (a feature loss needs the hooked
-    layers), ``train.compile`` compiles the teacher, or the source is not a foldable teacher source (SPEQ's self-teacher)."""
+    its extra batches, tapped where the student's losses read the teacher's features; None where a tap cannot be
+    read from the folded copy (a BatchNorm's output), ``train.compile`` compiles the teacher, or the source is not a
+    foldable teacher source (SPEQ's self-teacher)."""
     t = config.train
     source = teacher.for_student()
-    if not t.fold_batchnorm or t.compile or student.teacher_taps or not isinstance(source, TeacherSource):
+    if not t.fold_batchnorm or t.compile or not isinstance(source, TeacherSource):
         return None
-    return source.labeller()
+    return source.labeller(list(student.teacher_taps))
 
 
 def real_transfer_set(config: Config) -> torch.Tensor:

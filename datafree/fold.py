@@ -11,6 +11,11 @@ keeps the BatchNorm layers, whose inputs the statistics terms read.
 The fold is torch.fx's (``torch.fx.experimental.optimization.fuse``: conv/linear followed by BatchNorm, when
 nothing else reads the conv's output). A network fx cannot trace, one with nothing to fold, or a copy whose logits
 differ from the network's on a probe batch gives None: the caller keeps the network itself.
+
+``taps`` (feature tap names, datafree/features.py) must give the same values on the copy. The trace keeps each
+tapped module whole (a leaf: its hook fires, nothing inside it is folded) and fx keeps the module paths, but a
+fused conv's output is its BatchNorm's output and a folded BatchNorm is gone, so each tap is compared on the probe
+like the logits, and a tap the copy lacks or computes differently gives None too.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.fx.experimental.optimization import fuse
 
+from datafree.features import INPUT_SUFFIX, FeatureTaps
 from datafree.netcheck import memory_format_of
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -43,27 +49,58 @@ def without_hooks(net: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def folded_copy(net: nn.Module, probe: torch.Tensor, rtol: float = 1e-4) -> nn.Module | None:
+def folded_copy(net: nn.Module, probe: torch.Tensor, rtol: float = 1e-4,
+                taps: list[str] | tuple[str, ...] = ()) -> nn.Module | None:  # fmt: skip
     """``net`` (left untouched) as a frozen eval-mode copy with BatchNorm folded, or None where that cannot be done.
 
-    ``probe`` is a small batch of the net's inputs; the copy must give the net's logits on it within ``rtol`` of
-    their largest magnitude (float rounding of the folded weights is ~1e-7 of it).
+    ``probe`` is a small batch of the net's inputs; the copy must give the net's logits (and its ``taps``'
+    features) on it within ``rtol`` of their largest magnitude (float rounding of the folded weights is ~1e-7 of it).
     """
     before = count_batchnorms(net)
     if before == 0:
         return None
     try:
         plain = without_hooks(net).eval()
-        folded = fuse(plain, inplace=False)
+        folded = fuse(plain, inplace=False) if not taps else fuse(_traced(plain, taps), inplace=True, no_trace=True)
     except Exception:  # noqa: BLE001 -- a copy or trace failure (dynamic control flow, custom modules): no fold
         return None
     if count_batchnorms(folded) == before:
         return None
     folded = folded.eval().requires_grad_(False).to(memory_format=memory_format_of(net))
-    expected, got = plain(probe), folded(probe)
+    try:
+        plain_taps, folded_taps = FeatureTaps(plain, taps), FeatureTaps(folded, taps)
+    except ValueError:  # a tapped layer the fold removed (a BatchNorm)
+        return None
+    try:
+        expected, got = plain_taps.run(probe), folded_taps.run(probe)
+    except RuntimeError:  # a tapped layer the copy's forward does not call
+        return None
+    finally:
+        plain_taps.remove()
+        folded_taps.remove()
+    pairs = [(expected.logits, got.logits), *((expected.features[n], got.features[n]) for n in taps)]
+    return folded if all(_close(e, g, rtol) for e, g in pairs) else None
+
+
+class _TapsAsLeaves(fx.Tracer):
+    """fx's tracer, keeping the tapped modules as single calls (a traced-through container has no hook to fire)."""
+
+    def __init__(self, paths: set[str]):
+        super().__init__()
+        self.paths = paths
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return qualified_name in self.paths or super().is_leaf_module(module, qualified_name)
+
+
+def _traced(net: nn.Module, taps: list[str] | tuple[str, ...]) -> fx.GraphModule:
+    paths = {name.removesuffix(INPUT_SUFFIX) for name in taps}
+    return fx.GraphModule(net, _TapsAsLeaves(paths).trace(net), type(net).__name__)
+
+
+def _close(expected: torch.Tensor, got: torch.Tensor, rtol: float) -> bool:
+    """Same shape and within ``rtol`` of the expected tensor's largest magnitude, elementwise."""
     if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
-        return None
+        return False
     scale = expected.abs().max().clamp_min(1e-12)
-    if not torch.allclose(got, expected, rtol=0.0, atol=float(rtol * scale)):
-        return None
-    return folded
+    return torch.allclose(got, expected, rtol=0.0, atol=float(rtol * scale))

@@ -585,8 +585,9 @@ CASES = {
     "fsp": ({"connectors": True}, {"a": (3, 4, 4), "b": (4, 2, 2)}, {"x": (3, 4, 4), "y": (6, 2, 2)}),
     "kr": ({"k": 2}, {"a": (3, 4, 4)}, {"x": (5, 8, 8), "y": (3, 4, 4)}),
     "sparse_recoding": ({}, {"a": (3, 4, 4)}, {}),
+    "penultimate": ({"student_layers": ["f"], "teacher_layers": ["g", "h"]}, {"f": (6,)}, {"g": (4,), "h": (3,)}),
 }
-WITH_PARAMS = ["hint", "fsp", "kr", "sparse_recoding"]
+WITH_PARAMS = ["hint", "fsp", "kr", "sparse_recoding", "penultimate"]
 
 
 def build(case: str):

@@ -130,17 +130,54 @@ def test_the_loop_labels_the_students_fresh_batches_with_the_folded_teacher(tmp_
     trainer.train_step(0)  # the step runs with it
 
 
-def test_no_fold_when_switched_off_or_when_the_student_reads_the_teachers_features(tmp_path):
+def test_no_fold_when_switched_off_or_when_a_tap_the_student_reads_is_folded_away(tmp_path):
     from datafree import build
 
     off = build.trainer_from_config(_bn_config(tmp_path / "off", fold_batchnorm=False))
     assert off.synthesize.labeller is off.synthesize.student_teacher
-    config = _bn_config(tmp_path / "at")
-    config.distill = tiny_config(tmp_path, distill=[{"name": "kd"}, {"name": "at"}]).distill  # reads teacher taps
+    config = _bn_config(tmp_path / "bn")
+    config.distill = tiny_config(tmp_path, distill=[  # AT on a BatchNorm's output: the folded copy has none
+        {"name": "kd"}, {"name": "at", "params": {"student_layers": ["features.0.1"],
+                                                  "teacher_layers": ["features.0.1"]}}]).distill  # fmt: skip
     features = build.trainer_from_config(config)
     assert features.synthesize.labeller is features.synthesize.student_teacher
     images, targets = features.student_batches(0, 1, features.synthesize(0))
+    assert set(targets.features) >= {"features.0.1"}
+
+
+def test_a_loss_that_reads_the_teachers_features_gets_them_from_the_folded_copy(tmp_path):
+    """AT on the net's default taps (pooling outputs, after conv-BN-ReLU): the same maps as the hooked teacher's."""
+    from datafree import build
+    from datafree.teachers.base import FoldedSource
+
+    config = _bn_config(tmp_path)
+    config.distill = tiny_config(tmp_path, distill=[{"name": "kd"}, {"name": "at"}]).distill
+    trainer = build.trainer_from_config(config)
+    assert isinstance(trainer.synthesize.labeller, FoldedSource)
+    images, targets = trainer.student_batches(0, 1, trainer.synthesize(0))
+    with torch.no_grad():
+        exact = trainer.synthesize.student_teacher(images)
     assert set(targets.features) >= {"features.1", "features.3", "features.6"}
+    for name in ("features.1", "features.3", "features.6"):
+        want = exact.features[name]
+        assert want.abs().max() > 0.1  # a real map, not zeros on both sides
+        torch.testing.assert_close(targets.features[name], want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    trainer.train_step(0)
+
+
+def test_a_tap_that_the_fold_changes_or_removes_gives_no_copy():
+    """fx keeps module paths: a fused conv's output is its BatchNorm's, a folded BatchNorm is gone. A tap on the
+    classifier's input (after the last fold) survives, with the original's values."""
+    net = randomized(SmallBN())
+    probe = torch.randn(2, 1, 8, 8)
+    assert folded_copy(net, probe, taps=["conv2"]) is None  # fused with bn2: it would give bn2's output
+    assert folded_copy(net, probe, taps=["bn2"]) is None  # folded away
+    folded = folded_copy(net, probe, taps=["out:input", "block.2"])
+    assert folded is not None
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        got, want = FeatureTaps(folded, ["out:input"]).run(x), FeatureTaps(net, ["out:input"]).run(x)
+    torch.testing.assert_close(got.features["out:input"], want.features["out:input"], rtol=1e-5, atol=1e-5)
 
 
 def test_a_source_whose_weights_change_gives_no_labeller_and_an_ensemble_folds_every_member(tmp_path):

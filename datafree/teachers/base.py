@@ -95,10 +95,11 @@ class TeacherSource(nn.Module):
         own = {"teacher": self._members[0].net} if len(self._members) == 1 else {"teacher": LogitsOf(self)}
         return {**own, **({m.prefix.rstrip("/"): m.net for m in self._members} if len(self._members) > 1 else {})}
 
-    def labeller(self) -> nn.Module | None:
-        """images -> NetOutput (logits only) for the no-grad forwards that label the student's batches: the
-        members with BatchNorm folded (datafree/fold.py), combined as the source combines them; None (use the
-        source itself) when a member cannot be folded or has nothing to fold, or the weights change during a run."""
+    def labeller(self, taps: list[str] | tuple[str, ...] = ()) -> nn.Module | None:
+        """images -> NetOutput (logits, and the namespaced ``taps`` a student loss reads) for the no-grad forwards
+        that label the student's batches: the members with BatchNorm folded (datafree/fold.py), combined as the
+        source combines them; None (use the source itself) when a member cannot be folded, has nothing to fold,
+        or computes a tap differently once folded, or the weights change during a run."""
         if not self.fixed_weights:
             return None
         probe = torch.randn(4, self.spec.channels, self.spec.image_size, self.spec.image_size,
@@ -107,11 +108,12 @@ class TeacherSource(nn.Module):
         for m in self._members:
             device = next(iter(m.net.parameters()), torch.zeros(())).device
             layout = memory_format_of(m.net)
-            net = folded_copy(m.net, probe.to(device).contiguous(memory_format=layout))
+            net = folded_copy(m.net, probe.to(device).contiguous(memory_format=layout), taps=_local(m, list(taps)))
             if net is None:
                 return None
             folded.append(net)
-        return FoldedSource(folded, self.combine)
+        return FoldedSource(folded, self.combine, [m.prefix for m in self._members],
+                            [_local(m, list(taps)) for m in self._members])  # fmt: skip
 
     def set_progress(self, fraction: float) -> None:
         """Called at the start of each step with step / steps."""
@@ -162,14 +164,20 @@ def _local(member: Member, names: list[str]) -> list[str]:
 
 
 class FoldedSource(nn.Module):
-    """A source's members with BatchNorm folded, combined by the source's rule; gives logits, no features."""
+    """A source's members with BatchNorm folded, combined by the source's rule; gives logits and the tapped
+    features (namespaced by each member's prefix, as the source's own forward names them)."""
 
-    def __init__(self, nets: list[nn.Module], combine: Callable[[list[torch.Tensor]], torch.Tensor]):
+    def __init__(self, nets: list[nn.Module], combine: Callable[[list[torch.Tensor]], torch.Tensor],
+                 prefixes: list[str] | None = None, taps: list[list[str]] | None = None):  # fmt: skip
         super().__init__()
         self.nets, self.combine = nn.ModuleList(nets), combine
+        self.prefixes = prefixes or [""] * len(nets)
+        self._taps = [FeatureTaps(net, names) for net, names in zip(nets, taps or [[] for _ in nets])]
 
     def forward(self, x: torch.Tensor) -> NetOutput:
-        return NetOutput(self.combine([net(x) for net in self.nets]))
+        outputs = [taps.run(x) for taps in self._taps]
+        features = {p + k: v for p, out in zip(self.prefixes, outputs) for k, v in out.features.items()}
+        return NetOutput(self.combine([out.logits for out in outputs]), features)
 
     def train(self, mode: bool = True) -> "FoldedSource":
         return super().train(False)  # folded BatchNorm is eval-mode BatchNorm: never train mode
