@@ -125,3 +125,19 @@ def test_recipes_lay_their_values_over_the_preset():
     assert from_dict({"preset": "dafl"}).train.precise_bn == 0
     with pytest.raises(ConfigError, match="'dafll' is not one of"):
         from_dict({"preset": "dafll"})
+
+
+def test_the_default_one_hot_term_hands_the_second_half_to_the_statistics_terms_and_strict_keeps_it_whole():
+    """The weight the loop applies (scheduled_weight, as datafree/synthesis/base.py does) at each progress."""
+    from datafree.distill.objective import scheduled_weight
+
+    def weights(config, name="onehot"):
+        term = next(t for t in config.synthesis if t.name == name)
+        return [scheduled_weight(term.weight, term.schedule, p, term.end_weight, term.milestones, term.gamma)
+                for p in (0.0, 0.49, 0.5, 0.99)]  # fmt: skip
+
+    default, strict = from_dict({}), from_dict({"preset": "strict"})
+    assert weights(default) == pytest.approx([1.0, 1.0, 0.3, 0.3])
+    assert weights(strict) == [1.0, 1.0, 1.0, 1.0]  # nothing else holds its images to their classes
+    assert not any("stats" in t.name for t in strict.synthesis)
+    assert weights(strict, "adversarial") == weights(default, "adversarial")  # the rest as default's
