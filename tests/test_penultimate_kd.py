@@ -81,19 +81,9 @@ def test_default_layers_are_every_networks_penultimate_tap_and_bad_lists_fail():
 
 def test_the_loop_trains_its_map_on_the_folded_teachers_features(tmp_path):
     """In a run: the labeller is the folded copy, tapped at the teacher's penultimate layer; a step moves the map."""
-    from datafree import build
-    from datafree.teachers.base import FoldedSource
-    from tests.conftest import tiny_config
-    from tests.test_fold import _bn_config
+    from tests.test_fold import folded_feature_run
 
-    config = _bn_config(tmp_path)
-    config.distill = tiny_config(tmp_path, distill=[{"name": "kd"}, {"name": "penultimate"}]).distill
-    trainer = build.trainer_from_config(config)
-    assert isinstance(trainer.synthesize.labeller, FoldedSource)
-    images, targets = trainer.student_batches(0, 1, trainer.synthesize(0))
-    with torch.no_grad():
-        exact = trainer.synthesize.student_teacher(images).features["head.2"]
-    torch.testing.assert_close(targets.features["head.2"], exact, rtol=1e-4, atol=1e-4 * exact.abs().max().item())
+    trainer = folded_feature_run(tmp_path, [{"name": "kd"}, {"name": "penultimate"}], ["head.2"])
     loss = next(m for m in trainer.student.modules() if isinstance(m, PenultimateFeatures))
     before = loss.maps[0].weight.detach().clone()
     trainer.train_step(0)
