@@ -104,16 +104,15 @@ class TeacherSource(nn.Module):
             return None
         probe = torch.randn(4, self.spec.channels, self.spec.image_size, self.spec.image_size,
                             generator=torch.Generator().manual_seed(0))  # fmt: skip
-        folded = []
-        for m in self._members:
+        folded, local = [], [_local(m, list(taps)) for m in self._members]
+        for m, names in zip(self._members, local):
             device = next(iter(m.net.parameters()), torch.zeros(())).device
             layout = memory_format_of(m.net)
-            net = folded_copy(m.net, probe.to(device).contiguous(memory_format=layout), taps=_local(m, list(taps)))
+            net = folded_copy(m.net, probe.to(device).contiguous(memory_format=layout), taps=names)
             if net is None:
                 return None
             folded.append(net)
-        return FoldedSource(folded, self.combine, [m.prefix for m in self._members],
-                            [_local(m, list(taps)) for m in self._members])  # fmt: skip
+        return FoldedSource(folded, self.combine, [m.prefix for m in self._members], local)
 
     def set_progress(self, fraction: float) -> None:
         """Called at the start of each step with step / steps."""
@@ -168,11 +167,10 @@ class FoldedSource(nn.Module):
     features (namespaced by each member's prefix, as the source's own forward names them)."""
 
     def __init__(self, nets: list[nn.Module], combine: Callable[[list[torch.Tensor]], torch.Tensor],
-                 prefixes: list[str] | None = None, taps: list[list[str]] | None = None):  # fmt: skip
+                 prefixes: list[str], taps: list[list[str]]):  # fmt: skip
         super().__init__()
-        self.nets, self.combine = nn.ModuleList(nets), combine
-        self.prefixes = prefixes or [""] * len(nets)
-        self._taps = [FeatureTaps(net, names) for net, names in zip(nets, taps or [[] for _ in nets])]
+        self.nets, self.combine, self.prefixes = nn.ModuleList(nets), combine, prefixes
+        self._taps = [FeatureTaps(net, names) for net, names in zip(nets, taps)]
 
     def forward(self, x: torch.Tensor) -> NetOutput:
         outputs = [taps.run(x) for taps in self._taps]
