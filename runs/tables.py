@@ -1,0 +1,183 @@
+"""The README's and docs' tables, generated from the files under results/ (never typed by hand).
+
+    python runs/tables.py            # rewrite every marked block in README.md and docs/*.md
+    python runs/tables.py --check    # exit 1 and name each stale block (tests/test_tables.py runs this)
+
+A block is two marker lines in a Markdown file, ``<!-- table: NAME -->`` and ``<!-- /table -->``; everything between
+them is replaced by what ``RENDERERS[NAME]`` makes of its results file: a table and one provenance line (command,
+commit, date, machine, threads). A block whose file is missing says which command writes it. Figures are percentages
+of the real test set; "final" is the student after its last step, "best" the best of its evaluations (selected on
+the test set, as DAFL reports); mean ± sample standard deviation over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+MARKER = re.compile(r"(<!-- table: ([a-z_]+) -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+def pct(values: list[float]) -> str:
+    """``mean ± std`` in percent over seeds (std 0 for one value)."""
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def provenance_line(data: dict) -> str:
+    p = data["provenance"]
+    hw = p["hardware"]
+    where = hw.get("accelerator") or f"{hw['cpu']} ({hw['cores']} cores, ATen {hw['cpu_capability']})"
+    return (f"<sub>`{p['command']}` · commit {p['commit']} · {p['date']} · {where} · torch {hw['torch']} · "
+            f"{hw['threads']} thread(s) per run</sub>")
+
+
+def missing(name: str, command: str) -> str:
+    return f"_No results/{name}.json yet: `{command}` writes it._"
+
+
+def _class_names(data: dict, k: int) -> list[str]:
+    names = data.get("class_names") or []
+    return names if len(names) == k else [str(c) for c in range(k)]
+
+
+def demo(data: dict) -> str:
+    """The demo's recipe over its seeds: teacher, student final / best, the worst class, steps and time."""
+    runs = data["runs"]
+    teacher = runs[0]["class_acc"]["teacher"]
+    names = _class_names(data, len(teacher))
+    per_class = [statistics.fmean(r["class_acc"]["student"][k] for r in runs) for k in range(len(teacher))]
+    worst = min(range(len(teacher)), key=lambda k: per_class[k] / max(teacher[k], 1e-9))
+    below = [names[k] for k in range(len(teacher)) if per_class[k] < teacher[k] / 2] or ["none"]
+    rows = [
+        "| | figure |",
+        "|---|---:|",
+        f"| teacher {data['teacher_arch']} ({runs[0]['teacher_params']:,} parameters), real test set | "
+        f"{100 * runs[0]['teacher_acc']:.2f}% |",
+        f"| data-free student {data['student_arch']} ({runs[0]['student_params']:,} parameters), final | "
+        f"**{pct([r['student_acc_final'] for r in runs])}%** |",
+        f"| ... best of its evaluations | {pct([r['student_acc_best'] for r in runs])}% |",
+        f"| the class furthest from the teacher's (student / teacher) | {names[worst]}: {100 * per_class[worst]:.1f}% "
+        f"/ {100 * teacher[worst]:.1f}% |",
+        f"| classes under half the teacher's accuracy | {', '.join(below)} |",
+        f"| steps per seed | {'/'.join(str(r['steps']) for r in runs)} |",
+        f"| distillation seconds per seed | {'/'.join(str(round(r['wall_time_s'])) for r in runs)} |",
+        f"| seeds | {len(runs)} |",
+    ]
+    return "\n".join(rows) + "\n\n" + provenance_line(data)
+
+
+def demo_runs(data: dict) -> str:
+    """The demo's seeds one by one, with each class."""
+    runs = data["runs"]
+    teacher = runs[0]["class_acc"]["teacher"]
+    names = _class_names(data, len(teacher))
+    head = "| seed | final | best (step) | steps | s | " + " | ".join(names) + " |"
+    rule = "|---:|---:|---:|---:|---:|" + "---:|" * len(names)
+    rows = [head, rule, "| teacher | | | | | " + " | ".join(f"{100 * a:.1f}" for a in teacher) + " |"]
+    for r in runs:
+        rows.append(f"| {r['seed']} | {100 * r['student_acc_final']:.2f} | {100 * r['student_acc_best']:.2f} "
+                    f"({r['best_step']}) | {r['steps']} | {r['wall_time_s']:.0f} | "
+                    + " | ".join(f"{100 * a:.1f}" for a in r["class_acc"]["student"]) + " |")  # fmt: skip
+    return "\n".join(rows) + "\n\n" + provenance_line(data)
+
+
+def check_recipes(data: dict) -> str:
+    """The regression guard's references: each short fixed-step pair over its seeds, and the tolerance it allows."""
+    rows = ["| pair | teacher | steps | student final per seed | final | best | fails below |",
+            "|---|---:|---:|---|---:|---:|---:|"]
+    for p in data["pairs"]:
+        finals = [r["final"] for r in p["runs"]]
+        rows.append(f"| {p['pair']} | {100 * p['teacher_acc']:.2f} | {p['steps']} | "
+                    f"{' / '.join(f'{100 * f:.2f}' for f in finals)} | {pct(finals)} | "
+                    f"{pct([r['best'] for r in p['runs']])} | {100 * p['floor']:.2f} |")
+    return "\n".join(rows) + "\n\n" + provenance_line(data)
+
+
+def zoo(data: dict) -> str:
+    """The default recipe on each teacher -> student pair of the zoo, with a wall-time budget per run."""
+    rows = ["| teacher -> student | input | teacher | student final | student best | worst class: student / teacher "
+            "| classes < half the teacher's | steps | s per seed |",
+            "|---|---|---:|---:|---:|---|---|---|---|"]
+    names = data.get("class_names") or [str(k) for k in range(10)]
+    for r in data["rows"]:
+        below = ", ".join(names[c] for c in r["classes_below_half_teacher"]) or "none"
+        k = r["worst_class"]
+        rows.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']} | "
+                    f"{100 * r['teacher_acc']:.2f} | {pct(r['final_per_seed'])} | {pct(r['best_per_seed'])} | "
+                    f"{names[k]}: {100 * r['worst_class_student']:.1f} / {100 * r['worst_class_teacher']:.1f} | "
+                    f"{below} | {'/'.join(map(str, r['steps']))} | {'/'.join(f'{w:.0f}' for w in r['wall_s'])} |")
+    return "\n".join(rows) + "\n\n" + provenance_line(data)
+
+
+# block name -> (results file, renderer, the command that writes the file)
+RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
+    "demo": ("demo", demo, "python runs/benchmark.py fmnist --seeds 3 --record demo"),
+    "demo_runs": ("demo", demo_runs, "python runs/benchmark.py fmnist --seeds 3 --record demo"),
+    "check_recipes": ("check_recipes", check_recipes, "python runs/check_recipes.py --seeds 3 --record"),
+    "zoo": ("zoo", zoo, "python runs/bench_teachers.py --seeds 3 --minutes 10 --record zoo"),
+}
+
+
+def render(name: str, results: Path = RESULTS) -> str:
+    """The text of block ``name`` from ``results/``."""
+    if name not in RENDERERS:
+        raise KeyError(f"no table named {name!r}; known: {', '.join(sorted(RENDERERS))} (runs/tables.py)")
+    stem, renderer, command = RENDERERS[name]
+    path = results / f"{stem}.json"
+    if not path.exists():
+        return missing(stem, command)
+    return renderer(json.loads(path.read_text()))
+
+
+def documents(root: Path = ROOT) -> list[Path]:
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def regenerate(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every marked block filled from ``results``."""
+    return MARKER.sub(lambda m: m.group(1) + render(m.group(2), results) + "\n" + m.group(4), text)
+
+
+def stale(root: Path = ROOT, results: Path = RESULTS) -> list[str]:
+    """The blocks whose committed text differs from what ``results`` gives, as ``file: block``."""
+    out = []
+    for doc in documents(root):
+        if not doc.exists():
+            continue
+        text = doc.read_text()
+        for m in MARKER.finditer(text):
+            if m.group(3) != render(m.group(2), results) + "\n":
+                out.append(f"{doc.relative_to(root)}: {m.group(2)}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block is stale")
+    args = parser.parse_args(argv)
+    if args.check:
+        old = stale()
+        for line in old:
+            print(f"stale: {line} (run python runs/tables.py)")
+        return 1 if old else 0
+    for doc in documents():
+        if doc.exists():
+            text = doc.read_text()
+            new = regenerate(text)
+            if new != text:
+                doc.write_text(new)
+                print(f"updated {doc.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
