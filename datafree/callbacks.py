@@ -99,17 +99,19 @@ class BudgetReplan(Callback):
     before ``deadline`` less ``reserve_s``; the loop, its LR schedules and every progress-scheduled weight are
     stretched to it there (``DataFreeTrainer.set_total_steps``: the cosine's multiplier moves by ~1% of its range
     at 10%, by a few % at 50%). The second re-plan catches a machine whose speed changed after the first 10%
-    (outputs/t18, one re-plan: six of twelve zoo runs ended 544-564 s into their 600, one was cut by ``Deadline``,
+    (with one re-plan, six of twelve zoo runs ended 544-564 s into their 600, one was cut by ``Deadline``,
     which still guards the rest). On several processes they take the smallest count. ``on_replan(steps)`` is
     told (the pipeline rewrites config.json). A checkpoint carries its plan (the schedules' state), so a resumed
-    run continues under the plan it was written with (and does not re-plan).
+    run continues under the plan it was written with (and does not re-plan). ``most_steps`` (``train.budget_mode =
+    "cap"``): no plan exceeds it, so a machine fast enough runs exactly the recipe's steps.
     """
 
     def __init__(self, deadline: float, reserve_s: float, first_plan: int, eval_seconds: float = 0.0,
                  eval_every: int = 0, fractions: tuple[float, ...] = (0.1, 0.5),
                  on_replan: Callable[[int], None] | None = None,
-                 clock: Callable[[], float] = time.perf_counter):  # fmt: skip
+                 clock: Callable[[], float] = time.perf_counter, most_steps: int | None = None):  # fmt: skip
         self.deadline, self.reserve_s, self.clock, self.on_replan = deadline, reserve_s, clock, on_replan
+        self.most_steps = most_steps
         self.eval_seconds, self.eval_every = eval_seconds, eval_every
         self.fractions = sorted(fractions)
         self.plans = [first_plan]
@@ -123,6 +125,8 @@ class BudgetReplan(Callback):
         seconds_per_step += self.eval_seconds / self.eval_every if self.eval_every else 0.0
         left = self.deadline - self.clock() - self.reserve_s
         steps = step + max(1, int(left / seconds_per_step))
+        if self.most_steps is not None:
+            steps = min(steps, self.most_steps)
         if loop.accelerator.num_processes > 1:
             steps = int(loop.accelerator.gather(torch.tensor([steps], device=loop.accelerator.device)).min().item())
         self.plans.append(steps)

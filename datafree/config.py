@@ -60,6 +60,7 @@ class TeacherTrainingConfig:
     gamma: float = 0.1
     augment: bool = True
     route_every: int = 5  # keep a checkpoint every N epochs (the teacher's route, for RCO)
+    images: int = 0  # train on the first N training images only (0 = all): a quick teacher, e.g. make check-recipes
     seed: int = 0
 
 
@@ -106,6 +107,7 @@ class TrainConfig:
     overwrite: bool = False  # a fresh run into a folder holding an earlier run's checkpoints replaces them
     steps: int = 2000
     max_minutes: float = 0.0  # > 0: train.steps is fixed before step 0 from a short timing so the loop fits this
+    budget_mode: str = "fill"  # with max_minutes: fill = as many steps as fit | cap = train.steps at most, fewer if they don't fit
     batch_size: int = 256  # per process
     transfer: str = "synthetic"  # synthetic: the generator's images | real: data.name's training images, no G step
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)
@@ -290,9 +292,14 @@ def validate(config: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    if tt.route_every < 1:
+        raise ConfigError(f"teacher_training.route_every must be >= 1 (a route checkpoint every N epochs), got {tt.route_every}")
+    if tt.images < 0:
+        raise ConfigError(f"teacher_training.images must be >= 0 (0 = every training image), got {tt.images}")
     choices = {"train.mixed_precision": (t.mixed_precision, {"auto", "no", "bf16", "fp16"}),
                "student.optimizer": (s.optimizer, {"adam", "sgd"}), "train.transfer": (t.transfer, {"synthetic", "real"}),
                "train.label_precision": (t.label_precision, {"fp32", "bf16", "auto"}),
+               "train.budget_mode": (t.budget_mode, {"fill", "cap"}),
                "teacher_training.optimizer": (tt.optimizer, {"adam", "sgd"}),
                "student.schedule": (s.schedule, {"constant", "step", "cosine"}),
                "generator.schedule": (g.schedule, {"constant", "cosine"}),

@@ -107,6 +107,8 @@ def steps_for_budget(config: Config, accelerator, teacher: TeacherSource, studen
     seconds = time_steps(config, accelerator, teacher, student_net, spec, references, probe_steps)
     left = 0.95 * t.max_minutes * 60 - (time.perf_counter() - started) - 2 * eval_seconds
     steps = max(1, int(left / (seconds + eval_seconds / t.eval_every)))
+    if t.budget_mode == "cap":  # the recipe's train.steps where they fit (a fast machine runs the same steps)
+        steps = min(steps, t.steps)
     accelerator.print(f"train.max_minutes = {t.max_minutes}: {seconds:.3f} s per step, {eval_seconds:.1f} s per "
                       f"evaluation, {time.perf_counter() - started:.0f} s spent -> train.steps = {steps}")  # fmt: skip
     return dataclasses.replace(config, train=dataclasses.replace(t, steps=steps)), seconds
@@ -150,8 +152,9 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
                 if accelerator.is_main_process:
                     atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
 
+            most = t.steps if t.budget_mode == "cap" else None  # the plan, which the re-plans may not exceed
             trainer.callbacks.append(BudgetReplan(started + budget, reserve + 0.02 * budget, t.steps, eval_seconds,
-                                                  t.eval_every, on_replan=replanned))  # fmt: skip
+                                                  t.eval_every, on_replan=replanned, most_steps=most))  # fmt: skip
         trainer.callbacks.append(Deadline(started + budget, reserve))
     if resume:  # before anything is written: a resume that fails leaves the folder describing what it holds
         trainer.resume()

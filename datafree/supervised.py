@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from datafree import build
 from datafree.checkpoint import atomic_write_text, save_weights
-from datafree.config import Config
+from datafree.config import Config, ConfigError
 from datafree.evaluate import accuracy
 from datafree.feature_stats import record_teacher_stats, save_reference, stats_path
 from datafree.host_memory import keep_freed_host_memory
@@ -37,8 +37,14 @@ def train_teacher(config: Config) -> dict:
     info = dataset_info(d.name, like=d.like or None)
     kwargs = dict(root=d.root, download=d.download, like=d.like or None, fake_size=d.fake_size or None)
     train_set = load_tensors(d.name, train=True, **kwargs)  # in memory; augmented batch-wise below
+    if t.images:  # a quick teacher on the first N images (the statistics recorded below read the same subset)
+        train_set = TensorDataset(*(tensor[: t.images] for tensor in train_set.tensors))
     test_set = load_tensors(d.name, train=False, **kwargs)
     train_loader = DataLoader(train_set, batch_size=t.batch_size, shuffle=True, num_workers=d.num_workers, drop_last=True)
+    if len(train_loader) == 0:  # drop_last leaves no batch: the schedule would span 0 steps
+        raise ConfigError(f"the teacher's training set has {len(train_set)} images, fewer than one batch of "
+                          f"teacher_training.batch_size = {t.batch_size}: lower the batch size or raise "
+                          "teacher_training.images")  # fmt: skip
     test_loader = DataLoader(test_set, batch_size=d.eval_batch_size, num_workers=d.num_workers)
     opt = make_optimizer(t.optimizer, net.parameters(), t.lr, momentum=t.momentum, weight_decay=t.weight_decay,
                          nesterov=True)  # fmt: skip

@@ -137,3 +137,32 @@ def test_a_budgeted_run_replans_and_says_so(tmp_path):
     assert first < 10_000 and 1 <= len(replans) <= 2  # at 10% and (if the run got there) at 50%
     assert saved == replans[-1]  # the folder describes the plan the run finished under
     assert results["steps"] == results.get("stopped_at_deadline", replans[-1])
+
+
+def test_a_capped_budget_never_plans_past_the_recipes_steps():
+    from datafree.callbacks import BudgetReplan
+
+    # the same run as above, budget_mode "cap" at 60 steps: the re-plan would give 67, the cap keeps 60
+    replan = BudgetReplan(100.0, 10.0, 50, eval_seconds=2.0, eval_every=10, clock=lambda: 15.0, most_steps=60)
+    loop, calls = _loop(50, 5.0)
+    replan.on_step_start(loop, 5, 0.1)
+    assert calls == [60] and replan.summary() == {"steps_planned": [50, 60]}
+    # a slow machine still shrinks: the cap is an upper bound only
+    replan = BudgetReplan(100.0, 10.0, 300, eval_seconds=2.0, eval_every=10, clock=lambda: 40.0, most_steps=300)
+    loop, calls = _loop(300, 30.0)
+    replan.on_step_start(loop, 30, 0.1)
+    assert calls == [30 + 50]
+
+
+def test_a_capped_budget_on_a_fast_machine_runs_the_recipes_steps(tmp_path):
+    from datafree.pipeline import distill_from_config
+
+    config = tiny_config(tmp_path, train={"steps": 12, "max_minutes": 30, "budget_mode": "cap", "eval_every": 6,
+                                          "log_every": 6})  # fmt: skip
+    save_random_teacher(config)
+    results = distill_from_config(config)
+    assert results["steps"] == 12 and set(results["steps_planned"]) == {12}
+    from datafree.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="train.budget_mode"):
+        validate(tiny_config(tmp_path / "b", train={"budget_mode": "most"}))
