@@ -1,10 +1,11 @@
-# datafree: `make demo` (Fashion-MNIST end to end), `make test` (the test suite).
+# datafree: `make demo` (Fashion-MNIST end to end), `make test` (the test suite), `make check-recipes` (the recipe
+# regression guard: short fixed-step runs against results/check_recipes.json; CI runs it after the tests).
 PY      ?= .venv/bin/python
 VENV    := .venv/.installed
 RECIPE  ?= runs/fmnist.toml
 export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo test teacher distill fmnist-data clean
+.PHONY: demo test check-recipes tables teacher distill fmnist-data clean
 
 $(VENV): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -35,6 +36,13 @@ demo: $(VENV) fmnist-data
 test: $(VENV)
 	$(dir $(PY))lint-imports
 	$(PY) -m pytest -q tests
+
+check-recipes: $(VENV) fmnist-data
+	$(PY) runs/check_recipes.py
+
+# the README's and docs' tables from results/*.json (tests/test_tables.py fails when they differ)
+tables: $(VENV)
+	$(PY) runs/tables.py
 
 clean:
 	rm -rf outputs
