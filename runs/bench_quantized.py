@@ -3,6 +3,7 @@
     python runs/bench_quantized.py [--recipe runs/zoo.toml] [--teacher lenet5@0] [--student lenet5_half]
         [--rows float,ternary,ternary_decay,w4,w4a4,speq_add,speq_replace,ternary_real] [--seeds 3]
         [--steps 400] [--teacher-epochs N] [--threads 1] [--output-root outputs/bench_quantized] [--smoke]
+        [--record NAME]
 
 Every row is the recipe (the default preset: the generator side is identical) with one student side, the same
 number of steps (``--steps``: equal steps, so the comparison does not move with the machine's load), 3 seeds:
@@ -20,7 +21,8 @@ number of steps (``--steps``: equal steps, so the comparison does not move with 
 Each student is then exported by ``datafree.deploy`` (ONNX, int8-stored weights when quantized) and checked with
 onnxruntime on the real test set: the table gives the file size and latency per image (batch 1 and 64,
 ``--threads`` intra-op threads) of the file a user would ship. Each row is written to ``<root>/<row>/row.json``
-and table.md / results.json list every row found there, so rows may run as separate invocations.
+and table.md / results.json list every row found there, so rows may run as separate invocations. ``--record NAME``
+also writes that table's per-seed figures with their provenance to results/NAME.json (datafree.results).
 """
 
 from __future__ import annotations
@@ -101,6 +103,29 @@ def table(teacher: dict, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def record_rows(teacher: dict, rows: list[dict], base: Config, args: argparse.Namespace, argv: list[str] | None) -> Path:
+    """The table's per-seed figures, each row with the student side that defines it, with their provenance."""
+    from datafree.results import record, results_path
+    from runs.bench_teacher_methods import repo_path
+
+    keep = ("onnx_file", "onnx_bytes", "onnx_matches", "max_abs_logit_diff", "latency_ms_b1", "latency_ms_b64")
+    compact = []
+    for r in rows:  # every row of the table: this invocation's and those an earlier one left under --output-root
+        quantize, distill, kind, transfer = ROWS[r["row"]]
+        compact.append({"row": r["row"], "quantize": quantize, "teacher_kind": kind, "transfer": transfer,
+                        "distill": [t.name for t in (base.distill if distill is None else distill)],
+                        "seeds": list(range(len(r["runs"]))),  # run_row: seeds 0..n-1, in order
+                        "steps_per_seed": [run["steps"] for run in r["runs"]],
+                        "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
+                        "best_per_seed": [run["student_acc_best"] for run in r["runs"]], "wall_s": r["wall_s"],
+                        **{k: r[k] for k in keep}})  # fmt: skip
+    table = {"recipe": repo_path(args.recipe), "student": args.student, "steps": base.train.steps, "seeds": list(range(args.seeds)),
+             "onnx_threads": args.threads, "smoke": args.smoke,
+             "teacher": {k: teacher[k] for k in ("arch", "seed", "teacher_acc")}, "rows": compact}  # fmt: skip
+    return record(results_path(args.record, ROOT), table, ROOT,
+                  ["runs/bench_quantized.py", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -119,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads for the latency")
     parser.add_argument("--output-root", default="outputs/bench_quantized")
     parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per run")
+    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
+                        "(a path ending in .json: there), with their provenance")  # fmt: skip
     args = parser.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
     if set(rows) - set(ROWS):
@@ -136,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(root / "table.md", text)
     atomic_write_text(root / "results.json", json.dumps({"teacher": teacher, "rows": results, "command": command,
                                                         "hardware": hardware(), "torch_threads": torch.get_num_threads()}, indent=2))  # fmt: skip
+    if args.record:
+        print(f"figures recorded in {record_rows(teacher, results, base, args, argv)}")
     print(text)
     return 0
 

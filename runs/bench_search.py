@@ -2,6 +2,7 @@
 
     python runs/bench_search.py [--recipe runs/zoo.toml] [--teacher lenet5@0] [--seeds 3] [--steps 250]
         [--search-steps 300] [--budgets 1.0,0.5] [--teacher-epochs N] [--output-root outputs/bench_search] [--smoke]
+        [--record NAME]
 
 For each budget (a fraction of LeNet-5-half's FLOPs, 133,740 multiply-adds per image in datafree/flops.py's
 convention), 3 seeds of:
@@ -11,7 +12,8 @@ convention), 3 seeds of:
   stopping at the budget) and the found architecture distilled with the same recipe and steps (fresh weights).
 The table gives final and best accuracy (mean +- std), FLOPs and parameters of each student, and the search's and
 the distillation's wall time apart; a search that diverges (NaN/inf) is named in its row and the other seeds
-still run. Writes table.md and results.json under --output-root.
+still run. Writes table.md and results.json under --output-root; ``--record NAME`` also writes the per-seed figures
+with their provenance to results/NAME.json (datafree.results).
 """
 
 from __future__ import annotations
@@ -115,6 +117,25 @@ def table(teacher: dict, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def record_rows(teacher: dict, rows: list[dict], base: Config, search_steps: int, args: argparse.Namespace,
+                argv: list[str] | None) -> Path:  # fmt: skip
+    """The table's per-seed figures, each row with its budget and student, with their provenance (results/NAME.json).
+    A searched row's seeds are those whose search did not diverge (``diverged`` names the others)."""
+    from datafree.results import record, results_path
+    from runs.bench_teacher_methods import repo_path
+
+    compact = [{"kind": r["kind"], "budget": r["budget"], "student": r["student"], "flops": r["flops"],
+                "params": r["params"], "seeds": [s for s in range(args.seeds) if s not in r.get("diverged", [])],
+                "final_per_seed": r["final"]["values"] if r["final"] else [],
+                "best_per_seed": r["best"]["values"] if r["best"] else [], "search_s": r["search_s"],
+                "distill_s": r["distill_s"], **{k: r[k] for k in ("search_steps", "diverged") if k in r}} for r in rows]  # fmt: skip
+    table = {"recipe": repo_path(args.recipe), "steps": base.train.steps, "search_steps": search_steps,
+             "seeds": list(range(args.seeds)), "smoke": args.smoke, "flops_reference": LENET5_HALF_FLOPS,
+             "teacher": {k: teacher[k] for k in ("arch", "seed", "teacher_acc")}, "rows": compact}  # fmt: skip
+    return record(results_path(args.record, ROOT), table, ROOT,
+                  ["runs/bench_search.py", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
     from datafree.checkpoint import atomic_write_text
     from datafree.pipeline import hardware
@@ -130,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher-epochs", type=int, default=0)
     parser.add_argument("--output-root", default="outputs/bench_search")
     parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per run")
+    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
+                        "(a path ending in .json: there), with their provenance")  # fmt: skip
     args = parser.parse_args(argv)
     budgets = [float(b) for b in args.budgets.split(",") if b]
     if set(budgets) - set(HAND):
@@ -137,16 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.output_root)
     base, teacher = fixed_steps_recipe(args.recipe, args.steps, args.teacher_epochs, args.smoke, args.teacher, root)
     start = time.perf_counter()
-    rows = []
+    rows, search_steps = [], 4 if args.smoke else args.search_steps
     for budget in budgets:
         rows.append(hand_row(base, budget, args.seeds, root))
-        rows.append(searched_row(base, budget, args.seeds, root, 4 if args.smoke else args.search_steps, args.smoke))
+        rows.append(searched_row(base, budget, args.seeds, root, search_steps, args.smoke))
     command = " ".join(["python runs/bench_search.py", *(sys.argv[1:] if argv is None else argv)])
     text = (f"{table(teacher, rows)}\n\n{args.seeds} seed(s), {base.train.steps} distillation steps per student; "
             f"{hardware()}; {time.perf_counter() - start:.0f} s in all.\n\n`{command}`\n")  # fmt: skip
     atomic_write_text(root / "table.md", text)
     atomic_write_text(root / "results.json", json.dumps({"teacher": teacher, "rows": rows, "command": command,
                                                         "hardware": hardware()}, indent=2))  # fmt: skip
+    if args.record:
+        print(f"figures recorded in {record_rows(teacher, rows, base, search_steps, args, argv)}")
     print(text)
     return 0
 

@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python runs/bench_speed.py --recipe fmnist [--batches 64,128,256,512]
         [--modes fp32,cl,bf16,compile,bf16+cl,cl+compile,bf16+cl+compile] [--iters 0] [--warmup 1] [--repeats 3]
-        [--threads 0]
+        [--threads 0] [--record NAME]
     PYTHONPATH=. .venv/bin/python runs/bench_speed.py --quick    # about a minute: batch 16, fp32/cl/bf16, one round
 
 It measures the recipe (default runs/fmnist.toml) with any ``--section.key value`` overrides (as train_dfl.py takes
@@ -13,7 +13,8 @@ eager fp32 NCHW loop, is the in-run baseline. Each mode runs in its own worker p
 process-global; a fresh process gives a clean peak memory); this process drives them round-robin, one at a
 time, and reports medians, so noise hits every mode alike. The split times the trainer's public pieces one by
 one; the full step is ``train_step`` itself, so a change of the step needs no edit here. The last line is
-``speedup_vs_eager_fp32: <ratio>``: best mode / eager fp32 at the recipe's batch.
+``speedup_vs_eager_fp32: <ratio>``: best mode / eager fp32 at the recipe's batch. ``--record NAME`` also writes the
+per-round timings, their medians and the ratios with their provenance to results/NAME.json (datafree.results).
 """
 
 from __future__ import annotations
@@ -350,6 +351,57 @@ def report(workers: list[Worker], batches: list[int], ref_batch: int, info: dict
     return speedup
 
 
+def finite(value: float | None) -> float | None:
+    """JSON has no NaN: a figure that was not measured is null."""
+    return None if value is None or math.isnan(value) else value
+
+
+def given_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--section.key value`` overrides (and --name, --synthesis[.term], --distill) the command line set."""
+    given = {k: v for k, v in vars(args).items() if "." in k and v is not None}
+    given.update({k: getattr(args, k) for k in ("name", "synthesis", "distill") if getattr(args, k, None)})
+    given.update({k: v for k, v in getattr(args, "synthesis_values", [])})
+    return given
+
+
+def record_table(workers: list[Worker], batches: list[int], ref_batch: int, info: dict, config, recipe: Path,
+                 args: argparse.Namespace, argv: list[str] | None) -> Path:  # fmt: skip
+    """What the table shows, per mode and batch: every round's seconds per step and images/s, their medians, the
+    ratio to eager fp32 (medians), the peak memory and the split's medians; and the last line's best ratio."""
+    from datafree.results import record, results_path
+
+    medians = {(w.name, b): median([r["seconds"] for r in w.samples[(b, "step")]]) for w in workers for b in batches}
+    rows = []
+    for batch in batches:
+        images = info["images"].get(batch)
+        for w in workers:
+            seconds = [r["seconds"] for r in w.samples[(batch, "step")]]
+            splits = w.samples[(batch, "split")]
+            row = {"batch": batch, "mode": w.name, "settings": mode_settings(w.name), "images_per_step": images,
+                   "seconds_per_step": seconds, "images_per_s": [images / s for s in seconds] if images else [],
+                   "median_seconds_per_step": finite(medians[(w.name, batch)])}  # fmt: skip
+            if seconds:
+                row.update({"median_images_per_s": images / medians[(w.name, batch)],
+                            "x_eager_fp32": finite(medians[("fp32", batch)] / medians[(w.name, batch)]),
+                            "peak_mb": max(r["peak_mb"] for r in w.samples[(batch, "step")]),
+                            "split_s": {p: median([x[p] for x in splits]) for p in PIECES} if splits else None})  # fmt: skip
+            errors = w.samples[(batch, "error")] or ([w.error] if w.error and not seconds else [])
+            if errors:
+                row["error"] = errors[0]
+            rows.append(row)
+    measured = {n: t for (n, b), t in medians.items() if b == ref_batch and not math.isnan(t)}
+    best = min(measured, key=measured.get, default="fp32")  # as report() picks it
+    full = recipe.resolve()
+    table = {"recipe": config.name, "recipe_file": str(full.relative_to(ROOT)) if full.is_relative_to(ROOT)
+             else str(recipe), "overrides": given_overrides(args), "seed": config.train.seed,
+             "batches": batches, "reference_batch": ref_batch, "repeats": args.repeats, "iters": args.iters,
+             "warmup": args.warmup, "threads": args.threads or torch.get_num_threads(), "device": info["device"],
+             "step_flops": {str(b): f for b, f in info["flops"].items()}, "rows": rows, "best_mode": best,
+             "speedup_vs_eager_fp32": finite(medians[("fp32", ref_batch)] / medians[(best, ref_batch)])}  # fmt: skip
+    return record(results_path(args.record, ROOT), table, ROOT,
+                  ["runs/bench_speed.py", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="fmnist", help="recipe name under runs/ or a .toml path")
@@ -360,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="round-robin rounds; the table shows medians")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads per worker (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="tiny run for tests: batch 16, fp32/cl/bf16, one round")
+    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
+                        "(a path ending in .json: there), with their provenance")  # fmt: skip
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     add_override_arguments(parser)
     args = parse_args(parser, argv)
@@ -406,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     title = (f"train_step of recipe {config.name}: generator width {config.generator.width}, "
              f"{config.train.student_steps} student steps; medians of the rounds")  # fmt: skip
     speedup = report(workers, batches, ref_batch, info, title)
+    if args.record:
+        print(f"figures recorded in {record_table(workers, batches, ref_batch, info, config, recipe, args, argv)}")
     print(f"speedup_vs_eager_fp32: {speedup:.2f}")
     return 0
 

@@ -3,7 +3,7 @@
     python runs/bench_teacher_methods.py [--recipe runs/zoo.toml] [--teachers lenet5@0,lenet5@1,lenet5@2,vgg_bn@0]
         [--student lenet5_half] [--methods single,feed,sfeed,rco] [--transfer synthetic|real] [--seeds 3]
         [--minutes 5 | --steps N] [--teacher-epochs N] [--feed-weight 1.0] [--rco-schedule equal|plateau] [--rco-invert final|anchor]
-        [--output-root outputs/bench_methods] [--smoke]
+        [--output-root outputs/bench_methods] [--smoke] [--record NAME]
 
 Teachers (``arch@seed``) are trained once on the real data (``teacher_training.seed`` = that seed; route
 checkpoints four times per training, for RCO) and reported alone. Then, with the SAME recipe and the same loop
@@ -21,7 +21,8 @@ slows every run without changing any step count. ``--minutes`` times each run at
 
 ``--transfer real`` runs the same methods on the real training images (labels unused; ``single`` is then plain
 KD on real data). Writes table.md and results.json under --output-root (final and best accuracy, mean +- std over
-seeds, wall time). --smoke: generated stand-in data, seconds per run (numbers meaningless).
+seeds, wall time); ``--record NAME`` also writes the per-seed figures with their provenance to results/NAME.json
+(datafree.results). --smoke: generated stand-in data, seconds per run (numbers meaningless).
 """
 
 from __future__ import annotations
@@ -150,6 +151,34 @@ def table(teachers: list[dict], rows: list[dict], transfer: str) -> str:
     return "\n".join(lines)
 
 
+def repo_path(path: str | Path) -> str:
+    """``path`` relative to the checkout when inside it (a recorded table names no machine's folders)."""
+    full = Path(path).resolve()
+    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(path)
+
+
+def record_rows(teachers: list[dict], rows: list[dict], configs: dict[str, Config], budget: dict,
+                args: argparse.Namespace, argv: list[str] | None) -> Path:  # fmt: skip
+    """The table's per-seed figures and the settings of each row, with their provenance (results/NAME.json).
+    ``budget``: {"minutes"} per run, or {"single_steps", "steps"}: single's steps and each method's equal-time steps."""
+    from datafree.results import record, results_path
+
+    best = max(teachers, key=lambda t: t["teacher_acc"])  # single's and rco's (method_config); the others: all
+    names = {m: f"{best['arch']}@{best['seed']}" if m in ("single", "rco") else "all" for m in configs}
+    compact = [{"method": r["method"], "teacher": names[r["method"]], "teacher_kind": configs[r["method"]].teacher.kind,
+                "distill": [t.name for t in configs[r["method"]].distill],
+                "steps_per_seed": [run["steps"] for run in r["runs"]],
+                "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
+                "best_per_seed": [run["student_acc_best"] for run in r["runs"]], "wall_s": r["wall_s"]} for r in rows]  # fmt: skip
+    table = {"recipe": repo_path(args.recipe), "student": args.student, "transfer": args.transfer,
+             "seeds": list(range(args.seeds)), "budget": budget,
+             "feed_weight": args.feed_weight, "rco": {"schedule": args.rco_schedule, "invert": args.rco_invert},
+             "smoke": args.smoke, "teachers": [{k: t[k] for k in ("arch", "seed", "teacher_acc")} for t in teachers],
+             "rows": compact}  # fmt: skip
+    return record(results_path(args.record, ROOT), table, ROOT,
+                  ["runs/bench_teacher_methods.py", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
     from datafree.checkpoint import atomic_write_text
     from datafree.pipeline import hardware
@@ -169,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rco-invert", default="final", choices=("final", "anchor"), help="the teacher G inverts")
     parser.add_argument("--output-root", default="outputs/bench_methods")
     parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per run")
+    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
+                        "(a path ending in .json: there), with their provenance")  # fmt: skip
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     if set(methods) - set(METHODS) or len(args.teachers.split(",")) < 2:
@@ -184,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         base, minutes = smoke_config(base), 0.02
     teachers = trained_teachers(base, args.teachers.split(","), root)
     configs = {m: method_config(base, m, teachers, args) for m in methods}
-    steps = equal_time_steps(configs, 4 if args.smoke else args.steps) if args.steps else {}
+    single_steps = (4 if args.smoke else args.steps) if args.steps else 0
+    steps = equal_time_steps(configs, single_steps) if single_steps else {}
     rows = [run_method(configs[m], m, args.seeds, minutes, root, steps.get(m, 0)) for m in methods]
     command = " ".join(["python runs/bench_teacher_methods.py", *(sys.argv[1:] if argv is None else argv)])
     budget = f"equal wall time by timed steps ({steps})" if steps else f"{minutes} min per run"
@@ -193,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(root / "table.md", text)
     atomic_write_text(root / "results.json", json.dumps({"teachers": teachers, "rows": rows, "command": command,
                                                         "hardware": hardware(), "transfer": args.transfer}, indent=2))  # fmt: skip
+    if args.record:
+        limit = {"single_steps": single_steps, "steps": steps} if steps else {"minutes": minutes}
+        print(f"figures recorded in {record_rows(teachers, rows, configs, limit, args, argv)}")
     print(text)
     return 0
 

@@ -98,7 +98,7 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed:
         start = time.perf_counter()
         results = distill_from_config(c)
         reset_accelerate()
-        results["total_s"] = round(time.perf_counter() - start, 1)
+        results["total_s"], results["seed"] = round(time.perf_counter() - start, 1), seed
         runs.append(results)
     head = {"pair": config.name, "teacher": config.teacher.arch, "student": config.student.arch,
             "image_size": dataset_info(config.data.like or config.data.name).image_size,
@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(pairs run as separate processes, e.g. one per core) join --output-root's table")  # fmt: skip
     parser.add_argument("--pool", action="store_true", help="with --merge: one row per pair, over the runs of every "
                         "root (e.g. seeds 3-5 run later with --first-seed 3 beside seeds 0-2)")  # fmt: skip
+    parser.add_argument("--record", default="", metavar="NAME", help="also write the table's figures to "
+                        "results/NAME.json (a path ending in .json: there), which runs/tables.py renders")
     add_override_arguments(parser)  # an ablation on the whole zoo: e.g. --generator.conditional false
     args = parse_args(parser, argv)
     root = Path(args.output_root)
@@ -237,8 +239,26 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(root / "results.json", json.dumps({"rows": rows, "recipe": args.recipe, "preset": base.preset,
                                                             "hardware": hardware_line, "smoke": args.smoke, "command": command,
                                                             "minutes": minutes}, indent=2))  # fmt: skip
+    if args.record:
+        print(f"figures recorded in {record_rows(rows, names, args, minutes, base, argv)}")
     print(text)
     return 0
+
+
+def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, minutes: float, base: Config,
+                argv: list[str] | None) -> Path:  # fmt: skip
+    """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it)."""
+    from datafree.results import record, results_path
+
+    keep = ("pair", "teacher", "student", "image_size", "teacher_acc", "uses", "worst_class", "worst_class_student",
+            "worst_class_teacher", "classes_below_half_teacher", "min_coverage", "steps", "wall_s")
+    compact = [{**{k: r[k] for k in keep if k in r}, "seeds": [run.get("seed") for run in r["runs"]],
+                "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
+                "best_per_seed": [run["student_acc_best"] for run in r["runs"]]} for r in rows]
+    table = {"recipe": str(Path(args.recipe).resolve().relative_to(ROOT)) if Path(args.recipe).resolve().is_relative_to(ROOT)
+             else args.recipe, "preset": base.preset, "minutes": minutes, "class_names": names, "rows": compact}  # fmt: skip
+    return record(results_path(args.record, ROOT), table, ROOT,
+                  ["runs/bench_teachers.py", *(sys.argv[1:] if argv is None else argv)])  # fmt: skip
 
 
 if __name__ == "__main__":

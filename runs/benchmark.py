@@ -172,6 +172,20 @@ def run_benchmark(recipe: str, seeds: int, smoke: bool = False, output_root: str
     return summary
 
 
+def record_summary(summary: dict, name: str, argv: list[str]) -> Path:
+    """The summary's figures without the bulky parts (confusion matrices, paths), with their provenance."""
+    from datafree.results import record, results_path
+
+    keep = ("seed", "teacher_acc", "student_acc_final", "student_acc_best", "best_step", "steps", "wall_time_s",
+            "images_generated", "class_acc", "teacher_params", "student_params", "preset", "uses", "mixed_precision")
+    runs = [{k: r[k] for k in keep if k in r} for r in summary["runs"]]
+    table = {k: summary[k] for k in ("recipe", "recipe_file", "dataset", "teacher_arch", "student_arch", "seeds",
+                                     "teacher", "student_acc_final", "student_acc_best", "paper") if k in summary}
+    names = summary["runs"][0].get("class_names")
+    return record(results_path(name, ROOT), {**table, **({"class_names": names} if names else {}), "runs": runs}, ROOT,
+                  ["runs/benchmark.py", *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: run the benchmark; recipe and data errors become one line on stderr and exit code 2."""
     from datafree.checkpoint import CheckpointError
@@ -184,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny end-to-end run on generated stand-in data (< 1 min)")
     parser.add_argument("--output-root", default="outputs", help="parent of outputs/<recipe>[-smoke]/ (default outputs)")
     parser.add_argument("--retrain-teacher", action="store_true", help="train the teacher even if its checkpoint exists")
+    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
+                        "(a path ending in .json: there), which runs/tables.py renders into the README and docs/")
     add_override_arguments(parser)
     args = parse_args(parser, argv)
     seeds = args.seeds if args.seeds is not None else (1 if args.smoke else 3)
@@ -197,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, DataMissingError, NonFiniteLossError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.record:
+        path = record_summary(summary, args.record, sys.argv[1:] if argv is None else list(argv))
+        print(f"figures recorded in {path}")
     pct = lambda s: f"{100 * s['mean']:.2f}% ± {100 * s['std']:.2f}"  # noqa: E731
     paper = summary["paper"].get("student_acc")
     print(f"teacher {100 * summary['teacher_acc']:.2f}%; student over {len(summary['runs'])} seed(s): "

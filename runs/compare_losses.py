@@ -1,9 +1,10 @@
 """Same data-free budget, one student objective at a time: KD alone, then KD + each feature loss.
 
-    python runs/compare_losses.py [--config runs/fmnist.toml] [--seeds 2] [--steps 300] [--only kd,nst]
+    python runs/compare_losses.py [--config runs/fmnist.toml] [--seeds 2] [--steps 300] [--only kd,nst] [--record NAME]
 
 Writes outputs/loss_zoo/table.md (mean and spread over seeds of final and best student accuracy, wall
-time) and results.json; every run's own folder is outputs/loss_zoo/<loss>/seed_<k>/.
+time) and results.json; every run's own folder is outputs/loss_zoo/<loss>/seed_<k>/. ``--record NAME`` also writes
+the per-seed figures with their provenance to results/NAME.json (datafree.results).
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from datafree.config import LossConfig, load_toml  # noqa: E402
-
 
 
 def feature_losses() -> dict[str, tuple[float, dict]]:
@@ -43,6 +44,21 @@ def spread(values: list[float]) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
+def record_rows(rows: list[dict], terms: dict[str, list[LossConfig]], args: argparse.Namespace, dataset: str,
+                batch_size: int, argv: list[str] | None) -> Path:  # fmt: skip
+    """The table's per-seed figures and what defines each row (its loss terms), with their provenance."""
+    from datafree.results import record, results_path
+
+    config = Path(args.config).resolve()
+    table = {"recipe": str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else args.config,
+             "dataset": dataset, "steps": args.steps, "batch_size": batch_size, "seeds": list(range(args.seeds)),
+             "rows": [{"objective": r["objective"], "distill": [asdict(t) for t in terms[r["objective"]]],
+                       "final_per_seed": r["final"], "best_per_seed": r["best"], "wall_s": r["wall_time_s"]}
+                      for r in rows]}  # fmt: skip
+    return record(results_path(args.record, ROOT), table, ROOT,
+                  ["runs/compare_losses.py", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
     from datafree.build import reset_accelerate
     from datafree.pipeline import distill_from_config, hardware
@@ -54,11 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=0, help="per-step batch (default: the recipe's)")
     parser.add_argument("--only", default="", help="comma-separated loss names (kd is always the baseline)")
     parser.add_argument("--output-root", default="outputs/loss_zoo")
+    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
+                        "(a path ending in .json: there), with their provenance")  # fmt: skip
     args = parser.parse_args(argv)
     base = load_toml(args.config)
     root = Path(args.output_root)
     rows, started = [], time.perf_counter()
-    for label, losses in objectives([s for s in args.only.split(",") if s]).items():
+    terms = objectives([s for s in args.only.split(",") if s])
+    for label, losses in terms.items():
         finals, bests, times = [], [], []
         for seed in range(args.seeds):
             out = root / label.replace("+", "_") / f"seed_{seed}"
@@ -90,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     (root / "table.md").write_text("\n".join(lines) + "\n")
     (root / "results.json").write_text(json.dumps({"rows": rows, "steps": args.steps, "hardware": hardware(),
                                                    "total_s": time.perf_counter() - started}, indent=2))  # fmt: skip
+    if args.record:
+        path = record_rows(rows, terms, args, base.data.name, args.batch_size or base.train.batch_size, argv)
+        print(f"figures recorded in {path}")
     print("\n".join(lines))
     return 0
 

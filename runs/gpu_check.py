@@ -3,7 +3,7 @@
 On the GPU machine (one H200, PyTorch + Accelerate, no internet; ~5-8 minutes), from the repository root:
 
     PYTHONUNBUFFERED=1 python runs/gpu_check.py --data-root .fmnist --teacher .teacher/teacher.safetensors \\
-        --out $OUT/gpu_check.json
+        --out $OUT/gpu_check.json [--record NAME]
 
 On CPU, in well under a minute (what tests/test_gpu_check.py runs; its numbers mean nothing):
 
@@ -20,6 +20,7 @@ skipped as warm-up; "images" counts every generated image (for fmnist, the stude
 one step: torch.utils.flop_counter.FlopCounterMode (matmuls and convolutions, forward and backward) around a
 1-step and a 2-step run; the difference is one step (evaluation and setup cancel), scaled linearly to each batch.
 Without --teacher the LeNet-5 teacher is trained first (the recipe's 20 epochs). A failed run is a table row.
+``--record NAME`` also writes the rows' figures (no run folders) with their provenance to results/NAME.json.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cifar-batches", default=None, help="comma-separated (default 256,1024; smoke 2,4)")
     parser.add_argument("--output-root", default="outputs/gpu_check")
     parser.add_argument("--out", default=None, help="also write the rows as JSON to this file")
+    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
+                        "(a path ending in .json: there), with their provenance")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -237,6 +240,24 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+RECORDED = ("run", "precision", "batch", "steps", "images_per_s", "acc_final", "acc_best", "teacher_acc", "wall_s",
+            "distill_s", "peak_mem_gib", "step_flops", "achieved_flops_per_s", "matmul_fraction", "error")
+
+
+def record_rows(rows: list[dict], matmul: dict, args: argparse.Namespace, argv: list[str] | None) -> Path:
+    """The rows' figures (each with its precision, batch and steps) without their run folders (NaN, a failed row's
+    images/s, as null), the recipes' seeds and the matmul rate the fractions divide by, with their provenance."""
+    from datafree.results import record, results_path
+
+    clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731  (JSON has no NaN)
+    compact = [{k: clean(r[k]) for k in RECORDED if k in r} for r in rows]
+    seeds = {name: load_toml(ROOT / "runs" / f"{name}.toml").train.seed for name in ("fmnist", "cifar10")}
+    table = {"smoke": args.smoke, "seeds": seeds, "teacher": "given" if args.teacher else "trained here",
+             "matmul": matmul, "rows": compact}  # each row holds its own steps and batch
+    return record(results_path(args.record, ROOT), table, ROOT,
+                  ["runs/gpu_check.py", *(sys.argv[1:] if argv is None else argv)])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.device == "cpu":
@@ -262,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                   "total_wall_s": time.perf_counter() - start}  # fmt: skip
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2))
+    if args.record:
+        print(f"figures recorded in {record_rows(rows, matmul, args, argv)}")
     if bad:
         print(f"error: no measurement for {bad}", file=sys.stderr)
     return 1 if bad else 0

