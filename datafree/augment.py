@@ -61,7 +61,7 @@ def random_blur(images: torch.Tensor, max_sigma: float, rng: torch.Generator) ->
     radius ceil(3 max_sigma), edges replicated); sigma near 0 leaves an image as it is.
 
     Why: the generator paints the fine detail the teacher's classes respond to more strongly than real images
-    have it. On the zoo's MobileNet (zoo19, seed 1; ``runs/class_gap.py --blur 1`` / ``--sharpen 1``) blurring
+    have it. On the zoo's MobileNet (one seed; ``runs/class_gap.py --blur 1`` / ``--sharpen 1``) blurring
     the real test images by sigma = 1 drops the share of the teacher's shirts the student also calls Shirt from
     0.36 to 0.15 and sharpening them lifts it to 0.52, while the teacher keeps 81% / 77% accuracy: the student
     learnt Shirt as "sharp", which real shirts are less. Relabelled by the teacher, blurred images teach the

@@ -18,7 +18,7 @@ teacher must give the blend, not a sure answer), and the per-class terms count t
 ``a``. Data Impressions (Nayak et al., ICML 2019, "Zero-Shot Knowledge Distillation in Deep Networks") sample
 soft targets from a Dirichlet shaped by the final layer's class similarity; here the targets mix two classes,
 the similarity is the teacher's answers on the generator's images (any architecture: no final layer to find),
-and the pure images stay, so every class is still made. Measured on the zoo: README "The teacher zoo".
+and the pure images stay, so every class is still made. Measured on the zoo: docs/changelog.md.
 """
 
 from __future__ import annotations

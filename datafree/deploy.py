@@ -110,15 +110,15 @@ def store_int8(src: Path, dst: Path, layers: dict) -> Path:
     return dst
 
 
-def latency_ms(session, image_shape: tuple[int, ...], batch: int, repeats: int = 30) -> float:
+def latency_ms(runtime, image_shape: tuple[int, ...], batch: int, repeats: int = 30) -> float:
     """Median wall time per image over ``repeats`` runs of one batch (after 3 warm-up runs)."""
     x = np.random.default_rng(0).standard_normal((batch, *image_shape)).astype(np.float32)
     for _ in range(3):
-        session.run(None, {"images": x})
+        runtime.run(None, {"images": x})
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        session.run(None, {"images": x})
+        runtime.run(None, {"images": x})
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times) / batch
 
@@ -129,20 +129,20 @@ def check(path: Path, net: nn.Module, loader, image_shape: tuple[int, ...], thre
 
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    runtime = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])  # onnxruntime's API name
     worst, right_ort, right_torch, total = 0.0, 0, 0, 0
     with torch.no_grad():
         for images, labels in loader:
             expected = net(images)
-            got = torch.from_numpy(session.run(None, {"images": images.numpy().astype(np.float32)})[0])
+            got = torch.from_numpy(runtime.run(None, {"images": images.numpy().astype(np.float32)})[0])
             worst = max(worst, float((got - expected).abs().max()))
             right_ort += int((got.argmax(1) == labels).sum())
             right_torch += int((expected.argmax(1) == labels).sum())
             total += len(labels)
     return {"file": path.name, "bytes": path.stat().st_size, "max_abs_logit_diff": worst, "within_tolerance": worst <= TOLERANCE,
             "accuracy_onnxruntime": right_ort / total, "accuracy_pytorch": right_torch / total, "images": total,
-            "latency_ms_per_image_batch1": round(latency_ms(session, image_shape, 1), 4),
-            "latency_ms_per_image_batch64": round(latency_ms(session, image_shape, 64), 4), "threads": threads}  # fmt: skip
+            "latency_ms_per_image_batch1": round(latency_ms(runtime, image_shape, 1), 4),
+            "latency_ms_per_image_batch64": round(latency_ms(runtime, image_shape, 64), 4), "threads": threads}  # fmt: skip
 
 
 def deploy_run(run_dir: str | Path, threads: int = 1, verify: bool = True) -> dict:

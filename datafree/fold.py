@@ -5,7 +5,7 @@ After a convolution or linear layer it folds into that layer: W' = W s, b' = (b 
 s = gamma / sqrt(var + eps) per output channel. The folded copy computes the same function up to float
 rounding with one pass less over every feature map. The loop uses it for the forwards that only label the
 student's batches (datafree/batches.py): a step of the zoo's ResNet-20 pair is 1.13x faster with it on one CPU
-core, 1.52x with bf16 labels on top (README, "The teacher zoo"; runs/bench_speed.py). The generator's forward
+core, 1.52x with bf16 labels on top (docs/changelog.md; runs/bench_speed.py). The generator's forward
 keeps the BatchNorm layers, whose inputs the statistics terms read.
 
 The fold is torch.fx's (``torch.fx.experimental.optimization.fuse``: conv/linear followed by BatchNorm, when

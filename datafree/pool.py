@@ -1,6 +1,6 @@
 """A memory of the generator's past images for the student (``train.pool = N``): some extra updates draw from it.
 
-At any one step the generator makes a narrow set of images per class: on the zoo's MobileNet (zoo19, seed 1;
+At any one step the generator makes a narrow set of images per class: on the zoo's MobileNet (one seed;
 ``runs/class_gap.py``) the teacher's penultimate features of the final generator's shirts spread half as far as
 real shirts' (trace of the covariance 0.51 of the real one; 0.60-1.92 for the other classes), and the student
 agrees with its teacher on 81% of the generated shirts but on 36% of the real ones the teacher calls Shirt

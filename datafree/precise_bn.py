@@ -15,7 +15,7 @@ This is torch's ``torch.optim.swa_utils.update_bn`` (what it does for SWA's aver
 "PreciseBN" (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021: population statistics computed with the
 final weights instead of an EMA over changing ones); the difference here is the data: the generator's
 un-augmented images, nothing real. Measured on the zoo's saved students (``runs/precise_bn_check.py``) and
-on whole runs: README "The teacher zoo".
+on whole runs: docs/changelog.md.
 
 What it touches: the shipped student's BatchNorm buffers (the EMA's average when ``train.ema_decay``), which
 training never reads (train mode normalizes with batch statistics; only ``generator.quota``'s gap, an eval-mode

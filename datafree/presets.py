@@ -27,7 +27,7 @@ _DEFAULT: dict[str, Any] = {
     "generator": {"output": "pixels", "width": 16, "lr": 0.03, "conditional": True, "blend": 0.25},
     # the generator's batch of 64 (its step costs half), flipped / shifted student batches (relabelled by the
     # teacher, no extra forward on the fresh ones), their labels from bf16 forwards where the hardware has bf16
-    # (on BatchNorm-folded copies, train.fold_batchnorm): measured on the zoo (README "The teacher zoo")
+    # (on BatchNorm-folded copies, train.fold_batchnorm): measured on the zoo (docs/changelog.md)
     "train": {"steps": 1500, "batch_size": 64, "student_steps": 10, "fresh_batches": True, "fresh_batch_size": 64,
               "augment_flip": True, "augment_shift": 2, "label_precision": "auto",
               # the student's BatchNorm statistics from 20 un-augmented generator batches before it is judged: its
@@ -36,21 +36,21 @@ _DEFAULT: dict[str, Any] = {
     "synthesis": [
         # full weight for the first half (the generator finds every class), 0.3 after: the statistics terms then
         # spread each class's images as its training images were, and the student anneals on those (measured on
-        # the zoo: the ResNet-20's Shirt 36 -> 55, the MobileNet's 34 -> 41; README "The teacher zoo")
+        # the zoo: the ResNet-20's Shirt 36 -> 55, the MobileNet's 34 -> 41; docs/changelog.md)
         {"name": "onehot", "weight": 1.0, "schedule": "step", "milestones": [0.5], "gamma": 0.3},
         {"name": "entropy", "weight": 5.0, "params": {"log": "log10"}},
         {"name": "moment", "weight": 3.0},
         {"name": "feature_stats", "weight": 5.0, "params": dict(_STATS)},
         {"name": "class_feature_stats", "weight": 10.0, "params": dict(_STATS)},
         # off for the last quarter: the student anneals on what the teacher's own objective makes instead of
-        # chasing a generator that keeps moving (measured on the zoo: README "The teacher zoo")
+        # chasing a generator that keeps moving (measured on the zoo: docs/changelog.md)
         {"name": "adversarial", "weight": 1.0, "schedule": "step", "milestones": [0.75], "gamma": 0.0},
         # the teacher's penultimate features per class, spread between images as the class's training images were
-        # (recorded; off without a record): measured on the zoo (README "The teacher zoo")
+        # (recorded; off without a record): measured on the zoo (docs/changelog.md)
         {"name": "class_penultimate_stats", "weight": 5.0, "params": dict(_STATS)},
     ],
     # the teacher's answers softened to T = 4 (T^2-scaled KL): the student learns how the teacher ranks the other
-    # classes, which is what carries it to real images unlike the generator's (measured on the zoo: README)
+    # classes, which is what carries it to real images unlike the generator's (measured on the zoo: docs/changelog.md)
     "distill": [{"name": "kd", "weight": 1.0, "params": {"temperature": 4.0}}],
 }
 

@@ -13,8 +13,8 @@ student forward (eval mode: running statistics untouched) on the generator's bat
 shares (deterministic, sorted by class, computed on the device: no host sync), so every class keeps at least
 ``(1 - q) / K`` of the images and a run is still balanced at ``q = 0``. The quota acts on every batch the
 synthesizer makes: the generator's (whose one-hot and per-class terms target these labels) and the student's
-fresh ones. Per-class quotas are named by the zoo issue as one way to make every class the teacher knows; the
-measurement is in README "The teacher zoo".
+fresh ones. A per-class quota is one way to have the generator make every class the teacher knows; the dated
+measurements are in docs/changelog.md.
 """
 
 from __future__ import annotations

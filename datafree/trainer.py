@@ -1,6 +1,6 @@
 """The data-free loop under Accelerate. It receives built parts (datafree/build.py) and names no method.
 
-One step (see README "Layout"):
+One step (see docs/extending.md):
     z(seed, rank, step) --G--> x --teacher--> logits + features          (ONE forward)
       generator objective: sum of the recipe's [[synthesis]] terms        -> G update
       student objective: sum of the recipe's [[distill]] losses on x.detach()

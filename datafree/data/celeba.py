@@ -6,7 +6,7 @@
   (:func:`most_balanced_attribute`) and recorded on the family (``chosen``) and on the loaded dataset
   (``attribute``, ``positive_fraction``); the class names read ``"not <attr>"``/``"<attr>"`` once it is
   known and ``"negative"``/``"positive"`` before. This is how users of the official DAFL code reconstructed the
-  paper's CelebA task (teacher ~81%; huawei-noah/Efficient-Computing issues #9 and #17). For a fixed attribute,
+  paper's CelebA task (teacher ~81%; GitHub threads #9 and #17 of huawei-noah/Efficient-Computing). For a fixed attribute,
   register ``CelebABinary("celeba-smiling", "Smiling")`` under its own name.
 - ``celeba8`` (alias ``celeba-3attr``): our earlier reading, 8 classes = the 3-bit code of ``CELEBA_ATTRIBUTES``.
 

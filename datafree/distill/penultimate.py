@@ -17,7 +17,7 @@ It asks for the teacher's pattern over its features, not its magnitude, which KD
 
 Why at all: KD gives the student ten numbers per image; the teacher's last features carry D_t (64-256 in the zoo),
 more of what separates classes whose logits the student can match on the generator's images and still part from
-the teacher on real ones (README "The teacher zoo", Shirt). The map r is trained with the student and dropped
+the teacher on real ones (the zoo's Shirt class, docs/changelog.md). The map r is trained with the student and dropped
 at deployment: the student's own classifier is left as KD trains it.
 """
 

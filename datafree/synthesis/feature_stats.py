@@ -338,7 +338,7 @@ class ClassPenultimateStats(ClassFeatureStats):
 
     Why: ``class_feature_stats`` matches conv layers' moments over images x positions, which a batch meets with
     every image alike as long as each varies across its own positions; at the penultimate layer there are no
-    positions, so the variance is between images. On the zoo's MobileNet (zoo19, seed 1; ``runs/class_gap.py``)
+    positions, so the variance is between images. On the zoo's MobileNet (one seed; ``runs/class_gap.py``)
     the final generator's shirts spread 0.51 of real shirts' there and the student agrees with its teacher on
     36% of the real shirts against 81% of the generated ones: the student never saw the rest of the class.
     Not in any paper we implement: DeepInversion's per-class prior at the layer the classes are read from.

@@ -23,7 +23,7 @@ student's own forward stays at its ``act_bits``.
 
 Data-free, the generator still inverts the REAL teacher (``teacher.arch`` / ``checkpoint``, exactly as
 ``kind = "single"``; its statistics terms read that teacher), and the real teacher's logits still reach the
-losses: ``[[distill]] kd`` beside ``speq`` adds SPEQ's term to KD (the measured default, see the README), ``speq``
+losses: ``[[distill]] kd`` beside ``speq`` adds SPEQ's term to KD (the usual way to use it, docs/methods.md), ``speq``
 alone replaces it. The self-teacher's logits reach losses as the feature ``"self/logits"``.
 
 Draw j uses ``torch.Generator().manual_seed(seed * 1_000_003 + j)``; the draw counter j is resumable state, so

@@ -1,0 +1,58 @@
+"""The README's and docs' tables are what runs/tables.py makes of results/: a hand-edited figure fails here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runs import tables  # noqa: E402
+
+
+def test_committed_tables_match_results():
+    assert tables.stale() == [], "run `python runs/tables.py` (make tables) and commit the result"
+
+
+def test_every_block_is_used_and_known():
+    """Each renderer's block appears in the docs, and every block in the docs has a renderer."""
+    names = set()
+    for doc in tables.documents():
+        names |= {m.group(2) for m in tables.MARKER.finditer(doc.read_text())}
+    assert names == set(tables.RENDERERS)
+
+
+def test_a_hand_edited_result_makes_the_tables_stale(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(tables.RESULTS, results)
+    files = sorted(results.glob("*.json"))
+    assert files, "results/ holds no file"
+    path = results / "check_recipes.json"
+    data = json.loads(path.read_text())
+    data["pairs"][0]["runs"][0]["final"] += 0.0123  # one seed's figure edited by hand
+    path.write_text(json.dumps(data))
+    stale = tables.stale(ROOT, results)
+    assert any(line.endswith(": check_recipes") for line in stale), stale
+
+
+def test_check_recipes_table_by_hand():
+    data = {"provenance": {"command": "python x", "commit": "abc", "date": "2026-12-04",
+                           "hardware": {"cpu": "cpu", "cores": 2, "cpu_capability": "AVX2", "accelerator": None,
+                                        "torch": "2", "threads": 1}},
+            "pairs": [{"pair": "demo", "teacher_acc": 0.9, "steps": 300, "floor": 0.66,
+                       "runs": [{"final": 0.70, "best": 0.71}, {"final": 0.72, "best": 0.73},
+                                {"final": 0.74, "best": 0.75}]}]}
+    text = tables.check_recipes(data)
+    assert "| demo | 90.00 | 300 | 70.00 / 72.00 / 74.00 | 72.00 ± 2.00 | 73.00 ± 2.00 | 66.00 |" in text
+    assert "commit abc" in text and "AVX2" in text and "1 thread(s)" in text
+
+
+def test_missing_file_names_its_command(tmp_path):
+    assert "python runs/bench_teachers.py" in tables.render("zoo", tmp_path)
+    with pytest.raises(KeyError, match="no table named"):
+        tables.render("nope", tmp_path)
