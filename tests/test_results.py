@@ -29,6 +29,12 @@ def test_commit_marks_changed_tracked_files_but_not_results(tmp_path):
                           text=True).stdout.strip()
     assert results.commit_of(tmp_path) == head
     (tmp_path / "results" / "x.json").write_text('{"a": 1}')  # what a benchmark is writing
+    (tmp_path / "README.md").write_text("the tables it regenerates\n")
+    git(tmp_path, "add", "README.md")
+    git(tmp_path, "commit", "-qm", "two")
+    head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / "README.md").write_text("edited\n")
     assert results.commit_of(tmp_path) == head
     (tmp_path / "code.py").write_text("a = 2\n")
     assert results.commit_of(tmp_path) == head + "-dirty"
