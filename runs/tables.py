@@ -45,7 +45,15 @@ def missing(name: str, command: str) -> str:
 
 
 def _class_names(data: dict, k: int) -> list[str]:
-    names = data.get("class_names") or []
+    """The file's class names, else its registered dataset's (``datafree.data.dataset_info``), else the indices."""
+    names = list(data.get("class_names") or [])
+    if not names and data.get("dataset"):
+        from datafree.data import dataset_info
+
+        try:
+            names = list(dataset_info(data["dataset"]).class_names)
+        except (KeyError, ValueError):
+            names = []
     return names if len(names) == k else [str(c) for c in range(k)]
 
 
@@ -80,7 +88,7 @@ def demo_runs(data: dict) -> str:
     runs = data["runs"]
     teacher = runs[0]["class_acc"]["teacher"]
     names = _class_names(data, len(teacher))
-    head = "| seed | final | best (step) | steps | s | " + " | ".join(names) + " |"
+    head = "| seed | final | best (step) | steps | seconds | " + " | ".join(names) + " |"
     rule = "|---:|---:|---:|---:|---:|" + "---:|" * len(names)
     rows = [head, rule, "| teacher | | | | | " + " | ".join(f"{100 * a:.1f}" for a in teacher) + " |"]
     for r in runs:
