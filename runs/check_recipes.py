@@ -2,7 +2,7 @@
 trains itself, compared with the references stored in results/check_recipes.json.
 
     python runs/check_recipes.py                      # seed 0 of every pair against the references (make check-recipes)
-    python runs/check_recipes.py --seeds 3 --record   # measure the references anew and write results/check_recipes.json
+    python runs/check_recipes.py --seeds 4 --record   # measure the references anew and write results/check_recipes.json
     python runs/check_recipes.py --pairs demo --synthesis.moment 1.5   # try a change on one pair before it lands
 
 Why: the demo lost 3.7 points over many commits while nothing ran it. Every change that can move accuracy (a synthesis
@@ -19,7 +19,13 @@ seeds minus ``max(SPREAD_TIMES x std, MIN_TOLERANCE)``; and the check fails when
 references' means by more than ``max(TOGETHER_TIMES x s / sqrt(n), MIN_TOLERANCE)`` on average, s the pooled standard
 deviation of the n pairs (a change that costs every pair a little is as real as one that costs one pair a lot). A
 figure above the reference's mean plus its margin passes, with a note to record the references anew. On the machine
-the references were recorded on, an unchanged code reproduces seed 0's figure exactly. The teacher labels the
+the references were recorded on, an unchanged code reproduces seed 0's figure exactly.
+
+Where the floors are enforced: on a machine like the references' (the same CPU model name, ATen capability and
+torch). Elsewhere the check trains its teachers with other rounding, and a one-epoch teacher trained elsewhere is
+another teacher: under ATen AVX2 the ResNet-20 pair's seed 0 gave 61.52 against 66.55-67.70 over four seeds here,
+a spread the distillation seeds do not measure. There the table is printed with a note and the exit status is 0;
+``--enforce`` fails on it anyway, and ``--seeds 4 --record`` on that machine records references for it. The teacher labels the
 student's batches in fp32 here on every machine (the recipes' ``label_precision = "auto"`` takes bf16 where the CPU
 has it natively): the figure then depends on the code, not on whether the CPU has bf16. Across CPUs (AVX2 / AVX-512, with or without native bf16 for the
 teacher's labels) the same seed differs by rounding, which the seeds' spread covers.
@@ -157,7 +163,7 @@ def verdict(figures: list[dict], reference: dict) -> tuple[list[str], bool]:
         if ref is None or ref["steps"] != row["steps"]:
             ok = False
             lines.append(f"| {row['pair']} | no reference for {row['steps']} steps | | {100 * figure:.2f} | "
-                         "FAIL: record the references (--seeds 3 --record) |")
+                         "FAIL: record the references (--seeds 4 --record) |")
             continue
         held = figure >= ref["floor"]
         ok &= held
@@ -178,6 +184,16 @@ def verdict(figures: list[dict], reference: dict) -> tuple[list[str], bool]:
     return lines, ok
 
 
+def same_machine(reference: dict) -> tuple[bool, str]:
+    """Whether this machine is the kind the references were recorded on (CPU model, ATen capability, torch)."""
+    from datafree.results import machine
+
+    here, there = machine(), reference["provenance"]["hardware"]
+    keys = ("cpu", "cpu_capability", "torch")
+    differ = [f"{k} {here[k]!r} (references: {there.get(k)!r})" for k in keys if here[k] != there.get(k)]
+    return not differ, "; ".join(differ)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", default=",".join(PAIRS), help=f"comma-separated, of {', '.join(PAIRS)}")
@@ -188,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", default=str(REFERENCE), help="the references' file (default %(default)s)")
     parser.add_argument("--smoke", action="store_true", help="2 steps on generated stand-in images: proves the "
                         "chain in seconds (compare only with references recorded with --smoke)")  # fmt: skip
+    parser.add_argument("--enforce", action="store_true", help="fail on the floors even on a machine unlike the "
+                        "references' (another CPU model, ATen capability or torch)")  # fmt: skip
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)  # one pair, in a child process
     parser.add_argument("--seed-list", default="0", help=argparse.SUPPRESS)
     add_override_arguments(parser)  # a change to try: --synthesis.moment 1.5, --train.batch_size 32, ...
@@ -210,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--record stores the recipes as they are: drop the overrides " + " ".join(passthrough))
     reference = Path(args.reference)
     if not args.record and not reference.exists():
-        parser.error(f"no references at {reference}: record them with --seeds 3 --record")
+        parser.error(f"no references at {reference}: record them with --seeds 4 --record")
     root.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     figures = run_all(pairs, list(range(args.seeds)), root, args.jobs, passthrough, args.smoke)
@@ -227,8 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from datafree.results import load
 
-    lines, ok = verdict(figures, load(reference))
+    saved = load(reference)
+    lines, ok = verdict(figures, saved)
     print("\n".join(lines))
+    alike, differ = same_machine(saved)
+    if not ok and not alike and not args.enforce:
+        print(f"\ncheck-recipes: below the references, NOT enforced: this machine is not the references' kind "
+              f"({differ}), so its teachers differ. Record references here (--seeds 4 --record) or pass --enforce.")
+        return 0
     print(f"\ncheck-recipes: {'passed' if ok else 'FAILED'} in {time.perf_counter() - start:.0f} s"
           + ("" if ok else f"; references: {reference}, logs: {root}"))
     return 0 if ok else 1
@@ -245,7 +269,7 @@ def overrides_only(argv: list[str]) -> list[str]:
         if key in own:
             i += 2 if takes_value else 1
             continue
-        if key in {"--record", "--smoke"}:
+        if key in {"--record", "--smoke", "--enforce"}:
             i += 1
             continue
         out.extend(argv[i:i + 2] if takes_value else [arg])

@@ -130,7 +130,7 @@ def zoo(data: dict) -> str:
 RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
     "demo": ("demo", demo, "python runs/benchmark.py fmnist --seeds 3 --record demo"),
     "demo_runs": ("demo", demo_runs, "python runs/benchmark.py fmnist --seeds 3 --record demo"),
-    "check_recipes": ("check_recipes", check_recipes, "python runs/check_recipes.py --seeds 3 --record"),
+    "check_recipes": ("check_recipes", check_recipes, "python runs/check_recipes.py --seeds 4 --record"),
     "zoo": ("zoo", zoo, "python runs/bench_teachers.py --seeds 3 --minutes 10 --record zoo"),
 }
 

@@ -48,7 +48,7 @@ def test_a_small_loss_on_every_pair_fails_together():
 
 def test_workers_get_the_overrides_only():
     argv = ["--seeds", "3", "--synthesis.moment", "1.5", "--record", "--jobs=2", "--train.steps", "5",
-            "--pairs", "demo", "--smoke", "--reference", "x.json"]
+            "--pairs", "demo", "--smoke", "--reference", "x.json", "--enforce"]
     assert cr.overrides_only(argv) == ["--synthesis.moment", "1.5", "--train.steps", "5"]
 
 
@@ -86,6 +86,12 @@ def test_smoke_records_checks_and_fails_a_planted_regression(tmp_path):
     done = run(common)
     assert done.returncode == 1
     assert "| demo |" in done.stdout and "FAIL: below the floor" in done.stdout
+    saved["provenance"]["hardware"]["cpu"] = "another CPU"  # references of another machine kind: reported, not enforced
+    ref.write_text(json.dumps(saved))
+    done = run(common)
+    assert done.returncode == 0 and "NOT enforced" in done.stdout and "another CPU" in done.stdout
+    done = run([*common, "--enforce"])
+    assert done.returncode == 1 and "FAIL: below the floor" in done.stdout
 
 
 def test_bad_arguments_are_refused(tmp_path):
