@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import time
-import platform
 import shutil
 import statistics
 from pathlib import Path
@@ -21,20 +20,14 @@ from datafree.checkpoint import atomic_write_text, readable_json
 from datafree.config import Config, ConfigError, validate
 from datafree.evaluate import class_counts, confusion_counts, counts_of, eval_loader, overall, per_class
 from datafree.host_memory import keep_freed_host_memory
+from datafree.results import cpu_name
 from datafree.spec import ImageSpec
 from datafree.teachers import TeacherSource
 
 
 def hardware() -> str:
     """One line naming the machine, written beside every figure we report."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU, {torch.get_num_threads()} threads"
     return f"{cpu} ({os.cpu_count()} cores); {device}; torch {torch.__version__}"
 

@@ -85,6 +85,13 @@ def results_path(name: str, repo: Path) -> Path:
     return Path(name) if name.endswith(".json") else Path(repo) / "results" / f"{name}.json"
 
 
+def in_repo(path: str | Path, repo: Path) -> str:
+    """``path`` relative to the checkout ``repo`` when inside it, else as given: a recorded table names no
+    machine's folders."""
+    full = Path(path).resolve()
+    return str(full.relative_to(Path(repo).resolve())) if full.is_relative_to(Path(repo).resolve()) else str(path)
+
+
 def record(path: str | Path, table: dict[str, Any], repo: Path, argv: list[str] | None = None,
            threads: int | None = None) -> Path:  # fmt: skip
     """Write ``table`` (the benchmark's own figures: per-seed values, final and best) to ``path`` as JSON, under a

@@ -368,7 +368,7 @@ def record_table(workers: list[Worker], batches: list[int], ref_batch: int, info
                  args: argparse.Namespace, argv: list[str] | None) -> Path:  # fmt: skip
     """What the table shows, per mode and batch: every round's seconds per step and images/s, their medians, the
     ratio to eager fp32 (medians), the peak memory and the split's medians; and the last line's best ratio."""
-    from datafree.results import record, results_path
+    from datafree.results import in_repo, record, results_path
 
     medians = {(w.name, b): median([r["seconds"] for r in w.samples[(b, "step")]]) for w in workers for b in batches}
     rows = []
@@ -391,9 +391,7 @@ def record_table(workers: list[Worker], batches: list[int], ref_batch: int, info
             rows.append(row)
     measured = {n: t for (n, b), t in medians.items() if b == ref_batch and not math.isnan(t)}
     best = min(measured, key=measured.get, default="fp32")  # as report() picks it
-    full = recipe.resolve()
-    table = {"recipe": config.name, "recipe_file": str(full.relative_to(ROOT)) if full.is_relative_to(ROOT)
-             else str(recipe), "overrides": given_overrides(args), "seed": config.train.seed,
+    table = {"recipe": config.name, "recipe_file": in_repo(recipe, ROOT), "overrides": given_overrides(args), "seed": config.train.seed,
              "batches": batches, "reference_batch": ref_batch, "repeats": args.repeats, "iters": args.iters,
              "warmup": args.warmup, "threads": args.threads or torch.get_num_threads(), "device": info["device"],
              "step_flops": {str(b): f for b, f in info["flops"].items()}, "rows": rows, "best_mode": best,

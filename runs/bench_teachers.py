@@ -248,15 +248,14 @@ def main(argv: list[str] | None = None) -> int:
 def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, minutes: float, base: Config,
                 argv: list[str] | None) -> Path:  # fmt: skip
     """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it)."""
-    from datafree.results import record, results_path
+    from datafree.results import in_repo, record, results_path
 
     keep = ("pair", "teacher", "student", "image_size", "teacher_acc", "uses", "worst_class", "worst_class_student",
             "worst_class_teacher", "classes_below_half_teacher", "min_coverage", "steps", "wall_s")
     compact = [{**{k: r[k] for k in keep if k in r}, "seeds": [run.get("seed") for run in r["runs"]],
                 "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
                 "best_per_seed": [run["student_acc_best"] for run in r["runs"]]} for r in rows]
-    table = {"recipe": str(Path(args.recipe).resolve().relative_to(ROOT)) if Path(args.recipe).resolve().is_relative_to(ROOT)
-             else args.recipe, "preset": base.preset, "minutes": minutes, "class_names": names, "rows": compact}  # fmt: skip
+    table = {"recipe": in_repo(args.recipe, ROOT), "preset": base.preset, "minutes": minutes, "class_names": names, "rows": compact}  # fmt: skip
     return record(results_path(args.record, ROOT), table, ROOT,
                   ["runs/bench_teachers.py", *(sys.argv[1:] if argv is None else argv)])  # fmt: skip
 

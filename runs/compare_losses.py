@@ -47,10 +47,9 @@ def spread(values: list[float]) -> str:
 def record_rows(rows: list[dict], terms: dict[str, list[LossConfig]], args: argparse.Namespace, dataset: str,
                 batch_size: int, argv: list[str] | None) -> Path:  # fmt: skip
     """The table's per-seed figures and what defines each row (its loss terms), with their provenance."""
-    from datafree.results import record, results_path
+    from datafree.results import in_repo, record, results_path
 
-    config = Path(args.config).resolve()
-    table = {"recipe": str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else args.config,
+    table = {"recipe": in_repo(args.config, ROOT),
              "dataset": dataset, "steps": args.steps, "batch_size": batch_size, "seeds": list(range(args.seeds)),
              "rows": [{"objective": r["objective"], "distill": [asdict(t) for t in terms[r["objective"]]],
                        "final_per_seed": r["final"], "best_per_seed": r["best"], "wall_s": r["wall_time_s"]}
