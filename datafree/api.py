@@ -6,8 +6,9 @@
                                train={"steps": 2000, "output_dir": "outputs/mine"})
 
 Any ``nn.Module`` that maps normalized images to logits works. The activation loss needs the teacher's
-penultimate feature: by default the input of its last ``nn.Linear`` (a forward hook, removed afterwards);
-pass ``feature_layer="<module path>"`` (or ``"<path>:input"``) to choose another layer.
+penultimate feature: by default the input of its last ``nn.Linear``, or of its head conv where it has none (a
+forward hook, removed afterwards; the run prints which); pass ``feature_layer="<module path>"`` (or
+``"<path>:input"``) to choose another layer, or give it to ``record_teacher_stats``, whose record carries it here.
 The call starts from the robust preset (``preset="default"``; ``"dafl"`` is the paper, ``"strict"`` the
 teacher's weights only). Its DeepInversion prior reads a BatchNorm teacher's running statistics by itself; for
 a teacher without BatchNorm pass ``feature_stats=datafree.feature_stats.record_feature_stats(teacher,
@@ -87,9 +88,24 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
     # what config.json records: these networks are the user's, not registry architectures
     config.teacher = replace(config.teacher, arch=f"user module ({type(teacher).__name__})", checkpoint="")
     config.student = replace(config.student, arch=f"user module ({type(student).__name__})")
+    feature_layer = _recorded_layer(feature_layer, feature_stats, class_feature_stats)
     references = {"feature_stats": feature_stats, "class_feature_stats": class_feature_stats}
     return distill(config, teacher, student, spec, eval_set, feature_layer=feature_layer, resume=resume,
                    references=references)
+
+
+def _recorded_layer(feature_layer: str | None, *references: dict | None) -> str | None:
+    """``feature_layer`` as given, else the layer the passed statistics' penultimate features were recorded at
+    (``record_teacher_stats(..., feature_layer=...)`` keeps it): the layer is named once, where it is recorded."""
+    recorded = {layer for ref in references if (layer := getattr(ref, "feature_layer", ""))}
+    if len(recorded) > 1:
+        raise ConfigError(f"feature_stats= and class_feature_stats= were recorded at different penultimate layers "
+                          f"{sorted(recorded)}: record both in one record_teacher_stats call")  # fmt: skip
+    if feature_layer and recorded and feature_layer not in recorded:
+        raise ConfigError(f"feature_layer={feature_layer!r}, but the statistics passed were recorded with the "
+                          f"penultimate features at {recorded.pop()!r}: give record_teacher_stats the same "
+                          "feature_layer (or leave it out here: it is read from the record)")  # fmt: skip
+    return feature_layer or (recorded.pop() if recorded else None)
 
 
 def _spec(image_size: int, channels: int, num_classes: int, mean, std, dataset: str | None, class_names) -> ImageSpec:

@@ -61,6 +61,7 @@ class TeacherTrainingConfig:
     augment: bool = True
     route_every: int = 5  # keep a checkpoint every N epochs (the teacher's route, for RCO)
     images: int = 0  # train on the first N training images only (0 = all): a quick teacher, e.g. make check-recipes
+    label_smoothing: float = 0.0  # cross-entropy's label smoothing (Szegedy et al. 2016), e.g. 0.1: softer teachers
     seed: int = 0
 
 
@@ -294,6 +295,8 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} must be > 0, got {value}")
     if tt.route_every < 1:
         raise ConfigError(f"teacher_training.route_every must be >= 1 (a route checkpoint every N epochs), got {tt.route_every}")
+    if not 0 <= tt.label_smoothing < 1:
+        raise ConfigError(f"teacher_training.label_smoothing must be in [0, 1) (0.1 is usual), got {tt.label_smoothing}")
     if tt.images < 0:
         raise ConfigError(f"teacher_training.images must be >= 0 (0 = every training image), got {tt.images}")
     choices = {"train.mixed_precision": (t.mixed_precision, {"auto", "no", "bf16", "fp16"}),

@@ -26,27 +26,55 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from datafree.checkpoint import CheckpointError, save_tensors
+from datafree.checkpoint import CheckpointError, read_metadata, save_tensors
 from datafree.features import INPUT_SUFFIX, FeatureTaps, _unwrap, channel_moments, image_moments, penultimate_tap  # noqa: F401 (re-exported)
 
-Reference = dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+
+class Reference(dict):
+    """``{tap: (mean, var)}``; ``feature_layer``: the teacher's layer the penultimate features (under
+    :data:`PENULTIMATE_TAP`) were read from, so a run reads them at the same layer without being told twice
+    ("" where none were recorded, or a file recorded before the layer was kept)."""
+
+    feature_layer: str = ""
+
 OUTPUT_TAP = "logits"  # the teacher's answers (its logits) per class, recorded beside the features under this key
 PENULTIMATE_TAP = "penultimate"  # ...and its penultimate features (the input of its last Linear) under this one
 
 
 def batchnorm_reference(net: nn.Module) -> Reference:
-    """The running mean/var of every BatchNorm2d, as statistics of that layer's input (DeepInversion)."""
-    layers = [(name, m) for name, m in _unwrap(net).named_modules() if isinstance(m, nn.BatchNorm2d)]
-    return {name + INPUT_SUFFIX: (m.running_mean.detach().clone(), m.running_var.detach().clone())
-            for name, m in layers if m.running_mean is not None}  # fmt: skip
+    """The running mean/var of every BatchNorm (1d, 2d, 3d, synced) that keeps them, as statistics of that layer's
+    input (DeepInversion)."""
+    layers = [(name, m) for name, m in _unwrap(net).named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    return Reference({name + INPUT_SUFFIX: (m.running_mean.detach().clone(), m.running_var.detach().clone())
+                      for name, m in layers if m.running_mean is not None})  # fmt: skip
+
+
+# normalization layers that keep no running statistics: what BatchNorm's running statistics are to a BN
+# teacher, the recorded statistics of their inputs are to these (per channel of a map, per feature of tokens)
+PER_SAMPLE_NORMS = (nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 def default_stats_taps(net: nn.Module) -> list[str]:
-    """Layers to record for a teacher without BatchNorm: its declared ``stats_taps``, else every conv output."""
-    declared = getattr(_unwrap(net), "stats_taps", None)
+    """Layers to record: the network's declared ``stats_taps``; else, for a teacher normalized without BatchNorm
+    (GroupNorm, LayerNorm: a ViT's blocks, InstanceNorm), the inputs of those layers, where BatchNorm would read
+    them; else every conv output (a BatchNorm teacher's convs are its BatchNorms' inputs; LeNet-5 has none)."""
+    inner = _unwrap(net)
+    declared = getattr(inner, "stats_taps", None)
     if declared:
         return list(declared)
-    return [name for name, m in _unwrap(net).named_modules() if isinstance(m, nn.Conv2d)]
+    modules = list(inner.named_modules())
+    has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for _, m in modules)
+    norms = [name + INPUT_SUFFIX for name, m in modules if isinstance(m, PER_SAMPLE_NORMS)]
+    if norms and not has_batchnorm:
+        return norms
+    return [name for name, m in modules if isinstance(m, nn.Conv2d)]
+
+
+def pooled_feature(value: torch.Tensor) -> torch.Tensor:
+    """The penultimate feature as one vector per image: a head conv's input map ``(N, C, H, W)`` (or tokens,
+    ``(N, C, T)``) averaged over positions, which is what the head's global pooling computes on; a vector as is."""
+    return value.flatten(1) if value.dim() <= 2 else value.float().mean(dim=tuple(range(2, value.dim())))
 
 
 def _penultimate_or_none(net: nn.Module) -> str | None:
@@ -57,10 +85,12 @@ def _penultimate_or_none(net: nn.Module) -> str | None:
 
 
 @torch.no_grad()
-def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | None, outputs: bool = False):
+def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | None, outputs: bool = False,
+                feature_layer: str | None = None):  # fmt: skip
     """Per-group float64 sums of x and x^2 over batch and space, and counts; groups = classes or one group;
-    ``outputs``: the logits too, under :data:`OUTPUT_TAP`, and the penultimate features under :data:`PENULTIMATE_TAP`."""
-    penultimate = _penultimate_or_none(net) if outputs else None  # a net without a Linear records no such key
+    ``outputs``: the logits too, under :data:`OUTPUT_TAP`, and the penultimate features (``feature_layer``, default
+    :func:`~datafree.features.penultimate_tap`) under :data:`PENULTIMATE_TAP`."""
+    penultimate = (feature_layer or _penultimate_or_none(net)) if outputs else None
     hooks = FeatureTaps(net, list(dict.fromkeys([*taps, *([penultimate] if penultimate else [])])))
     was_training = net.training
     net.eval()
@@ -84,7 +114,7 @@ def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | Non
             if outputs:
                 taps_and_outputs[OUTPUT_TAP] = out.logits
             if penultimate:
-                taps_and_outputs[PENULTIMATE_TAP] = out.features[penultimate].flatten(1)
+                taps_and_outputs[PENULTIMATE_TAP] = pooled_feature(out.features[penultimate])
             for tap, value in taps_and_outputs.items():
                 positions = value[0, 0].numel()  # H * W values per channel per image
                 # each image's spatial means in float32 (the features' own precision, pairwise-summed), then
@@ -98,12 +128,13 @@ def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | Non
         net.train(was_training)
     if not sums:
         raise ValueError("record_feature_stats got no images")
-    return sums, squares, counts
+    return sums, squares, counts, penultimate or ""
 
 
-def _finish(sums, squares, counts, per_class: bool) -> Reference:
+def _finish(sums, squares, counts, feature_layer: str, per_class: bool) -> Reference:
     """Mean/var from the sums; pooled over classes unless ``per_class`` (an empty class gets the pooled values)."""
-    reference = {}
+    reference = Reference()
+    reference.feature_layer = feature_layer
     for tap in sums:
         s, q, n = sums[tap], squares[tap], counts[tap][:, None]
         pooled_mean = s.sum(0) / n.sum()
@@ -129,12 +160,16 @@ def record_feature_stats(net: nn.Module, batches, taps: list[str] | None = None,
 
 
 def record_teacher_stats(net: nn.Module, batches, num_classes: int, taps: list[str] | None = None,
-                         outputs: bool = True) -> tuple[Reference, Reference]:  # fmt: skip
+                         outputs: bool = True, feature_layer: str | None = None) -> tuple[Reference, Reference]:  # fmt: skip
     """(pooled, per-class) statistics from ONE pass over labelled training batches: what gets saved. With
     ``outputs`` both also hold the teacher's logits under :data:`OUTPUT_TAP` (per class: what the teacher answers
     on each class's images, ``synthesis.class_output_stats``) and its penultimate features under
-    :data:`PENULTIMATE_TAP` (``synthesis.class_penultimate_stats``); the feature terms ignore both keys."""
-    sums = _accumulate(net, batches, taps or default_stats_taps(net), num_classes, outputs)
+    :data:`PENULTIMATE_TAP` (``synthesis.class_penultimate_stats``); the feature terms ignore both keys.
+
+    ``feature_layer`` is the tap the penultimate features are read at (default: the model's declared one, else the
+    input of its last Linear or head conv); both references keep it as ``.feature_layer`` and the saved file in its
+    metadata, and ``distill_datafree(..., class_feature_stats=per_class)`` reads it from there: it is given once."""
+    sums = _accumulate(net, batches, taps or default_stats_taps(net), num_classes, outputs, feature_layer)
     return _finish(*sums, per_class=False), _finish(*sums, per_class=True)
 
 
@@ -151,7 +186,9 @@ def save_reference(reference: Reference, path: str | Path, class_reference: Refe
         tensors[f"{tap}/mean"], tensors[f"{tap}/var"] = mean, var
     for tap, (mean, var) in (class_reference or {}).items():
         tensors[f"{tap}/class_mean"], tensors[f"{tap}/class_var"] = mean, var
-    save_tensors(tensors, Path(path), metadata={"what": "per-channel feature statistics of the teacher, training data"})
+    layer = getattr(class_reference, "feature_layer", "") or getattr(reference, "feature_layer", "")
+    save_tensors(tensors, Path(path), metadata={"what": "per-channel feature statistics of the teacher, training data",
+                                                **({"feature_layer": layer} if layer else {})})  # fmt: skip
 
 
 def load_reference(path: str | Path, per_class: bool = False) -> Reference:
@@ -170,7 +207,9 @@ def load_reference(path: str | Path, per_class: bool = False) -> Reference:
         raise CheckpointError(f"{path} has no per-class statistics (recorded before they existed); record them again "
                               "with `python -m datafree.cli.feature_stats --config <recipe>`")  # fmt: skip
     try:
-        return {tap: (tensors[f"{tap}/{prefix}mean"], tensors[f"{tap}/{prefix}var"]) for tap in taps}
+        reference = Reference({tap: (tensors[f"{tap}/{prefix}mean"], tensors[f"{tap}/{prefix}var"]) for tap in taps})
+        reference.feature_layer = read_metadata(path).get("feature_layer", "")
+        return reference
     except KeyError as err:
         raise CheckpointError(f"{path} is not a feature statistics file (missing {err}); record it again") from None
 

@@ -3,6 +3,12 @@
 A tap name is a module path as given by ``model.named_modules()`` (e.g. ``"layer2"``, ``"features.3"``).
 By default a tap records the module's *output*; the suffix ``":input"`` records its first input instead
 (``"fc2:input"`` is the penultimate feature of a network whose classifier is ``fc2``).
+
+Every tapped feature has its channels second, as a conv map ``(N, C, H, W)`` does: a token tensor ``(N, T, C)``
+(the input or output of a LayerNorm, a Linear or a transformer block) is handed on as the view ``(N, C, T)``, so
+per-channel statistics and priors are per feature over images x tokens, as they are per channel over images x
+positions for a map. Only the 1-d layers that already put channels second (Conv1d, BatchNorm1d, GroupNorm,
+InstanceNorm1d, 1-d pooling) are left as they are.
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ import torch
 from torch import nn
 
 INPUT_SUFFIX = ":input"
+# 1-d layers whose 3-d inputs and outputs already have channels second, (N, C, L): not token tensors
+CHANNELS_SECOND_1D = (nn.Conv1d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.GroupNorm, nn.InstanceNorm1d, nn.MaxPool1d,
+                      nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool1d)  # fmt: skip
 
 
 @dataclass
@@ -97,18 +106,26 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def last_linear_input(model: nn.Module) -> str:
-    """Tap name of the penultimate feature of an arbitrary classifier: the input of its last nn.Linear."""
-    linears = [name for name, module in _unwrap(model).named_modules() if isinstance(module, nn.Linear)]
-    if not linears:
+    """Tap name of the penultimate feature of an arbitrary classifier: the input of its last ``nn.Linear``; without
+    one, the input of its last convolution (the head conv of an all-convolutional classifier, which maps the
+    features to K class maps that a global pooling then averages: All-CNN, NiN, SqueezeNet).
+
+    Modules are taken in registration order, which is the forward's order in every network we know of; a network
+    whose classifier is neither (a functional matmul) names its layer with ``feature_layer``."""
+    modules = list(_unwrap(model).named_modules())
+    linears = [name for name, module in modules if isinstance(module, nn.Linear)]
+    convs = [name for name, module in modules if isinstance(module, nn.modules.conv._ConvNd)]
+    if not linears and not convs:
         raise ValueError(
-            f"{type(model).__name__} has no nn.Linear layer, so its penultimate feature cannot be found "
+            f"{type(model).__name__} has no nn.Linear or convolution, so its penultimate feature cannot be found "
             "automatically; pass feature_layer='<module path>' (see `python -m datafree.models <name>`)."
         )
-    return linears[-1] + INPUT_SUFFIX
+    return (linears or convs)[-1] + INPUT_SUFFIX
 
 
 def penultimate_tap(model: nn.Module) -> str:
-    """The model's declared ``feature_layer`` if it has one, else the input of its last linear layer."""
+    """The model's declared ``feature_layer`` if it has one, else the input of its last linear layer (of its head
+    conv where it has no linear layer: :func:`last_linear_input`)."""
     declared = getattr(_unwrap(model), "feature_layer", None)
     return declared if declared else last_linear_input(model)
 
@@ -140,11 +157,16 @@ class FeatureTaps:
                     f"{', '.join(list_layers(inner)[:40])}{' ...' if len(known) > 41 else ''}. "
                     "List them all with `python -m datafree.models <name>` or datafree.features.list_layers(model)."
                 )
-            self._handles.append(known[path].register_forward_hook(self._hook(name, wants_input)))
+            self._handles.append(known[path].register_forward_hook(self._hook(name, wants_input, known[path])))
 
-    def _hook(self, name: str, wants_input: bool):
+    def _hook(self, name: str, wants_input: bool, module: nn.Module):
+        tokens = not isinstance(module, CHANNELS_SECOND_1D)
+
         def hook(module, inputs, output):
-            self._store[name] = inputs[0] if wants_input else output
+            value = inputs[0] if wants_input else output
+            if tokens and isinstance(value, torch.Tensor) and value.dim() == 3:
+                value = value.transpose(1, 2)  # (N, T, C) tokens -> (N, C, T): channels second, as a conv map's
+            self._store[name] = value
 
         return hook
 

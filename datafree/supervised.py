@@ -62,7 +62,7 @@ def train_teacher(config: Config) -> dict:
         for images, labels in bar:
             if t.augment:
                 images = augment_batch(images, info)
-            loss = F.cross_entropy(net(images), labels)
+            loss = F.cross_entropy(net(images), labels, label_smoothing=t.label_smoothing)
             accelerator.backward(loss)
             opt.step()
             opt.zero_grad(set_to_none=True)

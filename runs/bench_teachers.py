@@ -1,12 +1,15 @@
 """One recipe, every teacher of the zoo: is the data-free default robust beyond the pair it was tuned on?
 
     python runs/bench_teachers.py [--recipe runs/zoo.toml] [--preset strict] [--seeds 3] [--first-seed 0] [--minutes 10]
-        [--pairs lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny,...]
+        [--part all|tuned|held-out | --pairs lenet5:lenet5_half,vgg_bn#label_smoothing=0.1:mlp,...]
         [--teacher-epochs N] [--output-root outputs/bench_teachers] [--smoke] [--table-only [--merge ROOT,ROOT [--pool]]]
         [--section.key value]
 
+The zoo has two parts (``--part``): the TUNED pairs every recipe change is measured on, and the HELD_OUT pairs no
+change is tuned on (other normalizations and families; see the lists below); the table reports them apart.
 For each teacher -> student pair (``teacher:student@dataset`` runs it on another registered dataset, e.g.
-``@fashion-mnist-28``, the same images at their native 28x28): the teacher is trained once on the real data by
+``@fashion-mnist-28``, the same images at their native 28x28; ``teacher#key=value:student`` trains the teacher
+with that [teacher_training] key, e.g. ``#label_smoothing=0.1``): the teacher is trained once on the real data by
 the recipe's [teacher_training] (train_teacher.py's path; it records per-class feature statistics beside it),
 then the SAME recipe (no per-pair tuning; only teacher.arch and student.arch change) distills each seed with a
 wall-time budget for the whole run (train.max_minutes: the step count is fixed before step 0). Writes table.md and results.json
@@ -37,18 +40,35 @@ sys.path.insert(0, str(ROOT))
 from datafree.config import Config, load_toml  # noqa: E402
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
 
-PAIRS = ("lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny,"
+# The zoo in two parts. Recipe changes are measured and tuned on TUNED; HELD_OUT is never tuned on (a change
+# that wins on the first and loses on the second does not become the default): teachers normalized otherwise
+# than by BatchNorm (GroupNorm, a ViT's LayerNorm) or without a Linear head (an all-conv net with dropout), one
+# trained with label smoothing, students of other families than their teachers (no normalization, an MLP,
+# depthwise-separable convs), at the images' native 28 px and padded 32 px (datafree/models/families.py).
+TUNED = ("lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny,"
          "vgg_bn:vgg_bn_small@fashion-mnist-28")
+HELD_OUT = ("vgg_bn:plain_cnn@fashion-mnist-28,gn_cnn:mobilenet_tiny,vit_tiny:plain_cnn@fashion-mnist-28,"
+            "allconv:resnet8_narrow@fashion-mnist-28,vgg_bn#label_smoothing=0.1:mlp,gn_cnn:mlp")
+PARTS = {"tuned": TUNED, "held-out": HELD_OUT, "all": f"{TUNED},{HELD_OUT}"}
 
 
-def pair_config(base: Config, teacher: str, student: str, root: Path, smoke: bool, data: str = "") -> Config:
-    """The recipe with only the networks, the dataset (``@data``: the same images at another size) and where
-    things are written changed."""
+def part_of(pair: str) -> str:
+    """Which part of the zoo a pair (as written in --pairs) belongs to: tuned, held-out, or other."""
+    return next((part for part in ("tuned", "held-out") if pair in PARTS[part].split(",")), "other")
+
+
+def pair_config(base: Config, teacher: str, student: str, root: Path, smoke: bool, data: str = "",
+                training: dict | None = None) -> Config:  # fmt: skip
+    """The recipe with only the networks, the dataset (``@data``: the same images at another size), the teacher's
+    training (``#key=value``, e.g. label smoothing) and where things are written changed."""
     c = copy.deepcopy(base)
-    c.name = f"{teacher}-{student}" + (f"@{data}" if data else "")
+    trained = "".join(f"#{k}={v}" for k, v in (training or {}).items())
+    c.name = f"{teacher}{trained}-{student}" + (f"@{data}" if data else "")
     c.teacher.arch, c.student.arch = teacher, student
     c.data.name = data or c.data.name
-    folder = teacher + (f"@{data}" if data else "")
+    for key, value in (training or {}).items():
+        setattr(c.teacher_training, key, type(getattr(c.teacher_training, key))(value))
+    folder = teacher + trained.replace("#", "+").replace("=", "") + (f"@{data}" if data else "")
     c.teacher.checkpoint = str(root / "teachers" / folder / "teacher.safetensors")
     if smoke:
         c.data.name, c.data.like, c.data.fake_size, c.data.eval_batch_size = "fake", c.data.name, 64, 64
@@ -61,11 +81,21 @@ def pair_config(base: Config, teacher: str, student: str, root: Path, smoke: boo
     return c
 
 
-def parse_pair(text: str) -> tuple[str, str, str] | None:
-    """"teacher:student" or "teacher:student@dataset" (the same images at another size, e.g. fashion-mnist-28)."""
+def parse_pair(text: str) -> tuple[str, str, str, dict] | None:
+    """"teacher:student", "teacher:student@dataset" (the same images at another size, e.g. fashion-mnist-28),
+    "teacher#key=value:student" (the teacher trained with teacher_training.key = value, e.g. label_smoothing=0.1)."""
+    from datafree.config import TeacherTrainingConfig
+
     nets, _, data = text.partition("@")
     names = nets.split(":")
-    return (names[0], names[1], data) if len(names) == 2 and all(names) else None
+    if len(names) != 2 or not all(names):
+        return None
+    teacher, *settings = names[0].split("#")
+    training = dict(setting.partition("=")[::2] for setting in settings)
+    known = {f for f in TeacherTrainingConfig.__dataclass_fields__}
+    if not teacher or any(not key or key not in known or not value for key, value in training.items()):
+        return None
+    return teacher, names[1], data, training
 
 
 def teacher_for(config: Config) -> float:
@@ -81,7 +111,9 @@ def teacher_for(config: Config) -> float:
     return json.loads(path.with_suffix(".json").read_text())["teacher_acc"]
 
 
-def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed: int = 0) -> dict:
+def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed: int = 0, part: str = "other",
+             teacher: str = "") -> dict:  # fmt: skip
+    """The pair's seeds, summarized as a table row (``part``: of the zoo; ``teacher``: its name in the table)."""
     from datafree.build import reset_accelerate
     from datafree.cli.feature_stats import ensure_for_recipe
     from datafree.data import dataset_info
@@ -100,7 +132,7 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed:
         reset_accelerate()
         results["total_s"], results["seed"] = round(time.perf_counter() - start, 1), seed
         runs.append(results)
-    head = {"pair": config.name, "teacher": config.teacher.arch, "student": config.student.arch,
+    head = {"pair": config.name, "part": part, "teacher": teacher or config.teacher.arch, "student": config.student.arch,
             "image_size": dataset_info(config.data.like or config.data.name).image_size,
             "uses": runs[0].get("uses", []), "teacher_acc": teacher_acc}  # fmt: skip
     return summary(head, runs)
@@ -130,6 +162,26 @@ def summary(head: dict, runs: list[dict]) -> dict:
 
 
 def table(rows: list[dict], names: list[str]) -> str:
+    """One table per part of the zoo (tuned, held-out, other pairs), each with its mean over pairs below it."""
+    parts = list(dict.fromkeys(r.get("part", "other") for r in rows))
+    if parts == ["other"]:
+        return part_table(rows, names)
+    sections = []
+    for part in parts:
+        some = [r for r in rows if r.get("part", "other") == part]
+        gaps = [r["teacher_acc"] - r["final"]["mean"] for r in some]
+        sections.append(f"**{part}** ({len(some)} pairs): student final {100 * mean_of(r['final']['mean'] for r in some):.2f}% "
+                        f"on average, {100 * mean_of(gaps):.2f} points under the teachers (most {100 * max(gaps):.2f})\n\n"
+                        f"{part_table(some, names)}")  # fmt: skip
+    return "\n\n".join(sections)
+
+
+def mean_of(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def part_table(rows: list[dict], names: list[str]) -> str:
     from datafree.data import dataset_info
 
     pct = lambda s: f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"  # noqa: E731
@@ -181,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
-    parser.add_argument("--pairs", default=PAIRS, help="comma-separated teacher:student registry names")
+    parser.add_argument("--part", default="all", choices=sorted(PARTS),
+                        help="the zoo's part: tuned (what recipe changes are measured on), held-out (never tuned on), all")
+    parser.add_argument("--pairs", default="", help="comma-separated teacher:student registry names (instead of --part)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--minutes", type=float, default=10.0,
@@ -219,17 +273,19 @@ def main(argv: list[str] | None = None) -> int:
         command = saved.get("command", "")
         base, hardware_line = load_toml(args.recipe, preset=saved.get("preset")), saved["hardware"]
     else:
-        pairs = [parse_pair(p) for p in args.pairs.split(",") if p]
+        names_of_pairs = [p for p in (args.pairs or PARTS[args.part]).split(",") if p]
+        pairs = [parse_pair(p) for p in names_of_pairs]
         if any(p is None for p in pairs):
-            parser.error(f"--pairs takes teacher:student[@dataset] names, got {args.pairs!r}")
+            parser.error(f"--pairs takes teacher[#training_key=value]:student[@dataset] names, got {args.pairs!r}")
         base = apply_overrides(load_toml(args.recipe, preset=args.preset or None), args)
         seeds, hardware_line = args.seeds, hardware()
         command = " ".join(["python runs/bench_teachers.py", *(sys.argv[1:] if argv is None else argv)])
         minutes = 0.02 if args.smoke and args.minutes == 10.0 else args.minutes
         if args.teacher_epochs:
             base.teacher_training.epochs = args.teacher_epochs
-        rows = [run_pair(pair_config(base, t, s, root, args.smoke, d), seeds, minutes, root, args.first_seed)
-                for t, s, d in pairs]  # fmt: skip
+        rows = [run_pair(pair_config(base, t, s, root, args.smoke, d, training), seeds, minutes, root, args.first_seed,
+                         part_of(text), t + "".join(f"#{k}={v}" for k, v in training.items()))
+                for text, (t, s, d, training) in zip(names_of_pairs, pairs)]  # fmt: skip
     names = list(dataset_info(base.data.name, like=base.data.like or None).class_names)
     text = (f"{table(rows, names)}\n\nRecipe {args.recipe} (preset {base.preset!r}) unchanged but for the networks; "
             f"{seeds} seed(s), {minutes} min loop budget per run; {hardware_line}.\n" + (f"\n`{command}`\n" if command else ""))  # fmt: skip

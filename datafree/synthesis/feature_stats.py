@@ -165,12 +165,16 @@ def _member_reference(name: str, member, given: Reference | None, per_class: boo
     path = Path(member.stats) if member.stats else stats_path(member.checkpoint) if member.checkpoint else None
     if path is None or not path.exists():
         why = "" if per_class else f"{type(member.net).__name__} has no BatchNorm layers and "
-        where = f"{path} does not exist" if path else "the teacher came without a checkpoint file"
-        python = (f"pass {name}=datafree.feature_stats.record_feature_stats(teacher, batches"
-                  f"{', num_classes=K' if per_class else ''}) to distill_datafree")  # fmt: skip
-        fix = (f"{python}, or drop the term" if path is None else  # the Python call: no recipe, no checkpoint file
-               f"record them with `python -m datafree.cli.feature_stats --config <recipe>` (train_teacher.py writes "
-               f"them too; from Python {python}), or drop the term")  # fmt: skip
+        argument = "class_feature_stats" if per_class else "feature_stats"
+        record = ("datafree.feature_stats.record_teacher_stats(teacher, labelled_batches, num_classes=K) records them "
+                  f"all; pass its {'per-class (second)' if per_class else 'pooled (first)'} part as {argument}=")  # fmt: skip
+        if path is None:  # the Python call: no recipe, no checkpoint file
+            where = f"nothing was passed as {argument}= to distill_datafree"
+            fix = f"{record}, or drop the term"
+        else:
+            where = f"{path} does not exist"
+            fix = (f"record them with `python -m datafree.cli.feature_stats --config <recipe>` (train_teacher.py writes "
+                   f"them too; from Python, {record}), or drop the term")  # fmt: skip
         raise NoReference(f"[[synthesis]] {name} needs the teacher's {kind} on its training data, but {why}{where}: "
                           f"{fix}.", reason=f"{why}{where}")
     try:
@@ -213,9 +217,16 @@ class _StatsTerm(SynthesisTerm):
                     raise
                 self._off(name, member.prefix + err.reason)
                 return
+            recorded_layer = getattr(reference, "feature_layer", "")
             reference = _of_kind(reference, self.recorded_key)
-            if self.recorded_key == PENULTIMATE_TAP:  # read where the teacher's forward puts it
-                reference = {penultimate_tap(member.net): stats for stats in reference.values()}
+            if self.recorded_key == PENULTIMATE_TAP and reference:  # read where the run reads the teacher's
+                layer = _penultimate_of(context.teacher, member)
+                if recorded_layer and recorded_layer != layer:
+                    raise ConfigError(f"[[synthesis]] {name}: the penultimate features from {source} were recorded at "
+                                      f"{recorded_layer!r} but this run reads the teacher's penultimate feature at "
+                                      f"{layer!r}: pass feature_layer={recorded_layer!r} (or record them again at "
+                                      f"{layer!r})")  # fmt: skip
+                reference = {layer: stats for stats in reference.values()}
             if not reference:  # a file recorded before the outputs were, or only the outputs
                 self._off(name, f"the statistics read hold no recorded {self.what} (a file recorded before they were, "
                                 "or record_feature_stats' output: datafree.feature_stats.record_teacher_stats records "
@@ -251,6 +262,15 @@ class _StatsTerm(SynthesisTerm):
                               "datafree.cli.feature_stats --config <recipe>`, or drop the term")  # fmt: skip
         self.available, self.reference, self.uses = False, {}, ""
         self.note = f"{name} off (optional): {reason}"
+
+
+def _penultimate_of(source, member) -> str:
+    """The member's penultimate tap as the run reads it (the call's or recipe's feature_layer, else the network's
+    default), without the member's namespace."""
+    for m, tap in zip(source.members(), source.penultimate_taps):
+        if m is member:
+            return tap[len(m.prefix):]
+    return penultimate_tap(member.net)
 
 
 def _given_with_class_stats(context: TermContext, name: str) -> TermContext:
@@ -348,3 +368,13 @@ class ClassPenultimateStats(ClassFeatureStats):
 
     def __init__(self, normalized: bool = True, optional: bool = False):
         super().__init__(normalized=normalized, optional=optional)
+
+    def _rows(self, batch: SynthBatch) -> Moments:
+        """A head conv's input map (a network without a Linear) is recorded as its per-image average over
+        positions (:func:`datafree.feature_stats.pooled_feature`): the rows are that vector and its square, so the
+        spread is between images as for a Linear's input."""
+        rows = {}
+        for tap in self.reference:
+            first, second = batch.image_moments(tap)
+            rows[tap] = (first, first * first) if batch.teacher.features[tap].dim() > 2 else (first, second)
+        return rows
