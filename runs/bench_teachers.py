@@ -306,7 +306,7 @@ def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, mi
     """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it)."""
     from datafree.results import in_repo, record, results_path
 
-    keep = ("pair", "teacher", "student", "image_size", "teacher_acc", "uses", "worst_class", "worst_class_student",
+    keep = ("pair", "part", "teacher", "student", "image_size", "teacher_acc", "uses", "worst_class", "worst_class_student",
             "worst_class_teacher", "classes_below_half_teacher", "min_coverage", "steps", "wall_s")
     compact = [{**{k: r[k] for k in keep if k in r}, "seeds": [run.get("seed") for run in r["runs"]],
                 "final_per_seed": [run["student_acc_final"] for run in r["runs"]],

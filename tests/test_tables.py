@@ -56,3 +56,24 @@ def test_missing_file_names_its_command(tmp_path):
     assert "python runs/bench_teachers.py" in tables.render("zoo", tmp_path)
     with pytest.raises(KeyError, match="no table named"):
         tables.render("nope", tmp_path)
+
+
+def test_zoo_table_by_hand_reports_each_part_apart():
+    hardware = {"cpu": "cpu", "cores": 2, "cpu_capability": "AVX2", "accelerator": None, "torch": "2", "threads": 1}
+
+    def row(part: str, teacher_acc: float, finals: list[float]) -> dict:
+        return {"pair": "t-s", "part": part, "teacher": "t", "student": "s", "image_size": 28, "teacher_acc": teacher_acc,
+                "final_per_seed": finals, "best_per_seed": finals, "worst_class": 1, "worst_class_student": 0.3,
+                "worst_class_teacher": 0.8, "classes_below_half_teacher": [1], "min_coverage": [0.09, 0.08],
+                "steps": [500, 510], "wall_s": [600.0, 601.0]}
+
+    data = {"provenance": {"command": "python x", "commit": "abc", "date": "2026-12-05", "hardware": hardware},
+            "class_names": ["a", "b"], "rows": [row("tuned", 0.9, [0.85, 0.87]), row("held-out", 0.9, [0.70, 0.74]),
+                                                row("held-out", 0.8, [0.76, 0.76])]}  # fmt: skip
+    text = tables.zoo(data)
+    tuned, held_out = text.split("**held-out**")
+    assert tuned.startswith("**tuned** (1 pairs): student final 86.00% on average over the pairs, 4.00 points under")
+    assert held_out.startswith(" (2 pairs): student final 74.00% on average over the pairs, 11.00 points under their "
+                               "teachers (largest gap 18.00)")
+    assert "| t -> s | 28x28 | 90.00 | 72.00 ± 2.83 | 72.00 ± 2.83 | b: 30.0 / 80.0 | b | 0.080 | 500/510 | 600/601 |" in held_out
+    assert "AVX2" in text
