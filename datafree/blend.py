@@ -27,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from datafree.callbacks import Callback
+from datafree.callbacks import LIST_CLASSES_UP_TO, Callback
 
 LabelFn = Callable[[int, torch.device, torch.Generator], torch.Tensor]
 
@@ -95,7 +95,8 @@ class ClassBlend(Callback):
         return self.partners("cpu").argmax(dim=1).tolist()
 
     def on_log(self, loop, record: dict) -> None:
-        record["blend_partner"] = self.nearest()
+        partners = self.nearest()  # a class index per class: listed up to 100 classes, counted beyond
+        record["blend_partner"] = partners if len(partners) <= LIST_CLASSES_UP_TO else {"classes": len(partners)}
 
     def checkpoint_state(self):
         return self  # resume draws from the same P(c | a)

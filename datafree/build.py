@@ -24,6 +24,7 @@ from datafree.callbacks import EMA, Callback, ClassCoverage, WrapperHooks
 from datafree.config import Config, ConfigError, TermConfig, TrainConfig, warmup_steps
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
+from datafree.labels import RotatingLabels
 from datafree.netcheck import build_net, check_network, load_network  # noqa: F401  (part of build's API)
 from datafree.optim import make_optimizer, make_schedule
 from datafree.pool import ImagePool
@@ -224,14 +225,20 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     callbacks += [WrapperHooks(wrappers)] if wrappers else []
     callbacks += teacher.callbacks()
     labels = (lambda n, device, rng: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
+    order = None
+    if g.conditional and spec.num_classes > min(t.batch_size, t.fresh_batch_size or t.batch_size):
+        # more classes than a batch holds: windows of classes that rotate batch to batch and rank to rank
+        order = RotatingLabels(spec.num_classes, accelerator.process_index, accelerator.num_processes)
+        labels = order.labels
     if g.quota:  # the classes each batch is made for follow the student's gap (datafree/quota.py)
-        quota = ClassQuota(spec.num_classes, g.quota)
+        quota = ClassQuota(spec.num_classes, g.quota, order)
         callbacks.append(quota)
         labels = quota.labels
     if g.blend:  # a share of them blended with a neighbouring class (datafree/blend.py)
         blend = ClassBlend(spec.num_classes, g.blend, labels)
         callbacks.append(blend)
         labels = blend.labels
+    callbacks += [order] if order is not None else []  # last: the other callbacks keep their checkpoint keys
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, t.steps - warmup_steps(t), s.milestones, s.gamma),
                  student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),

@@ -174,6 +174,29 @@ class EMA(Callback):
         return self.average
 
 
+LIST_CLASSES_UP_TO = 100  # a metrics line lists per-class values up to this many classes, and summarizes beyond
+
+
+def per_class_field(values: list, lowest: int = 5) -> list | dict:
+    """A per-class list for a metrics line: as is up to :data:`LIST_CLASSES_UP_TO` classes; beyond (a 1000-class
+    teacher would write thousands of numbers per line), its min / mean / max and the ``lowest`` classes as
+    ``[class, value]`` pairs. results.json keeps the full lists."""
+    if len(values) <= LIST_CLASSES_UP_TO:
+        return values
+    known = [(k, v) for k, v in enumerate(values) if v is not None]
+    if not known:
+        return {"classes": len(values)}
+    order = sorted(known, key=lambda kv: kv[1])
+    return {"classes": len(values), "min": order[0][1], "mean": round(sum(v for _, v in known) / len(known), 4),
+            "max": order[-1][1], "lowest": [[k, v] for k, v in order[:lowest]]}  # fmt: skip
+
+
+def name_classes(classes: list[int], most: int = 10) -> str:
+    """Up to ``most`` class indices, then how many more: a 1000-class warning stays one line."""
+    shown = ", ".join(map(str, classes[:most]))
+    return f"[{shown}{f', ... and {len(classes) - most} more' if len(classes) > most else ''}]"
+
+
 class ClassCoverage(Callback):
     """Which classes the generator actually makes: the teacher's argmax over the last ``window`` of steps.
 
@@ -205,13 +228,13 @@ class ClassCoverage(Callback):
         if self.counts is None:
             return
         shares = self.shares()
-        low = [k for k, share in enumerate(shares) if share < self.min_share]
-        record["class_coverage"] = [round(s, 4) for s in shares]
+        low = sorted((k for k, share in enumerate(shares) if share < self.min_share), key=lambda k: shares[k])
+        record["class_coverage"] = per_class_field([round(s, 4) for s in shares])
         if low and self.counted >= self.window:
-            record["coverage_low"] = low
-            new = sorted(set(low) - self.warned)
+            record["coverage_low"] = sorted(low) if len(low) <= 20 else {"count": len(low), "rarest": low[:10]}
+            new = [k for k in low if k not in self.warned]  # the rarest first
             if new:
-                loop.accelerator.print(f"warning: the generator makes almost no images of class(es) {new} "
+                loop.accelerator.print(f"warning: the generator makes almost no images of class(es) {name_classes(new)} "
                                        f"(< {self.min_share:.3f} of the last {self.window} steps' images); the "
                                        "student will not learn them (see report.md's class coverage)")  # fmt: skip
                 self.warned.update(new)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from datafree.callbacks import Callback
+from datafree.callbacks import Callback, per_class_field
 
 
 def stratified_labels(shares: torch.Tensor, n: int) -> torch.Tensor:
@@ -36,8 +36,9 @@ class ClassQuota(Callback):
 
     momentum = 0.9
 
-    def __init__(self, num_classes: int, quota: float):
+    def __init__(self, num_classes: int, quota: float, order=None):
         self.num_classes, self.quota = num_classes, quota
+        self.order = order  # a RotatingLabels (K > batch): shares stratified in its rotated class order
         self.gap: torch.Tensor | None = None  # per asked class, on the device (lazy: the device is the loop's)
 
     def shares(self, device: torch.device | str) -> torch.Tensor:
@@ -49,7 +50,12 @@ class ClassQuota(Callback):
         return (1 - self.quota) * uniform + self.quota * gap / gap.sum().clamp_min(1e-12)
 
     def labels(self, n: int, device: torch.device | str, rng: torch.Generator | None = None) -> torch.Tensor:
-        return stratified_labels(self.shares(device), n)  # deterministic: rng unused
+        start = self.order.start(n) if self.order is not None else None  # None while every class fits in a batch
+        shares = self.shares(device)
+        if start is not None:  # K > n: the batch is shared among its window's n classes (datafree/labels.py) by gap
+            window = (torch.arange(n, device=shares.device) + start) % self.num_classes
+            return window[stratified_labels(shares[window], n)]
+        return stratified_labels(shares, n)  # deterministic: rng unused
 
     @torch.no_grad()
     def on_synthesized(self, loop, step: int, batch) -> None:
@@ -76,7 +82,7 @@ class ClassQuota(Callback):
             self.gap = torch.where(counts > 0, blended, self.gap)
 
     def on_log(self, loop, record: dict) -> None:
-        record["class_quota"] = [round(s, 4) for s in self.shares("cpu").tolist()]
+        record["class_quota"] = per_class_field([round(s, 4) for s in self.shares("cpu").tolist()])
 
     def checkpoint_state(self):
         return self  # resume continues with the same shares

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from datafree import checkpoint as ckpt
 from datafree.batches import Synthesizer, label_autocast
+from datafree.callbacks import per_class_field
 from datafree.config import TrainConfig, warmup_steps
 from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy, class_counts, eval_loader, overall, per_class
@@ -246,7 +247,7 @@ class DataFreeTrainer:
                     hits = class_counts(self.shipped_student, self.eval_loader, self.accelerator)  # one pass
                     record["student_acc"] = overall(hits)
                     # per class too: the zoo's runs end apart by their Shirt, so its course is worth seeing
-                    record["student_class_acc"] = [None if a is None else round(a, 4) for a in per_class(hits)]
+                    record["student_class_acc"] = per_class_field([None if a is None else round(a, 4) for a in per_class(hits)])
                     if record["student_acc"] > self.progress.best_acc:
                         self.progress.best_acc, self.progress.best_step = record["student_acc"], done
                         self._save_weights("student_best.safetensors")

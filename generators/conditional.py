@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 
-def balanced_labels(n: int, num_classes: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """0, 1, ..., K-1, 0, 1, ...: the class assigned to each position of a batch of ``n``."""
-    return torch.arange(n, device=device) % num_classes
+def balanced_labels(n: int, num_classes: int, device: torch.device | str | None = None, start: int = 0) -> torch.Tensor:
+    """start, start + 1, ..., K-1, 0, 1, ...: the class assigned to each position of a batch of ``n`` (``start``: where
+    the window begins when K > n, datafree/labels.py)."""
+    return (torch.arange(n, device=device) + start) % num_classes
 
 
 class ClassConditional(nn.Module):

@@ -59,7 +59,11 @@ def test_the_conditional_generator_is_asked_for_the_quota_labels_and_the_objecti
     # per step: G's batch (16, the objective's labels) then two fresh batches of 8, each from the shares of that step
     assert [len(a) for a in asked] == [16, 8, 8] * 3
     assert all(torch.equal(asked[3 * s], targeted[s]) for s in range(3))
+    # fresh batches of 8 hold fewer than the 10 classes: their windows rotate (datafree/labels.py); rewound by the
+    # last two, the quota gives the second-to-last batch again
+    quota.order.batches -= 2
     assert torch.equal(asked[-2], quota.labels(8, "cpu")) and torch.equal(asked[-3], targeted[-1])
+    assert set(torch.cat(asked[1::3]).tolist()) == set(range(10))  # every class in a fresh batch, though 8 < 10
     shares = quota.shares("cpu")
     assert float(shares.min()) >= 0.4 / 10 - 1e-6  # every class keeps (1 - q) / K
 

@@ -1,0 +1,52 @@
+"""Which classes the conditional generator is asked for when a batch cannot hold them all (K > batch size).
+
+With K <= n, image i of every batch is made for class ``i mod K`` (:func:`generators.conditional.balanced_labels`):
+every class in every batch, on every process. With more classes than images (a 100-class teacher at the default
+batch of 64) that rule never asks for classes n .. K-1. ``RotatingLabels`` hands each batch a window of n
+consecutive classes instead, and moves the window on with every batch made::
+
+    label_i = (start + i) mod K,    start = (c * W + r) * n    (c: batches made so far, W processes, r: this rank)
+
+so the W processes of a step ask for W * n different classes, a K-class cycle takes ceil(K / (W n)) batches, and
+over whole cycles every class is asked for equally often. The generator's own batch of consecutive steps moves by
+as many windows as batches are made per step (the student's fresh batches count too): with K = 100 and one
+process at n = 64, two steps of generator batches alone cover 128 >= 100 classes. ``generator.quota`` then shares
+each batch among its window's classes by their gaps (:class:`datafree.quota.ClassQuota`), and ``generator.blend``
+blends on top.
+The counter is saved with the training state, so a resumed run asks for the classes it would have.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from datafree.callbacks import Callback
+from generators.conditional import balanced_labels
+
+
+class RotatingLabels(Callback):
+    """``labels(n, device, rng)`` for the conditional generator: windows of consecutive classes that rotate."""
+
+    def __init__(self, num_classes: int, rank: int = 0, world: int = 1):
+        self.num_classes, self.rank, self.world = num_classes, rank, world
+        self.batches = 0  # batches made so far on this rank (every rank makes the same number)
+
+    def start(self, n: int) -> int | None:
+        """The first class of the next batch of ``n``, and the window moved on; None while K <= n (every class fits)."""
+        if self.num_classes <= n:
+            return None
+        start = ((self.batches * self.world + self.rank) * n) % self.num_classes
+        self.batches += 1
+        return start
+
+    def labels(self, n: int, device: torch.device | str, rng: torch.Generator | None = None) -> torch.Tensor:
+        return balanced_labels(n, self.num_classes, device, self.start(n) or 0)
+
+    def checkpoint_state(self):
+        return self
+
+    def state_dict(self) -> dict:
+        return {"batches": torch.tensor(self.batches)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.batches = int(state["batches"])

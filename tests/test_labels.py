@@ -1,0 +1,99 @@
+"""Every class asked for: windows of classes that rotate when a teacher has more classes than a batch holds."""
+
+from __future__ import annotations
+
+import torch
+
+from datafree.labels import RotatingLabels
+from datafree.quota import ClassQuota
+
+
+def test_k_at_most_the_batch_keeps_every_class_in_every_batch():
+    order = RotatingLabels(10)
+    for _ in range(3):
+        assert order.labels(64, "cpu").tolist() == [i % 10 for i in range(64)]  # i mod K, as before
+    assert order.batches == 0
+
+
+def test_k_100_at_batch_64_asks_for_every_class_within_two_batches_and_stays_balanced():
+    order = RotatingLabels(100)
+    first, second = order.labels(64, "cpu"), order.labels(64, "cpu")
+    assert set(first.tolist()) | set(second.tolist()) == set(range(100))
+    assert len(set(first.tolist())) == 64  # a window of distinct classes
+    for _ in range(23):  # 25 batches of 64 = 16 cycles of 100 classes
+        order.labels(64, "cpu")
+    order = RotatingLabels(100)
+    counts = torch.bincount(torch.cat([order.labels(64, "cpu") for _ in range(25)]), minlength=100)
+    assert counts.min() == counts.max() == 16
+
+
+def test_two_ranks_ask_for_disjoint_classes_and_cover_twice_as_many():
+    ranks = [RotatingLabels(1000, rank=r, world=2) for r in range(2)]
+    seen = set()
+    for _ in range(3):
+        a, b = (set(rank.labels(64, "cpu").tolist()) for rank in ranks)
+        assert not a & b and len(a) == len(b) == 64
+        assert not (a | b) & seen  # the next step's windows are new classes too
+        seen |= a | b
+    assert len(seen) == 3 * 2 * 64
+
+
+def test_the_quota_stratifies_in_the_rotated_order_and_the_counter_resumes():
+    order = RotatingLabels(100)
+    quota = ClassQuota(100, 0.5, order)
+    first, second = (quota.labels(64, "cpu") for _ in range(2))
+    assert set(first.tolist()) | set(second.tolist()) == set(range(100))  # uniform shares: the windows themselves
+    quota.gap = torch.zeros(100)
+    quota.gap[64:70] = 1.0  # the student lags on classes 64-69: they take half of the batch whose window holds them
+    third = quota.labels(64, "cpu")  # the window 28 .. 91
+    assert set(third.tolist()) <= set(range(28, 92)) and (third >= 64).logical_and(third < 70).sum() >= 30
+    again = RotatingLabels(100)
+    again.load_state_dict(order.state_dict())
+    assert torch.equal(again.labels(64, "cpu"), order.labels(64, "cpu"))
+
+
+def test_a_100_class_run_asks_for_classes_beyond_the_batch(tmp_path, monkeypatch):
+    from datafree.config import from_dict
+    from datafree.pipeline import distill_from_config
+
+    config = from_dict({"name": "many", "data": {"name": "fake", "like": "cifar100", "fake_size": 128, "eval_batch_size": 64},
+                        "teacher": {"arch": "lenet5"},
+                        "student": {"arch": "lenet5_half"},
+                        "teacher_training": {"epochs": 1, "batch_size": 32},
+                        "generator": {"width": 8, "blend": 0.0},
+                        "train": {"steps": 20, "batch_size": 16, "fresh_batches": False, "student_steps": 1,
+                                  "eval_every": 20, "log_every": 5, "sample_every": 20, "checkpoint_every": 20,
+                                  "precise_bn": 0, "channels_last": False, "output_dir": str(tmp_path / "run")}})  # fmt: skip
+    from datafree.supervised import train_teacher
+
+    config.teacher.checkpoint = str(tmp_path / "t" / "teacher.safetensors")
+    train_teacher(config)
+    asked = []
+    labels = RotatingLabels.labels
+    monkeypatch.setattr(RotatingLabels, "labels", lambda self, *a: asked.append(labels(self, *a)) or asked[-1])
+    results = distill_from_config(config)
+    assert len(results["class_coverage"]) == 100 and len(asked) >= 20  # the run's generator took its labels here
+    assert set(torch.cat(asked).tolist()) == set(range(100))  # every class, though a batch holds 16
+
+
+def test_a_thousand_classes_are_summarized_in_the_metrics_line_and_the_warning_names_the_rarest(capsys):
+    from types import SimpleNamespace
+
+    from datafree.callbacks import ClassCoverage, per_class_field
+
+    assert per_class_field([0.5, 0.25]) == [0.5, 0.25]  # up to 100 classes: the list as is
+    values = [1.0] * 1000
+    values[7], values[3] = 0.0, 0.5
+    field = per_class_field(values)
+    assert field["classes"] == 1000 and field["min"] == 0.0 and field["max"] == 1.0
+    assert field["lowest"][:2] == [[7, 0.0], [3, 0.5]]
+    coverage = ClassCoverage(1000, steps=10)
+    logits = torch.full((64, 1000), -10.0)
+    logits[torch.arange(64), torch.arange(64) % 60] = 10.0  # 60 of 1000 classes made
+    batch = SimpleNamespace(teacher=SimpleNamespace(logits=logits))
+    coverage.on_synthesized(None, 0, batch)
+    record = {}
+    coverage.on_log(SimpleNamespace(accelerator=SimpleNamespace(print=print)), record)
+    assert record["class_coverage"]["classes"] == 1000 and record["coverage_low"]["count"] == 940
+    printed = capsys.readouterr().out
+    assert "... and 930 more]" in printed and len(printed) < 400  # ten named, one line
