@@ -5,7 +5,9 @@
                                eval_set=my_labelled_test_set,              # optional, real data for accuracy only
                                train={"steps": 2000, "output_dir": "outputs/mine"})
 
-Any ``nn.Module`` that maps normalized images to logits works. The activation loss needs the teacher's
+Any ``nn.Module`` that maps normalized images to logits works: its forward may return a tensor, an object or dict
+with a ``logits`` tensor (a Hugging Face classifier's output), or a tuple whose first element is the logits
+(:func:`datafree.features.logits_of`); anything else is refused, naming what it returned. The activation loss needs the teacher's
 penultimate feature: by default the input of its last ``nn.Linear``, or of its head conv where it has none (a
 forward hook, removed afterwards; the run prints which); pass ``feature_layer="<module path>"`` (or
 ``"<path>:input"``) to choose another layer, or give it to ``record_teacher_stats``, whose record carries it here.

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from datafree.features import logits_of
+
 
 def eval_loader(eval_set: Dataset, batch_size: int, num_workers: int, accelerator=None) -> DataLoader:
     """The real test set in fixed-order batches, sharded across processes when an Accelerator is given."""
@@ -20,7 +22,7 @@ def confusion_counts(model: nn.Module, loader, accelerator=None) -> torch.Tensor
     model.eval()
     matrix = None
     for images, labels in loader:
-        logits = model(images)
+        logits = logits_of(model(images))
         predicted = logits.argmax(dim=1)
         if accelerator is not None:
             predicted, labels = accelerator.gather_for_metrics((predicted, labels))

@@ -39,6 +39,25 @@ class NetOutput:
         return NetOutput(self.logits.float(), {k: v.float() for k, v in self.features.items()})
 
 
+def logits_of(output: object) -> torch.Tensor:
+    """A classifier's logits from whatever its forward returns: a tensor; a dict or an object with ``logits`` (every
+    Hugging Face ``transformers`` classifier's ``ModelOutput``, timm's and torchvision's plain tensors); a tuple or
+    list whose first element is a tensor (``return_dict=False``, torchvision's Inception / GoogLeNet in training
+    mode). Anything else is a TypeError naming what the network returned."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = output.get("logits") if isinstance(output, dict) else getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    kind = type(output).__name__
+    keys = f" with keys {sorted(output)}" if isinstance(output, dict) else ""
+    raise TypeError(f"the network returned a {kind}{keys}, not logits: its forward must return a tensor (N, K), an "
+                    "object or dict with a `logits` tensor, or a tuple whose first element is the logits; wrap it "
+                    "in an nn.Module whose forward returns the logits")  # fmt: skip
+
+
 class _ImageMoments(torch.autograd.Function):
     """Spatial means of x and x^2 with a one-pass backward: dL/dx = (g1 + 2 g2 x) / (H W) in ONE fused op.
 
@@ -172,7 +191,7 @@ class FeatureTaps:
 
     def run(self, x: torch.Tensor, *args, **kwargs) -> NetOutput:
         self._store = {}
-        logits = self.model(x, *args, **kwargs)
+        logits = logits_of(self.model(x, *args, **kwargs))
         features, self._store = self._store, {}
         missing = [n for n in self.names if n not in features]
         if missing:

@@ -26,6 +26,10 @@ def check_network(net: nn.Module, spec: ImageSpec, role: str, taps: list[str] = 
     hooks = FeatureTaps(net, list(taps))
     try:
         out = hooks.run(x)
+    except TypeError as err:
+        if "not logits" not in str(err):
+            raise
+        raise ConfigError(f"the {role} ({type(net).__name__}): {err}") from None
     except RuntimeError as err:
         raise ConfigError(
             f"the {role} ({type(net).__name__}) cannot take images of shape ({spec.channels}, {spec.image_size}, "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 
 from datafree.labels import RotatingLabels
@@ -97,3 +100,31 @@ def test_a_thousand_classes_are_summarized_in_the_metrics_line_and_the_warning_n
     assert record["class_coverage"]["classes"] == 1000 and record["coverage_low"]["count"] == 940
     printed = capsys.readouterr().out
     assert "... and 930 more]" in printed and len(printed) < 400  # ten named, one line
+
+
+def test_a_1000_class_224_px_run_takes_a_few_steps_on_the_imagenet_stand_in(tmp_path):
+    """K = 1000 at ImageNet's size, on ``fake`` like ``imagenet`` (nothing downloaded), with the default preset's
+    terms: memory and logs stay bounded, and the coverage guard names the rarest classes."""
+    from datafree.data import DataMissingError, dataset_info, load_dataset
+    from datafree.pipeline import distill_from_config
+    from datafree.config import from_dict
+    from tests.conftest import save_random_teacher
+
+    info = dataset_info("imagenet")
+    assert (info.num_classes, info.image_size, info.channels) == (1000, 224, 3) and info.class_names[0] == "tench"
+    with pytest.raises(DataMissingError, match="cannot be downloaded automatically"):
+        load_dataset("imagenet", root=tmp_path, train=False)
+    config = from_dict({"name": "k1000", "preset": "default",
+                        "data": {"name": "fake", "like": "imagenet", "fake_size": 16, "eval_batch_size": 8},
+                        "teacher": {"arch": "resnet8_narrow", "checkpoint": str(tmp_path / "teacher.safetensors")},
+                        "student": {"arch": "resnet8_narrow"},
+                        "generator": {"width": 8, "latent_dim": 32},
+                        "train": {"steps": 3, "batch_size": 8, "fresh_batch_size": 8, "student_steps": 2, "eval_every": 3,
+                                  "log_every": 1, "sample_every": 3, "checkpoint_every": 3, "precise_bn": 2,
+                                  "mixed_precision": "no", "channels_last": False, "output_dir": str(tmp_path / "run")}})  # fmt: skip
+    save_random_teacher(config)
+    results = distill_from_config(config)
+    assert results["steps"] == 3 and len(results["class_coverage"]) == 1000
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert max(len(line) for line in lines) < 4000  # summaries, not 1000-long lists per line
+    assert json.loads(lines[-1])["student_class_acc"]["classes"] == 1000

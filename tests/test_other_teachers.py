@@ -147,3 +147,39 @@ def test_label_smoothing_is_validated_and_the_held_out_pairs_parse():
     assert c.teacher_training.label_smoothing == 0.1 and "label_smoothing0.1" in c.teacher.checkpoint
     plain = bench.pair_config(base, "vgg_bn", "mlp", bench.Path("/tmp/x"), False)
     assert plain.teacher.checkpoint != c.teacher.checkpoint  # the smoothed teacher is another teacher
+
+
+class HFStyleOutput(dict):
+    """What a transformers classifier returns: a dict whose entries are attributes too (ModelOutput)."""
+
+    __getattr__ = dict.__getitem__
+
+
+class Wrapped(nn.Module):
+    def __init__(self, net: nn.Module, kind: str):
+        super().__init__()
+        self.net, self.kind = net, kind
+
+    def forward(self, x):
+        logits = self.net(x)
+        if self.kind == "hf":
+            return HFStyleOutput(logits=logits, hidden_states=None)
+        if self.kind == "tuple":
+            return logits, logits.detach() * 0  # (logits, aux), as return_dict=False or an aux head gives
+        return {"features": logits}  # no logits anywhere
+
+
+@pytest.mark.parametrize("kind", ["hf", "tuple"])
+def test_a_teacher_returning_an_object_with_logits_or_a_tuple_distills_and_evaluates(tmp_path, kind):
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(0)
+    eval_set = TensorDataset(torch.randn(16, 1, 16, 16), torch.arange(16) % 4)
+    results = run(tmp_path, Wrapped(Plain(), kind), eval_set=eval_set)  # was: AttributeError ... has no attribute 'ndim'
+    assert results["steps"] == 2 and results["teacher_acc"] is not None
+
+
+def test_a_teacher_returning_something_else_is_refused_naming_what_it_returned(tmp_path):
+    with pytest.raises(ConfigError, match=r"returned a dict with keys \['features'\], not logits"):
+        run(tmp_path, Wrapped(Plain(), "dict"))
+    assert not (tmp_path / "run").exists()  # refused before anything was written

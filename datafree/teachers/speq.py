@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from datafree.config import ConfigError
-from datafree.features import NetOutput
+from datafree.features import NetOutput, logits_of
 from datafree.spec import ImageSpec
 from datafree.teachers.base import TeacherSource, register_teacher
 from datafree.teachers.single import SingleTeacher
@@ -93,7 +93,7 @@ class SelfTeacher(nn.Module):
             for layer, bits in zip(self.layers, self.draw()):
                 layer.act_bits = bits
             net.eval()
-            logits = net(x)
+            logits = logits_of(net(x))
         finally:
             for layer, bits in zip(self.layers, own):
                 layer.act_bits = bits
