@@ -6,7 +6,7 @@ recipe replaces the preset's list whole. Without a ``preset`` key a recipe start
 
 | preset | what it is | uses beyond the teacher's weights |
 |---|---|---|
-| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, the one-hot term at weight 1 for the first half of the steps and 0.3 after, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), the teacher's penultimate features per class, generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics (per-class penultimate features among them) when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
+| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (DAFL's up to 32 px, one grown by stages above) (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, the one-hot term at weight 1 for the first half of the steps and 0.3 after, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), the teacher's penultimate features per class, generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics (per-class penultimate features among them) when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
 | ``strict`` | ``default`` without the feature-statistics terms (its one-hot term at weight 1 throughout) | nothing: the teacher's weights and the normalization of its inputs |
 | ``dafl`` | the paper's objective and generator, with the official code's weights (the dataclass defaults) | nothing |
 
@@ -24,7 +24,9 @@ _STATS = {"normalized": True, "optional": True}  # in the layer's units; off (an
 _DEFAULT: dict[str, Any] = {
     "student": {"optimizer": "adam", "lr": 0.002, "schedule": "cosine"},
     # a quarter of every batch made for blends of two neighbouring classes (boundary images): measured on the zoo
-    "generator": {"output": "pixels", "width": 16, "lr": 0.03, "conditional": True, "blend": 0.25},
+    # DAFL's generator up to 32 px (where the preset is measured), above it one that grows by stages from a
+    # small seed map (generators/staged.py): DAFL's projection to (s/4)^2 would not fit at 224 px
+    "generator": {"arch": "auto", "output": "pixels", "width": 16, "lr": 0.03, "conditional": True, "blend": 0.25},
     # the generator's batch of 64 (its step costs half), flipped / shifted student batches (relabelled by the
     # teacher, no extra forward on the fresh ones), their labels from bf16 forwards where the hardware has bf16
     # (on BatchNorm-folded copies, train.fold_batchnorm): measured on the zoo (docs/changelog.md)

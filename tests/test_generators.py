@@ -85,3 +85,42 @@ def test_conditional_run_targets_the_assigned_classes(tmp_path):
     before = generator.embed.weight.detach().clone()
     trainer.train_step(0)
     assert not torch.equal(before, generator.embed.weight)  # the class embedding is trained with the generator
+
+
+@pytest.mark.parametrize("size,seed", [(28, 7), (32, 8), (64, 8), (224, 7)])
+def test_the_staged_generator_grows_from_a_small_seed_to_the_image_size(size, seed):
+    from generators import create_generator
+    from generators.staged import StagedGenerator
+
+    torch.manual_seed(0)
+    net = create_generator("staged", latent_dim=16, image_size=size, channels=3, width=8, mean=(0.5,) * 3, std=(0.25,) * 3)
+    assert isinstance(net, StagedGenerator) and net.seed == seed
+    x = net(torch.randn(2, 16))
+    assert x.shape == (2, 3, size, size)
+    pixels = x * 0.25 + 0.5  # back from the teacher's normalization: bounded pixels
+    assert float(pixels.min()) >= 0 and float(pixels.max()) <= 1
+
+
+def test_at_224_px_and_1000_classes_the_staged_generator_stays_small_where_dafls_would_not():
+    from generators import create_generator
+
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    staged = create_generator("staged", latent_dim=1000, image_size=224, channels=3, width=64)
+    assert count(staged) <= 15_000_000
+    dafl_projection = 1000 * 128 * (224 // 4) ** 2  # DAFL's Linear alone at a 1000-d latent, width 128
+    assert dafl_projection > 400_000_000
+
+
+def test_auto_is_dafls_generator_up_to_32_px_bit_for_bit_and_the_staged_one_above():
+    from generators import create_generator
+    from generators.dafl import DAFLGenerator
+    from generators.staged import StagedGenerator
+
+    kwargs = dict(latent_dim=16, channels=1, width=16, output="pixels", mean=(0.3,), std=(0.35,))
+    torch.manual_seed(0)
+    auto = create_generator("auto", image_size=32, **kwargs)
+    torch.manual_seed(0)
+    dafl = create_generator("dafl", image_size=32, **kwargs)
+    assert isinstance(auto, DAFLGenerator)
+    assert all(torch.equal(a, b) for a, b in zip(auto.state_dict().values(), dafl.state_dict().values()))
+    assert isinstance(create_generator("auto", image_size=64, **kwargs), StagedGenerator)
