@@ -55,16 +55,29 @@ def memory_format_of(net: nn.Module) -> torch.memory_format:
 
 
 def build_net(arch: str, spec: ImageSpec, **kwargs) -> nn.Module:
+    """A registered architecture or a named one (``torchvision:``, ``timm:``, ``hf:``) for these images; a named
+    model whose own metadata says it was made for other data is a ConfigError (datafree/models/hub.py)."""
     from datafree.models import create_model
+    from datafree.models.hub import check_against, is_hub_name
 
-    return create_model(arch, num_classes=spec.num_classes, in_channels=spec.channels, **kwargs)
+    try:
+        if is_hub_name(arch):
+            check_against(arch, spec.num_classes, spec.channels, spec.image_size, spec.mean, spec.std, role=arch)
+        return create_model(arch, num_classes=spec.num_classes, in_channels=spec.channels, **kwargs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def load_network(arch: str, checkpoint: str | Path, spec: ImageSpec, role: str = "teacher") -> nn.Module:
-    """A registered architecture with its trained weights, checked against the images and the class count."""
+    """A registered architecture with its trained weights, checked against the images and the class count (a named
+    model whose weights come with it, an ``hf:`` folder, takes them from there when the checkpoint does not exist)."""
+    from datafree.models.hub import describe, is_hub_name
+
     net = build_net(arch, spec)
     check_network(net, spec, f"{role} {arch!r}")
     path = Path(checkpoint)
+    if is_hub_name(arch) and describe(arch).weights_inside and not path.exists():
+        return net
     meta = ckpt.read_metadata(path) if path.exists() and path.suffix == ".safetensors" else {}
     if meta.get("num_classes") and int(meta["num_classes"]) != spec.num_classes:
         raise ConfigError(f"{role} checkpoint {path} has {meta['num_classes']} classes but the data has "

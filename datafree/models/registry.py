@@ -9,6 +9,7 @@ from typing import Callable
 from torch import nn
 
 from datafree.features import INPUT_SUFFIX, last_linear_input
+from datafree.models.hub import create_hub_model, is_hub_name
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -49,6 +50,10 @@ def list_models() -> list[str]:
 def get_entry(name: str) -> ModelEntry:
     """The registry entry for ``name``; a ValueError listing every known name otherwise."""
     if name not in _REGISTRY:
+        if ":" in name:
+            from datafree.models.hub import SOURCES
+
+            raise ValueError(f"unknown model source in {name!r}; sources: {', '.join(f'{p}:' for p in sorted(SOURCES))}")
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}")
@@ -63,7 +68,10 @@ def create_model(name: str, num_classes: int, in_channels: int = 3, **kwargs) ->
     (``{arch, num_classes, in_channels, kwargs}``, what :func:`model_from_spec` takes).
     """
     try:
-        model = get_entry(name).factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
+        if is_hub_name(name):  # torchvision:<name>, timm:<name>, hf:<folder> (datafree/models/hub.py)
+            model = create_hub_model(name, num_classes, in_channels, **kwargs)
+        else:
+            model = get_entry(name).factory(num_classes=num_classes, in_channels=in_channels, **kwargs)
     except TypeError as err:
         if not kwargs:
             raise
