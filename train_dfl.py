@@ -1,57 +1,11 @@
-"""Data-free distillation from a recipe.
+"""Data-free distillation from a recipe: ``datafree train`` from a checkout (datafree/cli/train.py).
 
     accelerate launch train_dfl.py --config runs/fmnist.toml [--train.steps 500] [--resume]
-    python train_dfl.py --config runs/fmnist.toml --from-export outputs/fmnist/synthetic   # no generator in the loop
-    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 train_dfl.py ...   # 2 CPU processes
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from datafree.config import ConfigError, Config, load_toml
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args
-
-DEFAULT_RECIPE = Path(__file__).parent / "runs" / "fmnist.toml"
-
-
-def parse(argv: list[str] | None = None) -> tuple[Config, argparse.Namespace]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(DEFAULT_RECIPE), help="recipe TOML (default: runs/fmnist.toml)")
-    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    parser.add_argument("--from-export", default=None, metavar="DIR",
-                        help="train the student by KD on a synthetic set written by `python -m datafree.cli.export`")  # fmt: skip
-    add_override_arguments(parser)
-    args = parse_args(parser, argv)
-    return apply_overrides(load_toml(args.config), args), args
-
-
-def main(argv: list[str] | None = None) -> int:
-    from datafree.checkpoint import CheckpointError
-    from datafree.data import DataMissingError
-    from datafree.pipeline import distill_from_config
-    from datafree.trainer import NonFiniteLossError
-
-    try:
-        config, args = parse(argv)
-        if args.from_export:
-            from datafree.offline import distill_from_export
-
-            results = distill_from_export(config, args.from_export)
-        else:
-            results = distill_from_config(config, resume=args.resume)
-    except (ConfigError, CheckpointError, DataMissingError, NonFiniteLossError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    out = Path(config.train.output_dir)
-    if results.get("student_acc_final") is not None and results.get("teacher_acc") is not None:
-        print(f"teacher {results['teacher_acc']:.4f}  student final {results['student_acc_final']:.4f}  "
-              f"best {results['student_acc_best']:.4f}  ({results['wall_time_s']:.0f} s)")  # fmt: skip
-    print(f"report: {out / 'report.md'}")
-    return 0
-
+from datafree.cli.train import DEFAULT_RECIPE, main, parse  # noqa: F401  (the entry point's API, as before)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -130,10 +130,23 @@ def load_weights(module: nn.Module, path: str | Path, what: str = "checkpoint") 
 
 
 def convert_torch_checkpoint(src: str | Path, dst: str | Path) -> None:
-    """One-off conversion of a trusted ``torch.save``d state_dict to safetensors (weights only, no code)."""
-    state = torch.load(src, map_location="cpu", weights_only=True)
+    """One-off conversion of a trusted ``torch.save``d state_dict to safetensors (weights only, no code).
+
+    ``torch.load(weights_only=True)`` refuses anything but tensors and plain containers: a file that would run code
+    when unpickled, or is no torch file at all, is a CheckpointError naming it."""
+    src = Path(src)
+    if not src.is_file():
+        raise CheckpointError(f"{src} does not exist; give the path of a torch.save'd state_dict")
+    try:
+        state = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError (code or foreign objects in the pickle), a zip / format error
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{src} is not a weights-only torch checkpoint ({first[:200]}); datafree loads tensors "
+                              "only: save the state_dict alone with torch.save(model.state_dict(), path)") from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{src} holds no state_dict (a dict of tensors); save model.state_dict() instead")
     save_file({k: v.contiguous() for k, v in state.items()}, str(dst))
 
 

@@ -13,7 +13,10 @@ What a recipe leaves out comes from its preset (``preset = "default"`` unless it
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as the backport
+    import tomli as tomllib
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -252,11 +255,19 @@ def from_dict(raw: dict[str, Any]) -> Config:
 
 
 def load_toml(path: str | Path, preset: str | None = None) -> Config:
-    """A recipe file, laid over its ``preset`` key's preset (or over ``preset`` when given)."""
+    """A recipe file or a shipped recipe's name (``fmnist``: datafree/recipes), laid over its ``preset`` key's preset
+    (or over ``preset`` when given)."""
+    from datafree.recipes import list_recipes, recipe_path
+
     path = Path(path)
     if not path.is_file():
-        what = "is a directory, not a recipe file" if path.is_dir() else "does not exist"
-        raise ConfigError(f"recipe {path} {what}; recipes live in runs/*.toml")
+        if path.is_dir():
+            raise ConfigError(f"recipe {path} is a directory, not a recipe file")
+        try:
+            path = recipe_path(path)
+        except FileNotFoundError:
+            raise ConfigError(f"recipe {path} does not exist; give a TOML file or a shipped recipe's name: "
+                              f"{', '.join(list_recipes())}") from None
     with path.open("rb") as fh:
         try:
             raw = tomllib.load(fh)

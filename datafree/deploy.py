@@ -43,8 +43,10 @@ def student_of_run(run_dir: Path) -> tuple[nn.Module, Config, object, dict | Non
         raise ConfigError(f"{run_dir} has no config.json: not a datafree run folder (train_dfl.py writes one)")
     config = from_dict(json.loads(config_path.read_text()))
     if config.student.arch.startswith("user module"):
-        raise ConfigError(f"{run_dir} trained a student of your own ({config.student.arch}); export it from Python "
-                          "with datafree.deploy.export_onnx(net, image_shape, path)")  # fmt: skip
+        raise ConfigError(f"{run_dir} trained a student of your own ({config.student.arch}), which no name rebuilds: "
+                          "build your network and load student_last.safetensors into it with "
+                          "datafree.checkpoint.load_weights(net, path); export it with "
+                          "datafree.deploy.export_onnx(net, image_shape, path)")  # fmt: skip
     quantized = run_dir / "student_quantized.safetensors"
     weights = quantized if quantized.exists() else run_dir / "student_last.safetensors"
     if not weights.exists():

@@ -215,8 +215,14 @@ def load_reference(path: str | Path, per_class: bool = False) -> Reference:
 
 
 def _keys(path: str | Path) -> list[str]:
-    with safe_open(str(path), framework="pt") as fh:
-        return list(fh.keys())
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return list(fh.keys())
+    except FileNotFoundError:
+        raise CheckpointError(f"feature statistics {path} do not exist") from None
+    except Exception as err:  # safetensors' own error for a truncated or foreign file ("header too large")
+        raise CheckpointError(f"feature statistics {path} are unreadable or corrupt ({err}); record them again with "
+                              "`datafree stats --config <recipe>`") from None
 
 
 def has_class_stats(path: str | Path) -> bool:

@@ -213,9 +213,11 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     }
     if accelerator.is_main_process:
         atomic_write_text(out / "results.json", readable_json(results))
+        from datafree.model_card import write_model_card
         from datafree.report import write_report
 
         write_report(out, results, spec)
+        write_model_card(out, config, results, spec)
     accelerator.end_training()
     return results
 

@@ -1,0 +1,97 @@
+"""The `datafree` command with its recipes inside, a model card beside every student, load_student, and the public
+helpers' errors on hostile files."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from datafree.checkpoint import CheckpointError, convert_torch_checkpoint
+
+
+def test_the_datafree_command_lists_its_subcommands_and_shipped_recipes(capsys):
+    from datafree.cli.main import main
+    from datafree.recipes import list_recipes, recipe_path
+
+    assert main([]) == 0 and "subcommands:" in capsys.readouterr().out
+    assert main(["recipes"]) == 0
+    listed = capsys.readouterr().out
+    assert "fmnist" in listed and set(list_recipes()) >= {"fmnist", "zoo", "cifar10"}
+    assert recipe_path("fmnist").read_text() == (recipe_path("runs/fmnist.toml")).read_text()
+    assert main(["nope"]) == 2 and "unknown subcommand 'nope'" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="shipped: celeba, cifar10"):
+        recipe_path("no_such_recipe")
+
+
+def test_datafree_train_by_recipe_name_writes_a_model_card_and_load_student_rebuilds_it(tmp_path, monkeypatch):
+    from datafree import build, load_student
+    from datafree.checkpoint import load_weights, save_weights
+    from datafree.cli.main import main
+    from datafree.config import load_toml
+
+    monkeypatch.chdir(tmp_path)  # any folder: the recipe comes from the package
+    config = load_toml("fmnist")
+    spec = build.image_spec(config)
+    torch.manual_seed(0)
+    save_weights(build.build_net("lenet5", spec), tmp_path / "teacher.safetensors", {"arch": "lenet5", "num_classes": 10})
+    argv = ["train", "--recipe", "fmnist", "--data.name", "fake", "--data.fake_size", "64", "--data.eval_batch_size", "64",
+            "--teacher.checkpoint", str(tmp_path / "teacher.safetensors"), "--train.steps", "2", "--train.max_minutes", "0",
+            "--train.batch_size", "16", "--train.fresh_batch_size", "16", "--train.student_steps", "2", "--train.eval_every",
+            "2", "--train.precise_bn", "2", "--train.output_dir", "run"]  # fmt: skip
+    assert main(argv) == 0
+    card = (tmp_path / "run" / "MODEL_CARD.md").read_text()
+    assert card.startswith("# Model card: lenet5_half distilled from lenet5") and "no training image was used" in card
+    assert card.count("\n| ") >= 11  # the per-class table: a header and ten classes
+    student = load_student(tmp_path / "run")
+    again = load_weights(build.build_net("lenet5_half", spec), tmp_path / "run" / "student_last.safetensors").eval()
+    x = torch.randn(4, 1, 32, 32)
+    assert not student.training and torch.equal(student(x), again(x))
+
+
+def test_load_student_of_a_users_own_module_says_how_to_load_it(tmp_path):
+    from torch import nn
+
+    from datafree import distill_datafree, load_student
+    from datafree.config import ConfigError
+
+    teacher = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+    student = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 4))
+    distill_datafree(teacher, student, image_size=16, channels=1, num_classes=4, mean=(0.3,), std=(0.35,),
+                     train={"steps": 1, "batch_size": 8, "eval_every": 1, "output_dir": str(tmp_path / "run")})  # fmt: skip
+    assert (tmp_path / "run" / "MODEL_CARD.md").exists()
+    with pytest.raises(ConfigError, match="load_weights"):
+        load_student(tmp_path / "run")
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_convert_torch_checkpoint_refuses_code_in_the_pickle_with_its_own_error(tmp_path, capsys):
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"weight": torch.zeros(2), "x": Payload()}, hostile)
+    with pytest.raises(CheckpointError, match="not a weights-only torch checkpoint") as err:
+        convert_torch_checkpoint(hostile, tmp_path / "out.safetensors")
+    assert "\x1b[" not in str(err.value) and "this ran" not in capsys.readouterr().out
+    (tmp_path / "raw.pt").write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(CheckpointError):
+        convert_torch_checkpoint(tmp_path / "raw.pt", tmp_path / "out.safetensors")
+    torch.save({"state_dict": {"w": torch.ones(3)}}, tmp_path / "good.pt")
+    convert_torch_checkpoint(tmp_path / "good.pt", tmp_path / "good.safetensors")
+    assert (tmp_path / "good.safetensors").exists()
+
+
+def test_statistics_helpers_on_a_corrupt_file_raise_datafrees_error(tmp_path):
+    from datafree.feature_stats import has_class_stats, has_outputs
+
+    bad = tmp_path / "t.stats.safetensors"
+    bad.write_bytes(b"\xff" * 64)
+    for helper in (has_class_stats, has_outputs):
+        with pytest.raises(CheckpointError, match="unreadable or corrupt"):
+            helper(bad)
+    save_file({"a/mean": torch.zeros(2), "a/var": torch.ones(2)}, str(tmp_path / "ok.safetensors"))
+    assert has_class_stats(tmp_path / "ok.safetensors") is False
