@@ -5,7 +5,7 @@ VENV    := .venv/.installed
 RECIPE  ?= runs/fmnist.toml
 export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo test check-recipes tables teacher distill fmnist-data clean
+.PHONY: demo test check-recipes check-install tables teacher distill fmnist-data clean
 
 $(VENV): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -39,6 +39,11 @@ test: $(VENV)
 
 check-recipes: $(VENV) fmnist-data
 	$(PY) runs/check_recipes.py
+
+# the wheel in a fresh venv outside the repository: datafree --help, a teacher and a 2-step train from an empty folder
+# (PYTHONS="3.10 3.12 3.13" make check-install: other interpreters too)
+check-install: $(VENV)
+	PATH="$(abspath $(dir $(PY))):$$PATH" bash runs/check_install.sh
 
 # the README's and docs' tables from results/*.json (tests/test_tables.py fails when they differ)
 tables: $(VENV)
