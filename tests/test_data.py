@@ -98,7 +98,7 @@ def test_cifar10_missing(tmp_path: Path) -> None:
 def test_unknown_name_lists_datasets() -> None:
     with pytest.raises(ValueError, match="fashion-mnist"):
         load_dataset("imagenet-9000")
-    assert {"mnist", "fashion-mnist", "fashion-mnist-28", "cifar10", "cifar100", "celeba", "celeba8", "imagenet", "fake"} == set(list_datasets())
+    assert {"mnist", "fashion-mnist", "fashion-mnist-28", "cifar10", "cifar100", "celeba", "celeba8", "imagenet", "fmnist-pairs100", "fmnist-rgb64", "fake"} == set(list_datasets())
     assert dataset_info("Fashion_MNIST") == dataset_info("fmnist") == dataset_info("fashion-mnist")
     assert dataset_info("CelebA-3attr") == dataset_info("celeba8")
 

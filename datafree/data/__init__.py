@@ -6,14 +6,14 @@ missing data raises :class:`DataMissingError` whose message says how to get it.
 
 Layout: ``registry.py`` (the :class:`DatasetFamily` protocol, ``@register_dataset``, lookups by name),
 ``loading.py`` (``load_dataset``, ``load_tensors``, ``recipe_split``, ``augment_batch``), one file per family (``mnist.py``:
-mnist, fashion-mnist; ``cifar.py``: cifar10, cifar100; ``celeba.py``: celeba, celeba8; ``imagenet.py``: imagenet (local folder only); ``fake.py``: fake).
+mnist, fashion-mnist; ``cifar.py``: cifar10, cifar100; ``celeba.py``: celeba, celeba8; ``imagenet.py``: imagenet (local folder only); ``fmnist_tasks.py``: fmnist-pairs100, fmnist-rgb64 (made from Fashion-MNIST); ``fake.py``: fake).
 
 Adding a dataset: write ``datafree/data/<name>.py`` with one :class:`DatasetFamily` subclass (``info`` +
 ``load``) under ``@register_dataset("<name>")``, and add its module to the import line below: a family is
 registered when its file is imported, and this import line is the only place that lists the files.
 """
 
-from datafree.data import celeba, cifar, fake, imagenet, mnist  # noqa: F401  (importing a family file registers it)
+from datafree.data import celeba, cifar, fake, fmnist_tasks, imagenet, mnist  # noqa: F401  (importing a family file registers it)
 from datafree.data.celeba import (
     CELEBA_ALL_ATTRIBUTES,
     CELEBA_ATTRIBUTES,
