@@ -90,6 +90,20 @@ def test_bit_widths_are_drawn_per_layer_reproducibly_and_the_student_is_restored
     assert torch.equal(out.features["t"], x) and not out.features["self/logits"].requires_grad
 
 
+def test_the_papers_draw_never_runs_a_layer_under_its_target_width_and_a_fixed_list_is_kept_as_an_option():
+    torch.manual_seed(0)
+    net = create_student_wrapper("quantize", bits=8, act_bits=4).wrap(Net()).train()
+    teacher = SelfTeacher(Real(), None, seed=3)  # the default: each layer's target (4) or higher, or float
+    teacher.bind(net)
+    drawn = {b for _ in range(200) for b in teacher.draw()}
+    assert drawn == {4, 5, 6, 7, 8, 0}  # never 2 or 3: those would teach the 4-bit student from below its own width
+    net.fc2.act_bits = 6  # targets are per layer
+    assert all(d[0] in (6, 7, 8, 0) and d[1] in (4, 5, 6, 7, 8, 0) for d in (teacher.draw() for _ in range(50)))
+    fixed = SelfTeacher(Real(), [2, 3], seed=3)  # a list given: every layer draws from it, as before
+    fixed.bind(net)
+    assert {b for _ in range(50) for b in fixed.draw()} == {2, 3}
+
+
 def test_speq_loss_is_the_cosine_term_against_the_self_teachers_logits():
     student = torch.tensor([[2.0, 0.0, -1.0]])
     own = torch.tensor([[0.0, 1.0, 0.0]])
@@ -104,9 +118,17 @@ def test_speq_loss_is_the_cosine_term_against_the_self_teachers_logits():
 def test_a_speq_run_trains_resumes_bit_for_bit_and_records_the_draw_counter(tmp_path, monkeypatch):
     whole = tiny_config(tmp_path / "whole", **SPEQ)
     save_random_teacher(whole)
+    drawn = []
+    draw = SelfTeacher.draw
+    monkeypatch.setattr(SelfTeacher, "draw", lambda self: drawn.append(draw(self)) or drawn[-1])
     results = distill_from_config(whole)
-    assert "s_speq" in json.loads((tmp_path / "whole" / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert results["student_acc_final"] >= 0
+    monkeypatch.undo()
+    lines = [json.loads(line) for line in (tmp_path / "whole" / "run" / "metrics.jsonl").read_text().splitlines()]
+    speq = [line["s_speq"] for line in lines if "s_speq" in line]
+    assert len(speq) == len(lines) == results["steps"] and all(0 < v < 1 for v in speq)  # cosine distances, logged
+    # a 2-bit student's teacher: each layer at 2..8 bits or float, per layer and per batch
+    assert len(drawn) >= results["steps"] and all(b == 0 or 2 <= b <= 8 for d in drawn for b in d)
+    assert len({b for d in drawn for b in d}) >= 4 and len({tuple(d) for d in drawn}) > 1
     cut = tiny_config(tmp_path / "cut", **SPEQ)
     save_random_teacher(cut)
     crash_then_resume(cut, monkeypatch)

@@ -4,7 +4,7 @@ Deep Neural Networks", AAAI 2021): the student's own weights, run at random acti
     [teacher]
     kind = "speq"
     arch = "lenet5"                       # the real teacher: the generator inverts it, as kind "single" does
-    params = {choices = [2, 3, 4, 5, 6, 7, 8, 0], seed = -1}
+    params = {seed = -1}                  # choices: the paper's draw (the target width or higher, or float)
 
     [[student.wrap]]
     name = "quantize"
@@ -15,8 +15,10 @@ Deep Neural Networks", AAAI 2021): the student's own weights, run at random acti
     weight = 1.0
 
 The teacher of SPEQ shares the student's parameters: for each batch, every layer that quantizes its input
-activations (the ``quantize`` wrapper's layers, ``act_bits > 0``) gets a bit width drawn at random from
-``choices`` (0 = full precision), independently per layer, and that forward's logits are the soft targets
+activations (the ``quantize`` wrapper's layers, ``act_bits > 0``) gets a bit width drawn uniformly at random from
+its target width (its own ``act_bits``) and every higher width up to 8 bits, or full precision (0), independently
+per layer (``params.choices = [...]``: one fixed list for every layer instead, e.g. ``[2, 3, 4, 5, 6, 7, 8, 0]``, the
+draw this module used before, which lets a 4-bit student's teacher run layers at 2 or 3 bits), and that forward's logits are the soft targets
 (no gradient; evaluation mode, so BatchNorm uses its running statistics and none are updated). Because the
 draws change every batch, the targets are an ensemble over precisions ("stochastic ensemble KD"); the
 student's own forward stays at its ``act_bits``.
@@ -31,9 +33,10 @@ a resumed run draws the same widths as an uninterrupted one. ``seed = -1``: ``tr
 their batch: with fresh student batches (the default preset) they are the current weights'; a replayed or
 reused batch keeps the targets of the step it was made in.
 
-Paper vs here: the paper draws between the target low precision and higher precisions per layer; the
-``choices`` list makes that explicit (default: 2..8 bits or float, uniformly). Weights stay as the wrapper
-quantizes them in both forwards (the paper varies activation precision only).
+Paper vs here: the paper draws each layer's activation precision from the target low precision and higher ones;
+which higher widths and with what probabilities its abstract does not say: uniform over target..8 bits and float is
+our reading. Weights stay as the wrapper quantizes them in both forwards (the paper varies activation precision
+only).
 """
 
 from __future__ import annotations
@@ -58,11 +61,11 @@ def activation_layers(net: nn.Module) -> list[nn.Module]:
 class SelfTeacher(nn.Module):
     """The student at random activation precisions: the source of the student's targets under SPEQ."""
 
-    def __init__(self, real: TeacherSource, choices: list[int], seed: int):
+    def __init__(self, real: TeacherSource, choices: list[int] | None, seed: int):
         super().__init__()
         self.__dict__["real"] = real  # not a submodule: the real teacher is the outer source's own network
         self.__dict__["net"] = None  # the student, bound by build before the losses are set up
-        self.choices, self.seed, self.draws = list(choices), seed, 0
+        self.choices, self.seed, self.draws = (None if choices is None else list(choices)), seed, 0
         self.layers: list[nn.Module] = []
 
     def bind(self, net: nn.Module) -> None:
@@ -73,12 +76,21 @@ class SelfTeacher(nn.Module):
                               "{act_bits = 4} (or another width 2..8)")  # fmt: skip
         self.__dict__["net"], self.layers = net, layers
 
+    def options(self, layer: nn.Module) -> list[int]:
+        """The widths a layer may be drawn at: ``choices`` as given, or (``choices`` None, the paper's setting) the
+        layer's own target width and every higher one up to 8 bits, and float."""
+        if self.choices is not None:
+            return self.choices
+        return [*range(int(layer.act_bits), 9), 0]
+
     def draw(self) -> list[int]:
-        """The next per-layer bit widths (0 = float), from the seed and the draw counter."""
+        """The next per-layer bit widths (0 = float), from the seed and the draw counter; each uniform over its
+        layer's :meth:`options`."""
         rng = torch.Generator().manual_seed(self.seed * 1_000_003 + self.draws)
         self.draws += 1
-        picks = torch.randint(len(self.choices), (len(self.layers),), generator=rng).tolist()
-        return [self.choices[i] for i in picks]
+        options = [self.options(layer) for layer in self.layers]
+        picks = (torch.rand(len(self.layers), generator=rng) * torch.tensor([len(o) for o in options])).long().tolist()
+        return [o[i] for o, i in zip(options, picks)]
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> NetOutput:
@@ -111,9 +123,10 @@ class SPEQTeacher(SingleTeacher):
     def __init__(self, net: nn.Module, spec: ImageSpec, checkpoint: str | None = None, feature_layer: str | None = None,
                  choices: list[int] | None = None, seed: int = 0):  # fmt: skip
         super().__init__(net, spec, checkpoint, feature_layer)
-        choices = [2, 3, 4, 5, 6, 7, 8, 0] if choices is None else list(choices)
-        if not choices or any(not isinstance(c, int) or not (c == 0 or 2 <= c <= 8) for c in choices):
-            raise ConfigError(f"teacher.params.choices: bit widths 2..8 or 0 (float), at least one; got {choices!r}")
+        if choices is not None and (not choices or any(not isinstance(c, int) or not (c == 0 or 2 <= c <= 8)
+                                                       for c in choices)):  # fmt: skip
+            raise ConfigError(f"teacher.params.choices: bit widths 2..8 or 0 (float), at least one; got {choices!r} "
+                              "(leave it out for the paper's draw: each layer's target width or higher, or float)")
         self.self_teacher = SelfTeacher(self, choices, seed)
 
     @classmethod
