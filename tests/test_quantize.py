@@ -115,3 +115,32 @@ def test_a_ternary_run_exports_folded_weights_that_a_plain_network_reproduces(tm
     create_student_wrapper("quantize").wrap(wrapped).load_state_dict(load_file(str(out / "student_last.safetensors")))
     x = torch.randn(4, 1, 32, 32)
     torch.testing.assert_close(plain.eval()(x), wrapped.eval()(x), rtol=0, atol=1e-5)
+
+
+def test_the_decaying_coefficients_act_inside_a_run(tmp_path, monkeypatch):
+    """The loop hands the objective its progress: the first update is KD alone, the last 0.2 KD + 0.8 hard."""
+    from datafree.distill.objective import StudentWithLosses
+    from datafree.pipeline import distill_from_config
+    from tests.conftest import save_random_teacher
+
+    config = tiny_config(tmp_path, distill=[{"name": "kd", "schedule": "linear", "end_weight": 0.2},
+                                            {"name": "hard", "weight": 0.0, "schedule": "linear", "end_weight": 0.8}])  # fmt: skip
+    save_random_teacher(config)
+    seen = []
+    forward = StudentWithLosses.forward
+
+    def spy(self, x, teacher=None, progress=0.0):
+        out = forward(self, x, teacher, progress)
+        if teacher is not None:
+            total, terms, _ = out
+            seen.append((progress, float(total), float(terms["s_kd"] if "s_kd" in terms else terms["kd"]),
+                         float(terms["s_hard"] if "s_hard" in terms else terms["hard"])))
+        return out
+
+    monkeypatch.setattr(StudentWithLosses, "forward", spy)
+    results = distill_from_config(config)
+    assert len(seen) >= results["steps"]
+    first, last = seen[0], seen[-1]
+    assert first[0] == 0.0 and first[1] == pytest.approx(first[2], rel=1e-5)  # weight 1 on KD, 0 on hard
+    p = last[0]
+    assert p > 0.7 and last[1] == pytest.approx((1 - 0.8 * p) * last[2] + 0.8 * p * last[3], rel=1e-4)
