@@ -1,7 +1,7 @@
 """Which teacher should the student learn from? The seeds' teacher-side methods at equal wall time.
 
     python runs/bench_teacher_methods.py [--recipe runs/zoo.toml] [--teachers lenet5@0,lenet5@1,lenet5@2,vgg_bn@0]
-        [--student lenet5_half] [--methods single,feed,sfeed,rco] [--transfer synthetic|real] [--seeds 3]
+        [--student lenet5_half] [--methods single,ensemble_kd,feed,sfeed,rco] [--transfer synthetic|real] [--seeds 3]
         [--minutes 5 | --steps N] [--teacher-epochs N] [--feed-weight 1.0] [--rco-schedule equal|plateau] [--rco-invert final|anchor]
         [--output-root outputs/bench_methods] [--smoke] [--record NAME]
 
@@ -10,6 +10,8 @@ checkpoints four times per training, for RCO) and reported alone. Then, with the
 budget per run (``--minutes``; sequential FEED splits it over its stages):
 
 - ``single``: the best teacher alone (highest test accuracy) -> the student;
+- ``ensemble_kd``: the same ensemble with the recipe's losses alone: KD on the members' averaged logits, FEED's
+  ablation (what its feature transforms add beyond the logit average);
 - ``feed``: parallel FEED: ``[teacher] kind = "ensemble"`` of every teacher, the recipe's losses + ``feed``;
 - ``sfeed``: sequential FEED (runs/sequential_feed.py): a stage per teacher, the student carried over;
 - ``rco``: ``[teacher] kind = "route"`` on the best teacher's route.
@@ -39,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from datafree.config import Config, TermConfig, load_toml  # noqa: E402
 
-METHODS = ("single", "feed", "sfeed", "rco")
+METHODS = ("single", "ensemble_kd", "feed", "sfeed", "rco")
 
 
 def trained_teachers(base: Config, specs: list[str], root: Path) -> list[dict]:
@@ -87,8 +89,9 @@ def method_config(base: Config, method: str, teachers: list[dict], args) -> Conf
         c.teacher.kind, c.teacher.arch, c.teacher.checkpoint = "single", best["arch"], best["checkpoint"]
     if method == "rco":
         c.teacher.kind, c.teacher.params = "route", {"schedule": args.rco_schedule, "invert": args.rco_invert}
-    if method in ("feed", "sfeed"):
+    if method in ("ensemble_kd", "feed", "sfeed"):
         c.teacher.kind, c.teacher.members = "ensemble", members
+    if method in ("feed", "sfeed"):  # ensemble_kd: the same ensemble without FEED's term (its ablation)
         c.distill = [*c.distill, TermConfig("feed", args.feed_weight)]
     return c
 
