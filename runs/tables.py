@@ -142,12 +142,27 @@ def _zoo_rows(rows: list[dict], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def image_size(data: dict) -> str:
+    """One default-preset step per image size at 1000 classes: parameters, peak memory, seconds."""
+    rows = ["| px | generator (parameters) | teacher | student | peak memory | seconds per step | images per step |",
+            "|---:|---|---:|---:|---:|---:|---:|"]
+    for r in data["rows"]:
+        rows.append(f"| {r['image_size']} | {r['generator']} ({r['generator_params'] / 1e6:.2f}M) | "
+                    f"{r['teacher_params'] / 1e6:.1f}M | {r['student_params'] / 1e6:.1f}M | "
+                    f"{r['peak_mb'] / 1024:.2f} GiB | {r['step_s']:.1f} | {r['images_per_step']} |")  # fmt: skip
+    first = data["rows"][0]
+    note = (f"batch {first['batch']}, {first['classes']} classes, teacher {data['teacher']}, student {data['student']} "
+            "(random weights), preset default")
+    return "\n".join(rows) + f"\n\n{note}\n\n" + provenance_line(data)
+
+
 # block name -> (results file, renderer, the command that writes the file)
 RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
     "demo": ("demo", demo, "python runs/benchmark.py fmnist --seeds 3 --record demo"),
     "demo_runs": ("demo", demo_runs, "python runs/benchmark.py fmnist --seeds 3 --record demo"),
     "check_recipes": ("check_recipes", check_recipes, "python runs/check_recipes.py --seeds 4 --record"),
     "zoo": ("zoo", zoo, "python runs/bench_teachers.py --seeds 3 --minutes 10 --record zoo"),
+    "image_size": ("image_size", image_size, "python runs/bench_image_size.py --record image_size"),
     "zoo_held_out": ("zoo_held_out", zoo, "python runs/bench_teachers.py --part held-out --seeds 3 --minutes 10 "
                      "--record zoo_held_out"),
 }
