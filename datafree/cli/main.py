@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown subcommand {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[command][0])
-    sys.argv = [f"datafree {command}", *rest]  # the subcommand's --help and errors name it
-    return int(module.main(rest) or 0)
+    saved, sys.argv = sys.argv, [f"datafree {command}", *rest]  # the subcommand's --help and errors name it
+    try:
+        return int(module.main(rest) or 0)
+    finally:
+        sys.argv = saved
 
 
 if __name__ == "__main__":
