@@ -62,7 +62,7 @@ def build_net(arch: str, spec: ImageSpec, **kwargs) -> nn.Module:
 
     try:
         if is_hub_name(arch):
-            check_against(arch, spec.num_classes, spec.channels, spec.image_size, spec.mean, spec.std, role=arch)
+            check_against(arch, spec.num_classes, spec.channels, spec.image_size, spec.mean, spec.std, role="model")
         return create_model(arch, num_classes=spec.num_classes, in_channels=spec.channels, **kwargs)
     except ValueError as err:
         raise ConfigError(str(err)) from None

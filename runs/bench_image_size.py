@@ -62,8 +62,10 @@ def measure(size: int, batch: int, classes: int, teacher_arch: str, student_arch
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss_mb("VmHWM") - baseline
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
-    return {"image_size": size, "batch": batch, "classes": classes, "generator": type(trainer.generator).__name__,
-            "generator_arch": config.generator.arch, "generator_params": count(trainer.generator),
+    generator = trainer.accelerator.unwrap_model(trainer.generator)
+    inner = getattr(generator, "generator", generator)  # the conditional wrapper holds the registered generator
+    return {"image_size": size, "batch": batch, "classes": classes, "generator": type(inner).__name__,
+            "generator_arch": config.generator.arch, "generator_params": count(generator),
             "teacher_params": count(teacher_net), "student_params": count(student_net),
             "peak_mb": round(peak, 1), "step_s": round(seconds, 3), "images_per_step": trainer.images_per_step,
             "device": str(device)}  # fmt: skip
