@@ -9,6 +9,7 @@ wrappers (datafree/wrappers), models, generators, datasets.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -25,7 +26,7 @@ from datafree.config import Config, ConfigError, TermConfig, TrainConfig, warmup
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
 from datafree.labels import RotatingLabels
-from datafree.netcheck import build_net, check_network, load_network  # noqa: F401  (part of build's API)
+from datafree.netcheck import build_net, channels_last_hazard, check_network, load_network  # noqa: F401  (part of build's API)
 from datafree.optim import make_optimizer, make_schedule
 from datafree.pool import ImagePool
 from datafree.precise_bn import PreciseBatchNorm
@@ -273,6 +274,10 @@ def build_trainer(config: Config, accelerator: Accelerator, teacher: TeacherSour
                   spec: ImageSpec, eval_set=None, given: dict[str, Any] | None = None) -> DataFreeTrainer:  # fmt: skip
     """Seeded assembly + the trainer: what a run and a test of the loop both start from."""
     set_seed(config.train.seed)  # same model init on every rank; latent codes differ per rank (trainer)
+    hazard = channels_last_hazard([*teacher.nets, student_net], spec, accelerator.device) if config.train.channels_last else None
+    if hazard:  # a torch / oneDNN crash, not a preference: this run keeps the contiguous layout and says why
+        accelerator.print(f"train.channels_last off for this run: {hazard}")
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, channels_last=False))
     parts = assemble(config, teacher, student_net, spec, accelerator, given)
     return DataFreeTrainer(config.train, accelerator, parts, spec, eval_set, config.data.eval_batch_size,
                            config.data.num_workers)  # fmt: skip

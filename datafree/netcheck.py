@@ -83,3 +83,24 @@ def load_network(arch: str, checkpoint: str | Path, spec: ImageSpec, role: str =
         raise ConfigError(f"{role} checkpoint {path} has {meta['num_classes']} classes but the data has "
                           f"{spec.num_classes}; use a matching {role} or dataset")  # fmt: skip
     return ckpt.load_weights(net, path, what=f"{role} checkpoint")
+
+
+def channels_last_hazard(modules: list[nn.Module], spec: ImageSpec, device: torch.device) -> str | None:
+    """Why channels_last must stay off on CPU for these networks, or None (checked on every CPU: the crash is in
+    oneDNN's own kernels, which ATen's capability setting does not choose).
+
+    torch 2.14's oneDNN (AVX-512 kernels) corrupts the heap in the weight gradient of a 1x1 strided convolution with
+    fewer than 16 input channels on channels_last inputs of 48 px or more: the process dies with a segfault or
+    "double free" (found here: ``Conv2d(8, 16, 1, stride=2)`` on a 64 x 64 map; 16 input channels, 3x3 kernels,
+    40 px and the contiguous layout are fine, so are AVX2 kernels, ``ONEDNN_MAX_CPU_ISA=AVX2``). The zoo's 28/32-px
+    images never reach it; a 64-px ResNet-8 student's first projection shortcut does."""
+    if device.type != "cpu" or spec.image_size < 48:
+        return None
+    for module in modules:
+        for name, layer in module.named_modules():
+            if (isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and max(layer.stride) > 1
+                    and layer.in_channels < 16):  # fmt: skip
+                return (f"{type(module).__name__}'s {name} (a 1x1 strided convolution of {layer.in_channels} input "
+                        f"channels) would crash oneDNN's channels_last weight gradient at {spec.image_size} px on "
+                        "CPU (datafree.netcheck.channels_last_hazard)")
+    return None

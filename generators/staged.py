@@ -9,8 +9,8 @@ channels narrow::
       -> conv3x3 -> channels -> tanh -> (as DAFL's: non-affine BN, or the teacher's pixels)
 
 ``s_0 = image_size / 2^n`` is the largest power-of-two division of the image size that stays at most 8 (8 for 32,
-64 and 128 px, 7 for 28 and 224 px); the channels start at ``width * 2^(n-1)`` (at most ``max_width``) and halve at
-every stage down to ``width``. At 224 px with width 64: 6.5M parameters; width 16 (the default preset's): 1.7M
+64 and 128 px, 7 for 28 and 224 px); the channels start at ``width * 2^(n-1)`` (at most ``max_width``, 256) and halve at
+every stage down to ``width``. At 224 px with width 64: 2.9M parameters (13.9M with a 1000-d latent); width 16 (the default preset's): 1.7M
 (``python -m generators.staged`` prints the table). The stages are not any one paper's: Fast's generator (the field's common
 one) upsamples a fixed 2 times from ``s/4`` as DAFL's does; the seed map and the halving widths are ours.
 
@@ -36,7 +36,7 @@ def seed_size(image_size: int, most: int = 8) -> tuple[int, int]:
 
 class StagedGenerator(nn.Module):
     def __init__(self, latent_dim: int = 100, image_size: int = 224, channels: int = 3, width: int = 64,
-                 max_width: int = 512, bn_eps: float = 1e-5, output: str = "pixels", mean: tuple[float, ...] = (0.5,),
+                 max_width: int = 256, bn_eps: float = 1e-5, output: str = "pixels", mean: tuple[float, ...] = (0.5,),
                  std: tuple[float, ...] = (0.5,)):  # fmt: skip
         super().__init__()
         if output not in ("bn", "pixels"):

@@ -62,8 +62,9 @@ def test_a_recipe_distills_a_torchvision_teacher_named_in_it(tmp_path):
 
 def test_timm_by_name_and_its_pretrained_cfg():
     pytest.importorskip("timm")
-    info = describe("timm:resnet18")
+    info = describe("timm:resnet18.a1_in1k")
     assert info.image_size == 224 and info.mean == pytest.approx(IMAGENET_MEAN) and info.num_classes == 1000
+    assert describe("timm:resnet18").image_size is None  # the architecture alone: the user's weights
     net = create_model("timm:resnet18", num_classes=10, in_channels=1)  # timm adapts the stem to 1 channel
     assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
 

@@ -183,3 +183,17 @@ def test_a_teacher_returning_something_else_is_refused_naming_what_it_returned(t
     with pytest.raises(ConfigError, match=r"returned a dict with keys \['features'\], not logits"):
         run(tmp_path, Wrapped(Plain(), "dict"))
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_1x1_strided_conv_of_few_channels_keeps_channels_last_off_at_48_px_and_more():
+    """torch 2.14's oneDNN crashes (segfault) in such a conv's channels_last weight gradient on 64-px maps: the
+    guard names the layer; the zoo's sizes and wider convs keep channels_last."""
+    from datafree.netcheck import channels_last_hazard
+    from datafree.spec import ImageSpec
+
+    narrow, wide = create_model("resnet8_narrow", 10, 3), create_model("resnet20", 10, 3)
+    at = lambda size: ImageSpec(3, size, 10, (0.5,) * 3, (0.25,) * 3)  # noqa: E731
+    reason = channels_last_hazard([wide, narrow], at(64), torch.device("cpu"))
+    assert reason and "stage2.0.shortcut.0" in reason and "8 input channels" in reason
+    assert channels_last_hazard([narrow], at(32), torch.device("cpu")) is None  # the zoo's sizes
+    assert channels_last_hazard([wide], at(64), torch.device("cpu")) is None  # 16 input channels: fine

@@ -9,7 +9,7 @@ channels, class count and names) is read from its own metadata, where it has it:
 | source | metadata |
 |---|---|
 | ``torchvision:resnet18.IMAGENET1K_V1`` | the weights enum's ``transforms()`` (crop size, mean, std) and ``meta["categories"]``; without ``.<weights>`` the architecture alone (no metadata: the weights are the user's) |
-| ``timm:<name>`` | ``model.pretrained_cfg`` (input size, mean, std, class count) |
+| ``timm:<name>.<tag>`` | the tag's ``pretrained_cfg`` (input size, mean, std, class count); without ``.<tag>`` the architecture alone |
 | ``hf:<folder>`` | ``config.json`` (``id2label``) and ``preprocessor_config.json`` (``image_mean``, ``image_std``, ``size``) |
 
 A recipe whose data does not match that metadata is refused before anything is written (:func:`check_against`);
@@ -177,11 +177,14 @@ def _timm():
 
 def _describe_timm(rest: str) -> HubInfo:
     timm = _timm()
-    if not timm.is_model(rest.split(".")[0]):
-        raise ValueError(f"timm has no model {rest!r}; see timm.list_models()")
+    arch, _, tag = rest.partition(".")
+    if not timm.is_model(arch):
+        raise ValueError(f"timm has no model {arch!r}; see timm.list_models()")
+    if not tag:  # the architecture alone: the weights (teacher.checkpoint) are the user's, of any input
+        return HubInfo()
     cfg = timm.models.get_pretrained_cfg(rest)
     if cfg is None:
-        return HubInfo()
+        raise ValueError(f"timm's {arch} has no pretrained tag {tag!r}; see timm.list_pretrained('{arch}*')")
     channels, size = cfg.input_size[0], cfg.input_size[-1]
     return HubInfo(cfg.num_classes or None, channels, size, tuple(cfg.mean), tuple(cfg.std))
 
