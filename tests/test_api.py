@@ -112,7 +112,7 @@ def test_the_call_needs_the_normalization_and_a_size_the_generator_can_make():
 
 
 def test_missing_statistics_for_a_users_teacher_name_the_python_fix_not_a_recipe_command(tmp_path):
-    with pytest.raises(ConfigError, match=r"pass class_feature_stats=.*to distill_datafree, or drop the term\.$") as err:
+    with pytest.raises(ConfigError, match=r"nothing was passed as class_feature_stats= to distill_datafree: .*record_teacher_stats.*as class_feature_stats=, or drop the term\.$") as err:
         distill_datafree(BNTeacher(), BNTeacher(), image_size=16, channels=1, num_classes=4, mean=(0.5,), std=(0.5,),
                          preset="dafl", synthesis={"class_feature_stats": 1.0}, train={"output_dir": str(tmp_path / "r")})
     assert "--config" not in str(err.value)

@@ -15,13 +15,16 @@ def test_smoke_runs_single_feed_sequential_feed_and_rco(tmp_path):
                        "--record", str(record)]) == 0  # fmt: skip
     results = json.loads((tmp_path / "results.json").read_text())
     assert [t["seed"] for t in results["teachers"]] == [0, 1]
-    assert [r["method"] for r in results["rows"]] == ["single", "feed", "sfeed", "rco"]
-    saved = {m: json.loads((tmp_path / m / "seed_0" / "config.json").read_text()) for m in ("single", "feed", "rco")}
+    assert [r["method"] for r in results["rows"]] == ["single", "ensemble_kd", "feed", "sfeed", "rco"]
+    saved = {m: json.loads((tmp_path / m / "seed_0" / "config.json").read_text())
+             for m in ("single", "ensemble_kd", "feed", "rco")}  # fmt: skip
     assert saved["feed"]["teacher"]["kind"] == "ensemble" and [d["name"] for d in saved["feed"]["distill"]] == ["kd", "feed"]
+    # FEED's ablation: the same ensemble, the recipe's losses alone
+    assert saved["ensemble_kd"]["teacher"] == saved["feed"]["teacher"] and [d["name"] for d in saved["ensemble_kd"]["distill"]] == ["kd"]
     assert saved["rco"]["teacher"]["kind"] == "route" and saved["single"]["teacher"]["kind"] == "single"
     best = max(results["teachers"], key=lambda t: t["teacher_acc"])["checkpoint"]
     assert saved["single"]["teacher"]["checkpoint"] == best == saved["rco"]["teacher"]["checkpoint"]
-    stages = results["rows"][2]["runs"][0]["stages"]
+    stages = results["rows"][3]["runs"][0]["stages"]
     assert [s["teacher"]["checkpoint"] for s in stages] == [t["checkpoint"] for t in results["teachers"]]
     table = (tmp_path / "table.md").read_text()
     assert "| sfeed |" in table and "synthetic transfer set" in table
@@ -29,10 +32,11 @@ def test_smoke_runs_single_feed_sequential_feed_and_rco(tmp_path):
     data = recorded(record, "bench_teacher_methods", tmp_path)
     assert data["seeds"] == [0] and data["budget"] == {"minutes": 0.02} and data["transfer"] == "synthetic"
     assert data["teachers"] == [{k: t[k] for k in ("arch", "seed", "teacher_acc")} for t in results["teachers"]]
-    assert [r["method"] for r in data["rows"]] == ["single", "feed", "sfeed", "rco"]
-    assert [r["teacher_kind"] for r in data["rows"]] == ["single", "ensemble", "ensemble", "route"]
-    assert data["rows"][1]["distill"] == ["kd", "feed"] and data["rows"][1]["teacher"] == "all"
-    assert data["rows"][0]["teacher"] == data["rows"][3]["teacher"] == f"lenet5@{best_seed(results)}"
+    assert [r["method"] for r in data["rows"]] == ["single", "ensemble_kd", "feed", "sfeed", "rco"]
+    assert [r["teacher_kind"] for r in data["rows"]] == ["single", "ensemble", "ensemble", "ensemble", "route"]
+    assert data["rows"][1]["distill"] == ["kd"] and data["rows"][2]["distill"] == ["kd", "feed"]
+    assert data["rows"][2]["teacher"] == "all"
+    assert data["rows"][0]["teacher"] == data["rows"][4]["teacher"] == f"lenet5@{best_seed(results)}"
     for mine, theirs in zip(data["rows"], results["rows"]):
         assert mine["final_per_seed"] == [run["student_acc_final"] for run in theirs["runs"]] == theirs["final"]["values"]
         assert mine["best_per_seed"] == [run["student_acc_best"] for run in theirs["runs"]] == theirs["best"]["values"]

@@ -128,9 +128,11 @@ def test_smoke_config_keeps_the_recipe_networks_on_stand_in_data():
                "synthesis.activation": 0.1, "generator.bn_eps": 0.8, "teacher_training.epochs": 10, "teacher_training.batch_size": 256}),
     ("cifar10", {"train.steps": 240000, "train.batch_size": 1024, "generator.lr": 0.02, "student.lr": 0.1,
                  "student.optimizer": "sgd", "student.weight_decay": 5e-4, "student.schedule": "step",
-                 "student.milestones": [0.4, 0.8], "generator.latent_dim": 1000, "synthesis.onehot": 1.0,
+                 "student.milestones": [0.4, 0.8], "generator.latent_dim": 1000, "synthesis.onehot": 0.05,
+                 "synthesis.activation": 0.01, "synthesis.entropy": 5.0,
                  "teacher.arch": "resnet34", "student.arch": "resnet18", "teacher_training.epochs": 200}),
-    ("cifar100", {"train.steps": 240000, "synthesis.onehot": 0.5, "data.name": "cifar100", "generator.latent_dim": 1000}),
+    ("cifar100", {"train.steps": 240000, "synthesis.onehot": 0.5, "synthesis.entropy": 20.0, "synthesis.activation": 0.1,
+                  "data.name": "cifar100", "generator.latent_dim": 1000}),
     ("celeba", {"teacher.arch": "alexnet", "student.arch": "alexnet_half", "data.name": "celeba", "synthesis.onehot": 2.0,
                 "synthesis.entropy": 10.0, "generator.lr": 0.002, "student.lr": 1e-4, "train.batch_size": 512}),
 ])  # fmt: skip

@@ -44,6 +44,17 @@ CASES = {
                         {"blocks.1": (64, 14, 14), "blocks.3": (128, 7, 7), "blocks.5": (256, 4, 4), "flatten": (256,)}),
     "mobilenet_tiny": (dict(num_classes=10, in_channels=1), (1, 28, 28),
                        {"blocks.1": (32, 14, 14), "blocks.3": (64, 7, 7), "blocks.5": (128, 4, 4), "flatten": (128,)}),
+    # the held-out families (datafree/models/families.py), from 28x28 by hand; token layers (N, T, C) are tapped
+    # channels-second (datafree/features.py): a ViT block at 28 px is (96 features, 7 x 7 = 49 tokens)
+    "plain_cnn": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+                  {"features.2": (16, 14, 14), "features.6": (32, 14, 14), "features.9": (64, 7, 7), "fc:input": (64,)}),
+    "mlp": (dict(num_classes=10, in_channels=1), (1, 28, 28), {"relu1": (256,), "relu2": (128,), "fc3:input": (128,)}),
+    "gn_cnn": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+               {"features.1": (32, 14, 14), "features.3": (64, 7, 7), "features.6": (128, 3, 3), "head.4:input": (256,)}),
+    "vit_tiny": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+                 {"blocks.1": (96, 49), "blocks.3": (96, 49), "fc:input": (96,)}),
+    "allconv": (dict(num_classes=10, in_channels=1), (1, 28, 28),
+                {"stage1": (32, 14, 14), "stage2": (64, 7, 7), "stage3": (64, 7, 7), "head:input": (64, 7, 7)}),
 }
 
 
@@ -171,3 +182,16 @@ def test_cli_lists_models_and_rejects_unknown_ones(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["nosuchnet"])
     assert exit_info.value.code != 0 and "lenet5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["plain_cnn", "mlp", "gn_cnn", "vit_tiny", "allconv"])
+def test_held_out_families_declare_taps_of_the_shapes_computed_by_hand(name):
+    kwargs, shape, expected = CASES[name]
+    model = create_model(name, **kwargs).eval()
+    assert set(expected) == {model.feature_layer, *model.default_taps}
+    with torch.no_grad():
+        out = FeatureTaps(model, list(expected)).run(torch.randn(2, *shape))
+    assert out.logits.shape == (2, 10)
+    assert {k: tuple(v.shape) for k, v in out.features.items()} == {k: (2, *v) for k, v in expected.items()}
+    big = create_model(name, **kwargs).eval()(torch.randn(2, 1, 32, 32))  # 28 and 32 px alike
+    assert big.shape == (2, 10)
