@@ -34,7 +34,7 @@ for version in $PYTHONS; do
   "$py" -m venv "$venv" || { summary+=("| $version | - | venv failed |"); status=1; continue; }
   if ! "$venv/bin/pip" install -q "$WHEEL[$EXTRAS]" > "$WORK/pip-$version.log" 2>&1; then
     reason="$(grep -m1 -iE "no matching distribution|could not find a version|error:" "$WORK/pip-$version.log" | cut -c1-160)"
-    summary+=("| $version | - | not installable: ${reason:-see pip's log} |"); status=1; continue
+    summary+=("| $version | - | not installable: ${reason:-see the pip log} |"); status=1; continue
   fi
   torch_version="$("$venv/bin/python" -c 'import torch; print(torch.__version__)')"
   run="$WORK/run-$version"; mkdir -p "$run"
