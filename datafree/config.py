@@ -44,6 +44,9 @@ class TeacherConfig:
     arch: str = "lenet5"
     checkpoint: str = ""  # default: outputs/<name>/teacher/teacher.safetensors (independent of train.output_dir)
     feature_layer: str = ""  # penultimate tap for the activation term ("" = declared feature_layer / last Linear input)
+    # recorded feature statistics: "" = beside the checkpoint (teacher.stats.safetensors), a path, or "none" (read
+    # none: the weights-only case; a BatchNorm teacher's running statistics are part of its weights and still read)
+    stats: str = ""
     members: list[dict] = field(default_factory=list)  # kinds with several networks: [{arch, checkpoint}, ...]
     params: dict[str, Any] = field(default_factory=dict)  # the kind's own keys
 

@@ -179,6 +179,17 @@ def stats_path(teacher_checkpoint: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".safetensors") + ".stats.safetensors")
 
 
+def recorded_stats_path(checkpoint: str | Path | None, stats: str | None = "") -> Path | None:
+    """Where a teacher's recorded statistics are read from (``[teacher] stats``): ``""`` beside ``checkpoint``, a
+    path, or ``"none"``: None, nothing recorded is read (the weights-only case; a BatchNorm teacher's running
+    statistics are part of its weights and still read). None too without a checkpoint (a module from Python)."""
+    if stats == "none":
+        return None
+    if stats:
+        return Path(stats)
+    return stats_path(checkpoint) if checkpoint else None
+
+
 def save_reference(reference: Reference, path: str | Path, class_reference: Reference | None = None) -> None:
     """One safetensors file: ``<tap>/mean``, ``<tap>/var`` and, if given, ``<tap>/class_mean``, ``<tap>/class_var``."""
     tensors = {}

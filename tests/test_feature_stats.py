@@ -268,3 +268,31 @@ def test_class_stats_file_errors_and_ensure_rerecords_an_old_file(tmp_path):
     lines = [json.loads(l) for l in open(f"{config.train.output_dir}/metrics.jsonl")]
     assert all(l["g_class_stats"] > 0 for l in lines) and "g_feature_stats" not in lines[0]
     assert_prior_trains_every_generator_parameter(config, teacher, "g_class_stats")
+
+
+def test_teacher_stats_none_reads_nothing_recorded_but_the_batchnorm_statistics(tmp_path):
+    """``[teacher] stats = "none"``: the weights-only case, with a record beside the checkpoint left unread; a path
+    reads a record kept elsewhere."""
+    from datafree import build
+    from datafree.feature_stats import record_teacher_stats, save_reference, stats_path
+    from datafree.pipeline import distill_from_config
+
+    terms = [{"name": "onehot", "weight": 1.0},
+             {"name": "feature_stats", "weight": 1.0, "params": {"optional": True}},
+             {"name": "class_feature_stats", "weight": 1.0, "params": {"optional": True}}]  # fmt: skip
+    config = tiny_config(tmp_path, synthesis=terms, train={"steps": 2, "eval_every": 2},
+                         teacher={"arch": "vgg_bn_small", "stats": "none"})  # BatchNorm, and small
+    save_random_teacher(config)
+    spec = build.image_spec(config)
+    batches = [(torch.randn(20, 1, 32, 32), torch.arange(20) % 10)]
+    pooled, per_class = record_teacher_stats(build.load_teacher_net(config, spec), batches, 10)
+    save_reference(pooled, stats_path(config.teacher_checkpoint), per_class)
+    results = distill_from_config(config)
+    assert any('class_feature_stats off (optional): [teacher] stats = "none"' in n for n in results["terms_off"])
+    assert results["uses"] == ["the teacher's BatchNorm running statistics"]
+
+    moved = tmp_path / "elsewhere.stats.safetensors"
+    stats_path(config.teacher_checkpoint).rename(moved)
+    config.teacher.stats, config.train.output_dir = str(moved), str(tmp_path / "second")
+    results = distill_from_config(config)
+    assert not results["terms_off"] and any(str(moved) in use for use in results["uses"])

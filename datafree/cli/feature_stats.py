@@ -15,7 +15,7 @@ from datafree.config import ConfigError, load_toml
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args
 from datafree.data import DataMissingError, recipe_split
 from datafree.feature_stats import (PENULTIMATE_TAP, batchnorm_reference, has_class_stats, has_outputs,
-                                    record_teacher_stats, save_reference, stats_path)  # fmt: skip
+                                    recorded_stats_path, record_teacher_stats, save_reference)  # fmt: skip
 
 
 def record_for_recipe(config) -> Path:
@@ -23,7 +23,10 @@ def record_for_recipe(config) -> Path:
     spec = build.image_spec(config)
     net = build.load_teacher_net(config, spec)
     images, labels = recipe_split(config.data, train=True).tensors
-    path = stats_path(config.teacher_checkpoint)
+    path = recorded_stats_path(config.teacher_checkpoint, config.teacher.stats)
+    if path is None:
+        raise ConfigError('[teacher] stats = "none" names no file to record into: set it to "" (beside the '
+                          "checkpoint) or a path")
     pooled, per_class = record_teacher_stats(net, zip(images.split(1000), labels.split(1000)), spec.num_classes)
     save_reference(pooled, path, per_class)
     return path
@@ -34,7 +37,9 @@ def ensure_for_recipe(config) -> Path | None:
 
     For scripts that own the whole chain (demo, benchmark), right after the teacher is trained or found.
     """
-    path, used = stats_path(config.teacher_checkpoint), {t.name for t in config.synthesis if t.weight}
+    path, used = recorded_stats_path(config.teacher_checkpoint, config.teacher.stats), {t.name for t in config.synthesis if t.weight}
+    if path is None:  # the weights-only case: nothing is recorded or read
+        return None
     need_class = "class_feature_stats" in used and not (path.exists() and has_class_stats(path))
     need_class |= "class_output_stats" in used and not (path.exists() and has_outputs(path))  # recorded before them
     need_class |= "class_penultimate_stats" in used and not (path.exists() and has_outputs(path, PENULTIMATE_TAP))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from datafree.checkpoint import CheckpointError
 from datafree.config import ConfigError
 from datafree.feature_stats import (OUTPUT_TAP, PENULTIMATE_TAP, Reference, batchnorm_reference, load_reference,
-                                    stats_path)  # fmt: skip
+                                    recorded_stats_path)  # fmt: skip
 from datafree.features import image_moments, penultimate_tap, pooled_moments
 from datafree.synthesis.base import SynthBatch, SynthesisTerm, TermContext, register_synthesis_term
 
@@ -162,13 +162,15 @@ def _member_reference(name: str, member, given: Reference | None, per_class: boo
         reference = batchnorm_reference(member.net)
         if reference:
             return reference, "the teacher's BatchNorm running statistics"
-    path = Path(member.stats) if member.stats else stats_path(member.checkpoint) if member.checkpoint else None
+    path = recorded_stats_path(member.checkpoint, member.stats)
     if path is None or not path.exists():
         why = "" if per_class else f"{type(member.net).__name__} has no BatchNorm layers and "
         argument = "class_feature_stats" if per_class else "feature_stats"
         record = ("datafree.feature_stats.record_teacher_stats(teacher, labelled_batches, num_classes=K) records them "
                   f"all; pass its {'per-class (second)' if per_class else 'pooled (first)'} part as {argument}=")  # fmt: skip
-        if path is None:  # the Python call: no recipe, no checkpoint file
+        if member.stats == "none":  # the recipe asked for the weights-only case
+            where, fix = '[teacher] stats = "none" reads nothing recorded', 'set [teacher] stats to "" or a file, or drop the term'
+        elif path is None:  # the Python call: no recipe, no checkpoint file
             where = f"nothing was passed as {argument}= to distill_datafree"
             fix = f"{record}, or drop the term"
         else:

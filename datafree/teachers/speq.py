@@ -121,8 +121,8 @@ class SPEQTeacher(SingleTeacher):
     """A ``single`` teacher for the generator and the real targets, plus the self-teacher for the student."""
 
     def __init__(self, net: nn.Module, spec: ImageSpec, checkpoint: str | None = None, feature_layer: str | None = None,
-                 choices: list[int] | None = None, seed: int = 0):  # fmt: skip
-        super().__init__(net, spec, checkpoint, feature_layer)
+                 choices: list[int] | None = None, seed: int = 0, stats: str | None = None):  # fmt: skip
+        super().__init__(net, spec, checkpoint, feature_layer, stats)
         if choices is not None and (not choices or any(not isinstance(c, int) or not (c == 0 or 2 <= c <= 8)
                                                        for c in choices)):  # fmt: skip
             raise ConfigError(f"teacher.params.choices: bit widths 2..8 or 0 (float), at least one; got {choices!r} "
@@ -138,7 +138,7 @@ class SPEQTeacher(SingleTeacher):
         seed = int(params.get("seed", -1))
         single = SingleTeacher.from_config(config, spec)
         return cls(single.nets[0], spec, config.teacher_checkpoint, config.teacher.feature_layer or None,
-                   params.get("choices"), config.train.seed if seed < 0 else seed)  # fmt: skip
+                   params.get("choices"), config.train.seed if seed < 0 else seed, config.teacher.stats or None)  # fmt: skip
 
     def bind_student(self, net: nn.Module) -> None:
         self.self_teacher.bind(net)
