@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -20,15 +20,14 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from datafree.blend import ClassBlend
-from datafree.batches import Augmented, Augmenter, FreshBatches, ReplayBatches, SameBatch
+from datafree.batches import BatchContext, SameBatch, Synthesizer, build_chain, check_chain, label_autocast
 from datafree.callbacks import EMA, Callback, ClassCoverage, WrapperHooks
-from datafree.config import Config, ConfigError, TermConfig, TrainConfig, warmup_steps
+from datafree.config import Config, ConfigError, TermConfig, warmup_steps
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
 from datafree.labels import RotatingLabels
 from datafree.netcheck import build_net, channels_last_hazard, check_network, load_network  # noqa: F401  (part of build's API)
 from datafree.optim import make_optimizer, make_schedule
-from datafree.pool import ImagePool
 from datafree.precise_bn import PreciseBatchNorm
 from datafree.quota import ClassQuota
 from datafree.spec import ImageSpec
@@ -159,25 +158,17 @@ def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
     return ClassConditional(generator, spec.num_classes, g.latent_dim) if g.conditional else generator
 
 
-def augments_batches(t: TrainConfig) -> bool:
-    """Whether the student's batches are flipped, shifted, blurred or mixed (``train.augment_*``)."""
-    return t.augment_flip or t.augment_shift > 0 or t.augment_mix > 0 or t.augment_blur > 0
+def student_batches(config: Config, context: BatchContext) -> SameBatch:
+    """The recipe's ``[[batches]]`` pieces, nested and attached (datafree/batches/base.py)."""
+    return build_chain([(piece.name, dict(piece.params)) for piece in config.batches], context)
 
 
-def student_batches(config: Config, generator_only: set[str]) -> Callable:
-    """The piece that gives the student its batches, as a factory of (synthesizer, autocast); a replay ring drops
-    the teacher features only the generator's terms read (``generator_only``: a ResNet's every BatchNorm input)."""
+def check_batches(config: Config) -> None:
+    """The recipe's ``[[batches]]`` pieces checked against its run, without building anything (a ConfigError
+    names the piece and the fix): for entry points that check a recipe before they load networks."""
     t = config.train
-    augments = augments_batches(t)
-
-    def make(synthesize, autocast):
-        first = ReplayBatches(t.replay, generator_only) if t.replay else SameBatch()
-        first = Augmented(first, synthesize, autocast) if augments else first
-        size = (t.fresh_batch_size or None) if t.fresh_batches else None
-        piece = FreshBatches(synthesize, autocast, first, size) if t.fresh_batches else first
-        return ImagePool(piece, synthesize, autocast, t.pool, t.pool_share, t.student_steps, size) if t.pool else piece
-
-    return make
+    context = BatchContext(None, None, t.student_steps, transfer=t.transfer)
+    check_chain([(piece.name, dict(piece.params)) for piece in config.batches], context)
 
 
 @dataclass
@@ -191,12 +182,9 @@ class Parts:
     optimizer_g: torch.optim.Optimizer
     optimizer_s: torch.optim.Optimizer
     schedule_s: Any
-    student_batches: Callable
-    latent_dim: int
-    augmenter: Augmenter | None
-    labels: Callable | None
+    synthesizer: Synthesizer  # on the bare modules: the trainer binds it to the prepared ones
+    student_batches: SameBatch
     callbacks: list[Callback]
-    real_images: torch.Tensor | None = None  # train.transfer = "real": the student's images, no generator step
     schedule_g: Any = None  # the generator's LR schedule (generator.schedule), stepped once per step
     labeller: nn.Module | None = None  # labels the student's extra batches instead of the source (BatchNorm folded)
 
@@ -225,9 +213,16 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     callbacks += [EMA(t.ema_decay)] if t.ema_decay else []
     callbacks += [WrapperHooks(wrappers)] if wrappers else []
     callbacks += teacher.callbacks()
+    synthesizer = Synthesizer(generator, teacher, t.batch_size, g.latent_dim, t.seed, accelerator.process_index,
+                              accelerator.device, t.channels_last, None, None, teacher.for_student(),
+                              real_transfer_set(config) if real else None,
+                              label_autocast(t.label_precision, accelerator.device))  # fmt: skip
+    context = BatchContext(synthesizer, accelerator.autocast, t.student_steps, spec, accelerator.device,
+                           set(objective.teacher_taps) - set(student.teacher_taps), transfer=t.transfer)  # fmt: skip
+    batches = student_batches(config, context)
     labels = (lambda n, device, rng: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
     order = None
-    if g.conditional and spec.num_classes > min(t.batch_size, t.fresh_batch_size or t.batch_size):
+    if g.conditional and spec.num_classes > min(t.batch_size, batches.batch_size or t.batch_size):
         # more classes than a batch holds: windows of classes that rotate batch to batch and rank to rank
         order = RotatingLabels(spec.num_classes, accelerator.process_index, accelerator.num_processes)
         labels = order.labels
@@ -240,15 +235,11 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
         callbacks.append(blend)
         labels = blend.labels
     callbacks += [order] if order is not None else []  # last: the other callbacks keep their checkpoint keys
+    synthesizer.make_labels = labels
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, t.steps - warmup_steps(t), s.milestones, s.gamma),
-                 student_batches(config, set(objective.teacher_taps) - set(student.teacher_taps)),
-                 g.latent_dim,
-                 Augmenter(t.augment_flip, t.augment_shift, spec, accelerator.device, t.augment_mix, t.augment_blur)
-                 if augments_batches(t) else None,
-                 labels, callbacks, real_transfer_set(config) if real else None,
-                 make_schedule(optimizer_g, g.schedule, t.steps),
-                 labeller(config, teacher, student))  # fmt: skip
+                 synthesizer, batches, callbacks,
+                 make_schedule(optimizer_g, g.schedule, t.steps), labeller(config, teacher, student))  # fmt: skip
 
 
 def labeller(config: Config, teacher: TeacherSource, student: StudentWithLosses) -> nn.Module | None:

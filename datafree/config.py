@@ -117,19 +117,11 @@ class TrainConfig:
     budget_mode: str = "fill"  # with max_minutes: fill = as many steps as fit | cap = train.steps at most, fewer if they don't fit
     batch_size: int = 256  # per process
     transfer: str = "synthetic"  # synthetic: the generator's images | real: data.name's training images, no G step
-    student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G)
-    replay: int = 0  # extra student steps draw from the last N synthetic batches (needs student_steps > 1)
-    fresh_batches: bool = False  # extra student steps draw NEW batches (needs student_steps > 1)
-    fresh_batch_size: int = 0  # images per fresh batch (0: batch_size; only with fresh_batches): cheaper updates
-    pool: int = 0  # > 0: keep a uniform sample of N past generator images; pool_share of the extra updates draw from it (datafree/pool.py)
-    pool_share: float = 0.5  # ...the share of the extra student updates the pool serves (spread evenly over them)
+    student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G); which
+    # batches the extra ones train on: the [[batches]] pieces
     label_precision: str = "fp32"  # teacher forwards labelling the student's extra batches: fp32 | bf16 | auto (bf16 where native)
     fold_batchnorm: bool = True  # ...run on a copy of the teacher with BatchNorm folded (same function up to rounding, faster)
     warmup: float = 0.0  # fraction of train.steps that train the generator alone (the student starts on recognizable images)
-    augment_flip: bool = False  # student batches: random left-right flip, relabelled by the teacher
-    augment_shift: int = 0  # student batches: random shift of up to N pixels (black fill), relabelled by the teacher
-    augment_mix: float = 0.0  # student batches: this fraction replaced by mixes of two of its images, relabelled
-    augment_blur: float = 0.0  # student batches: each blurred by a Gaussian of sigma ~ U(0, this) pixels, relabelled
     ema_decay: float = 0.0  # > 0: ship (evaluate, save) an exponential moving average of the student's weights
     precise_bn: int = 0  # > 0: the student's BatchNorm statistics from N un-augmented generator batches before each evaluation
     eval_every: int = 200
@@ -160,6 +152,62 @@ class TermConfig:
 LossConfig = TermConfig  # the name [[distill]] code used before synthesis terms shared the shape
 
 
+@dataclass
+class PieceConfig:
+    """One student-batch piece (``[[batches]]``: datafree/batches/): its registered name and its own params."""
+
+    name: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+# [train] keys of the student's batches before they became [[batches]] pieces: old key -> (piece, its param; None:
+# the key turns the piece on or off), and the old key's type. Old recipes, command lines and run folders keep
+# working through this table (translate_batch_keys); new pieces never add to it.
+LEGACY_BATCH_KEYS: dict[str, tuple[str, str | None, type]] = {
+    "replay": ("replay", "size", int), "fresh_batches": ("fresh", None, bool), "fresh_batch_size": ("fresh", "size", int),
+    "pool": ("pool", "size", int), "pool_share": ("pool", "share", float), "augment_flip": ("augment", "flip", bool),
+    "augment_shift": ("augment", "shift", int), "augment_mix": ("augment", "mix", float),
+    "augment_blur": ("augment", "blur", float),
+}  # fmt: skip
+_OFF = {"replay": 0, "pool": 0}  # these sizes turn their piece off at 0
+
+
+def translate_batch_keys(pieces: list[PieceConfig], old: dict[str, Any], where: str = "train") -> list[PieceConfig]:
+    """``pieces`` edited by old ``[train]`` keys (``replay = 4`` -> a ``replay`` piece of size 4; ``fresh_batches =
+    false`` -> no ``fresh`` piece; ``augment_flip = true`` -> the ``augment`` piece's ``flip``...), as those keys
+    meant: a piece a key turns on is added, one it turns off removed, an ``augment`` piece left with nothing on
+    removed. The pieces' own checks still run when the run is built."""
+    pieces = [PieceConfig(p.name, dict(p.params)) for p in pieces]
+    values = {k: _coerce(v, LEGACY_BATCH_KEYS[k][2], f"{where}.{k}") for k, v in old.items()}
+    if values.get("fresh_batch_size", 0) < 0 or values.get("fresh_batch_size") == 1:
+        raise ConfigError(f"{where}.fresh_batch_size = {values['fresh_batch_size']} sizes the fresh batches: at least 2 "
+                          "images (the generator has BatchNorm), or 0 for train.batch_size")  # fmt: skip
+    find = lambda name: next((p for p in pieces if p.name == name), None)  # noqa: E731
+    for key in ("fresh_batches", "replay", "pool"):  # the switches first, then the params of what is on
+        if key not in values:
+            continue
+        piece, param, _ = LEGACY_BATCH_KEYS[key]
+        on = values[key] != _OFF.get(key, False)
+        if not on:
+            pieces = [p for p in pieces if p.name != piece]
+        elif find(piece) is None:
+            pieces.append(PieceConfig(piece, {}))
+        if on and param:
+            find(piece).params[param] = values[key]
+    for key, value in values.items():
+        piece, param, _ = LEGACY_BATCH_KEYS[key]
+        if key in ("fresh_batches", "replay", "pool"):
+            continue
+        if piece == "augment" and find("augment") is None and value:
+            pieces.append(PieceConfig("augment", {}))
+        if find(piece) is not None:
+            find(piece).params[param] = value
+    augment = find("augment")
+    if augment is not None and not any(augment.params.get(k) for k in ("flip", "shift", "mix", "blur")):
+        pieces.remove(augment)
+    return pieces
+
+
 def dafl_terms() -> list[TermConfig]:
     """DAFL's generator objective with the official code's weights (its MNIST/CIFAR defaults)."""
     return [TermConfig("onehot", 1.0), TermConfig("activation", 0.1), TermConfig("entropy", 5.0)]
@@ -180,6 +228,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     synthesis: list[TermConfig] = field(default_factory=dafl_terms)
     distill: list[TermConfig] = field(default_factory=lambda: [TermConfig()])
+    batches: list[PieceConfig] = field(default_factory=list)  # the student's batches (none: the generator's own)
 
     @property
     def teacher_checkpoint(self) -> str:
@@ -241,20 +290,28 @@ def _build(cls, values: dict[str, Any], where: str):
 
 def from_dict(raw: dict[str, Any]) -> Config:
     """A Config from TOML-shaped values laid over their preset (``preset = "default"`` unless said)."""
+    given_batches = "batches" in raw
     try:
         raw = with_preset(dict(raw))
     except KeyError as err:
         raise ConfigError(err.args[0]) from None
-    unknown = set(raw) - set(SECTIONS) - {"name", "preset", *TERM_LISTS}
+    unknown = set(raw) - set(SECTIONS) - {"name", "preset", "batches", *TERM_LISTS}
     if unknown:
-        raise ConfigError(f"unknown table(s) {sorted(unknown)}; allowed: {sorted(SECTIONS)} + name, synthesis, distill")
+        raise ConfigError(f"unknown table(s) {sorted(unknown)}; allowed: {sorted(SECTIONS)} + name, synthesis, distill, "
+                          "batches")  # fmt: skip
     if isinstance(raw.get("synthesis"), dict):
         raise ConfigError("[synthesis] is a list of terms now: write one [[synthesis]] table per term (name, weight, "
                           "params), e.g. [[synthesis]] name = \"onehot\" weight = 1.0; see runs/fmnist.toml")  # fmt: skip
+    batches = _coerce(raw.get("batches", []), list[PieceConfig], "batches")
+    old = {k: raw["train"].pop(k) for k in list(raw.get("train", {})) if k in LEGACY_BATCH_KEYS}
+    if old and given_batches:
+        raise ConfigError(f"[train] {sorted(old)} and [[batches]] both set the student's batches; write them as "
+                          "[[batches]] pieces only (docs/recipes.md, \"Student batches\")")  # fmt: skip
+    batches = translate_batch_keys(batches, old) if old else batches
     sections = {name: _build(cls, raw.get(name, {}), name) for name, cls in SECTIONS.items()}
     terms = {key: _coerce(raw[key], list[TermConfig], key) for key in TERM_LISTS if key in raw}
     name = _coerce(raw.get("name", Config.name), str, "name")
-    return Config(name=name, preset=raw["preset"], **sections, **terms)
+    return Config(name=name, preset=raw["preset"], **sections, **terms, batches=batches)
 
 
 def load_toml(path: str | Path, preset: str | None = None) -> Config:
@@ -340,26 +397,6 @@ def validate(config: Config) -> None:
         raise ConfigError(f"train.precise_bn is a number of batches (0 = off, e.g. 20), got {t.precise_bn}")
     if t.max_minutes < 0:
         raise ConfigError(f"train.max_minutes must be >= 0 (0 = use train.steps), got {t.max_minutes}")
-    if not 0.0 <= t.augment_mix <= 1.0:
-        raise ConfigError(f"train.augment_mix must be a fraction in [0, 1] of each student batch, got {t.augment_mix}")
-    if not 0.0 <= t.augment_blur <= 4.0:
-        raise ConfigError(f"train.augment_blur is the largest blur in pixels (0 = off, e.g. 1.0; at most 4), got {t.augment_blur}")
-    if t.augment_shift < 0 or t.replay < 0:
-        raise ConfigError(f"train.augment_shift and train.replay must be >= 0, got {t.augment_shift}, {t.replay}")
-    if t.fresh_batches and t.replay:
-        raise ConfigError("train.fresh_batches and train.replay both choose the extra student steps' batches; set one")
-    if (t.fresh_batches or t.replay) and t.student_steps == 1:
-        raise ConfigError("train.fresh_batches / train.replay choose the batches of the EXTRA student steps, but "
-                          "train.student_steps = 1 has none; raise train.student_steps or turn them off")  # fmt: skip
-    if t.pool < 0 or not 0.0 < t.pool_share <= 1.0:
-        raise ConfigError(f"train.pool is a number of images (0 = off, e.g. 32768) and train.pool_share a share of the "
-                          f"extra student updates in (0, 1], got {t.pool}, {t.pool_share}")  # fmt: skip
-    if t.pool and t.student_steps == 1:
-        raise ConfigError("train.pool serves some of the EXTRA student updates, but train.student_steps = 1 has none; "
-                          "raise train.student_steps or set train.pool = 0")  # fmt: skip
-    if t.pool and t.transfer == "real":
-        raise ConfigError("train.pool keeps the generator's past images, but train.transfer = \"real\" has no generator; "
-                          "set train.pool = 0")  # fmt: skip
     if not 0.0 <= t.warmup < 1.0:
         raise ConfigError(f"train.warmup is the fraction of train.steps without student updates: in [0, 1), got {t.warmup}")
     if t.warmup and t.transfer == "real":
@@ -367,13 +404,14 @@ def validate(config: Config) -> None:
                           "step; set train.warmup = 0")  # fmt: skip
     if t.batch_size < 2:
         raise ConfigError("train.batch_size must be >= 2: the generator has BatchNorm and DAFL's entropy needs a batch")
-    if t.fresh_batch_size < 0 or t.fresh_batch_size == 1:  # without train.fresh_batches it has nothing to size
-        raise ConfigError(f"train.fresh_batch_size = {t.fresh_batch_size} sizes the fresh batches: at least 2 images "
-                          "(the generator has BatchNorm), or 0 for train.batch_size")  # fmt: skip
+    for piece in config.batches:
+        if not piece.name:
+            raise ConfigError("a [[batches]] table without a name; e.g. [[batches]] name = \"fresh\" params = {size = 64}")
     for where in TERM_LISTS:
         for term in getattr(config, where):
             if term.schedule not in {"constant", "linear", "step"}:
                 raise ConfigError(f"{where} {term.name!r}: schedule {term.schedule!r} not in constant|linear|step")
+
     if not config.distill:
         raise ConfigError("the recipe has no [[distill]] loss; add at least one, e.g. [[distill]] name = \"kd\"")
     if not any(term.weight for term in config.synthesis):

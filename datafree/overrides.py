@@ -11,8 +11,9 @@ import typing
 from dataclasses import fields
 from typing import Any
 
-from datafree.config import (SECTIONS, TERM_LISTS, Config, ConfigError, TermConfig, WrapperConfig, _coerce, from_dict,
-                             set_synthesis_value, validate)  # fmt: skip
+from datafree.config import (LEGACY_BATCH_KEYS, SECTIONS, TERM_LISTS, Config, ConfigError, PieceConfig, TermConfig,
+                             WrapperConfig, _coerce, from_dict, set_synthesis_value, translate_batch_keys,
+                             validate)  # fmt: skip
 
 
 def _parse_text(text: str, kind: Any, key: str) -> Any:
@@ -71,24 +72,48 @@ def add_override_arguments(parser: argparse.ArgumentParser, sections=None, defau
                             help="generator terms as JSON; or --synthesis.<term> WEIGHT, --synthesis.<term>.<param> VALUE")  # fmt: skip
         parser.add_argument("--distill", default=None, metavar="JSON",
                             help='student loss terms as JSON, e.g. \'[{"name":"kd"},{"name":"nst","weight":50}]\'')  # fmt: skip
+        parser.add_argument("--batches", default=None, metavar="JSON",
+                            help="student-batch pieces as JSON, e.g. '[{\"name\":\"fresh\",\"params\":{\"size\":64}}]'; or "
+                                 "--batches.<piece>.<param> VALUE (adds the piece), --batches.<piece> off (drops it)")  # fmt: skip
+        for key in LEGACY_BATCH_KEYS:  # the old spelling: translated onto [[batches]] (docs/recipes.md)
+            parser.add_argument(f"--train.{key}", dest=f"legacy.{key}", default=None, help=argparse.SUPPRESS)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
-    """``parser.parse_args`` that also accepts ``--synthesis.<term>[.<param>] VALUE`` (terms are open-ended)."""
+    """``parser.parse_args`` that also accepts ``--synthesis.<term>[.<param>] VALUE`` and ``--batches.<piece>[.<param>]
+    VALUE`` (terms and pieces are open-ended)."""
     args, rest = parser.parse_known_args(argv)
     pairs, i = [], 0
     while i < len(rest):
         item = rest[i]
-        if item.startswith("--synthesis.") and "=" in item:
+        open_ended = item.startswith(("--synthesis.", "--batches."))
+        if open_ended and "=" in item:
             pairs.append(tuple(item[2:].split("=", 1)))
             i += 1
-        elif item.startswith("--synthesis.") and i + 1 < len(rest):
+        elif open_ended and i + 1 < len(rest):
             pairs.append((item[2:], rest[i + 1]))
             i += 2
         else:
             parser.error(f"unrecognized arguments: {' '.join(rest[i:])}")
-    args.synthesis_values = pairs
+    args.synthesis_values = [(k, v) for k, v in pairs if k.startswith("synthesis.")]
+    args.batches_values = [(k, v) for k, v in pairs if k.startswith("batches.")]
     return args
+
+
+def set_batches_value(config: Config, key: str, value: Any) -> None:
+    """``fresh.size`` -> that piece's param (the piece added if absent); ``pool`` with ``off`` -> the piece dropped."""
+    name, _, param = key.partition(".")
+    if not param:
+        if value not in ("off", False, 0):
+            raise ConfigError(f"--batches.{name} takes only 'off' (drop the piece); set a param with "
+                              f"--batches.{name}.<param> VALUE")  # fmt: skip
+        config.batches = [p for p in config.batches if p.name != name]
+        return
+    piece = next((p for p in config.batches if p.name == name), None)
+    if piece is None:
+        piece = PieceConfig(name, {})
+        config.batches.append(piece)
+    piece.params = {**piece.params, param: value}
 
 
 def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
@@ -99,6 +124,8 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         if "." not in key or text is None:
             continue
         section, name = key.split(".", 1)
+        if section == "legacy":
+            continue
         target = dataclasses.replace(getattr(config, section))
         setattr(target, name, _parse_text(text, typing.get_type_hints(type(target))[name], key))
         setattr(config, section, target)
@@ -108,6 +135,19 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
                 setattr(config, key, _coerce(json.loads(getattr(args, key)), list[TermConfig], key))
             except json.JSONDecodeError as err:
                 raise ConfigError(f"--{key} must be a JSON list of term tables: {err}") from None
+    if getattr(args, "batches", None):
+        try:
+            config.batches = _coerce(json.loads(args.batches), list[PieceConfig], "batches")
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--batches must be a JSON list of piece tables: {err}") from None
+    legacy = {key: vars(args)[f"legacy.{key}"] for key in LEGACY_BATCH_KEYS if vars(args).get(f"legacy.{key}") is not None}
+    if legacy:  # --train.replay 4 and the like: the old spelling, onto the pieces
+        kinds = {key: LEGACY_BATCH_KEYS[key][2] for key in legacy}
+        values = {key: _parse_text(text, kinds[key], f"train.{key}") for key, text in legacy.items()}
+        config.batches = translate_batch_keys(config.batches, values)
+    config.batches = [PieceConfig(p.name, dict(p.params)) for p in config.batches]
+    for key, text in getattr(args, "batches_values", []):
+        set_batches_value(config, key.removeprefix("batches."), _loose(text))
     config.synthesis = [dataclasses.replace(t) for t in config.synthesis]
     for key, text in getattr(args, "synthesis_values", []):
         set_synthesis_value(config, key.removeprefix("synthesis."), _loose(text))

@@ -116,6 +116,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     the ``time.perf_counter()`` that ``train.max_minutes`` counts from (default: this call)."""
     started = time.perf_counter() if started is None else started
     validate(config)  # a Config built in Python or loaded from TOML gets the same checks as the command line
+    build.check_batches(config)
     out = Path(config.train.output_dir)
     check_output_dir(out, resume, config.train.overwrite)
     student_layout = netcheck.memory_format_of(student_net)

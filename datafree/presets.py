@@ -28,13 +28,13 @@ _DEFAULT: dict[str, Any] = {
     # small seed map (generators/staged.py): DAFL's projection to (s/4)^2 would not fit at 224 px
     "generator": {"arch": "auto", "output": "pixels", "width": 16, "lr": 0.03, "conditional": True, "blend": 0.25},
     # the generator's batch of 64 (its step costs half), flipped / shifted student batches (relabelled by the
-    # teacher, no extra forward on the fresh ones), their labels from bf16 forwards where the hardware has bf16
-    # (on BatchNorm-folded copies, train.fold_batchnorm): measured on the zoo (docs/changelog.md)
-    "train": {"steps": 1500, "batch_size": 64, "student_steps": 10, "fresh_batches": True, "fresh_batch_size": 64,
-              "augment_flip": True, "augment_shift": 2, "label_precision": "auto",
+    # teacher, no extra forward on the fresh ones: [[batches]] below), their labels from bf16 forwards where the
+    # hardware has bf16 (on BatchNorm-folded copies, train.fold_batchnorm): measured on the zoo (docs/changelog.md)
+    "train": {"steps": 1500, "batch_size": 64, "student_steps": 10, "label_precision": "auto",
               # the student's BatchNorm statistics from 20 un-augmented generator batches before it is judged: its
               # running ones average the flipped / shifted batches it trained on (datafree/precise_bn.py)
               "precise_bn": 20},
+    "batches": [{"name": "augment", "params": {"flip": True, "shift": 2}}, {"name": "fresh", "params": {"size": 64}}],
     "synthesis": [
         # full weight for the first half (the generator finds every class), 0.3 after: the statistics terms then
         # spread each class's images as its training images were, and the student anneals on those (measured on

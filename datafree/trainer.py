@@ -27,7 +27,6 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from datafree import checkpoint as ckpt
-from datafree.batches import Synthesizer, label_autocast
 from datafree.callbacks import per_class_field
 from datafree.config import TrainConfig, warmup_steps
 from datafree.distill.objective import StudentWithLosses
@@ -112,13 +111,11 @@ class DataFreeTrainer:
         self.eval_loader = None
         if eval_set is not None:
             self.eval_loader = eval_loader(eval_set, eval_batch_size, num_workers, accelerator)
-        self.synthesize = Synthesizer(self.generator, self.teacher, train.batch_size, parts.latent_dim, train.seed,
-                                      accelerator.process_index, accelerator.device, train.channels_last,
-                                      parts.augmenter, parts.labels, student_teacher, parts.real_images,
-                                      label_autocast(train.label_precision, accelerator.device),
-                                      accelerator.prepare_model(parts.labeller, evaluation_mode=True)
-                                      if parts.labeller is not None else None)  # fmt: skip
-        self.student_batches = parts.student_batches(self.synthesize, accelerator.autocast)
+        self.synthesize = parts.synthesizer  # built on the bare modules: from here on it runs the prepared ones
+        self.synthesize.bind(self.generator, self.teacher, student_teacher,
+                             accelerator.prepare_model(parts.labeller, evaluation_mode=True)
+                             if parts.labeller is not None else None)  # fmt: skip
+        self.student_batches = parts.student_batches
         self.warmup_steps = warmup_steps(train)  # generator-only steps first: no student update, no LR step
         extra = self.student_batches.generated_images(train.student_steps)  # e.g. the fresh batches
         self.images_per_step = accelerator.num_processes * (train.batch_size + extra)  # once the student trains
@@ -271,7 +268,7 @@ class DataFreeTrainer:
         for callback in self.callbacks:  # e.g. the EMA: from here on the student IS its average
             callback.on_fit_end(self)
         self._save_weights("student_last.safetensors")
-        if self.parts.real_images is None:  # a real transfer set leaves the generator untrained: nothing to ship
+        if self.synthesize.real_images is None:  # a real transfer set leaves the generator untrained: nothing to ship
             self._save_weights("generator.safetensors", self.generator)
         summaries = {k: v for callback in self.callbacks for k, v in callback.summary().items()}
         return {**summaries, "steps": self.progress.step, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,

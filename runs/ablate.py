@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datafree.config import Config, load_toml, set_synthesis_value  # noqa: E402
+from datafree.config import LEGACY_BATCH_KEYS, Config, load_toml, set_synthesis_value, translate_batch_keys  # noqa: E402
 
 PURE_DAFL = {"generator.output": "bn", "generator.lr": 0.2, "generator.width": 64, "synthesis.adversarial": 0.0,
              "synthesis.moment": 0.0, "synthesis.tv": 0.0, "synthesis.feature_stats": 0.0,
@@ -65,6 +65,8 @@ def configure(base: Config, name: str, steps: int, seed: int, root: Path) -> Con
         section, field = key.split(".", 1)
         if section == "synthesis":  # a term's weight, or "term.param"
             set_synthesis_value(config, field, value)
+        elif section == "train" and field in LEGACY_BATCH_KEYS:  # the student's batches, in their old spelling
+            config.batches = translate_batch_keys(config.batches, {field: value})
         else:
             setattr(getattr(config, section), field, value)
     t = config.train

@@ -1,6 +1,6 @@
 """Images/sec of the real data-free step (``DataFreeTrainer.train_step``) per precision / layout / compile mode.
 
-    PYTHONPATH=. .venv/bin/python runs/bench_speed.py --recipe fmnist [--batches 64,128,256,512]
+    PYTHONPATH=. .venv/bin/python runs/bench_speed.py --recipe fmnist [--batch-sizes 64,128,256,512]
         [--modes fp32,cl,bf16,compile,bf16+cl,cl+compile,bf16+cl+compile] [--iters 0] [--warmup 1] [--repeats 3]
         [--threads 0] [--record NAME]
     PYTHONPATH=. .venv/bin/python runs/bench_speed.py --quick    # about a minute: batch 16, fp32/cl/bf16, one round
@@ -67,7 +67,8 @@ def mode_settings(name: str) -> dict[str, Any]:
 def describe_recipe(config) -> str:
     """What is measured, in the recipe's own numbers."""
     g, s, t = config.generator, config.student, config.train
-    source = "fresh batches" if t.fresh_batches else f"a replay of {t.replay}" if t.replay else "the generator's batch"
+    source = " + ".join(f"{p.name}({', '.join(f'{k}={v}' for k, v in p.params.items())})" for p in config.batches)
+    source = f"[[batches]] {source}" if source else "the generator's batch"
     terms = ", ".join(f"{term.name} {term.weight:g}" for term in config.synthesis)
     return (f"generator {g.arch} width {g.width} (latent {g.latent_dim}), teacher {config.teacher.arch} (random init), "
             f"student {s.arch} ({s.optimizer}); {t.student_steps} student steps per generator step on {source}; "
@@ -403,7 +404,7 @@ def record_table(workers: list[Worker], batches: list[int], ref_batch: int, info
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="fmnist", help="recipe name under runs/ or a .toml path")
-    parser.add_argument("--batches", default="64,128,256,512")
+    parser.add_argument("--batch-sizes", default="64,128,256,512", help="generator batch sizes to measure")
     parser.add_argument("--modes", default=DEFAULT_MODES, help="comma-separated; fp32 (the baseline) is always added")
     parser.add_argument("--iters", type=int, default=0, help=f"steps per measurement (0: about {TARGET_S:.0f} s each)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per mode and batch (compile happens here)")
@@ -422,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         worker_main(args.worker, recipe)
         return 0
     if args.quick:
-        args.batches, args.modes, args.iters, args.warmup, args.repeats = "16", "fp32,cl,bf16", 1, 1, 1
+        args.batch_sizes, args.modes, args.iters, args.warmup, args.repeats = "16", "fp32,cl,bf16", 1, 1, 1
 
     from datafree.config import ConfigError, load_toml
 
@@ -431,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    batches = sorted({int(b) for b in args.batches.split(",") if b})
+    batches = sorted({int(b) for b in args.batch_sizes.split(",") if b})
     modes = list(dict.fromkeys(["fp32", *[m for m in args.modes.split(",") if m]]))
     for name in modes:
         mode_settings(name)  # a misspelt mode fails here, before any worker starts

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, load_toml  # noqa: E402
+from datafree.config import Config, load_toml, translate_batch_keys  # noqa: E402
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
 
 # The zoo in two parts. Recipe changes are measured and tuned on TUNED; HELD_OUT is never tuned on (a change
@@ -78,7 +78,7 @@ def pair_config(base: Config, teacher: str, student: str, root: Path, smoke: boo
         c.teacher.checkpoint = str(root / "teachers-smoke" / folder / "teacher.safetensors")
         t = c.train
         t.batch_size, t.student_steps, t.eval_every, t.log_every, t.sample_every, t.checkpoint_every = 8, 2, 2, 1, 4, 4
-        t.fresh_batch_size = 0  # fresh batches as small as the generator's
+        c.batches = translate_batch_keys(c.batches, {"fresh_batch_size": 0})  # fresh batches as small as the generator's
         c.generator.width, t.channels_last = 8, False
     return c
 

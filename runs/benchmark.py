@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, ConfigError, load_toml  # noqa: E402
+from datafree.config import Config, ConfigError, load_toml, translate_batch_keys  # noqa: E402
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
 
 RECIPES = ("mnist", "fmnist", "cifar10", "cifar100", "celeba", "cifar10_ternary")
@@ -62,7 +62,8 @@ def smoke_config(config: Config) -> Config:
     c.generator.width, c.generator.latent_dim = 16, min(c.generator.latent_dim, 64)
     t = c.train
     t.steps, t.batch_size, t.eval_every, t.log_every, t.sample_every, t.checkpoint_every = 4, 8, 2, 1, 2, 4
-    t.fresh_batch_size = 0  # the student's fresh batches shrink with the generator's (a preset's 64 would not)
+    c.batches = translate_batch_keys(c.batches, {"fresh_batch_size": 0})  # the student's fresh batches shrink with
+    # the generator's (a preset's 64 would not)
     t.mixed_precision, t.channels_last, t.compile, t.trackers = "no", False, False, []
     return c
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datafree.config import ConfigError, load_toml  # noqa: E402
+from datafree.config import ConfigError, load_toml, translate_batch_keys  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_toml(args.config)
         t = config.train
-        t.transfer, t.steps, t.student_steps, t.fresh_batches, t.replay = "real", args.steps, 1, False, 0
+        t.transfer, t.steps, t.student_steps = "real", args.steps, 1
+        config.batches = translate_batch_keys(config.batches, {"fresh_batches": False, "replay": 0})
         t.output_dir, t.overwrite, t.max_minutes = args.output_dir, True, 0.0
         t.eval_every = min(t.eval_every, 100)
         results = distill_from_config(config)

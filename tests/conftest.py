@@ -43,7 +43,7 @@ def tiny_config(out: Path, **sections):
     }
     extra_terms = sections.pop("synthesis", None)
     for section, values in sections.items():
-        raw[section] = values if section == "distill" else {**raw.get(section, {}), **values}
+        raw[section] = values if section in ("distill", "batches") else {**raw.get(section, {}), **values}
     config = from_dict(raw)
     if isinstance(extra_terms, dict):  # {term: weight, "term.param": value} on top of DAFL's three terms
         from datafree.config import set_synthesis_value

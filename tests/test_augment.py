@@ -166,11 +166,14 @@ def test_trainer_blurs_the_student_batch_and_the_teacher_relabels_it(tmp_path):
         torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
 
 
-@pytest.mark.parametrize("key, value", [("augment_mix", 1.5), ("augment_blur", -0.5), ("augment_blur", 9.0)])
+@pytest.mark.parametrize("key, value", [("mix", 1.5), ("blur", -0.5), ("blur", 9.0)])
 def test_augment_values_out_of_range_are_refused_naming_the_key(key, value):
-    from datafree.config import Config, ConfigError, validate
+    from datafree.build import check_batches
+    from datafree.config import ConfigError, from_dict
 
-    config = Config()
-    setattr(config.train, key, value)
-    with pytest.raises(ConfigError, match=f"train.{key}"):
-        validate(config)
+    config = from_dict({"batches": [{"name": "augment", "params": {key: value}}]})
+    with pytest.raises(ConfigError, match=f'"augment": {key} '):
+        check_batches(config)
+    old_spelling = from_dict({"train": {f"augment_{key}": value}})  # train.augment_mix: onto the same piece
+    with pytest.raises(ConfigError, match=f'"augment": {key} '):
+        check_batches(old_spelling)

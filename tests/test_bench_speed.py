@@ -45,7 +45,9 @@ def test_says_it_measures_the_current_recipe(quick):
     g, t = config.generator, config.train
     recipe = next(l for l in quick if l.startswith("recipe: "))
     assert f"generator {g.arch} width {g.width} " in recipe, recipe
-    assert f"{t.student_steps} student steps per generator step on fresh batches" in recipe, recipe
+    pieces = " + ".join(f"{p.name}({', '.join(f'{k}={v}' for k, v in p.params.items())})" for p in config.batches)
+    assert "fresh(size=64)" in pieces  # the default preset's fresh batches, which the line must name
+    assert f"{t.student_steps} student steps per generator step on [[batches]] {pieces}" in recipe, recipe
     assert all(f"{term.name} {term.weight:g}" in recipe for term in config.synthesis), recipe
     assert "labels bf16" in recipe and f"labels {config.train.label_precision}" not in recipe, recipe  # the override
     title = next(l for l in quick if l.startswith("## "))

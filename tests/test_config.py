@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from datafree.config import Config, ConfigError, load_toml, validate
+from datafree.config import Config, ConfigError, PieceConfig, load_toml, validate
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,11 +96,67 @@ def test_synthesis_overrides_set_a_terms_weight_or_parameter():
 
 
 def test_extra_steps_pieces_need_extra_steps():
-    config = Config()
-    config.train.fresh_batches = True
-    with pytest.raises(ConfigError, match="student_steps = 1 has none"):
-        validate(config)
+    from datafree.build import check_batches
+
+    for piece in ("fresh", "replay", "pool"):
+        config = Config()
+        config.batches = [PieceConfig(piece)]
+        with pytest.raises(ConfigError, match=f"'{piece}' serves the EXTRA student updates of a step, but "
+                                              "train.student_steps = 1 has none"):  # fmt: skip
+            check_batches(config)
     config = Config()
     config.train.sample_every = 0
     with pytest.raises(ConfigError, match="sample_every must be > 0"):
         validate(config)
+
+
+def test_the_old_train_keys_of_the_students_batches_become_pieces():
+    """[train] replay / fresh_batches / fresh_batch_size / pool / pool_share / augment_* (the spelling before
+    [[batches]]): each does what it did, on top of the preset's pieces."""
+    from datafree.config import from_dict
+
+    default = from_dict({}).batches  # the default preset: flipped / shifted, fresh batches of 64
+    assert [(p.name, p.params) for p in default] == [("augment", {"flip": True, "shift": 2}), ("fresh", {"size": 64})]
+    cases = [
+        ({"replay": 4, "fresh_batches": False}, [("augment", {"flip": True, "shift": 2}), ("replay", {"size": 4})]),
+        ({"fresh_batch_size": 0}, [("augment", {"flip": True, "shift": 2}), ("fresh", {"size": 0})]),
+        ({"augment_flip": False, "augment_shift": 0}, [("fresh", {"size": 64})]),  # nothing on: the piece goes
+        ({"pool": 128, "pool_share": 0.25, "augment_blur": 1.0},
+         [("augment", {"flip": True, "shift": 2, "blur": 1.0}), ("fresh", {"size": 64}), ("pool", {"size": 128, "share": 0.25})]),
+    ]  # fmt: skip
+    for train, expected in cases:
+        assert [(p.name, p.params) for p in from_dict({"train": train}).batches] == expected, train
+    dafl = from_dict({"preset": "dafl", "train": {"augment_mix": 0.5, "fresh_batches": True}})
+    assert [(p.name, p.params) for p in dafl.batches] == [("fresh", {}), ("augment", {"mix": 0.5})]
+    assert from_dict({"preset": "dafl", "train": {"fresh_batch_size": 8}}).batches == []  # nothing to size: as before
+
+
+def test_a_recipe_may_not_spell_the_students_batches_both_ways(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[train]\nreplay = 4\n\n[[batches]]\nname = "fresh"\n')
+    with pytest.raises(ConfigError, match=r"\[train\] \['replay'\] and \[\[batches\]\] both set the student's batches"):
+        load_toml(recipe)
+    recipe.write_text('[train]\nstudent_steps = 4\n\n[[batches]]\nname = "pool"\nparams = {size = 100, share = 0.5}\n')
+    config = load_toml(recipe)
+    assert [(p.name, p.params) for p in config.batches] == [("pool", {"size": 100, "share": 0.5})]  # replaces the preset's
+
+
+def test_command_line_spellings_of_the_students_batches():
+    from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+
+    parser = argparse.ArgumentParser()
+    add_override_arguments(parser)
+    base = Config()
+    args = parse_args(parser, ["--train.pool", "100", "--train.student_steps", "4"])  # the old spelling
+    assert [(p.name, p.params) for p in apply_overrides(base, args).batches] == [("pool", {"size": 100})]
+    from datafree.config import from_dict
+
+    default = from_dict({})
+    args = parse_args(parser, ["--batches.fresh", "off", "--batches.pool.size", "64", "--batches.augment.blur=0.5"])
+    assert [(p.name, p.params) for p in apply_overrides(default, args).batches] == [
+        ("augment", {"flip": True, "shift": 2, "blur": 0.5}), ("pool", {"size": 64})]
+    assert [p.name for p in default.batches] == ["augment", "fresh"]  # the base config is left as it was
+    args = parse_args(parser, ["--batches", '[{"name": "replay", "params": {"size": 3}}]'])
+    assert [(p.name, p.params) for p in apply_overrides(default, args).batches] == [("replay", {"size": 3})]
+    with pytest.raises(ConfigError, match="--batches.pool takes only 'off'"):
+        apply_overrides(default, parse_args(parser, ["--batches.pool", "7"]))

@@ -1,4 +1,4 @@
-"""train.pool (datafree/pool.py): which updates it serves, the reservoir's sample uniform over the whole run (not
+"""The ``pool`` student-batch piece (datafree/batches/pool.py): which updates it serves, the reservoir's sample uniform over the whole run (not
 the last images), pooled batches made of the generator's past images and relabelled by the teacher, the image
 counter, resume exact, bad values refused."""
 
@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from datafree import build
-from datafree.batches import SameBatch, Synthesizer
-from datafree.config import ConfigError, validate
+from datafree.batches import BatchContext, ImagePool, SameBatch, Synthesizer, pooled_updates
+from datafree.config import ConfigError
 from datafree.features import NetOutput
 from datafree.pipeline import distill_from_config
-from datafree.pool import ImagePool, pooled_updates
 from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
 
@@ -31,7 +30,9 @@ def _pool(capacity: int, seed: int, share: float = 0.5, label=None) -> ImagePool
     synthesize = SimpleNamespace(device=torch.device("cpu"), seed=seed, rank=0, batch_size=4, augmenter=None,
                                  layout=lambda x: x, label=label or (lambda x: NetOutput(x.flatten(1), {})))  # fmt: skip
     synthesize.relabelled = lambda images, rng: Synthesizer.relabelled(synthesize, images, rng)  # the real one
-    return ImagePool(SameBatch(), synthesize, contextlib.nullcontext, capacity, share, student_steps=4)
+    pool = ImagePool(capacity, share)
+    pool.attach(SameBatch(), BatchContext(synthesize, contextlib.nullcontext, student_steps=4))
+    return pool
 
 
 def _offer(pool: ImagePool, batches: int, size: int) -> None:
@@ -111,11 +112,12 @@ def test_resume_is_exact(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("train", "match"), [
-    ({"pool": -1}, "train.pool is a number of images"),
-    ({"pool": 64, "pool_share": 0.0}, "train.pool is a number of images"),
-    ({"pool": 64, "pool_share": 1.5}, "train.pool is a number of images"),
+    ({"pool": -1}, '"pool": size is a number of images'),
+    ({"pool": 64, "pool_share": 0.0}, '"pool": size is a number of images'),
+    ({"pool": 64, "pool_share": 1.5}, '"pool": size is a number of images'),
     ({"pool": 64, "student_steps": 1}, "train.student_steps = 1 has none"),
+    ({"pool": 64, "student_steps": 2, "transfer": "real"}, 'train.transfer = "real" has no generator'),
 ])  # fmt: skip
 def test_bad_values_are_refused(tmp_path, train, match):
     with pytest.raises(ConfigError, match=match):
-        validate(tiny_config(tmp_path, train=train))
+        build.check_batches(tiny_config(tmp_path, train=train))

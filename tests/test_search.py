@@ -242,13 +242,14 @@ def test_search_student_on_the_cifar_resnet34_teacher_with_fake_data(tmp_path):
     from runs.search_student import SearchSettings, run
     from runs.benchmark import recipe_path, smoke_config
 
-    from datafree.config import load_toml
+    from datafree.config import load_toml, translate_batch_keys
 
     config = smoke_config(load_toml(recipe_path("cifar10")))
     config.data.root, config.data.fake_size = str(tmp_path / "data"), 16
     config.teacher.checkpoint = str(tmp_path / "teacher.safetensors")
     t = config.train
-    t.steps, t.batch_size, t.student_steps, t.fresh_batches, t.replay = 1, 2, 1, False, 0
+    t.steps, t.batch_size, t.student_steps = 1, 2, 1
+    config.batches = translate_batch_keys(config.batches, {"fresh_batches": False, "replay": 0})
     t.eval_every = t.log_every = t.sample_every = t.checkpoint_every = 1
     save_random_teacher(config)
     summary = run(config, SearchSettings(steps=2, l1=50.0, gate_lr=0.05, target_fraction=0.9), tmp_path / "out")

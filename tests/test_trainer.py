@@ -210,10 +210,11 @@ def test_fresh_batches_draw_a_new_generated_batch_per_extra_student_step(tmp_pat
 
 
 def test_fresh_batches_and_replay_are_exclusive(tmp_path):
-    from datafree.config import ConfigError, validate
+    from datafree.build import check_batches
+    from datafree.config import ConfigError
 
-    with pytest.raises(ConfigError, match="fresh_batches"):
-        validate(tiny_config(tmp_path, train={"student_steps": 2, "fresh_batches": True, "replay": 2}))
+    with pytest.raises(ConfigError, match='"replay" and "fresh" both choose the extra student updates'):
+        check_batches(tiny_config(tmp_path, train={"student_steps": 2, "fresh_batches": True, "replay": 2}))
 
 
 def test_images_generated_counts_the_fresh_batches(tmp_path):
@@ -452,6 +453,8 @@ def test_fresh_batch_size_sizes_the_students_fresh_batches_and_the_image_count(t
     assert batch[0].shape[0] == 16 and images.shape[0] == 4 and targets.logits.shape[0] == 4
     assert trainer.images_per_step == 16 + 2 * 4  # G's batch + two fresh batches of 4
     with pytest.raises(ConfigError, match="fresh_batch_size = 1 sizes the fresh batches: at least 2 images"):
-        validate(tiny_config(tmp_path, train={"student_steps": 3, "fresh_batches": True, "fresh_batch_size": 1}))
-    validate(tiny_config(tmp_path, train={"replay": 2, "student_steps": 3, "fresh_batch_size": 64}))  # the default
-    # preset's fresh batch size stays valid when a recipe turns fresh batches off (replay instead)
+        tiny_config(tmp_path, train={"student_steps": 3, "fresh_batches": True, "fresh_batch_size": 1})
+    with pytest.raises(ConfigError, match='"fresh": size = 1 sizes the fresh batches: at least 2 images'):
+        build.check_batches(tiny_config(tmp_path, batches=[{"name": "fresh", "params": {"size": 1}}], train={"student_steps": 3}))
+    build.check_batches(tiny_config(tmp_path, train={"replay": 2, "student_steps": 3, "fresh_batch_size": 64}))  # the
+    # default preset's fresh batch size stays valid when a recipe turns fresh batches off (replay instead)

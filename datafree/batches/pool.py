@@ -1,4 +1,4 @@
-"""A memory of the generator's past images for the student (``train.pool = N``): some extra updates draw from it.
+"""``pool``: a memory of the generator's past images for the student; some extra updates draw from it.
 
 At any one step the generator makes a narrow set of images per class: on the zoo's MobileNet (one seed;
 ``runs/class_gap.py``) the teacher's penultimate features of the final generator's shirts spread half as far as
@@ -7,7 +7,7 @@ agrees with its teacher on 81% of the generated shirts but on 36% of the real on
 (82-99% on the other classes' real images). The generator keeps moving (the adversarial term, the blends, its
 own updates), so its images over the whole run cover more than any one step's. ``ImagePool`` keeps a uniform
 sample of every generator batch the run made (reservoir sampling, Vitter's algorithm R: after n images each is
-in the pool with probability N / n) and serves a share ``train.pool_share`` of the student's extra updates from
+in the pool with probability N / n) and serves a share ``share`` of the student's extra updates from
 it, flipped / shifted as the other batches and relabelled by the teacher (the pool stores images, never
 targets: the labels are always the current teacher's). Fast (Fang et al., AAAI 2022) and CMI (Fang et al.,
 IJCAI 2021) train their students on such a memory of everything synthesized; here the rest of the updates stay
@@ -24,7 +24,9 @@ import math
 
 import torch
 
-from datafree.batches import Batch, SameBatch, Synthesizer, latent_seed
+from datafree.batches.base import BatchContext, SameBatch, register_batches
+from datafree.batches.synthesizer import Batch, latent_seed
+from datafree.config import ConfigError
 
 POOL_DRAW = 2_000_000  # the pool's draws at (seed, rank, step, POOL_DRAW + k): apart from the batches' own
 
@@ -34,19 +36,37 @@ def pooled_updates(student_steps: int, share: float) -> list[int]:
     return [k for k in range(1, student_steps) if math.floor(k * share) > math.floor((k - 1) * share)]
 
 
+@register_batches("pool")
 class ImagePool(SameBatch):
-    """``inner``'s batches, but the updates in ``pooled_updates`` draw ``size`` images from a reservoir of
-    ``capacity`` past generator images (G's own batch of every step, before augmentation)."""
+    """The inner piece's batches, but the updates in ``pooled_updates`` draw ``batch`` images (0: the inner piece's
+    batch size) from a reservoir of ``size`` past generator images (G's own batch of every step, before
+    augmentation)."""
 
-    def __init__(self, inner: SameBatch, synthesize: Synthesizer, autocast, capacity: int, share: float,
-                 student_steps: int, size: int | None = None):  # fmt: skip
-        self.inner, self.synthesize, self.autocast = inner, synthesize, autocast
-        self.capacity, self.size = capacity, size or synthesize.batch_size
-        self.from_pool = set(pooled_updates(student_steps, share))
+    stage = 3
+
+    def __init__(self, size: int = 32768, share: float = 0.5, batch: int = 0):
+        if not isinstance(size, int) or size < 1 or not 0.0 < share <= 1.0:
+            raise ConfigError(f"[[batches]] \"pool\": size is a number of images (e.g. 32768) and share a share of the "
+                              f"extra student updates in (0, 1], got {size!r}, {share!r}")  # fmt: skip
+        if not isinstance(batch, int) or batch < 0 or batch == 1:
+            raise ConfigError(f"[[batches]] \"pool\": batch = {batch!r} images per pooled batch: at least 2, or 0 for "
+                              "the batches it stands in for")  # fmt: skip
+        self.capacity, self.share, self.batch = size, float(share), batch
+
+    def check(self, context: BatchContext) -> None:
+        self.needs_extra_updates(context)
+        if context.transfer == "real":
+            raise ConfigError("[[batches]] \"pool\" keeps the generator's past images, but train.transfer = \"real\" "
+                              "has no generator; drop the piece")  # fmt: skip
+
+    def attach(self, inner: SameBatch | None, context: BatchContext) -> None:
+        self.inner, self.synthesize, self.autocast = inner, context.synthesize, context.autocast
+        self.size = self.batch or inner.batch_size or self.synthesize.batch_size
+        self.from_pool = set(pooled_updates(context.student_steps, self.share))
         self.rows: torch.Tensor | None = None  # (capacity + 1, C, H, W) once the first batch arrives: the pool + a
         # row that takes the images not kept (so the reservoir's update is one copy, without a host sync)
         self.seen = 0  # generator images offered to the reservoir so far
-        self.rng = torch.Generator(device=synthesize.device)
+        self.rng = torch.Generator(device=self.synthesize.device)
 
     def _reseed(self, step: int, k: int) -> None:
         s = self.synthesize

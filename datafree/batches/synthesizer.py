@@ -1,11 +1,8 @@
-"""Where the loop's images come from: the synthesizer (latent -> G -> teacher) and the student's batches.
+"""Where the loop's images come from: latent -> G -> teacher, with the RNG that makes every batch reproducible.
 
 ``Synthesizer`` makes one batch and runs the ONE teacher forward that serves both the generator's objective
-and the student's targets (a second forward only when a method gives the student another teacher).
-The student's extra updates per generator step draw their batches from a small named piece, picked by
-build from the recipe: the generator's own batch (``SameBatch``), recent batches (``ReplayBatches``), new
-ones from the just-updated generator (``FreshBatches``); ``Augmented`` flips/shifts/mixes a batch and has the
-teacher relabel it. The trainer calls ``remember`` after the generator step and the piece for each update.
+and the student's targets (a second forward only when a method gives the student another teacher). The
+student-batch pieces (datafree/batches/) ask it for new batches and for relabelled ones.
 """
 
 from __future__ import annotations
@@ -77,9 +74,18 @@ class Synthesizer:
         self.student_teacher = student_teacher if student_teacher is not None else teacher
         self.labeller = labeller if labeller is not None else self.student_teacher  # e.g. BatchNorm folded
         self.batch_size, self.latent_dim, self.seed, self.rank = batch_size, latent_dim, seed, rank
-        self.device, self.channels_last, self.augmenter, self._labels = device, channels_last, augmenter, labels
+        self.device, self.channels_last, self.augmenter = device, channels_last, augmenter
+        self.make_labels = labels  # (n, device, rng) -> what each image is made for (a conditional generator)
         self.rng = torch.Generator(device=device)
         self.last_labels: torch.Tensor | None = None  # what the last batch was made for (classes or soft targets)
+
+    def bind(self, generator: nn.Module, teacher: nn.Module, student_teacher: nn.Module | None = None,
+             labeller: nn.Module | None = None) -> None:  # fmt: skip
+        """Run on these modules from now on: the loop's prepared (distributed, compiled) ones. Built by
+        datafree/build.py on the bare modules, the synthesizer is bound once the trainer has prepared them."""
+        self.generator, self.teacher = generator, teacher
+        self.student_teacher = student_teacher if student_teacher is not None else teacher
+        self.labeller = labeller if labeller is not None else self.student_teacher
 
     def _reseed(self, step: int, draw: int, rank: int | None) -> None:
         """The RNG at (seed, rank, step, draw): this process's rank unless another is named (precise_bn: 0)."""
@@ -99,7 +105,7 @@ class Synthesizer:
                                   device=self.rng.device)  # fmt: skip
             return self.real_images[index], None
         z = self.sample_latent(step, draw, size, rank)
-        labels = None if self._labels is None else self._labels(len(z), self.device, self.rng)
+        labels = None if self.make_labels is None else self.make_labels(len(z), self.device, self.rng)
         return (self.generator(z) if labels is None else self.generator(z, labels)), labels
 
     def layout(self, images: torch.Tensor) -> torch.Tensor:
@@ -141,93 +147,3 @@ class Synthesizer:
         extend = getattr(self.student_teacher, "extend", None)
         with torch.no_grad():
             return extend(images.detach(), teacher_out.detach()) if extend else self.student_teacher(images.detach())
-
-
-class SameBatch:
-    """Every student update of a step trains on the generator's batch."""
-
-    def remember(self, step: int, batch: Batch) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        """What resume needs (saved by datafree.trainstate, never pickled)."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-    def __call__(self, step: int, k: int, batch: Batch) -> Batch:
-        return batch
-
-    def generated_images(self, student_steps: int) -> int:
-        """Images the piece has the generator make per step beyond G's own batch (the image counter's share)."""
-        return 0
-
-
-class ReplayBatches(SameBatch):
-    """Update k > 0 revisits the batch of step - k from a ring of the last ``size`` (no new G/T work)."""
-
-    def __init__(self, size: int, drop: set[str] = frozenset()):
-        self.ring: list[Batch | None] = [None] * size
-        self.drop = drop  # teacher features the student never reads: kept, they would fill memory and checkpoints
-
-    def remember(self, step: int, batch: Batch) -> None:
-        images, out = batch
-        self.ring[step % len(self.ring)] = (images, NetOutput(out.logits, {k: v for k, v in out.features.items()
-                                                                            if k not in self.drop}))  # fmt: skip
-
-    def state_dict(self) -> dict:
-        """The filled slots: images, the teacher's logits and features (checkpointed: resume stays exact)."""
-        return {str(i): {"images": b[0], "logits": b[1].logits, "features": dict(b[1].features)}
-                for i, b in enumerate(self.ring) if b is not None}  # fmt: skip
-
-    def load_state_dict(self, state: dict) -> None:
-        self.ring = [None] * len(self.ring)
-        for i, b in state.items():
-            self.ring[int(i)] = (b["images"], NetOutput(b["logits"], dict(b["features"])))
-
-    def __call__(self, step: int, k: int, batch: Batch) -> Batch:
-        return (self.ring[(step - k) % len(self.ring)] or batch) if k > 0 else batch
-
-
-class FreshBatches(SameBatch):
-    """Update k > 0 draws a NEW batch from the just-updated generator: G forward only, ~1/3 of a step."""
-
-    def __init__(self, synthesize: Synthesizer, autocast, first: SameBatch | None = None, size: int | None = None):
-        self.synthesize, self.autocast, self.first, self.size = synthesize, autocast, first or SameBatch(), size
-
-    def state_dict(self) -> dict:
-        return self.first.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.first.load_state_dict(state)
-
-    def generated_images(self, student_steps: int) -> int:
-        return (student_steps - 1) * (self.size or self.synthesize.batch_size)
-
-    def __call__(self, step: int, k: int, batch: Batch) -> Batch:
-        if k == 0:  # update 0 trains on G's own batch (augmented if asked)
-            return self.first(step, 0, batch)
-        with torch.no_grad(), self.autocast():
-            return self.synthesize(step, draw=k, augmented=True, for_student=True, size=self.size)
-
-
-class Augmented(SameBatch):
-    """Flip/shift/mix the inner piece's batch and let the teacher relabel what the student actually sees."""
-
-    def __init__(self, inner: SameBatch, synthesize: Synthesizer, autocast):
-        self.inner, self.synthesize, self.autocast = inner, synthesize, autocast
-
-    def remember(self, step: int, batch: Batch) -> None:
-        self.inner.remember(step, batch)
-
-    def state_dict(self) -> dict:
-        return self.inner.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.inner.load_state_dict(state)
-
-    def __call__(self, step: int, k: int, batch: Batch) -> Batch:
-        images, _ = self.inner(step, k, batch)
-        with torch.no_grad(), self.autocast():
-            return self.synthesize.relabelled(images, self.synthesize.rng)
