@@ -5,7 +5,7 @@ VENV    := .venv/.installed
 RECIPE  ?= runs/fmnist.toml
 export OMP_NUM_THREADS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: demo test check-recipes check-install tables teacher distill fmnist-data clean
+.PHONY: demo test test-fast check-recipes check-install tables teacher distill fmnist-data clean
 
 $(VENV): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -36,6 +36,11 @@ demo: $(VENV) fmnist-data
 test: $(VENV)
 	$(dir $(PY))lint-imports
 	$(PY) -m pytest -q tests
+
+# units, checks and messages only (no training loop, no entry point): under two minutes
+test-fast: $(VENV)
+	$(dir $(PY))lint-imports
+	$(PY) -m pytest -q -m "not slow and not e2e" tests
 
 check-recipes: $(VENV) fmnist-data
 	$(PY) runs/check_recipes.py

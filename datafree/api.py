@@ -59,7 +59,7 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
     e.g. ``[{"name": "kd"}, {"name": "at", "weight": 1.0, "params": {...}}]``; ``synthesis`` the generator's: a
     list of terms (replaces the recipe's), or ``{term: weight}`` added to them (``{"feature_stats": 1.0}``).
     The student is trained in place; in ``default`` its BatchNorm running statistics end as those of the final
-    generator's un-augmented images (``train.precise_bn``: datafree/precise_bn.py).
+    generator's un-augmented images (the ``precise_bn`` callback: datafree/callbacks/precise_bn.py).
     Returns the results dict (accuracies as fractions; also written to ``<train.output_dir>/results.json``).
     Without ``train={"output_dir": ...}`` the run gets a fresh folder ``outputs/custom-<date>-<time>``; a folder
     holding an earlier run's checkpoints is refused unless ``train={"overwrite": True}`` (or ``resume=True``).

@@ -19,17 +19,14 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
 
-from datafree.blend import ClassBlend
 from datafree.batches import BatchContext, SameBatch, Synthesizer, build_chain, check_chain, label_autocast
-from datafree.callbacks import EMA, Callback, ClassCoverage, WrapperHooks
+from datafree.callbacks import (Callback, CallbackContext, ClassCoverage, RotatingLabels, WrapperHooks, build_callbacks,
+                                chain_labels)  # fmt: skip
 from datafree.config import Config, ConfigError, TermConfig, warmup_steps
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
-from datafree.labels import RotatingLabels
 from datafree.netcheck import build_net, channels_last_hazard, check_network, load_network  # noqa: F401  (part of build's API)
 from datafree.optim import make_optimizer, make_schedule
-from datafree.precise_bn import PreciseBatchNorm
-from datafree.quota import ClassQuota
 from datafree.spec import ImageSpec
 from datafree.synthesis import SynthesisObjective, TermContext, create_synthesis_term
 from datafree.teachers import SingleTeacher, TeacherSource, teacher_class
@@ -163,6 +160,16 @@ def student_batches(config: Config, context: BatchContext) -> SameBatch:
     return build_chain([(piece.name, dict(piece.params)) for piece in config.batches], context)
 
 
+def callback_context(config: Config, num_classes: int, rank: int = 0, world: int = 1) -> CallbackContext:
+    return CallbackContext(num_classes, config.train.steps, config.generator.conditional, rank, world)
+
+
+def check_callbacks(config: Config, num_classes: int) -> None:
+    """The recipe's ``[[callbacks]]`` checked against its run, without building anything."""
+    build_callbacks([(c.name, dict(c.params)) for c in config.callbacks], callback_context(config, num_classes),
+                    check_only=True)  # fmt: skip
+
+
 def check_batches(config: Config) -> None:
     """The recipe's ``[[batches]]`` pieces checked against its run, without building anything (a ConfigError
     names the piece and the fix): for entry points that check a recipe before they load networks."""
@@ -207,12 +214,6 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     optimizer_g = make_optimizer("adam", generator.parameters(), g.lr, betas=tuple(g.betas))
     optimizer_s = make_optimizer(s.optimizer, student.param_groups(extra), s.lr, momentum=s.momentum,
                                  weight_decay=s.weight_decay)  # fmt: skip
-    callbacks: list[Callback] = [ClassCoverage(spec.num_classes, t.steps)]
-    # before the EMA: at the end it recomputes the average's statistics, which the EMA then copies into the student
-    callbacks += [PreciseBatchNorm(t.precise_bn)] if t.precise_bn else []
-    callbacks += [EMA(t.ema_decay)] if t.ema_decay else []
-    callbacks += [WrapperHooks(wrappers)] if wrappers else []
-    callbacks += teacher.callbacks()
     synthesizer = Synthesizer(generator, teacher, t.batch_size, g.latent_dim, t.seed, accelerator.process_index,
                               accelerator.device, t.channels_last, None, None, teacher.for_student(),
                               real_transfer_set(config) if real else None,
@@ -221,21 +222,17 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
                            set(objective.teacher_taps) - set(student.teacher_taps), transfer=t.transfer)  # fmt: skip
     batches = student_batches(config, context)
     labels = (lambda n, device, rng: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
-    order = None
+    context = callback_context(config, spec.num_classes, accelerator.process_index, accelerator.num_processes)
     if g.conditional and spec.num_classes > min(t.batch_size, batches.batch_size or t.batch_size):
         # more classes than a batch holds: windows of classes that rotate batch to batch and rank to rank
-        order = RotatingLabels(spec.num_classes, accelerator.process_index, accelerator.num_processes)
-        labels = order.labels
-    if g.quota:  # the classes each batch is made for follow the student's gap (datafree/quota.py)
-        quota = ClassQuota(spec.num_classes, g.quota, order)
-        callbacks.append(quota)
-        labels = quota.labels
-    if g.blend:  # a share of them blended with a neighbouring class (datafree/blend.py)
-        blend = ClassBlend(spec.num_classes, g.blend, labels)
-        callbacks.append(blend)
-        labels = blend.labels
-    callbacks += [order] if order is not None else []  # last: the other callbacks keep their checkpoint keys
-    synthesizer.make_labels = labels
+        context.order = RotatingLabels(spec.num_classes, accelerator.process_index, accelerator.num_processes)
+        labels = context.order.labels
+    callbacks: list[Callback] = [ClassCoverage(spec.num_classes, t.steps), *teacher.callbacks(),
+                                 *build_callbacks([(c.name, dict(c.params)) for c in config.callbacks], context),
+                                 *([WrapperHooks(wrappers)] if wrappers else []),
+                                 *([context.order] if context.order is not None else [])]  # fmt: skip
+    callbacks.sort(key=lambda callback: callback.order)  # each kind's place (datafree/callbacks/base.py)
+    synthesizer.make_labels = chain_labels(callbacks, labels, context)  # quota, then blend, over the classes
     return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, t.steps - warmup_steps(t), s.milestones, s.gamma),
                  synthesizer, batches, callbacks,

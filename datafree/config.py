@@ -101,8 +101,6 @@ class GeneratorConfig:
     bn_eps: float = 0.8  # official DAFL code: BatchNorm2d(C, 0.8) passes 0.8 as eps (not momentum)
     output: str = "bn"  # bn: DAFL's non-affine BatchNorm output | pixels: tanh -> [0, 1] pixels -> normalized
     conditional: bool = False  # balanced classes: image i of a batch is made for class i mod K (generators/conditional.py)
-    quota: float = 0.0  # > 0 (conditional only): this share of each batch goes to the classes the student has not learnt (datafree/quota.py)
-    blend: float = 0.0  # > 0 (conditional only): this share of each batch is made for blends of two neighbouring classes (datafree/blend.py)
     lr: float = 0.2
     schedule: str = "constant"  # constant | cosine: G's LR over train.steps (cosine: G settles while the student anneals)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # official code: Adam defaults
@@ -122,8 +120,6 @@ class TrainConfig:
     label_precision: str = "fp32"  # teacher forwards labelling the student's extra batches: fp32 | bf16 | auto (bf16 where native)
     fold_batchnorm: bool = True  # ...run on a copy of the teacher with BatchNorm folded (same function up to rounding, faster)
     warmup: float = 0.0  # fraction of train.steps that train the generator alone (the student starts on recognizable images)
-    ema_decay: float = 0.0  # > 0: ship (evaluate, save) an exponential moving average of the student's weights
-    precise_bn: int = 0  # > 0: the student's BatchNorm statistics from N un-augmented generator batches before each evaluation
     eval_every: int = 200
     log_every: int = 20
     sample_every: int = 500
@@ -160,54 +156,6 @@ class PieceConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-# [train] keys of the student's batches before they became [[batches]] pieces: old key -> (piece, its param; None:
-# the key turns the piece on or off), and the old key's type. Old recipes, command lines and run folders keep
-# working through this table (translate_batch_keys); new pieces never add to it.
-LEGACY_BATCH_KEYS: dict[str, tuple[str, str | None, type]] = {
-    "replay": ("replay", "size", int), "fresh_batches": ("fresh", None, bool), "fresh_batch_size": ("fresh", "size", int),
-    "pool": ("pool", "size", int), "pool_share": ("pool", "share", float), "augment_flip": ("augment", "flip", bool),
-    "augment_shift": ("augment", "shift", int), "augment_mix": ("augment", "mix", float),
-    "augment_blur": ("augment", "blur", float),
-}  # fmt: skip
-_OFF = {"replay": 0, "pool": 0}  # these sizes turn their piece off at 0
-
-
-def translate_batch_keys(pieces: list[PieceConfig], old: dict[str, Any], where: str = "train") -> list[PieceConfig]:
-    """``pieces`` edited by old ``[train]`` keys (``replay = 4`` -> a ``replay`` piece of size 4; ``fresh_batches =
-    false`` -> no ``fresh`` piece; ``augment_flip = true`` -> the ``augment`` piece's ``flip``...), as those keys
-    meant: a piece a key turns on is added, one it turns off removed, an ``augment`` piece left with nothing on
-    removed. The pieces' own checks still run when the run is built."""
-    pieces = [PieceConfig(p.name, dict(p.params)) for p in pieces]
-    values = {k: _coerce(v, LEGACY_BATCH_KEYS[k][2], f"{where}.{k}") for k, v in old.items()}
-    if values.get("fresh_batch_size", 0) < 0 or values.get("fresh_batch_size") == 1:
-        raise ConfigError(f"{where}.fresh_batch_size = {values['fresh_batch_size']} sizes the fresh batches: at least 2 "
-                          "images (the generator has BatchNorm), or 0 for train.batch_size")  # fmt: skip
-    find = lambda name: next((p for p in pieces if p.name == name), None)  # noqa: E731
-    for key in ("fresh_batches", "replay", "pool"):  # the switches first, then the params of what is on
-        if key not in values:
-            continue
-        piece, param, _ = LEGACY_BATCH_KEYS[key]
-        on = values[key] != _OFF.get(key, False)
-        if not on:
-            pieces = [p for p in pieces if p.name != piece]
-        elif find(piece) is None:
-            pieces.append(PieceConfig(piece, {}))
-        if on and param:
-            find(piece).params[param] = values[key]
-    for key, value in values.items():
-        piece, param, _ = LEGACY_BATCH_KEYS[key]
-        if key in ("fresh_batches", "replay", "pool"):
-            continue
-        if piece == "augment" and find("augment") is None and value:
-            pieces.append(PieceConfig("augment", {}))
-        if find(piece) is not None:
-            find(piece).params[param] = value
-    augment = find("augment")
-    if augment is not None and not any(augment.params.get(k) for k in ("flip", "shift", "mix", "blur")):
-        pieces.remove(augment)
-    return pieces
-
-
 def dafl_terms() -> list[TermConfig]:
     """DAFL's generator objective with the official code's weights (its MNIST/CIFAR defaults)."""
     return [TermConfig("onehot", 1.0), TermConfig("activation", 0.1), TermConfig("entropy", 5.0)]
@@ -229,6 +177,7 @@ class Config:
     synthesis: list[TermConfig] = field(default_factory=dafl_terms)
     distill: list[TermConfig] = field(default_factory=lambda: [TermConfig()])
     batches: list[PieceConfig] = field(default_factory=list)  # the student's batches (none: the generator's own)
+    callbacks: list[PieceConfig] = field(default_factory=list)  # the loop's optional callbacks (datafree/callbacks/)
 
     @property
     def teacher_checkpoint(self) -> str:
@@ -236,6 +185,26 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def flat(self) -> dict[str, int | float | str | bool]:
+        """The recipe as one level of typed values, for trackers' hyper-parameter tables: ``train.steps`` -> 1500,
+        ``synthesis.onehot.weight`` -> 1.0, ``batches.fresh.size`` -> 64; a list of plain values (or anything else a
+        tracker cannot take) as its JSON text."""
+        import json
+
+        out: dict[str, int | float | str | bool] = {"name": self.name, "preset": self.preset}
+        values = self.to_dict()
+        for section in SECTIONS:
+            for key, value in values[section].items():
+                out[f"{section}.{key}"] = value
+        for where in (*TERM_LISTS, "batches", "callbacks"):
+            for entry in values[where]:
+                for key, value in entry.items():
+                    if key == "params":
+                        out.update({f"{where}.{entry['name']}.params.{k}": v for k, v in value.items()})
+                    elif key != "name":
+                        out[f"{where}.{entry['name']}.{key}"] = value
+        return {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in out.items()}
 
 
 SECTIONS = {
@@ -290,28 +259,37 @@ def _build(cls, values: dict[str, Any], where: str):
 
 def from_dict(raw: dict[str, Any]) -> Config:
     """A Config from TOML-shaped values laid over their preset (``preset = "default"`` unless said)."""
-    given_batches = "batches" in raw
+    given_batches, given_callbacks = "batches" in raw, "callbacks" in raw
     try:
         raw = with_preset(dict(raw))
     except KeyError as err:
         raise ConfigError(err.args[0]) from None
-    unknown = set(raw) - set(SECTIONS) - {"name", "preset", "batches", *TERM_LISTS}
+    unknown = set(raw) - set(SECTIONS) - {"name", "preset", "batches", "callbacks", *TERM_LISTS}
     if unknown:
         raise ConfigError(f"unknown table(s) {sorted(unknown)}; allowed: {sorted(SECTIONS)} + name, synthesis, distill, "
-                          "batches")  # fmt: skip
+                          "batches, callbacks")  # fmt: skip
     if isinstance(raw.get("synthesis"), dict):
         raise ConfigError("[synthesis] is a list of terms now: write one [[synthesis]] table per term (name, weight, "
                           "params), e.g. [[synthesis]] name = \"onehot\" weight = 1.0; see runs/fmnist.toml")  # fmt: skip
+    from datafree.spellings import (LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, translate_batch_keys,
+                                    translate_callback_keys)  # fmt: skip
+
     batches = _coerce(raw.get("batches", []), list[PieceConfig], "batches")
     old = {k: raw["train"].pop(k) for k in list(raw.get("train", {})) if k in LEGACY_BATCH_KEYS}
     if old and given_batches:
         raise ConfigError(f"[train] {sorted(old)} and [[batches]] both set the student's batches; write them as "
                           "[[batches]] pieces only (docs/recipes.md, \"Student batches\")")  # fmt: skip
     batches = translate_batch_keys(batches, old) if old else batches
+    callbacks = _coerce(raw.get("callbacks", []), list[PieceConfig], "callbacks")
+    old = {(s, k): raw[s].pop(k) for (s, k) in LEGACY_CALLBACK_KEYS if k in raw.get(s, {})}
+    if old and given_callbacks:
+        raise ConfigError(f"{sorted(f'{s}.{k}' for s, k in old)} and [[callbacks]] both set the loop's callbacks; write "
+                          "them as [[callbacks]] only (docs/recipes.md, \"Callbacks\")")  # fmt: skip
+    callbacks = translate_callback_keys(callbacks, old) if old else callbacks
     sections = {name: _build(cls, raw.get(name, {}), name) for name, cls in SECTIONS.items()}
     terms = {key: _coerce(raw[key], list[TermConfig], key) for key in TERM_LISTS if key in raw}
     name = _coerce(raw.get("name", Config.name), str, "name")
-    return Config(name=name, preset=raw["preset"], **sections, **terms, batches=batches)
+    return Config(name=name, preset=raw["preset"], **sections, **terms, batches=batches, callbacks=callbacks)
 
 
 def load_toml(path: str | Path, preset: str | None = None) -> Config:
@@ -381,20 +359,6 @@ def validate(config: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} = {value!r} is not one of {sorted(allowed)}")
-    if not 0.0 <= t.ema_decay < 1.0:
-        raise ConfigError(f"train.ema_decay must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema_decay}")
-    if not 0.0 <= g.quota < 1.0:
-        raise ConfigError(f"generator.quota is the share of each batch given by the student's gap: in [0, 1), got {g.quota}")
-    if not 0.0 <= g.blend < 1.0:
-        raise ConfigError(f"generator.blend is the share of each batch made for two-class blends: in [0, 1), got {g.blend}")
-    if g.blend and not g.conditional:
-        raise ConfigError("generator.blend asks the generator for blends of two classes, which only a conditional "
-                          "generator takes; set generator.conditional = true or generator.blend = 0")  # fmt: skip
-    if g.quota and not g.conditional:
-        raise ConfigError("generator.quota sets how many images of each class the generator is asked for, which only "
-                          "a conditional generator takes; set generator.conditional = true or generator.quota = 0")  # fmt: skip
-    if t.precise_bn < 0:
-        raise ConfigError(f"train.precise_bn is a number of batches (0 = off, e.g. 20), got {t.precise_bn}")
     if t.max_minutes < 0:
         raise ConfigError(f"train.max_minutes must be >= 0 (0 = use train.steps), got {t.max_minutes}")
     if not 0.0 <= t.warmup < 1.0:
@@ -407,6 +371,9 @@ def validate(config: Config) -> None:
     for piece in config.batches:
         if not piece.name:
             raise ConfigError("a [[batches]] table without a name; e.g. [[batches]] name = \"fresh\" params = {size = 64}")
+    for piece in config.callbacks:
+        if not piece.name:
+            raise ConfigError("a [[callbacks]] table without a name; e.g. [[callbacks]] name = \"ema\" params = {decay = 0.999}")
     for where in TERM_LISTS:
         for term in getattr(config, where):
             if term.schedule not in {"constant", "linear", "step"}:

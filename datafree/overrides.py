@@ -11,9 +11,11 @@ import typing
 from dataclasses import fields
 from typing import Any
 
-from datafree.config import (LEGACY_BATCH_KEYS, SECTIONS, TERM_LISTS, Config, ConfigError, PieceConfig, TermConfig,
-                             WrapperConfig, _coerce, from_dict, set_synthesis_value, translate_batch_keys,
-                             validate)  # fmt: skip
+from datafree.config import (SECTIONS, TERM_LISTS, Config, ConfigError, PieceConfig, TermConfig, WrapperConfig, _coerce,
+                             from_dict, set_synthesis_value, validate)  # fmt: skip
+from datafree.spellings import LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, translate_batch_keys, translate_callback_keys
+
+PIECE_LISTS = ("batches", "callbacks")  # lists of registered pieces: --<list> JSON, --<list>.<name>[.<param>] VALUE
 
 
 def _parse_text(text: str, kind: Any, key: str) -> Any:
@@ -75,8 +77,14 @@ def add_override_arguments(parser: argparse.ArgumentParser, sections=None, defau
         parser.add_argument("--batches", default=None, metavar="JSON",
                             help="student-batch pieces as JSON, e.g. '[{\"name\":\"fresh\",\"params\":{\"size\":64}}]'; or "
                                  "--batches.<piece>.<param> VALUE (adds the piece), --batches.<piece> off (drops it)")  # fmt: skip
+        parser.add_argument("--callbacks", default=None, metavar="JSON",
+                            help="the loop's callbacks as JSON, e.g. '[{\"name\":\"ema\",\"params\":{\"decay\":0.999}}]'; or "
+                                 "--callbacks.<name>.<param> VALUE (adds it), --callbacks.<name> off (drops it)")  # fmt: skip
         for key in LEGACY_BATCH_KEYS:  # the old spelling: translated onto [[batches]] (docs/recipes.md)
             parser.add_argument(f"--train.{key}", dest=f"legacy.{key}", default=None, help=argparse.SUPPRESS)
+    for section, key in LEGACY_CALLBACK_KEYS:  # ...and onto [[callbacks]]
+        if section in sections:
+            parser.add_argument(f"--{section}.{key}", dest=f"legacy_cb.{section}.{key}", default=None, help=argparse.SUPPRESS)
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,7 +94,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     pairs, i = [], 0
     while i < len(rest):
         item = rest[i]
-        open_ended = item.startswith(("--synthesis.", "--batches."))
+        open_ended = item.startswith(("--synthesis.", *(f"--{name}." for name in PIECE_LISTS)))
         if open_ended and "=" in item:
             pairs.append(tuple(item[2:].split("=", 1)))
             i += 1
@@ -96,23 +104,25 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
         else:
             parser.error(f"unrecognized arguments: {' '.join(rest[i:])}")
     args.synthesis_values = [(k, v) for k, v in pairs if k.startswith("synthesis.")]
-    args.batches_values = [(k, v) for k, v in pairs if k.startswith("batches.")]
+    args.piece_values = [(k, v) for k, v in pairs if k.split(".", 1)[0] in PIECE_LISTS]
     return args
 
 
-def set_batches_value(config: Config, key: str, value: Any) -> None:
-    """``fresh.size`` -> that piece's param (the piece added if absent); ``pool`` with ``off`` -> the piece dropped."""
-    name, _, param = key.partition(".")
+def set_piece_value(config: Config, key: str, value: Any) -> None:
+    """``batches.fresh.size`` -> that piece's param (the piece added if absent); ``callbacks.ema`` with ``off`` -> the
+    callback dropped."""
+    where, _, rest = key.partition(".")
+    name, _, param = rest.partition(".")
+    pieces = getattr(config, where)
     if not param:
         if value not in ("off", False, 0):
-            raise ConfigError(f"--batches.{name} takes only 'off' (drop the piece); set a param with "
-                              f"--batches.{name}.<param> VALUE")  # fmt: skip
-        config.batches = [p for p in config.batches if p.name != name]
+            raise ConfigError(f"--{where}.{name} takes only 'off' (drop it); set a param with --{where}.{name}.<param> VALUE")
+        setattr(config, where, [p for p in pieces if p.name != name])
         return
-    piece = next((p for p in config.batches if p.name == name), None)
+    piece = next((p for p in pieces if p.name == name), None)
     if piece is None:
         piece = PieceConfig(name, {})
-        config.batches.append(piece)
+        pieces.append(piece)
     piece.params = {**piece.params, param: value}
 
 
@@ -124,7 +134,7 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         if "." not in key or text is None:
             continue
         section, name = key.split(".", 1)
-        if section == "legacy":
+        if section in ("legacy", "legacy_cb"):
             continue
         target = dataclasses.replace(getattr(config, section))
         setattr(target, name, _parse_text(text, typing.get_type_hints(type(target))[name], key))
@@ -135,19 +145,26 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
                 setattr(config, key, _coerce(json.loads(getattr(args, key)), list[TermConfig], key))
             except json.JSONDecodeError as err:
                 raise ConfigError(f"--{key} must be a JSON list of term tables: {err}") from None
-    if getattr(args, "batches", None):
-        try:
-            config.batches = _coerce(json.loads(args.batches), list[PieceConfig], "batches")
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"--batches must be a JSON list of piece tables: {err}") from None
+    for where in PIECE_LISTS:
+        if getattr(args, where, None):
+            try:
+                setattr(config, where, _coerce(json.loads(getattr(args, where)), list[PieceConfig], where))
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"--{where} must be a JSON list of {{name, params}} tables: {err}") from None
     legacy = {key: vars(args)[f"legacy.{key}"] for key in LEGACY_BATCH_KEYS if vars(args).get(f"legacy.{key}") is not None}
     if legacy:  # --train.replay 4 and the like: the old spelling, onto the pieces
         kinds = {key: LEGACY_BATCH_KEYS[key][2] for key in legacy}
         values = {key: _parse_text(text, kinds[key], f"train.{key}") for key, text in legacy.items()}
         config.batches = translate_batch_keys(config.batches, values)
+    legacy = {(s, k): vars(args)[f"legacy_cb.{s}.{k}"] for s, k in LEGACY_CALLBACK_KEYS
+              if vars(args).get(f"legacy_cb.{s}.{k}") is not None}  # fmt: skip
+    if legacy:  # --train.precise_bn 20, --generator.blend 0.25: the old spelling, onto the callbacks
+        values = {sk: _parse_text(text, LEGACY_CALLBACK_KEYS[sk][2], ".".join(sk)) for sk, text in legacy.items()}
+        config.callbacks = translate_callback_keys(config.callbacks, values)
     config.batches = [PieceConfig(p.name, dict(p.params)) for p in config.batches]
-    for key, text in getattr(args, "batches_values", []):
-        set_batches_value(config, key.removeprefix("batches."), _loose(text))
+    config.callbacks = [PieceConfig(p.name, dict(p.params)) for p in config.callbacks]
+    for key, text in getattr(args, "piece_values", []):
+        set_piece_value(config, key, _loose(text))
     config.synthesis = [dataclasses.replace(t) for t in config.synthesis]
     for key, text in getattr(args, "synthesis_values", []):
         set_synthesis_value(config, key.removeprefix("synthesis."), _loose(text))

@@ -117,6 +117,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     started = time.perf_counter() if started is None else started
     validate(config)  # a Config built in Python or loaded from TOML gets the same checks as the command line
     build.check_batches(config)
+    build.check_callbacks(config, spec.num_classes)
     out = Path(config.train.output_dir)
     check_output_dir(out, resume, config.train.overwrite)
     student_layout = netcheck.memory_format_of(student_net)
@@ -160,7 +161,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
             (out / "metrics.jsonl").unlink(missing_ok=True)
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
     if config.train.trackers:
-        accelerator.init_trackers(config.name, config={k: str(v) for k, v in config.to_dict().items()})
+        accelerator.init_trackers(config.name, config=config.flat())  # typed: numbers stay numbers
     teacher_acc = overall(counts_of(teacher_confusion)) if teacher_confusion is not None else None
     if teacher_acc is not None:
         accelerator.print(f"teacher accuracy on the real test set: {teacher_acc:.4f}; the student's before "
@@ -194,8 +195,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "steps": fit["steps"],
         "images_generated": fit["images_generated"],
         "student_steps_per_step": fit["student_steps"],
-        **{k: fit[k] for k in ("class_coverage", "classes_under_coverage", "class_quota", "blend_partner",
-                               "steps_planned", "stopped_at_deadline") if k in fit},
+        **fit["callbacks"],  # every callback's summary (class coverage, quota, blends, the budget's plans...)
         "wall_time_s": round(fit["wall_time_s"], 2),
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,

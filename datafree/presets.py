@@ -26,14 +26,15 @@ _DEFAULT: dict[str, Any] = {
     # a quarter of every batch made for blends of two neighbouring classes (boundary images): measured on the zoo
     # DAFL's generator up to 32 px (where the preset is measured), above it one that grows by stages from a
     # small seed map (generators/staged.py): DAFL's projection to (s/4)^2 would not fit at 224 px
-    "generator": {"arch": "auto", "output": "pixels", "width": 16, "lr": 0.03, "conditional": True, "blend": 0.25},
+    "generator": {"arch": "auto", "output": "pixels", "width": 16, "lr": 0.03, "conditional": True},
     # the generator's batch of 64 (its step costs half), flipped / shifted student batches (relabelled by the
     # teacher, no extra forward on the fresh ones: [[batches]] below), their labels from bf16 forwards where the
     # hardware has bf16 (on BatchNorm-folded copies, train.fold_batchnorm): measured on the zoo (docs/changelog.md)
-    "train": {"steps": 1500, "batch_size": 64, "student_steps": 10, "label_precision": "auto",
-              # the student's BatchNorm statistics from 20 un-augmented generator batches before it is judged: its
-              # running ones average the flipped / shifted batches it trained on (datafree/precise_bn.py)
-              "precise_bn": 20},
+    "train": {"steps": 1500, "batch_size": 64, "student_steps": 10, "label_precision": "auto"},
+    # the blends (the generator's quarter above: datafree/callbacks/blend.py), and the student's BatchNorm statistics
+    # from 20 un-augmented generator batches before it is judged: its running ones average the flipped / shifted
+    # batches it trained on (datafree/callbacks/precise_bn.py)
+    "callbacks": [{"name": "blend", "params": {"share": 0.25}}, {"name": "precise_bn", "params": {"batches": 20}}],
     "batches": [{"name": "augment", "params": {"flip": True, "shift": 2}}, {"name": "fresh", "params": {"size": 64}}],
     "synthesis": [
         # full weight for the first half (the generator finds every class), 0.3 after: the statistics terms then

@@ -271,7 +271,7 @@ class DataFreeTrainer:
         if self.synthesize.real_images is None:  # a real transfer set leaves the generator untrained: nothing to ship
             self._save_weights("generator.safetensors", self.generator)
         summaries = {k: v for callback in self.callbacks for k, v in callback.summary().items()}
-        return {**summaries, "steps": self.progress.step, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
+        return {"callbacks": summaries, "steps": self.progress.step, "best_acc": self.progress.best_acc, "best_step": self.progress.best_step,
                 "wall_time_s": self.progress.elapsed_s,
                 "images_generated": self.images_generated(self.progress.step), "student_steps": cfg.student_steps}  # fmt: skip
 

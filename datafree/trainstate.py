@@ -76,6 +76,6 @@ def load_train_state(folder: str | Path, rank: int, objects: dict[str, Any], dev
     absent = sorted(set(objects) - set(state))
     if absent:
         raise CheckpointError(f"{folder}: the training state has no {absent}; it was written by another recipe or "
-                              "version (e.g. train.ema_decay or train.replay changed); start without --resume")  # fmt: skip
+                              "version (e.g. a [[callbacks]] or [[batches]] entry changed); start without --resume")  # fmt: skip
     for name, obj in objects.items():
         obj.load_state_dict(_join(state[name], name, tensors, layouts, device))

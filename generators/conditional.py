@@ -8,8 +8,8 @@ and the one-hot loss targets the assigned class instead of the teacher's argmax:
 by construction. The embeddings start at N(1, embed_std^2) per coordinate: with 1.0 the classes start apart (at
 0.1 a ResNet-20 teacher's run still had cross-entropy 3.5 against the asked classes after
 60 generator steps, against 2.4 at 1.0 with the default preset: runs/bench_teachers.py). ``forward(z)`` keeps the plain-generator signature, so export and notebooks need nothing new;
-``forward(z, labels)`` makes other class counts (``generator.quota``: datafree/quota.py); ``labels`` may also be
-soft targets (n, K), whose latent is scaled by the blend of the embeddings, ``t @ E`` (``generator.blend``:
+``forward(z, labels)`` makes other class counts (the ``quota`` callback: datafree/callbacks/quota.py); ``labels`` may also be
+soft targets (n, K), whose latent is scaled by the blend of the embeddings, ``t @ E`` (the ``blend`` callback:
 datafree/blend.py).
 """
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datafree.config import LEGACY_BATCH_KEYS, Config, load_toml, set_synthesis_value, translate_batch_keys  # noqa: E402
+from datafree.config import Config, load_toml, set_synthesis_value  # noqa: E402
+from datafree.spellings import LEGACY_BATCH_KEYS, translate_batch_keys  # noqa: E402
 
 PURE_DAFL = {"generator.output": "bn", "generator.lr": 0.2, "generator.width": 64, "synthesis.adversarial": 0.0,
              "synthesis.moment": 0.0, "synthesis.tv": 0.0, "synthesis.feature_stats": 0.0,

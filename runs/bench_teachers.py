@@ -37,7 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, load_toml, translate_batch_keys  # noqa: E402
+from datafree.config import Config, load_toml  # noqa: E402
+from datafree.spellings import translate_batch_keys  # noqa: E402
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
 
 # The zoo in two parts. Recipe changes are measured and tuned on TUNED; HELD_OUT is never tuned on (a change

@@ -23,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, ConfigError, load_toml, translate_batch_keys  # noqa: E402
+from datafree.config import Config, ConfigError, load_toml  # noqa: E402
+from datafree.spellings import translate_batch_keys  # noqa: E402
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
 
 RECIPES = ("mnist", "fmnist", "cifar10", "cifar100", "celeba", "cifar10_ternary")

@@ -46,7 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, load_toml, translate_batch_keys  # noqa: E402
+from datafree.config import Config, load_toml  # noqa: E402
+from datafree.spellings import translate_batch_keys, translate_callback_keys  # noqa: E402
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
 
 REFERENCE = ROOT / "results" / "check_recipes.json"
@@ -74,7 +75,8 @@ def short_config(pair: str, root: Path, overrides: argparse.Namespace | None, sm
     if smoke:
         steps = 2
         c.data.name, c.data.like, c.data.fake_size, c.data.eval_batch_size = "fake", c.data.name, 64, 64
-        c.train.batch_size, c.train.student_steps, c.train.precise_bn = 8, 2, 2
+        c.train.batch_size, c.train.student_steps = 8, 2
+        c.callbacks = translate_callback_keys(c.callbacks, {("train", "precise_bn"): 2})
         c.batches = translate_batch_keys(c.batches, {"fresh_batch_size": 0})
         c.generator.width, c.train.channels_last, c.teacher_training.batch_size = 8, False, 16
     c.name, c.teacher.arch, c.student.arch = f"check-{pair}", teacher, student

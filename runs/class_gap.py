@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from datafree.augment import gaussian_blur  # noqa: E402
 from datafree.data import dataset_info  # noqa: E402
-from datafree.precise_bn import DRAW  # noqa: E402
+from datafree.callbacks.precise_bn import DRAW  # noqa: E402
 from datafree.synthesis.image_priors import image_total_variation as image_tv  # noqa: E402
 from runs.saved_run import load_run, refused  # noqa: E402
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datafree.config import ConfigError, load_toml, translate_batch_keys  # noqa: E402
+from datafree.config import ConfigError, load_toml  # noqa: E402
+from datafree.spellings import translate_batch_keys  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

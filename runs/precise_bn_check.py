@@ -1,4 +1,4 @@
-"""What precise BatchNorm statistics (``train.precise_bn``, datafree/precise_bn.py) give a saved student, and why.
+"""What precise BatchNorm statistics (the ``precise_bn`` callback, datafree/callbacks/precise_bn.py) give a saved student, and why.
 
     python runs/precise_bn_check.py outputs/<run>/[seed_N] [...] [--batches 20] [--class-mass]
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from datafree.data import dataset_info, recipe_split  # noqa: E402
 from datafree.evaluate import class_counts, overall, per_class  # noqa: E402
-from datafree.precise_bn import DRAW, PreciseBatchNorm, has_batchnorm  # noqa: E402
+from datafree.callbacks.precise_bn import DRAW, PreciseBatchNorm, has_batchnorm  # noqa: E402
 from runs.saved_run import load_run, refused  # noqa: E402
 
 

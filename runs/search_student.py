@@ -113,7 +113,8 @@ def search_config(config: Config, s: SearchSettings, out: Path) -> Config:
     c.student.lr, c.student.schedule, c.student.weight_decay = s.lr, "constant", s.weight_decay
     c.distill = [TermConfig("kd", 1.0, params={"temperature": s.temperature})]
     t = c.train
-    t.steps, t.output_dir, t.overwrite, t.ema_decay, t.max_minutes = s.steps, str(out), True, 0.0, 0.0
+    t.steps, t.output_dir, t.overwrite, t.max_minutes = s.steps, str(out), True, 0.0
+    c.callbacks = [callback for callback in c.callbacks if callback.name != "ema"]  # the search's own student
     return c
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,7 +44,7 @@ def tiny_config(out: Path, **sections):
     }
     extra_terms = sections.pop("synthesis", None)
     for section, values in sections.items():
-        raw[section] = values if section in ("distill", "batches") else {**raw.get(section, {}), **values}
+        raw[section] = values if section in ("distill", "batches", "callbacks") else {**raw.get(section, {}), **values}
     config = from_dict(raw)
     if isinstance(extra_terms, dict):  # {term: weight, "term.param": value} on top of DAFL's three terms
         from datafree.config import set_synthesis_value
@@ -149,3 +150,64 @@ def recorded(path: Path, script: str, *absent: Path) -> dict:
     for folder in (ROOT, *absent):
         assert str(folder) not in table, f"{folder} in the recorded table"
     return data
+
+
+# ---- networks and runs several test modules share ----------------------------------------------------------------
+class BNTeacher(nn.Module):
+    """A user's VGG-style BatchNorm CNN, not in the registry."""
+
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        block = lambda i, o: nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU())  # noqa: E731
+        self.features = nn.Sequential(block(1, 8), nn.MaxPool2d(2), block(8, 16), nn.AdaptiveAvgPool2d(1))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def randomized(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Running statistics and affine parameters far from their defaults (a fold of defaults proves nothing)."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(0.3 * torch.randn(n, generator=g))
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(1 + 0.5 * torch.randn(n, generator=g))
+            m.bias.data.copy_(0.3 * torch.randn(n, generator=g))
+    return net.eval()
+
+
+def bn_teacher_config(tmp_path, **train):
+    """A tiny run whose teacher is a BatchNorm VGG with statistics far from their defaults (what folds prove on)."""
+    from datafree.checkpoint import save_weights
+    from datafree import build
+
+    config = tiny_config(tmp_path, teacher={"arch": "vgg_bn_small"}, student={"arch": "vgg_bn_small", "lr": 0.002},
+                         train={"student_steps": 2, "fresh_batches": True, **train})  # fmt: skip
+    spec = build.image_spec(config)
+    torch.manual_seed(0)
+    net = randomized(build.build_net("vgg_bn_small", spec))
+    save_weights(net, config.teacher_checkpoint, {"arch": "vgg_bn_small", "num_classes": spec.num_classes})
+    return config
+
+
+def folded_feature_run(tmp_path, distill: list[dict], taps: list[str]):
+    """A loop whose student losses read ``taps``: its labeller must be the folded copy, and the tapped features
+    of a fresh batch must equal the hooked teacher's (up to rounding). Returns the trainer."""
+    from datafree import build
+    from datafree.teachers.base import FoldedSource
+
+    config = bn_teacher_config(tmp_path)
+    config.distill = tiny_config(tmp_path, distill=distill).distill
+    trainer = build.trainer_from_config(config)
+    assert isinstance(trainer.synthesize.labeller, FoldedSource)
+    images, targets = trainer.student_batches(0, 1, trainer.synthesize(0))
+    with torch.no_grad():
+        exact = trainer.synthesize.student_teacher(images)
+    for name in taps:
+        want = exact.features[name]
+        assert want.abs().max() > 0.1  # a real map, not zeros on both sides
+        torch.testing.assert_close(targets.features[name], want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    return trainer

@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import save_random_teacher, tiny_config
 
 
+@pytest.mark.e2e
 def test_variants_apply_their_overrides_and_fill_the_table(tmp_path, monkeypatch):
     import runs.ablate as ablate
 
@@ -39,6 +40,7 @@ def test_time_to_reads_the_first_evaluation_at_or_above_the_target():
     assert time_to(curve, 0.5) == 20.0 and time_to(curve, 0.7) == 40.0 and time_to(curve, 0.8) is None
 
 
+@pytest.mark.e2e
 def test_unknown_variant_is_refused(tmp_path):
     import runs.ablate as ablate
 

@@ -9,6 +9,7 @@ from torch import nn
 from datafree import distill_datafree
 from datafree.config import ConfigError
 from datafree.features import last_linear_input
+from tests.conftest import BNTeacher
 
 
 class UserTeacher(nn.Module):
@@ -66,19 +67,7 @@ def test_the_call_without_an_output_dir_gets_a_fresh_folder_and_sections_pass_by
     assert results["steps"] == 1
 
 
-class BNTeacher(nn.Module):
-    """A user's VGG-style BatchNorm CNN, not in the registry."""
-
-    def __init__(self, classes: int = 4):
-        super().__init__()
-        block = lambda i, o: nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU())  # noqa: E731
-        self.features = nn.Sequential(block(1, 8), nn.MaxPool2d(2), block(8, 16), nn.AdaptiveAvgPool2d(1))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, classes))
-
-    def forward(self, x):
-        return self.classifier(self.features(x))
-
-
+@pytest.mark.slow
 def test_readme_call_on_a_batchnorm_teacher_leaves_the_users_modules_as_they_came(tmp_path):
     torch.manual_seed(0)
     teacher, student = BNTeacher(), nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))

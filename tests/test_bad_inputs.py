@@ -104,6 +104,7 @@ def test_bad_recipe_values_and_keys(tmp_path):
         load_toml(tmp_path / "missing.toml")
 
 
+@pytest.mark.e2e
 def test_cli_prints_a_clear_error_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "train_dfl.py"), "--student.arch", "nope",
                            "--train.output_dir", str(tmp_path / "o"), "--teacher.checkpoint", str(tmp_path / "t.safetensors")],

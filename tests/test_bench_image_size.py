@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.e2e
 def test_each_size_is_measured_in_its_own_process_with_the_generator_auto_picks(tmp_path, monkeypatch, capsys):
     import runs.bench_image_size as bench
     from datafree import results

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import recorded
 
 
+@pytest.mark.e2e
 def test_quantized_rows_run_split_over_invocations_and_fill_one_table(tmp_path):
     import runs.bench_quantized as bench
 
@@ -37,6 +40,7 @@ def test_quantized_rows_run_split_over_invocations_and_fill_one_table(tmp_path):
         assert (mine["onnx_bytes"], mine["latency_ms_b1"], mine["wall_s"]) == (theirs["onnx_bytes"], theirs["latency_ms_b1"], theirs["wall_s"])
 
 
+@pytest.mark.e2e
 def test_search_bench_compares_hand_designed_and_found_students_at_the_budget(tmp_path):
     import runs.bench_search as bench
 
@@ -57,6 +61,7 @@ def test_search_bench_compares_hand_designed_and_found_students_at_the_budget(tm
     assert data["rows"][1]["search_steps"] == searched["search_steps"] and data["rows"][1]["diverged"] == []
 
 
+@pytest.mark.e2e
 def test_a_diverged_search_is_named_in_its_row_and_the_other_seeds_still_run(tmp_path, monkeypatch):
     import runs.bench_search as bench
     import runs.search_student as search

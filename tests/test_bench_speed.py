@@ -38,6 +38,7 @@ def cells(lines: list[str]) -> dict[str, list[str]]:
     return {m.group(1): [c.strip() for c in m.group(2).split("|")] for m in map(ROW.match, lines) if m}
 
 
+@pytest.mark.slow
 def test_says_it_measures_the_current_recipe(quick):
     from datafree.config import load_toml
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import recorded
 
 
+@pytest.mark.e2e
 def test_smoke_runs_single_feed_sequential_feed_and_rco(tmp_path):
     import runs.bench_teacher_methods as bench
 

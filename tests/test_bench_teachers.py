@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import ROOT
 
 
+@pytest.mark.e2e
 def test_smoke_runs_each_pair_with_the_unchanged_recipe_and_fills_the_table(tmp_path):
     import runs.bench_teachers as bench
     from datafree.config import load_toml

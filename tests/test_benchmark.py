@@ -55,6 +55,7 @@ def _check_run_report(run_dir: Path) -> None:
     assert len(list((run_dir / "samples").glob("step_*.png"))) >= 2  # grids at several points of training
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("recipe", ["cifar10", "cifar100", "celeba", "fmnist", "cifar10_ternary"])
 def test_smoke_runs_every_recipe_end_to_end(recipe, tmp_path):
     assert benchmark.main([recipe, "--smoke", "--output-root", str(tmp_path)]) == 0
@@ -87,6 +88,7 @@ def test_smoke_runs_every_recipe_end_to_end(recipe, tmp_path):
     _check_run_report(out / "seed_0")
 
 
+@pytest.mark.e2e
 def test_mnist_cli_two_seeds_then_teacher_is_loaded(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, str(ROOT / "runs" / "benchmark.py"), "mnist", "--smoke", "--seeds", "2", "--output-root", str(tmp_path)]
@@ -157,6 +159,7 @@ def term(config, name: str) -> float:
     return next(t.weight for t in config.synthesis if t.name == name)
 
 
+@pytest.mark.e2e
 def test_unknown_recipe_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         benchmark.main(["imagenet", "--smoke", "--output-root", str(tmp_path)])

@@ -1,4 +1,4 @@
-"""generator.blend (datafree/blend.py): partner probabilities and the neighbour update by hand, the blended
+"""The blend callback (datafree/callbacks/blend.py): partner probabilities and the neighbour update by hand, the blended
 targets' shape, the conditional generator's blended embedding, the one-hot term against soft targets, the loop
 asking for and targeting the same blends, resume exact, bad values refused."""
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datafree.blend import ClassBlend
+from datafree.callbacks import ClassBlend
 from datafree.features import NetOutput
 from datafree.synthesis import SynthBatch
 from datafree.synthesis.dafl import one_hot_loss
@@ -31,7 +31,7 @@ def _rng(seed: int = 0) -> torch.Generator:
 
 
 def test_partners_follow_the_teachers_leftover_probability_as_the_docstring_computes():
-    blend = ClassBlend(num_classes=3, blend=0.5, base=_balanced(3))
+    blend = ClassBlend(0.5, num_classes=3, base=_balanced(3))
     torch.testing.assert_close(blend.partners("cpu"), torch.tensor([[0, .5, .5], [.5, 0, .5], [.5, .5, 0]]))
     # two pure images asked for class 0 (teacher: 0.7/0.2/0.1 and 0.5/0.4/0.1), one blend (ignored), none for 1, 2
     probs = torch.tensor([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8]])
@@ -47,13 +47,13 @@ def test_partners_follow_the_teachers_leftover_probability_as_the_docstring_comp
     probs2 = torch.tensor([[0.5, 0.0, 0.5], [0.5, 0.0, 0.5], [0.1, 0.1, 0.8]]).clamp_min(1e-12)
     blend.on_synthesized(_LOOP, 1, SynthBatch(torch.zeros(3, 1, 2, 2), NetOutput(probs2.log(), {}), labels=labels))
     torch.testing.assert_close(blend.neighbours[0], torch.tensor([0.0, 0.27, 0.14]), atol=1e-6, rtol=0)
-    restored = ClassBlend(3, 0.5, _balanced(3))
+    restored = ClassBlend(0.5, 3, _balanced(3))
     restored.load_state_dict(blend.state_dict())
     assert torch.equal(restored.labels(32, "cpu", _rng(3)), blend.labels(32, "cpu", _rng(3)))
 
 
 def test_blended_targets_mix_the_given_class_with_another_in_the_stated_range():
-    blend = ClassBlend(num_classes=10, blend=0.25, base=_balanced(10))
+    blend = ClassBlend(0.25, num_classes=10, base=_balanced(10))
     targets = blend.labels(64, "cpu", _rng())
     assert targets.shape == (64, 10) and torch.allclose(targets.sum(dim=1), torch.ones(64))
     mixed = targets.max(dim=1).values < 1
@@ -107,6 +107,7 @@ def test_the_loop_asks_for_and_targets_the_same_blends_and_learns_the_neighbours
     assert blend.neighbours is not None and float(blend.neighbours.sum()) > 0
 
 
+@pytest.mark.slow
 def test_a_blend_run_logs_its_partners_and_resumes_exactly(tmp_path, monkeypatch):
     from datafree.pipeline import distill_from_config
 
@@ -123,10 +124,13 @@ def test_a_blend_run_logs_its_partners_and_resumes_exactly(tmp_path, monkeypatch
     assert_same_weights(straight.train.output_dir, resumed.train.output_dir)
 
 
-@pytest.mark.parametrize("generator, message", [({"conditional": True, "blend": 1.0}, "in \\[0, 1\\)"),
+@pytest.mark.parametrize("generator, message", [({"conditional": True, "blend": 1.0}, "in \\(0, 1\\)"),
                                                 ({"blend": 0.5}, "generator.conditional = true")])  # fmt: skip
 def test_bad_blend_values_are_refused_with_the_fix(tmp_path, generator, message):
-    from datafree.config import ConfigError, validate
+    from datafree.build import check_callbacks
+    from datafree.config import ConfigError
 
+    config = tiny_config(tmp_path, generator=generator)  # the old spelling (generator.blend): onto [[callbacks]]
+    assert [c.name for c in config.callbacks] == ["blend"]
     with pytest.raises(ConfigError, match=message):
-        validate(tiny_config(tmp_path, generator=generator))
+        check_callbacks(config, 10)

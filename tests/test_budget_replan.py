@@ -96,6 +96,7 @@ def _stretch_at_step_2(monkeypatch, to_steps: int):
     monkeypatch.setattr(build, "build_trainer", with_stretch)
 
 
+@pytest.mark.slow
 def test_a_run_replanned_mid_run_resumes_under_its_new_plan_exactly(tmp_path, monkeypatch):
     from datafree.build import reset_accelerate
     from datafree.pipeline import distill_from_config
@@ -126,6 +127,7 @@ def test_a_run_replanned_mid_run_resumes_under_its_new_plan_exactly(tmp_path, mo
     assert_same_weights(tmp_path / "whole", tmp_path / "resumed")
 
 
+@pytest.mark.slow
 def test_a_budgeted_run_replans_and_says_so(tmp_path):
     from datafree.pipeline import distill_from_config
 
@@ -154,6 +156,7 @@ def test_a_capped_budget_never_plans_past_the_recipes_steps():
     assert calls == [30 + 50]
 
 
+@pytest.mark.slow
 def test_a_capped_budget_on_a_fast_machine_runs_the_recipes_steps(tmp_path):
     from datafree.pipeline import distill_from_config
 

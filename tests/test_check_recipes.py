@@ -67,6 +67,7 @@ def run(args: list[str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.e2e
 def test_smoke_records_checks_and_fails_a_planted_regression(tmp_path):
     ref = tmp_path / "ref.json"
     common = ["--smoke", "--pairs", "demo", "--output-root", str(tmp_path / "out"), "--reference", str(ref)]
@@ -94,6 +95,7 @@ def test_smoke_records_checks_and_fails_a_planted_regression(tmp_path):
     assert done.returncode == 1 and "FAIL: below the floor" in done.stdout
 
 
+@pytest.mark.e2e
 def test_bad_arguments_are_refused(tmp_path):
     done = run(["--pairs", "nope"])
     assert done.returncode == 2 and "unknown ['nope']" in done.stderr

@@ -6,9 +6,12 @@ from __future__ import annotations
 import math
 import re
 
+import pytest
+
 from tests.conftest import save_random_teacher, tiny_config
 
 
+@pytest.mark.slow
 def test_a_student_that_is_its_teacher_agrees_everywhere_and_the_spreads_are_measured(tmp_path, capsys):
     import runs.class_gap as check
     from datafree.build import reset_accelerate
@@ -59,6 +62,7 @@ def test_total_variation_by_hand():
     torch.testing.assert_close(check.image_tv(torch.cat([ramp, 2 * checker])), torch.tensor([1.0, 4.0]))
 
 
+@pytest.mark.e2e
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
     import runs.class_gap as check
 

@@ -1,3 +1,4 @@
+import pytest
 """The loss-zoo comparison script runs every registered feature loss through the real trainer."""
 
 import json
@@ -6,6 +7,7 @@ from datafree.distill import list_losses
 from tests.conftest import recorded, save_random_teacher, tiny_config
 
 
+@pytest.mark.e2e
 def test_every_feature_loss_trains_through_the_trainer(tmp_path, monkeypatch):
     import runs.compare_losses as compare
 

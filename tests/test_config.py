@@ -46,6 +46,7 @@ def test_help_lists_every_value(capsys):
     assert "--teacher_training.epochs" not in help_text  # train_dfl.py does not read teacher training
 
 
+@pytest.mark.e2e
 def test_train_teacher_help_lists_teacher_training_and_not_the_loop(capsys):
     import train_teacher
 
@@ -160,3 +161,62 @@ def test_command_line_spellings_of_the_students_batches():
     assert [(p.name, p.params) for p in apply_overrides(default, args).batches] == [("replay", {"size": 3})]
     with pytest.raises(ConfigError, match="--batches.pool takes only 'off'"):
         apply_overrides(default, parse_args(parser, ["--batches.pool", "7"]))
+
+
+def test_the_old_keys_of_the_loops_callbacks_become_callbacks(tmp_path):
+    from datafree.config import from_dict
+    from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+
+    default = from_dict({})
+    assert [(c.name, c.params) for c in default.callbacks] == [("blend", {"share": 0.25}), ("precise_bn", {"batches": 20})]
+    old = from_dict({"train": {"ema_decay": 0.99, "precise_bn": 0}, "generator": {"blend": 0.5, "quota": 0.3}})
+    assert [(c.name, c.params) for c in old.callbacks] == [("blend", {"share": 0.5}), ("ema", {"decay": 0.99}),
+                                                           ("quota", {"share": 0.3})]  # fmt: skip
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[generator]\nblend = 0.5\n\n[[callbacks]]\nname = "ema"\n')
+    with pytest.raises(ConfigError, match=r"\['generator.blend'\] and \[\[callbacks\]\] both set the loop's callbacks"):
+        load_toml(recipe)
+    parser = argparse.ArgumentParser()
+    add_override_arguments(parser)
+    args = parse_args(parser, ["--train.ema_decay", "0.9", "--generator.blend", "0", "--callbacks.lr_restart.cycles", "3"])
+    assert [(c.name, c.params) for c in apply_overrides(default, args).callbacks] == [
+        ("precise_bn", {"batches": 20}), ("ema", {"decay": 0.9}), ("lr_restart", {"cycles": 3})]
+    args = parse_args(parser, ["--callbacks", "[]"])
+    assert apply_overrides(default, args).callbacks == []
+
+
+def test_every_registered_piece_and_callback_is_documented_with_its_params():
+    """The recipes page lists each [[batches]] piece and [[callbacks]] callback by name: derived from the registries,
+    so a new one without its row fails here."""
+    from pathlib import Path
+
+    from datafree.batches import list_batches
+    from datafree.callbacks import list_callbacks
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "recipes.md").read_text()
+    missing = [name for name in [*list_batches(), *list_callbacks()] if f"| `{name}` |" not in page]
+    assert not missing, f"docs/recipes.md has no row for {missing}"
+
+
+def test_the_flat_config_for_trackers_keeps_types():
+    """Trackers get numbers as numbers (a hyper-parameter table can sort and plot them), not their strings."""
+    from datafree.config import from_dict
+
+    flat = from_dict({}).flat()
+    assert flat["train.steps"] == 1500 and isinstance(flat["train.steps"], int)
+    assert flat["synthesis.onehot.weight"] == 1.0 and flat["synthesis.entropy.params.log"] == "log10"
+    assert flat["batches.fresh.params.size"] == 64 and flat["callbacks.precise_bn.params.batches"] == 20
+    assert flat["generator.conditional"] is True and flat["synthesis.onehot.milestones"] == "[0.5]"  # a list: JSON
+    assert all(isinstance(v, (bool, int, float, str)) for v in flat.values())
+
+
+@pytest.mark.slow
+def test_a_run_logs_to_tensorboard_with_the_typed_config(tmp_path):
+    from datafree.pipeline import distill_from_config
+    from tests.conftest import save_random_teacher, tiny_config
+
+    config = tiny_config(tmp_path, train={"steps": 2, "eval_every": 2, "trackers": ["tensorboard"]})
+    save_random_teacher(config)
+    distill_from_config(config)
+    events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
+    assert events and any(e.stat().st_size > 0 for e in events)

@@ -43,6 +43,7 @@ def debian_fmnist(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATAFREE_FMNIST_DIR", raising=False)
 
 
+@pytest.mark.slow
 @needs_debian_fmnist
 def test_fashion_mnist_from_debian_files(tmp_path: Path, debian_fmnist: None) -> None:
     train = load_dataset("fashion-mnist", root=tmp_path, train=True)
@@ -96,9 +97,9 @@ def test_cifar10_missing(tmp_path: Path) -> None:
 
 
 def test_unknown_name_lists_datasets() -> None:
-    with pytest.raises(ValueError, match="fashion-mnist"):
+    with pytest.raises(ValueError) as err:
         load_dataset("imagenet-9000")
-    assert {"mnist", "fashion-mnist", "fashion-mnist-28", "cifar10", "cifar100", "celeba", "celeba8", "imagenet", "fmnist-pairs100", "fmnist-rgb64", "fake"} == set(list_datasets())
+    assert "fashion-mnist" in list_datasets() and all(name in str(err.value) for name in list_datasets())
     assert dataset_info("Fashion_MNIST") == dataset_info("fmnist") == dataset_info("fashion-mnist")
     assert dataset_info("CelebA-3attr") == dataset_info("celeba8")
 

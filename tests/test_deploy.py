@@ -10,6 +10,7 @@ from datafree.pipeline import distill_from_config
 from tests.conftest import save_random_teacher, tiny_config
 
 
+@pytest.mark.e2e
 def test_float_and_ternary_students_export_match_pytorch_and_the_ternary_file_is_smaller(tmp_path, capsys):
     from datafree.cli.deploy import main
 
@@ -29,6 +30,7 @@ def test_float_and_ternary_students_export_match_pytorch_and_the_ternary_file_is
     assert "student_int8.onnx" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_a_run_without_a_student_and_a_folder_that_is_no_run_fail_clearly(tmp_path, capsys):
     from datafree.cli.deploy import main
 

@@ -547,6 +547,7 @@ def _minimize(w0: torch.Tensor, kind: str, lam: float, steps: int = 1500, lr: fl
     return w.detach(), pen
 
 
+@pytest.mark.slow
 def test_sparse_recoding_is_sparser_than_l1_and_l2_without_shrinking_dominant_entries():
     g = torch.Generator().manual_seed(0)
     n_big, n_small = 10, 40

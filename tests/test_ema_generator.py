@@ -56,6 +56,7 @@ def test_the_average_follows_the_generator_and_serves_its_share_of_the_updates(t
     assert (seen[4 * 1 + 1] - images).abs().max() > 0.1  # fresh update 1 came from the generator itself
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path, monkeypatch):
     whole, resumed = _config(tmp_path, "whole"), _config(tmp_path / "r", "resumed")
     from datafree.pipeline import distill_from_config

@@ -42,6 +42,7 @@ def exported(made):
     return made[1]
 
 
+@pytest.mark.slow
 def test_export_format(exported, tiny):
     assert {p.name for p in exported.iterdir()} == {"images", "synthetic.safetensors", "export.json", "README.md"}
     t = load_file(str(exported / "synthetic.safetensors"))
@@ -117,6 +118,7 @@ def test_distill_from_export_trains_a_student(exported, tmp_path):
     assert kd(trained) < kd(fresh)
 
 
+@pytest.mark.e2e
 def test_train_dfl_from_export_flag(exported, tmp_path):
     import train_dfl
 

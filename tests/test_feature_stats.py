@@ -69,6 +69,7 @@ def test_reference_file_round_trips_beside_the_teacher(tmp_path):
         assert all(torch.equal(a, b) for a, b in zip(loaded[tap], reference[tap]))
 
 
+@pytest.mark.slow
 def test_missing_statistics_or_wrong_channel_count_fail_before_training(tmp_path):
     from datafree import build
     from datafree.pipeline import distill_from_config
@@ -96,6 +97,7 @@ def test_missing_statistics_or_wrong_channel_count_fail_before_training(tmp_path
         stats_term(config, given={"conv9": (torch.zeros(6), torch.ones(6))})
 
 
+@pytest.mark.slow
 def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_generator(tmp_path):
     import json
 
@@ -171,6 +173,7 @@ def test_ensure_for_recipe_records_once_and_only_when_needed(tmp_path):
     assert ensure_for_recipe(bn_teacher) is None  # BatchNorm running stats serve instead
 
 
+@pytest.mark.e2e
 def test_cli_records_for_a_recipe_and_reports_a_missing_teacher(tmp_path, capsys):
     from datafree.cli.feature_stats import main
 
@@ -240,6 +243,7 @@ def test_class_stats_recorded_per_class_and_pooled_from_one_pass():
         record_feature_stats(net, images.split(10), num_classes=3)
 
 
+@pytest.mark.slow
 def test_class_stats_file_errors_and_ensure_rerecords_an_old_file(tmp_path):
     from datafree import build
     from datafree.cli.feature_stats import ensure_for_recipe
@@ -270,6 +274,7 @@ def test_class_stats_file_errors_and_ensure_rerecords_an_old_file(tmp_path):
     assert_prior_trains_every_generator_parameter(config, teacher, "g_class_stats")
 
 
+@pytest.mark.slow
 def test_teacher_stats_none_reads_nothing_recorded_but_the_batchnorm_statistics(tmp_path):
     """``[teacher] stats = "none"``: the weights-only case, with a record beside the checkpoint left unread; a path
     reads a record kept elsewhere."""

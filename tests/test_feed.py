@@ -69,6 +69,7 @@ def test_ensemble_of_two_architectures_averages_logits_and_namespaces_features(t
     assert out.features["m0/conv1"].shape[1:] == (6, 28, 28)
 
 
+@pytest.mark.slow
 def test_parallel_feed_trains_its_transforms_and_keeps_them_out_of_the_student(tmp_path):
     config, _ = ensemble_config(tmp_path, distill=[{"name": "kd"}, {"name": "feed", "weight": 1.0}],
                                 train={"steps": 3, "eval_every": 3})  # fmt: skip
@@ -127,6 +128,7 @@ def test_ensemble_errors_name_the_member(tmp_path):
         build.build_teacher(config, spec)
 
 
+@pytest.mark.e2e
 def test_sequential_feed_runs_a_stage_per_teacher_and_carries_the_student_over(tmp_path):
     import tomllib
 
@@ -150,6 +152,7 @@ def test_sequential_feed_runs_a_stage_per_teacher_and_carries_the_student_over(t
     assert all(torch.allclose(first[k], second[k], atol=1e-6) for k in first)
 
 
+@pytest.mark.e2e
 def test_train_teacher_trains_every_member_with_its_own_seed(tmp_path, capsys):
     import train_teacher
 
@@ -200,6 +203,7 @@ def test_generator_objective_over_an_ensemble_is_the_documented_formula(tmp_path
                                          rel=1e-5)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_feed_transforms_are_checkpointed_and_a_resumed_run_ends_identical(tmp_path, monkeypatch):
     outs = []
     for name, crash in (("straight", False), ("resumed", True)):

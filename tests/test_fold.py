@@ -7,7 +7,7 @@ from torch import nn
 
 from datafree.features import FeatureTaps
 from datafree.fold import count_batchnorms, folded_copy
-from tests.conftest import tiny_config
+from tests.conftest import bn_teacher_config, folded_feature_run, randomized, tiny_config
 
 
 class SmallBN(nn.Module):
@@ -25,19 +25,6 @@ class SmallBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.bn2(self.conv2(self.block(x))))
         return self.out(torch.relu(self.bn3(self.fc(x.flatten(1)))))
-
-
-def randomized(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Running statistics and affine parameters far from their defaults (a fold of defaults proves nothing)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(0.3 * torch.randn(n, generator=g))
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.data.copy_(1 + 0.5 * torch.randn(n, generator=g))
-            m.bias.data.copy_(0.3 * torch.randn(n, generator=g))
-    return net.eval()
 
 
 def test_folded_conv_has_the_hand_computed_weights_and_bias_and_the_same_function():
@@ -99,26 +86,13 @@ def test_nothing_to_fold_an_untraceable_net_or_a_wrong_fold_gives_none(monkeypat
     assert folded_copy(randomized(SmallBN()), torch.randn(2, 1, 8, 8)) is None
 
 
-def _bn_config(tmp_path, **train):
-    from datafree.checkpoint import save_weights
-    from datafree import build
-
-    config = tiny_config(tmp_path, teacher={"arch": "vgg_bn_small"}, student={"arch": "vgg_bn_small", "lr": 0.002},
-                         train={"student_steps": 2, "fresh_batches": True, **train})  # fmt: skip
-    spec = build.image_spec(config)
-    torch.manual_seed(0)
-    net = randomized(build.build_net("vgg_bn_small", spec))
-    save_weights(net, config.teacher_checkpoint, {"arch": "vgg_bn_small", "num_classes": spec.num_classes})
-    return config
-
-
 def test_the_loop_labels_the_students_fresh_batches_with_the_folded_teacher(tmp_path):
     """Same targets as the hooked teacher (up to rounding) from a copy without BatchNorm; the generator's own
     batch still goes through the teacher's BatchNorm layers (the statistics terms read their inputs)."""
     from datafree import build
     from datafree.teachers.base import FoldedSource
 
-    trainer = build.trainer_from_config(_bn_config(tmp_path))
+    trainer = build.trainer_from_config(bn_teacher_config(tmp_path))
     labeller = trainer.synthesize.labeller
     assert isinstance(labeller, FoldedSource) and count_batchnorms(labeller) == 0
     assert count_batchnorms(trainer.synthesize.teacher) == 5
@@ -133,9 +107,9 @@ def test_the_loop_labels_the_students_fresh_batches_with_the_folded_teacher(tmp_
 def test_no_fold_when_switched_off_or_when_a_tap_the_student_reads_is_folded_away(tmp_path):
     from datafree import build
 
-    off = build.trainer_from_config(_bn_config(tmp_path / "off", fold_batchnorm=False))
+    off = build.trainer_from_config(bn_teacher_config(tmp_path / "off", fold_batchnorm=False))
     assert off.synthesize.labeller is off.synthesize.student_teacher
-    config = _bn_config(tmp_path / "bn")
+    config = bn_teacher_config(tmp_path / "bn")
     config.distill = tiny_config(tmp_path, distill=[  # AT on a BatchNorm's output: the folded copy has none
         {"name": "kd"}, {"name": "at", "params": {"student_layers": ["features.0.1"],
                                                   "teacher_layers": ["features.0.1"]}}]).distill  # fmt: skip
@@ -143,26 +117,6 @@ def test_no_fold_when_switched_off_or_when_a_tap_the_student_reads_is_folded_awa
     assert features.synthesize.labeller is features.synthesize.student_teacher
     images, targets = features.student_batches(0, 1, features.synthesize(0))
     assert set(targets.features) >= {"features.0.1"}
-
-
-def folded_feature_run(tmp_path, distill: list[dict], taps: list[str]):
-    """A loop whose student losses read ``taps``: its labeller must be the folded copy, and the tapped features
-    of a fresh batch must equal the hooked teacher's (up to rounding). Returns the trainer."""
-    from datafree import build
-    from datafree.teachers.base import FoldedSource
-
-    config = _bn_config(tmp_path)
-    config.distill = tiny_config(tmp_path, distill=distill).distill
-    trainer = build.trainer_from_config(config)
-    assert isinstance(trainer.synthesize.labeller, FoldedSource)
-    images, targets = trainer.student_batches(0, 1, trainer.synthesize(0))
-    with torch.no_grad():
-        exact = trainer.synthesize.student_teacher(images)
-    for name in taps:
-        want = exact.features[name]
-        assert want.abs().max() > 0.1  # a real map, not zeros on both sides
-        torch.testing.assert_close(targets.features[name], want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
-    return trainer
 
 
 def test_a_loss_that_reads_the_teachers_features_gets_them_from_the_folded_copy(tmp_path):

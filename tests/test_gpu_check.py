@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import recorded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +20,7 @@ def _metrics(run_dir: Path) -> list[dict]:
     return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
 
 
+@pytest.mark.e2e
 def test_smoke_measures_every_row_from_real_runs(tmp_path):
     out, record = tmp_path / "x.json", tmp_path / "record.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -36,6 +36,7 @@ print(applied, before, heap_after_free())
 """
 
 
+@pytest.mark.e2e
 @glibc_only
 def test_freed_memory_stays_in_the_heap_for_reuse():
     """In a fresh process (the setting cannot be undone): the heap held after an alloc/free round, before and after."""
@@ -47,6 +48,7 @@ def test_freed_memory_stays_in_the_heap_for_reuse():
     assert after_mb >= 150, after_mb  # (nearly) all twenty tensors' memory kept for the next round
 
 
+@pytest.mark.slow
 @glibc_only
 @pytest.mark.parametrize("keep", [True, False])
 def test_a_cpu_run_says_whether_it_kept_host_memory(tmp_path, keep):

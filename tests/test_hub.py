@@ -48,6 +48,7 @@ def test_data_that_does_not_match_the_named_model_is_refused_naming_what_differs
         create_model("tf:resnet18", 10, 3)
 
 
+@pytest.mark.slow
 def test_a_recipe_distills_a_torchvision_teacher_named_in_it(tmp_path):
     from datafree.pipeline import distill_from_config
     from tests.conftest import save_random_teacher, tiny_config
@@ -82,6 +83,7 @@ def _tiny_vit_folder(folder, classifier: bool = True):
     return model
 
 
+@pytest.mark.slow
 def test_an_hf_image_classifier_from_a_local_folder_distills_with_its_own_metadata(tmp_path):
     from datafree import distill_datafree
 

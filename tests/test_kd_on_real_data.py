@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import save_random_teacher, tiny_config
 
 
+@pytest.mark.e2e
 def test_kd_on_real_data_trains_and_reports_accuracy(tmp_path, capsys):
     import runs.kd_on_real_data as script
 

@@ -4,12 +4,14 @@ and a folder that is not a run is refused with the fix."""
 from __future__ import annotations
 
 
+import pytest
 import torch
 
 from tests.conftest import tiny_config
-from tests.test_fold import randomized
+from tests.conftest import randomized
 
 
+@pytest.mark.e2e
 def test_bf16_labels_of_a_runs_generator_are_measured_against_fp32(tmp_path, capsys):
     import runs.label_precision as check
     from datafree import build
@@ -41,6 +43,7 @@ def test_bf16_labels_of_a_runs_generator_are_measured_against_fp32(tmp_path, cap
     assert out.count("\n| ") == 4 and "| fp32 (reference) | 1.0000 |" in out
 
 
+@pytest.mark.e2e
 def test_a_folder_without_a_run_is_refused_with_the_fix(tmp_path, capsys):
     import runs.label_precision as check
 

@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from datafree.labels import RotatingLabels
-from datafree.quota import ClassQuota
+from datafree.callbacks import ClassQuota, RotatingLabels
 
 
 def test_k_at_most_the_batch_keeps_every_class_in_every_batch():
@@ -43,7 +42,7 @@ def test_two_ranks_ask_for_disjoint_classes_and_cover_twice_as_many():
 
 def test_the_quota_stratifies_in_the_rotated_order_and_the_counter_resumes():
     order = RotatingLabels(100)
-    quota = ClassQuota(100, 0.5, order)
+    quota = ClassQuota(0.5, 100, order)
     first, second = (quota.labels(64, "cpu") for _ in range(2))
     assert set(first.tolist()) | set(second.tolist()) == set(range(100))  # uniform shares: the windows themselves
     quota.gap = torch.zeros(100)
@@ -55,6 +54,7 @@ def test_the_quota_stratifies_in_the_rotated_order_and_the_counter_resumes():
     assert torch.equal(again.labels(64, "cpu"), order.labels(64, "cpu"))
 
 
+@pytest.mark.slow
 def test_a_100_class_run_asks_for_classes_beyond_the_batch(tmp_path, monkeypatch):
     from datafree.config import from_dict
     from datafree.pipeline import distill_from_config
@@ -102,6 +102,7 @@ def test_a_thousand_classes_are_summarized_in_the_metrics_line_and_the_warning_n
     assert "... and 930 more]" in printed and len(printed) < 400  # ten named, one line
 
 
+@pytest.mark.slow
 def test_a_1000_class_224_px_run_takes_a_few_steps_on_the_imagenet_stand_in(tmp_path):
     """K = 1000 at ImageNet's size, on ``fake`` like ``imagenet`` (nothing downloaded), with the default preset's
     terms: memory and logs stay bounded, and the coverage guard names the rarest classes."""

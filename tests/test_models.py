@@ -164,6 +164,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.e2e
 def test_cli_shows_layers_and_marks_taps():
     result = _cli("lenet5")
     assert result.returncode == 0, result.stderr
@@ -173,6 +174,7 @@ def test_cli_shows_layers_and_marks_taps():
     assert "default tap" in next(line for line in lines if line.startswith("relu2"))
 
 
+@pytest.mark.e2e
 def test_cli_lists_models_and_rejects_unknown_ones(capsys):
     from datafree.models.__main__ import main
 

@@ -1,3 +1,4 @@
+import pytest
 """A real 2-process CPU run (gloo) through `accelerate launch`, as a user would start it."""
 
 import json
@@ -20,6 +21,7 @@ def launch(tmp_path: Path, *extra: str) -> list[dict]:
     return [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
 
 
+@pytest.mark.e2e
 def test_route_plateau_schedule_switches_anchors_at_the_same_step_on_every_rank(tmp_path):
     ranks = launch(tmp_path, "route")
     # the plateau rule reads the logged loss, which differs per rank; averaged over processes, both ranks hold the
@@ -28,6 +30,7 @@ def test_route_plateau_schedule_switches_anchors_at_the_same_step_on_every_rank(
     assert ranks[0]["schedule"]["best"] is not None
 
 
+@pytest.mark.e2e
 def test_two_process_cpu_run_agrees_on_weights_and_schedule(tmp_path):
     ranks = launch(tmp_path)
     assert all(r["num_processes"] == 2 and r["results_num_processes"] == 2 for r in ranks)

@@ -71,6 +71,7 @@ def test_notebooks_are_stored_without_outputs_and_read_the_run_from_the_environm
         assert "os.environ.get(\"DATAFREE_RUN" in code[0].source, path.name
 
 
+@pytest.mark.slow
 def test_notebooks_execute_against_small_runs(two_runs, kernel, monkeypatch):
     monkeypatch.setenv("DATAFREE_RUN", str(two_runs[0]))
     monkeypatch.setenv("DATAFREE_N", "200")

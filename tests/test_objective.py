@@ -21,6 +21,7 @@ def test_weight_schedules_by_hand():
         scheduled_weight(1.0, "cosine", 0.5)
 
 
+@pytest.mark.slow
 def test_feature_loss_terms_logged_and_owned_parameters_checkpointed_and_resumed(tmp_path):
     losses = [{"name": "kd", "weight": 1.0, "schedule": "linear", "end_weight": 0.0},
               {"name": "hint", "weight": 1.0, "params": {"student_layers": ["relu2"], "teacher_layers": ["relu2"]}}]

@@ -69,6 +69,7 @@ def test_groupnorm_teachers_record_their_norms_inputs_and_batchnorm_ones_keep_th
     assert list(reference) == ["2:input"] and torch.equal(reference["2:input"][0], torch.full((8,), 0.5))
 
 
+@pytest.mark.slow
 def test_without_a_linear_the_penultimate_feature_is_the_head_convs_input_pooled_over_positions(tmp_path, capsys):
     net = create_model("allconv", num_classes=4, in_channels=1, widths=(8, 8, 8)).eval()
     assert net.feature_layer == penultimate_tap(net) == "head:input"
@@ -105,6 +106,7 @@ class Plain(nn.Module):
         return self.fc(self.features(x))
 
 
+@pytest.mark.slow
 def test_feature_layer_is_given_once_to_the_recording_and_read_from_the_record(tmp_path):
     torch.manual_seed(0)
     teacher = Plain().eval()
@@ -121,6 +123,7 @@ def test_feature_layer_is_given_once_to_the_recording_and_read_from_the_record(t
         run(tmp_path / "again", teacher, class_feature_stats=per_class, feature_layer="fc:input")
 
 
+@pytest.mark.slow
 def test_a_teacher_from_python_without_statistics_is_told_which_arguments_to_pass(tmp_path):
     results = run(tmp_path, Plain())
     notes = " ".join(results["terms_off"])
@@ -169,6 +172,7 @@ class Wrapped(nn.Module):
         return {"features": logits}  # no logits anywhere
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["hf", "tuple"])
 def test_a_teacher_returning_an_object_with_logits_or_a_tuple_distills_and_evaluates(tmp_path, kind):
     from torch.utils.data import TensorDataset

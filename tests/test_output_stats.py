@@ -75,6 +75,7 @@ def test_images_answered_like_the_training_images_score_near_zero_and_other_clas
     assert matched < 1e-3 < shuffled
 
 
+@pytest.mark.slow
 def test_a_run_reads_the_recorded_outputs_and_the_feature_terms_ignore_them(tmp_path):
     from datafree import build
     from datafree.pipeline import distill_from_config
@@ -108,6 +109,7 @@ def test_a_run_reads_the_recorded_outputs_and_the_feature_terms_ignore_them(tmp_
     assert any("teacher outputs (logits)" in use for use in results["uses"])
 
 
+@pytest.mark.slow
 def test_optional_without_recorded_outputs_is_left_out_with_a_note(tmp_path):
     from datafree import build
     from datafree.pipeline import distill_from_config
@@ -126,6 +128,7 @@ def test_optional_without_recorded_outputs_is_left_out_with_a_note(tmp_path):
     assert "g_output_stats" not in lines[0]
 
 
+@pytest.mark.slow
 def test_the_python_call_reads_the_outputs_from_class_feature_stats(tmp_path):
     from datafree.api import distill_datafree
 

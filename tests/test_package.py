@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from datafree.checkpoint import CheckpointError, convert_torch_checkpoint
 
 
+@pytest.mark.e2e
 def test_the_datafree_command_lists_its_subcommands_and_shipped_recipes(capsys):
     from datafree.cli.main import main
     from datafree.recipes import list_recipes, recipe_path
@@ -26,6 +27,7 @@ def test_the_datafree_command_lists_its_subcommands_and_shipped_recipes(capsys):
         recipe_path("no_such_recipe")
 
 
+@pytest.mark.slow
 def test_datafree_train_by_recipe_name_writes_a_model_card_and_load_student_rebuilds_it(tmp_path, monkeypatch):
     from datafree import build, load_student
     from datafree.checkpoint import load_weights, save_weights
@@ -51,6 +53,7 @@ def test_datafree_train_by_recipe_name_writes_a_model_card_and_load_student_rebu
     assert not student.training and torch.equal(student(x), again(x))
 
 
+@pytest.mark.slow
 def test_load_student_of_a_users_own_module_says_how_to_load_it(tmp_path):
     from torch import nn
 

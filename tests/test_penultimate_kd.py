@@ -81,7 +81,7 @@ def test_default_layers_are_every_networks_penultimate_tap_and_bad_lists_fail():
 
 def test_the_loop_trains_its_map_on_the_folded_teachers_features(tmp_path):
     """In a run: the labeller is the folded copy, tapped at the teacher's penultimate layer; a step moves the map."""
-    from tests.test_fold import folded_feature_run
+    from tests.conftest import folded_feature_run
 
     trainer = folded_feature_run(tmp_path, [{"name": "kd"}, {"name": "penultimate"}], ["head.2"])
     loss = next(m for m in trainer.student.modules() if isinstance(m, PenultimateFeatures))

@@ -104,6 +104,7 @@ def test_the_run_counts_only_the_images_the_generator_made_and_trains_on_the_poo
             assert any(match)
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path, monkeypatch):
     whole, resumed = _pool_config(tmp_path, "whole"), _pool_config(tmp_path / "r", "resumed")
     distill_from_config(whole)

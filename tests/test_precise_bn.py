@@ -1,4 +1,4 @@
-"""train.precise_bn (datafree/precise_bn.py): the statistics by hand, the generator's buffers put back, training
+"""The precise_bn callback (datafree/callbacks/precise_bn.py): the statistics by hand, the generator's buffers put back, training
 untouched, the saved student's statistics those of the final generator's un-augmented images (with and without a
 test set, with the EMA), resume exact, a bad value refused."""
 
@@ -19,7 +19,7 @@ from datafree import build
 from datafree.checkpoint import load_weights
 from datafree.config import ConfigError, validate
 from datafree.pipeline import distill_from_config
-from datafree.precise_bn import DRAW, PreciseBatchNorm
+from datafree.callbacks.precise_bn import DRAW, PreciseBatchNorm
 from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
 
@@ -48,7 +48,7 @@ def test_statistics_are_the_plain_average_over_the_batches_and_the_generators_bu
     assert student[0].momentum == 0.1 and student.training  # update_bn puts both back
     for key, value in generator.state_dict().items():
         assert torch.equal(value, before[key]), key
-    with pytest.raises(ValueError, match="at least one batch"):
+    with pytest.raises(ValueError, match="batches is a number of generator batches"):
         PreciseBatchNorm(0)
 
 
@@ -71,6 +71,7 @@ def _recomputed(config, net: nn.Module, generator: nn.Module, step: int, batches
     return {k: v for k, v in net.state_dict().items() if "running" in k}
 
 
+@pytest.mark.slow
 def test_training_is_untouched_and_the_saved_statistics_are_the_final_generators_unaugmented_images(tmp_path):
     off, on = _bn_config(tmp_path, 0), _bn_config(tmp_path, 3)
     distill_from_config(off)
@@ -92,6 +93,7 @@ def test_training_is_untouched_and_the_saved_statistics_are_the_final_generators
     assert results["student_acc_final"] == lines[-1]["student_acc"]  # evaluated after the recomputation
 
 
+@pytest.mark.slow
 def test_without_a_test_set_the_end_recomputes_the_emas_average_which_the_student_then_gets(tmp_path):
     config = _bn_config(tmp_path, 2, ema_decay=0.5)
     trainer = build.trainer_from_config(config)  # no eval set: no evaluation ever asks for the statistics
@@ -107,6 +109,7 @@ def test_without_a_test_set_the_end_recomputes_the_emas_average_which_the_studen
         assert torch.equal(trainer.student_net.state_dict()[key], average.state_dict()[key]), key
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path, monkeypatch):
     whole, resumed = _bn_config(tmp_path, 2), _bn_config(tmp_path / "r", 2)
     distill_from_config(whole)
@@ -115,5 +118,5 @@ def test_resume_is_exact(tmp_path, monkeypatch):
 
 
 def test_a_negative_count_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="train.precise_bn is a number of batches"):
-        validate(tiny_config(tmp_path, train={"precise_bn": -1}))
+    with pytest.raises(ConfigError, match='"precise_bn": batches is a number of generator batches'):
+        build.check_callbacks(tiny_config(tmp_path, train={"precise_bn": -1}), 10)  # the old spelling, translated

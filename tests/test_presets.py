@@ -11,7 +11,7 @@ from torch import nn
 from datafree import distill_datafree
 from datafree.config import ConfigError, dafl_terms, from_dict, load_toml
 from datafree.feature_stats import record_feature_stats, record_teacher_stats
-from tests.test_api import BNTeacher
+from tests.conftest import BNTeacher
 
 TINY = {"steps": 2, "batch_size": 8, "eval_every": 2, "log_every": 1, "mixed_precision": "no"}
 
@@ -40,6 +40,7 @@ def run(tmp_path, teacher, **kwargs) -> tuple[dict, list[dict], str]:
     return results, lines, (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_fewest_arguments_on_a_batchnorm_cnn_use_its_batchnorm_statistics_and_no_per_class_term(tmp_path, capsys):
     torch.manual_seed(0)
     results, lines, report = run(tmp_path, BNTeacher())
@@ -52,6 +53,7 @@ def test_fewest_arguments_on_a_batchnorm_cnn_use_its_batchnorm_statistics_and_no
     assert "the run reads: the teacher's BatchNorm running statistics" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_recorded_per_class_statistics_are_used_when_passed(tmp_path):
     torch.manual_seed(0)
     teacher = BNTeacher().eval()
@@ -65,6 +67,7 @@ def test_recorded_per_class_statistics_are_used_when_passed(tmp_path):
                                "per-class penultimate features passed as class_feature_stats="]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_per_class_statistics_of_the_layers_only_leave_the_penultimate_term_out_and_say_how_to_record_it(tmp_path):
     torch.manual_seed(0)
     teacher = BNTeacher().eval()
@@ -77,6 +80,7 @@ def test_per_class_statistics_of_the_layers_only_leave_the_penultimate_term_out_
     assert note.startswith("class_penultimate_stats off") and "record_teacher_stats records them all" in note
 
 
+@pytest.mark.slow
 def test_a_teacher_without_batchnorm_or_statistics_runs_on_its_weights_alone_and_says_so(tmp_path, capsys):
     torch.manual_seed(0)
     results, lines, report = run(tmp_path, PlainTeacher())
@@ -87,6 +91,7 @@ def test_a_teacher_without_batchnorm_or_statistics_runs_on_its_weights_alone_and
     assert "the run reads: nothing beyond the teacher's weights" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_strict_preset_ignores_batchnorm_statistics(tmp_path):
     torch.manual_seed(0)
     results, lines, _ = run(tmp_path, BNTeacher(), preset="strict")
@@ -94,6 +99,7 @@ def test_strict_preset_ignores_batchnorm_statistics(tmp_path):
     assert "g_feature_stats" not in lines[0] and "g_moment" in lines[0]
 
 
+@pytest.mark.slow
 def test_dafl_preset_is_the_pure_dafl_objective_and_generator(tmp_path):
     torch.manual_seed(0)
     results, lines, _ = run(tmp_path, PlainTeacher(), preset="dafl")
@@ -121,8 +127,9 @@ def test_recipes_lay_their_values_over_the_preset():
     assert [(t.name, t.params) for t in from_dict({"preset": "dafl"}).distill] == [("kd", {})]
     assert [(t.name, t.params) for t in from_dict({"distill": [{"name": "at"}]}).distill] == [("at", {})]
     # the student's BatchNorm statistics from 20 un-augmented generator batches: the default and the zoo, not DAFL
-    assert load_toml("runs/zoo.toml").train.precise_bn == from_dict({}).train.precise_bn == 20
-    assert from_dict({"preset": "dafl"}).train.precise_bn == 0
+    precise = lambda config: [c.params for c in config.callbacks if c.name == "precise_bn"]  # noqa: E731
+    assert precise(load_toml("runs/zoo.toml")) == precise(from_dict({})) == [{"batches": 20}]
+    assert precise(from_dict({"preset": "dafl"})) == []
     with pytest.raises(ConfigError, match="'dafll' is not one of"):
         from_dict({"preset": "dafll"})
 

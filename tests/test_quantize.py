@@ -100,6 +100,7 @@ def test_decaying_kd_coefficient_and_the_hard_term():
     assert hard.item() == pytest.approx(-torch.log_softmax(logits, dim=1)[0, 1].item())  # CE against argmax = 1
 
 
+@pytest.mark.slow
 def test_a_ternary_run_exports_folded_weights_that_a_plain_network_reproduces(tmp_path):
     config = tiny_config(tmp_path, student={"wrap": [{"name": "quantize"}]},
                          distill=[{"name": "kd", "schedule": "linear", "end_weight": 0.2},
@@ -117,6 +118,7 @@ def test_a_ternary_run_exports_folded_weights_that_a_plain_network_reproduces(tm
     torch.testing.assert_close(plain.eval()(x), wrapped.eval()(x), rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_decaying_coefficients_act_inside_a_run(tmp_path, monkeypatch):
     """The loop hands the objective its progress: the first update is KD alone, the last 0.2 KD + 0.8 hard."""
     from datafree.distill.objective import StudentWithLosses

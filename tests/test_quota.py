@@ -1,4 +1,4 @@
-"""generator.quota (datafree/quota.py): labels by hand, the gap's update by hand, the generator told its classes,
+"""The quota callback (datafree/callbacks/quota.py): labels by hand, the gap's update by hand, the generator told its classes,
 resume exact, bad values refused."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from datafree.features import NetOutput
-from datafree.quota import ClassQuota, stratified_labels
+from datafree.callbacks.quota import ClassQuota, stratified_labels
 from datafree.synthesis import SynthBatch
 from tests.conftest import asked_and_targeted, assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
@@ -30,7 +30,7 @@ def _loop(student_logits):
 
 
 def test_the_gap_moves_the_shares_as_the_docstring_computes():
-    quota = ClassQuota(num_classes=3, quota=0.5)
+    quota = ClassQuota(0.5, num_classes=3)
     assert quota.labels(6, "cpu").tolist() == [0, 0, 1, 1, 2, 2]  # before any measurement: balanced
     teacher = torch.zeros(4, 3)  # softmax (1/3, 1/3, 1/3)
     student = torch.zeros(4, 3)
@@ -47,7 +47,7 @@ def test_the_gap_moves_the_shares_as_the_docstring_computes():
     quota.on_synthesized(_loop(student2), 1, batch)
     torch.testing.assert_close(quota.gap, torch.tensor([0.1 * 2 / 3, 0.9 * 2 / 3, 1 / 3]))
     assert abs(float(quota.shares("cpu").sum()) - 1) < 1e-6
-    restored = ClassQuota(3, 0.5)
+    restored = ClassQuota(0.5, 3)
     restored.load_state_dict(quota.state_dict())
     assert torch.equal(restored.labels(64, "cpu"), quota.labels(64, "cpu"))
 
@@ -59,15 +59,16 @@ def test_the_conditional_generator_is_asked_for_the_quota_labels_and_the_objecti
     # per step: G's batch (16, the objective's labels) then two fresh batches of 8, each from the shares of that step
     assert [len(a) for a in asked] == [16, 8, 8] * 3
     assert all(torch.equal(asked[3 * s], targeted[s]) for s in range(3))
-    # fresh batches of 8 hold fewer than the 10 classes: their windows rotate (datafree/labels.py); rewound by the
+    # fresh batches of 8 hold fewer than the 10 classes: their windows rotate (datafree/callbacks/rotation.py); rewound by the
     # last two, the quota gives the second-to-last batch again
-    quota.order.batches -= 2
+    quota.order_of_classes.batches -= 2
     assert torch.equal(asked[-2], quota.labels(8, "cpu")) and torch.equal(asked[-3], targeted[-1])
     assert set(torch.cat(asked[1::3]).tolist()) == set(range(10))  # every class in a fresh batch, though 8 < 10
     shares = quota.shares("cpu")
     assert float(shares.min()) >= 0.4 / 10 - 1e-6  # every class keeps (1 - q) / K
 
 
+@pytest.mark.slow
 def test_a_quota_run_logs_its_shares_and_resumes_exactly(tmp_path, monkeypatch):
     from datafree.pipeline import distill_from_config
 
@@ -83,10 +84,13 @@ def test_a_quota_run_logs_its_shares_and_resumes_exactly(tmp_path, monkeypatch):
     assert_same_weights(straight.train.output_dir, resumed.train.output_dir)
 
 
-@pytest.mark.parametrize("generator, message", [({"conditional": True, "quota": 1.0}, "in \\[0, 1\\)"),
+@pytest.mark.parametrize("generator, message", [({"conditional": True, "quota": 1.0}, "in \\(0, 1\\)"),
                                                 ({"quota": 0.5}, "generator.conditional = true")])  # fmt: skip
 def test_bad_quota_values_are_refused_with_the_fix(tmp_path, generator, message):
-    from datafree.config import ConfigError, validate
+    from datafree.build import check_callbacks
+    from datafree.config import ConfigError
 
+    config = tiny_config(tmp_path, generator=generator)  # the old spelling (generator.quota): onto [[callbacks]]
+    assert [c.name for c in config.callbacks] == ["quota"]
     with pytest.raises(ConfigError, match=message):
-        validate(tiny_config(tmp_path, generator=generator))
+        check_callbacks(config, 10)

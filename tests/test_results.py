@@ -17,6 +17,7 @@ def git(repo: Path, *args: str) -> None:
                    capture_output=True)
 
 
+@pytest.mark.e2e
 def test_commit_marks_changed_tracked_files_but_not_results(tmp_path):
     assert results.commit_of(tmp_path) == "unknown"  # not a checkout
     git(tmp_path, "init", "-q")

@@ -39,6 +39,7 @@ def _reset_accelerate():
     GradientState._reset_state()
 
 
+@pytest.mark.slow
 def test_a_planted_pickle_in_any_file_a_resume_reads_runs_nothing_and_names_the_file(finished_run, tmp_path):
     out = tmp_path / "run"
     step = out / "checkpoints" / "step_0000006"
@@ -61,6 +62,7 @@ def test_a_planted_pickle_in_any_file_a_resume_reads_runs_nothing_and_names_the_
         assert (out / "config.json").read_text() == config_before  # nothing rewritten by the failed resume
 
 
+@pytest.mark.slow
 def test_latest_may_not_point_outside_the_checkpoints_folder(finished_run, tmp_path):
     latest = tmp_path / "run" / "checkpoints" / "LATEST"
     for target in (str(tmp_path / "run" / "checkpoints" / "step_0000006"), "../../elsewhere", "step_1"):
@@ -70,6 +72,7 @@ def test_latest_may_not_point_outside_the_checkpoints_folder(finished_run, tmp_p
             distill_from_config(finished_run, resume=True)
 
 
+@pytest.mark.slow
 def test_damaged_or_missing_training_state_is_a_clear_error(finished_run, tmp_path):
     step = tmp_path / "run" / "checkpoints" / "step_0000006"
     (step / "train_state_0.json").write_text('{"state": {"progress"')  # torn
@@ -82,6 +85,7 @@ def test_damaged_or_missing_training_state_is_a_clear_error(finished_run, tmp_pa
         distill_from_config(finished_run, resume=True)
 
 
+@pytest.mark.slow
 def test_a_changed_network_is_refused_before_anything_is_written(finished_run, tmp_path):
     import dataclasses
 
@@ -94,6 +98,7 @@ def test_a_changed_network_is_refused_before_anything_is_written(finished_run, t
     assert (out / "config.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_a_torn_last_metrics_line_is_dropped_on_resume(finished_run, tmp_path, capsys):
     metrics = tmp_path / "run" / "metrics.jsonl"
     lines = metrics.read_text().splitlines()
@@ -106,6 +111,7 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(finished_run, tmp_path, c
     assert [json.loads(l)["step"] for l in metrics.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_a_fresh_run_into_an_earlier_runs_folder_is_refused_unless_overwrite(finished_run, tmp_path):
     import dataclasses
 

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from datafree.config import ConfigError
+from datafree.spellings import translate_batch_keys
 from datafree.flops import layer_costs
 from datafree.models import create_model, model_from_spec
 from datafree.pipeline import distill_from_config
@@ -152,6 +153,7 @@ def searched(tmp_path_factory):
     return config, results, out / "run"
 
 
+@pytest.mark.slow
 def test_early_stop_fires_at_the_target(searched):
     config, results, run = searched
     lines = [json.loads(line) for line in open(run / "metrics.jsonl")]
@@ -178,6 +180,7 @@ def test_exported_architecture_rebuilds_by_name_and_reproduces_the_gated_network
     assert info["layers"]["conv2"]["found_width"] == expected["conv2"]
 
 
+@pytest.mark.slow
 def test_resume_mid_search_reproduces_the_uninterrupted_search(tmp_path, monkeypatch):
     search = {"arch": "lenet5", "wrap": [{"name": "channel_gates", "params": {  # a target it cannot reach: lambda grows
         "l1": 0.3, "gate_lr": 0.02, "target_fraction": 0.06, "patience": 1}}]}  # fmt: skip
@@ -237,12 +240,13 @@ def test_clear_errors_for_unreachable_targets_and_ungateable_layers():
         gates(depthwise, shape=(2, 4, 4))
 
 
+@pytest.mark.slow
 def test_search_student_on_the_cifar_resnet34_teacher_with_fake_data(tmp_path):
     """The CIFAR ResNet-34 teacher (random weights) on fake CIFAR-10: search, export, distill the found student."""
     from runs.search_student import SearchSettings, run
     from runs.benchmark import recipe_path, smoke_config
 
-    from datafree.config import load_toml, translate_batch_keys
+    from datafree.config import load_toml
 
     config = smoke_config(load_toml(recipe_path("cifar10")))
     config.data.root, config.data.fake_size = str(tmp_path / "data"), 16

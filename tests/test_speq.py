@@ -115,6 +115,7 @@ def test_speq_loss_is_the_cosine_term_against_the_self_teachers_logits():
     assert loss.teacher_taps == ("self/logits",)
 
 
+@pytest.mark.slow
 def test_a_speq_run_trains_resumes_bit_for_bit_and_records_the_draw_counter(tmp_path, monkeypatch):
     whole = tiny_config(tmp_path / "whole", **SPEQ)
     save_random_teacher(whole)
@@ -146,6 +147,7 @@ def test_speq_without_activation_quantization_or_without_its_teacher_kind_fails_
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_an_activation_quantized_student_exports_with_its_activation_quantization(tmp_path):
     from datafree.deploy import deploy_run, student_of_run
 

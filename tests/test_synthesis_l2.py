@@ -20,6 +20,7 @@ def test_l2_prior_by_hand_and_by_name():
     assert value.item() == pytest.approx(3.0)
 
 
+@pytest.mark.slow
 def test_l2_prior_from_a_recipe_is_logged_and_moves_the_generator(tmp_path):
     from datafree import build
     from datafree.pipeline import distill_from_config

@@ -37,6 +37,7 @@ def test_mean_logits_source_averages_its_members_and_namespaces_their_features(t
     assert not torch.equal(out.features["m0/conv1"], nets[1].conv1(x))  # each member's own features
 
 
+@pytest.mark.slow
 def test_a_run_with_two_teachers_logs_both_members_accuracy_source(tmp_path):
     from datafree.pipeline import distill_from_config
 

@@ -75,6 +75,7 @@ def test_the_student_learns_from_the_anchor_while_the_generator_inverts_the_conv
     assert inverting_anchor.for_student() is inverting_anchor
 
 
+@pytest.mark.slow
 def test_a_run_resumed_mid_route_ends_with_the_uninterrupted_weights(tmp_path, monkeypatch):
     straight = route_config(tmp_path / "a")
     distill_from_config(straight)

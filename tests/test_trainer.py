@@ -19,6 +19,7 @@ from datafree.trainer import NonFiniteLossError
 from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
 
+@pytest.mark.slow
 def test_short_run_writes_metrics_checkpoints_samples_and_report(tiny):
     results = distill_from_config(tiny)
     out = tiny.train.output_dir
@@ -87,6 +88,7 @@ def test_confusion_counts_and_the_top_confusion_by_hand():
     assert table.splitlines()[4] == "| c | 50.0 | 25.0 | 25.0 |"
 
 
+@pytest.mark.slow
 def test_student_learns_and_teacher_stays_frozen(tmp_path):
     """A BatchNorm teacher held in memory: its parameters AND buffers (running statistics) are unchanged after a
     run, while the student moved away from the very initialization it started from."""
@@ -113,6 +115,7 @@ def test_student_learns_and_teacher_stays_frozen(tmp_path):
     assert any(not torch.equal(initial[k], saved[k]) for k in saved)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train", [{}, {"ema_decay": 0.9}, {"student_steps": 3, "replay": 4}])  # EMA, replay ring
 def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch, train):
     straight = tiny_config(tmp_path / "a", train=train)
@@ -155,6 +158,7 @@ def test_non_finite_loss_stops_names_the_term_and_keeps_last_good_checkpoint(tmp
     assert all(torch.isfinite(v).all() for v in student.values())
 
 
+@pytest.mark.slow
 def test_adversarial_term_trains_generator_not_student_and_replay_runs(tmp_path):
     config = tiny_config(tmp_path, synthesis={"adversarial": 1.0}, train={"student_steps": 3, "replay": 4, "steps": 4})
     save_random_teacher(config)
@@ -217,6 +221,7 @@ def test_fresh_batches_and_replay_are_exclusive(tmp_path):
         check_batches(tiny_config(tmp_path, train={"student_steps": 2, "fresh_batches": True, "replay": 2}))
 
 
+@pytest.mark.slow
 def test_images_generated_counts_the_fresh_batches(tmp_path):
     config = tiny_config(tmp_path, train={"student_steps": 3, "fresh_batches": True, "steps": 2, "eval_every": 2})
     save_random_teacher(config)
@@ -224,6 +229,7 @@ def test_images_generated_counts_the_fresh_batches(tmp_path):
     assert results["images_generated"] == 2 * 16 * 3 and results["student_steps_per_step"] == 3
 
 
+@pytest.mark.slow
 def test_ema_student_is_the_moving_average_and_is_what_gets_shipped(tmp_path):
     from accelerate.utils import set_seed
 
@@ -254,13 +260,17 @@ def test_ema_student_is_the_moving_average_and_is_what_gets_shipped(tmp_path):
 
 
 def test_ema_config_out_of_range_is_rejected(tmp_path):
-    from datafree.config import ConfigError, validate
+    from datafree.build import check_callbacks
+    from datafree.config import ConfigError
 
-    validate(tiny_config(tmp_path, train={"ema_decay": 0.999}))
-    with pytest.raises(ConfigError, match="ema_decay"):
-        validate(tiny_config(tmp_path, train={"ema_decay": 1.0}))
+    check_callbacks(tiny_config(tmp_path, train={"ema_decay": 0.999}), 10)  # the old spelling: an ema callback
+    with pytest.raises(ConfigError, match='"ema": decay in \\(0, 1\\)'):
+        check_callbacks(tiny_config(tmp_path, train={"ema_decay": 1.0}), 10)
+    with pytest.raises(ConfigError, match='"ema": decay in \\(0, 1\\)'):
+        check_callbacks(tiny_config(tmp_path, callbacks=[{"name": "ema", "params": {"decay": -0.5}}]), 10)
 
 
+@pytest.mark.e2e
 def test_evaluate_cli_prints_per_class_accuracy_of_a_saved_student(tmp_path, capsys):
     from datafree.cli.evaluate import main
 
@@ -320,6 +330,7 @@ def test_the_step_hands_the_losses_detached_teacher_targets(tmp_path, train):
         assert not targets.logits.requires_grad and not any(f.requires_grad for f in targets.features.values())
 
 
+@pytest.mark.slow
 def test_max_minutes_fixes_the_step_count_before_step_0_and_resume_keeps_it(tmp_path, monkeypatch):
     from accelerate.state import AcceleratorState, GradientState
 
@@ -365,13 +376,13 @@ def test_deadline_stops_the_loop_once_the_reserve_no_longer_fits(tmp_path, capsy
     trainer = build.trainer_from_config(config, test_set)
     trainer.callbacks.append(Deadline(deadline=1e12, reserve_s=0.0))
     fit = trainer.fit()
-    assert fit["steps"] == 6 and "stopped_at_deadline" not in fit  # far from the deadline: the planned steps
+    assert fit["steps"] == 6 and "stopped_at_deadline" not in fit["callbacks"]  # far from the deadline: the planned steps
     late = dataclasses.replace(config.train, output_dir=str(tmp_path / "late"))
     trainer = build.trainer_from_config(dataclasses.replace(config, train=late), test_set)
     clock = iter(float(t) for t in range(100))  # one second later at every question
     trainer.callbacks.append(Deadline(2.5, 1.0, lambda: next(clock)))  # asked at t = 0, 1, 2 after steps 1, 2, 3
     fit = trainer.fit()
-    assert fit["steps"] == 3 and fit["stopped_at_deadline"] == 3
+    assert fit["steps"] == 3 and fit["callbacks"]["stopped_at_deadline"] == 3
     assert "train.max_minutes would be overrun" in capsys.readouterr().out
     lines = [json.loads(l) for l in open(tmp_path / "late" / "metrics.jsonl")]
     assert lines[-1]["step"] == 3 and "student_acc" in lines[-1]  # the stop step is logged and evaluated
@@ -389,6 +400,7 @@ class _IgnoresClassThree(torch.nn.Module):
         return logits - 1e4 * torch.nn.functional.one_hot(torch.tensor(3), logits.shape[1]).to(logits)
 
 
+@pytest.mark.slow
 def test_class_coverage_names_a_class_the_generator_never_makes(tmp_path, capsys):
     from datafree import build
     from datafree.pipeline import distill

@@ -37,6 +37,7 @@ def test_warmup_steps_update_the_generator_and_leave_the_student_alone(tmp_path)
     assert "s_kd" in terms and _changed(student, trainer.student_net) and trainer.sched_s.last_epoch == 1
 
 
+@pytest.mark.slow
 def test_warmup_run_logs_lr_images_and_student_terms_from_the_first_student_step(tmp_path):
     config = tiny_config(tmp_path, student={"schedule": "cosine"},
                          train={"steps": 6, "warmup": 0.5, "student_steps": 2, "fresh_batches": True, "eval_every": 6,
@@ -130,6 +131,7 @@ def test_loss_panels_include_the_students_terms_that_start_after_the_warmup(tmp_
     assert titles == ["g_onehot (generator)", "s_kd (student)"]
 
 
+@pytest.mark.slow
 def test_generator_cosine_schedule_reaches_zero_and_a_resumed_warmup_run_is_exact(tmp_path, monkeypatch):
     """generator.schedule = "cosine" over all steps (warm-up included); resume restores both schedules mid-run
     (checkpoint at step 3 = the warm-up's end, crash in step 5)."""

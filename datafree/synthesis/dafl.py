@@ -30,7 +30,7 @@ from datafree.synthesis.base import SynthBatch, SynthesisTerm, TermContext, regi
 
 
 def one_hot_loss(logits: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy against the teacher's own argmax, or the classes (or soft targets: ``generator.blend``) a
+    """Cross-entropy against the teacher's own argmax, or the classes (or soft targets: the ``blend`` callback) a
     conditional generator was asked for."""
     return F.cross_entropy(logits, logits.detach().argmax(dim=1) if targets is None else targets)
 

@@ -1,10 +1,10 @@
-"""Precise BatchNorm statistics for the student: recomputed on un-augmented generator images before it is judged.
+"""``precise_bn``: the student's BatchNorm statistics recomputed on un-augmented generator images before it is judged.
 
 A BatchNorm student trains on batch statistics and is evaluated (and deployed) with its running statistics,
 an exponential average (momentum 0.1, about the last ten batches) of the batches it trained on. Those batches
 are flipped and shifted by up to 2 px with black fill (``train.augment_*``), and real images are neither, so
 the running statistics describe another distribution than the one the student meets. ``PreciseBatchNorm``
-(``train.precise_bn = n``) replaces them, before every evaluation and at the end of the run, by the plain
+(``[[callbacks]] precise_bn``, ``batches = n``) replaces them, before every evaluation and at the end of the run, by the plain
 average over ``n`` batches of the generator's images as they come out of it (no augmentation), the student's
 weights held fixed::
 
@@ -17,8 +17,8 @@ final weights instead of an EMA over changing ones); the difference here is the 
 un-augmented images, nothing real. Measured on the zoo's saved students (``runs/precise_bn_check.py``) and
 on whole runs: docs/changelog.md.
 
-What it touches: the shipped student's BatchNorm buffers (the EMA's average when ``train.ema_decay``), which
-training never reads (train mode normalizes with batch statistics; only ``generator.quota``'s gap, an eval-mode
+What it touches: the shipped student's BatchNorm buffers (the EMA's average with the ``ema`` callback), which
+training never reads (train mode normalizes with batch statistics; only the ``quota`` callback's gap, an eval-mode
 forward, sees them until the next updates have moved them again); the generator's own BatchNorm buffers are
 put back as they were. Every rank draws the same latents (rank 0's), so every rank gets the same statistics.
 A student without BatchNorm costs nothing. With ``train.transfer = "real"`` the images are the real transfer
@@ -32,17 +32,22 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import update_bn
 
-from datafree.callbacks import Callback
+from datafree.callbacks.base import Callback, register_callback
+from datafree.config import ConfigError
 
 DRAW = 1_000_000  # latent draws far above the fresh batches' (1 .. student_steps - 1): never the same images
 
 
+@register_callback("precise_bn")
 class PreciseBatchNorm(Callback):
     """The shipped student's BatchNorm running statistics from ``batches`` un-augmented generator batches."""
 
-    def __init__(self, batches: int):
-        if batches < 1:
-            raise ValueError(f"PreciseBatchNorm needs at least one batch, got {batches}")
+    order = 10  # before the EMA: at the end it recomputes the average's statistics, which the EMA then copies
+
+    def __init__(self, batches: int = 20):
+        if not isinstance(batches, int) or batches < 1:
+            raise ConfigError(f"[[callbacks]] \"precise_bn\": batches is a number of generator batches (>= 1, e.g. "
+                              f"20), got {batches!r}")  # fmt: skip
         self.batches = batches
         self.done_at: int | None = None  # the step whose statistics the student holds
 

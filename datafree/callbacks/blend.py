@@ -23,25 +23,40 @@ and the pure images stay, so every class is still made. Measured on the zoo: doc
 
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 
-from datafree.callbacks import LIST_CLASSES_UP_TO, Callback
+from datafree.callbacks.base import LIST_CLASSES_UP_TO, Callback, CallbackContext, LabelFn, register_callback
+from datafree.config import ConfigError
 
-LabelFn = Callable[[int, torch.device, torch.Generator], torch.Tensor]
 
-
+@register_callback("blend")
 class ClassBlend(Callback):
     """Soft targets (n, K) for the conditional generator: ``base``'s classes, a share ``blend`` of them blended."""
 
     momentum, floor, low, high = 0.9, 0.25, 0.5, 0.8
+    order = 70  # over the classes the earlier label callbacks chose
 
-    def __init__(self, num_classes: int, blend: float, base: LabelFn):
-        if num_classes < 2:
-            raise ValueError("blending needs at least two classes")
-        self.num_classes, self.blend, self.base = num_classes, blend, base
+    def __init__(self, share: float = 0.25, num_classes: int = 0, base: LabelFn | None = None):
+        if not 0.0 < share < 1.0:
+            raise ConfigError(f"[[callbacks]] \"blend\": share is the share of each batch made for two-class blends: "
+                              f"in (0, 1), got {share!r}")  # fmt: skip
+        self.num_classes, self.blend, self.base = num_classes, float(share), base
         self.neighbours: torch.Tensor | None = None  # N[a, c], on the device (lazy)
+
+    def check(self, context: CallbackContext) -> None:
+        if not context.conditional:
+            raise ConfigError("[[callbacks]] \"blend\" asks the generator for blends of two classes, which only a "
+                              "conditional generator takes; set generator.conditional = true or drop it")  # fmt: skip
+        if context.num_classes < 2:
+            raise ConfigError("[[callbacks]] \"blend\" needs at least two classes to blend; drop it")
+
+    def attach(self, context: CallbackContext) -> None:
+        self.num_classes = context.num_classes
+
+    def wrap_labels(self, labels: LabelFn | None, context: CallbackContext) -> LabelFn:
+        self.base = labels
+        return self.labels
 
     def partners(self, device: torch.device | str) -> torch.Tensor:
         """P(c | a), (K, K), zero on the diagonal."""

@@ -10,9 +10,9 @@ consecutive classes instead, and moves the window on with every batch made::
 so the W processes of a step ask for W * n different classes, a K-class cycle takes ceil(K / (W n)) batches, and
 over whole cycles every class is asked for equally often. The generator's own batch of consecutive steps moves by
 as many windows as batches are made per step (the student's fresh batches count too): with K = 100 and one
-process at n = 64, two steps of generator batches alone cover 128 >= 100 classes. ``generator.quota`` then shares
-each batch among its window's classes by their gaps (:class:`datafree.quota.ClassQuota`), and ``generator.blend``
-blends on top.
+process at n = 64, two steps of generator batches alone cover 128 >= 100 classes. The ``quota`` callback then shares
+each batch among its window's classes by their gaps (:class:`datafree.callbacks.quota.ClassQuota`), and
+``blend`` blends on top.
 The counter is saved with the training state, so a resumed run asks for the classes it would have.
 """
 
@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import torch
 
-from datafree.callbacks import Callback
+from datafree.callbacks.base import Callback
 from generators.conditional import balanced_labels
 
 
 class RotatingLabels(Callback):
     """``labels(n, device, rng)`` for the conditional generator: windows of consecutive classes that rotate."""
+
+    order = 90  # last: the other callbacks keep their checkpoint entries' names
 
     def __init__(self, num_classes: int, rank: int = 0, world: int = 1):
         self.num_classes, self.rank, self.world = num_classes, rank, world

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import torch
 
-from datafree.callbacks import Callback, per_class_field
+from datafree.callbacks.base import Callback, CallbackContext, LabelFn, per_class_field, register_callback
+from datafree.config import ConfigError
 
 
 def stratified_labels(shares: torch.Tensor, n: int) -> torch.Tensor:
@@ -31,15 +32,31 @@ def stratified_labels(shares: torch.Tensor, n: int) -> torch.Tensor:
     return torch.searchsorted(cumulative / cumulative[-1], midpoints, right=True).clamp(max=len(shares) - 1)
 
 
+@register_callback("quota")
 class ClassQuota(Callback):
     """The conditional generator's labels (``labels(n, device)``), re-weighted each step from the student's gap."""
 
     momentum = 0.9
+    order = 60  # its labels replace the balanced (or rotating) ones; a blend is laid over them after
 
-    def __init__(self, num_classes: int, quota: float, order=None):
-        self.num_classes, self.quota = num_classes, quota
-        self.order = order  # a RotatingLabels (K > batch): shares stratified in its rotated class order
+    def __init__(self, share: float = 0.5, num_classes: int = 0, order=None):
+        if not 0.0 < share < 1.0:
+            raise ConfigError(f"[[callbacks]] \"quota\": share is the share of each batch given by the student's gap: "
+                              f"in (0, 1), got {share!r}")  # fmt: skip
+        self.num_classes, self.quota = num_classes, float(share)
+        self.order_of_classes = order  # a RotatingLabels (K > batch): shares stratified in its rotated class order
         self.gap: torch.Tensor | None = None  # per asked class, on the device (lazy: the device is the loop's)
+
+    def check(self, context: CallbackContext) -> None:
+        if not context.conditional:
+            raise ConfigError("[[callbacks]] \"quota\" sets how many images of each class the generator is asked for, "
+                              "which only a conditional generator takes; set generator.conditional = true or drop it")  # fmt: skip
+
+    def attach(self, context: CallbackContext) -> None:
+        self.num_classes, self.order_of_classes = context.num_classes, context.order
+
+    def wrap_labels(self, labels: LabelFn | None, context: CallbackContext) -> LabelFn:
+        return self.labels  # the classes by the student's gap, in place of the balanced ones
 
     def shares(self, device: torch.device | str) -> torch.Tensor:
         """Each class's share of a batch: uniform until the first gap is measured."""
@@ -50,7 +67,8 @@ class ClassQuota(Callback):
         return (1 - self.quota) * uniform + self.quota * gap / gap.sum().clamp_min(1e-12)
 
     def labels(self, n: int, device: torch.device | str, rng: torch.Generator | None = None) -> torch.Tensor:
-        start = self.order.start(n) if self.order is not None else None  # None while every class fits in a batch
+        order = self.order_of_classes
+        start = order.start(n) if order is not None else None  # None while every class fits in a batch
         shares = self.shares(device)
         if start is not None:  # K > n: the batch is shared among its window's n classes (datafree/labels.py) by gap
             window = (torch.arange(n, device=shares.device) + start) % self.num_classes

@@ -1,0 +1,70 @@
+"""The class coverage every run watches: which classes the generator actually makes (built into every run)."""
+
+from __future__ import annotations
+
+import torch
+
+from datafree.callbacks.base import Callback, name_classes, per_class_field
+
+
+class ClassCoverage(Callback):
+    """Which classes the generator actually makes: the teacher's argmax over the last ``window`` of steps.
+
+    Counted on the device every step (no host sync); on each metrics line the shares go into the metrics
+    line (``class_coverage``), and a class under ``min_share`` of the images (default 1/(3K)) is named there
+    (``coverage_low``) and printed once, so a run never finishes silently with a student that saw no sandals.
+    ``summary()`` gives results.json the shares over the last ``window_fraction`` of the run.
+    """
+
+    order = 0  # first: every run has it, and its checkpoint entry keeps its name
+
+    def __init__(self, num_classes: int, steps: int, window_fraction: float = 0.1, min_share: float | None = None):
+        self.num_classes, self.window = num_classes, max(1, int(steps * window_fraction))
+        self.min_share = min_share if min_share is not None else 1.0 / (3 * num_classes)
+        self.counts = None  # (window, K) per-step histograms, a ring on the device
+        self.counted = 0  # steps seen: no verdict before a full window (a young generator makes anything)
+        self.warned: set[int] = set()
+
+    def on_synthesized(self, loop, step: int, batch) -> None:
+        labels = batch.teacher.logits.detach().argmax(dim=1)
+        if self.counts is None:
+            self.counts = torch.zeros(self.window, self.num_classes, dtype=torch.long, device=labels.device)
+        self.counts[step % self.window] = torch.bincount(labels, minlength=self.num_classes)
+        self.counted += 1
+
+    def shares(self) -> list[float]:
+        total = self.counts.sum(dim=0).float()
+        return (total / total.sum().clamp_min(1)).tolist()
+
+    def on_log(self, loop, record: dict) -> None:
+        if self.counts is None:
+            return
+        shares = self.shares()
+        low = sorted((k for k, share in enumerate(shares) if share < self.min_share), key=lambda k: shares[k])
+        record["class_coverage"] = per_class_field([round(s, 4) for s in shares])
+        if low and self.counted >= self.window:
+            record["coverage_low"] = sorted(low) if len(low) <= 20 else {"count": len(low), "rarest": low[:10]}
+            new = [k for k in low if k not in self.warned]  # the rarest first
+            if new:
+                loop.accelerator.print(f"warning: the generator makes almost no images of class(es) {name_classes(new)} "
+                                       f"(< {self.min_share:.3f} of the last {self.window} steps' images); the "
+                                       "student will not learn them (see report.md's class coverage)")  # fmt: skip
+                self.warned.update(new)
+
+    def checkpoint_state(self):
+        return self  # the window resumes with the run, so a resumed run reports the same coverage
+
+    def state_dict(self) -> dict:
+        counts = self.counts if self.counts is not None else torch.zeros(self.window, self.num_classes, dtype=torch.long)
+        return {"counts": counts, "counted": self.counted, "warned": sorted(self.warned)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.counts, self.counted, self.warned = state["counts"], int(state["counted"]), set(state["warned"])
+        self.window = len(self.counts)  # the window of the plan it was saved under (a budget may re-plan)
+
+    def summary(self) -> dict:
+        if self.counts is None:
+            return {}
+        shares = self.shares()
+        return {"class_coverage": [round(s, 4) for s in shares],
+                "classes_under_coverage": [k for k, s in enumerate(shares) if s < self.min_share]}  # fmt: skip
