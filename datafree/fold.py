@@ -4,7 +4,7 @@ In eval mode a BatchNorm layer is a fixed affine map per channel, y = gamma (x -
 After a convolution or linear layer it folds into that layer: W' = W s, b' = (b - mu) s + beta with
 s = gamma / sqrt(var + eps) per output channel. The folded copy computes the same function up to float
 rounding with one pass less over every feature map. The loop uses it for the forwards that only label the
-student's batches (datafree/batches.py): a step of the zoo's ResNet-20 pair is 1.13x faster with it on one CPU
+student's batches (datafree/batches/): a step of the zoo's ResNet-20 pair is 1.13x faster with it on one CPU
 core, 1.52x with bf16 labels on top (docs/changelog.md; runs/bench_speed.py). The generator's forward
 keeps the BatchNorm layers, whose inputs the statistics terms read.
 

@@ -10,7 +10,7 @@ by construction. The embeddings start at N(1, embed_std^2) per coordinate: with 
 60 generator steps, against 2.4 at 1.0 with the default preset: runs/bench_teachers.py). ``forward(z)`` keeps the plain-generator signature, so export and notebooks need nothing new;
 ``forward(z, labels)`` makes other class counts (the ``quota`` callback: datafree/callbacks/quota.py); ``labels`` may also be
 soft targets (n, K), whose latent is scaled by the blend of the embeddings, ``t @ E`` (the ``blend`` callback:
-datafree/blend.py).
+datafree/callbacks/blend.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import nn
 
 def balanced_labels(n: int, num_classes: int, device: torch.device | str | None = None, start: int = 0) -> torch.Tensor:
     """start, start + 1, ..., K-1, 0, 1, ...: the class assigned to each position of a batch of ``n`` (``start``: where
-    the window begins when K > n, datafree/labels.py)."""
+    the window begins when K > n, datafree/callbacks/rotation.py)."""
     return (torch.arange(n, device=device) + start) % num_classes
 
 

@@ -3,7 +3,7 @@
     python runs/class_gap.py outputs/<run>/[seed_N] [...] [--batches 40] [--blur S | --sharpen S]
 
 For each run folder (config.json, student_last.safetensors, generator.safetensors) it draws ``--batches``
-un-augmented batches of the saved generator at the run's last step (as ``train.precise_bn`` does) and takes the
+un-augmented batches of the saved generator at the run's last step (as the ``precise_bn`` callback does) and takes the
 real test set, and prints per class k:
 - ``spread``: the trace of the covariance of the teacher's penultimate features (the input of its last Linear)
   over the images made for k, over that of the real images of class k: under 1, the generator's images of k are

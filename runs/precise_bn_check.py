@@ -4,10 +4,10 @@
 
 For each data-free run folder (its config.json, student_last.safetensors and generator.safetensors) prints the
 student's accuracy on the real test set and its worst class, with the BatchNorm running statistics
-- as saved (the run's own: whatever its recipe's ``train.precise_bn`` left there),
-- recomputed as ``train.precise_bn`` does (``--batches`` un-augmented batches of the saved generator; a blend's
+- as saved (the run's own: whatever its recipe's ``precise_bn`` callback left there),
+- recomputed as the ``precise_bn`` callback does (``--batches`` un-augmented batches of the saved generator; a blend's
   partner drawn uniformly: the run's measured partners are not saved with the weights),
-- recomputed on the same batches flipped / shifted as the student's training batches are (``train.augment_*``):
+- recomputed on the same batches flipped / shifted as the student's training batches are (the ``augment`` batch piece):
   if this stays near "as saved", the augmentation is what the running statistics carried,
 - recomputed on as many real training images (an oracle: data the method never reads; only a yardstick).
 A student without BatchNorm prints one row. ``--class-mass`` also prints, per class, the student's mean
@@ -60,7 +60,7 @@ def check(run: Path, batches: int, class_mass: bool = False) -> None:
         return
     saved = {k: v.clone() for k, v in net.state_dict().items()}
     PreciseBatchNorm(batches).recompute(trainer)
-    print(f"{run}: train.precise_bn     {describe(net.eval(), loader, names)}")
+    print(f"{run}: precise_bn callback {describe(net.eval(), loader, names)}")
     if class_mass:
         synthetic = [trainer.synthesize.images(trainer.progress.step, DRAW + batches + i, rank=0)[0] for i in range(40)]
         print(f"{run}: student / teacher mean probability per class ({', '.join(names)})")
@@ -84,7 +84,7 @@ def check(run: Path, batches: int, class_mass: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (each with config.json and the saved weights)")
-    parser.add_argument("--batches", type=int, default=20, help="batches for each recomputation (train.precise_bn)")
+    parser.add_argument("--batches", type=int, default=20, help="batches for each recomputation (the precise_bn callback)")
     parser.add_argument("--class-mass", action="store_true",
                         help="also the student's mean probability per class over the teacher's, generated and real")
     args = parser.parse_args(argv)

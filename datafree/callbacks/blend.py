@@ -2,7 +2,7 @@
 
 The one-hot term makes every generated image one the teacher is sure of, yet a student learns a boundary from
 images near it: the zoo's worst class, Shirt, is lost to Pullover, Coat and T-shirt, whose generated images
-are all sure ones. ``ClassBlend`` (``generator.blend = b``) asks the conditional generator for blends in a
+are all sure ones. ``ClassBlend`` (``[[callbacks]] blend``, ``share = b``) asks the conditional generator for blends in a
 share ``b`` of every batch (the generator's and the student's fresh ones)::
 
     target of a blend   t_i = lam_i * e_a + (1 - lam_i) * e_c,   lam_i ~ U(0.5, 0.8)

@@ -2,7 +2,7 @@
 
 A BatchNorm student trains on batch statistics and is evaluated (and deployed) with its running statistics,
 an exponential average (momentum 0.1, about the last ten batches) of the batches it trained on. Those batches
-are flipped and shifted by up to 2 px with black fill (``train.augment_*``), and real images are neither, so
+are flipped and shifted by up to 2 px with black fill (the ``augment`` batch piece), and real images are neither, so
 the running statistics describe another distribution than the one the student meets. ``PreciseBatchNorm``
 (``[[callbacks]] precise_bn``, ``batches = n``) replaces them, before every evaluation and at the end of the run, by the plain
 average over ``n`` batches of the generator's images as they come out of it (no augmentation), the student's

@@ -1,7 +1,7 @@
 """A per-class quota for the conditional generator: more of its batch for the classes the student has not learnt.
 
 The conditional generator (generators/conditional.py) makes every class in equal numbers. ``ClassQuota`` moves a
-share ``q`` (``generator.quota``) of every batch toward the classes where the student and the teacher disagree
+share ``q`` (``[[callbacks]] quota``, ``share = q``) of every batch toward the classes where the student and the teacher disagree
 most on the generator's own images::
 
     gap_k  <- m * gap_k + (1 - m) * mean_{i asked for k} || softmax(s(x_i)) - softmax(t(x_i)) ||_1     (m = 0.9)
@@ -70,7 +70,7 @@ class ClassQuota(Callback):
         order = self.order_of_classes
         start = order.start(n) if order is not None else None  # None while every class fits in a batch
         shares = self.shares(device)
-        if start is not None:  # K > n: the batch is shared among its window's n classes (datafree/labels.py) by gap
+        if start is not None:  # K > n: the batch is shared among its window's n classes (datafree/callbacks/rotation.py) by gap
             window = (torch.arange(n, device=shares.device) + start) % self.num_classes
             return window[stratified_labels(shares[window], n)]
         return stratified_labels(shares, n)  # deterministic: rng unused
@@ -87,7 +87,7 @@ class ClassQuota(Callback):
         finally:
             net.train(was_training)
         gap = (student - batch.teacher.logits.detach().float().softmax(dim=1)).abs().sum(dim=1)
-        asked = batch.classes()  # a blend (generator.blend) counts for its main class
+        asked = batch.classes()  # a blend (the blend callback) counts for its main class
         sums = torch.zeros(self.num_classes, device=gap.device).index_add_(0, asked, gap)
         counts = torch.bincount(asked, minlength=self.num_classes).float()
         if loop.accelerator.num_processes > 1:  # every rank draws the same shares
