@@ -243,12 +243,11 @@ def labeller(config: Config, teacher: TeacherSource, student: StudentWithLosses)
     """The student's source with BatchNorm folded (``train.fold_batchnorm``), for the no-grad forwards that label
     its extra batches, tapped where the student's losses read the teacher's features; None where a tap cannot be
     read from the folded copy (a BatchNorm's output), ``train.compile`` compiles the teacher, or the source is not a
-    foldable teacher source (SPEQ's self-teacher)."""
+    foldable teacher source (``TargetSource.labeller``: SPEQ's self-teacher has none)."""
     t = config.train
-    source = teacher.for_student()
-    if not t.fold_batchnorm or t.compile or not isinstance(source, TeacherSource):
+    if not t.fold_batchnorm or t.compile:
         return None
-    return source.labeller(list(student.teacher_taps))
+    return teacher.for_student().labeller(list(student.teacher_taps))
 
 
 def real_transfer_set(config: Config) -> torch.Tensor:

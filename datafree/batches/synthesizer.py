@@ -141,9 +141,10 @@ class Synthesizer:
 
     def student_targets(self, images: torch.Tensor, teacher_out: NetOutput) -> NetOutput:
         """The student's targets for G's batch: the same forward unless the student has its own teacher; a student
-        source that only adds to the inverted teacher's output (``extend``: SPEQ's self-teacher) reuses that forward."""
+        source that only adds to the inverted teacher's output (``TargetSource.extend``: SPEQ's self-teacher) reuses
+        that forward."""
         if self.student_teacher is self.teacher:
             return teacher_out.detach()
-        extend = getattr(self.student_teacher, "extend", None)
         with torch.no_grad():
-            return extend(images.detach(), teacher_out.detach()) if extend else self.student_teacher(images.detach())
+            extended = self.student_teacher.extend(images.detach(), teacher_out.detach())
+            return extended if extended is not None else self.student_teacher(images.detach())

@@ -40,7 +40,28 @@ class Member:
     stats: str | None = None
 
 
-class TeacherSource(nn.Module):
+class TargetSource(nn.Module):
+    """What gives the student its targets (``TeacherSource.for_student()``): a teacher source, or a module that
+    derives them otherwise (SPEQ's self-teacher, the student at random precisions)."""
+
+    def forward(self, x: torch.Tensor) -> NetOutput:
+        raise NotImplementedError
+
+    def extend(self, x: torch.Tensor, out: NetOutput) -> NetOutput | None:
+        """The student's targets for ``x`` from the inverted source's output ``out`` on the same images, where this
+        source derives them without a forward of its own (SPEQ's self-teacher adds its logits); None: a full
+        forward is needed."""
+        return None
+
+    def labeller(self, taps: list[str] | tuple[str, ...] = ()) -> nn.Module | None:
+        """A faster module for the no-grad forwards that label the student's extra batches; None: this one."""
+        return None
+
+    def tap(self, names: list[str]) -> None:
+        """Hook these (namespaced) layers, for the student's losses."""
+
+
+class TeacherSource(TargetSource):
     """Frozen networks + forward hooks. Subclasses set ``self._members`` and may override ``combine``."""
 
     fixed_weights = True  # False: the members' weights change during a run (a route's anchors): no folded copy
@@ -117,7 +138,7 @@ class TeacherSource(nn.Module):
     def set_progress(self, fraction: float) -> None:
         """Called at the start of each step with step / steps."""
 
-    def for_student(self) -> "TeacherSource":
+    def for_student(self) -> TargetSource:
         """The source that gives the student its targets (itself unless a method needs them apart)."""
         return self
 

@@ -47,7 +47,7 @@ from torch import nn
 from datafree.config import ConfigError
 from datafree.features import NetOutput, logits_of
 from datafree.spec import ImageSpec
-from datafree.teachers.base import TeacherSource, register_teacher
+from datafree.teachers.base import TargetSource, TeacherSource, register_teacher
 from datafree.teachers.single import SingleTeacher
 
 SELF_LOGITS = "self/logits"
@@ -58,7 +58,7 @@ def activation_layers(net: nn.Module) -> list[nn.Module]:
     return [m for m in net.modules() if getattr(m, "act_bits", 0)]
 
 
-class SelfTeacher(nn.Module):
+class SelfTeacher(TargetSource):
     """The student at random activation precisions: the source of the student's targets under SPEQ."""
 
     def __init__(self, real: TeacherSource, choices: list[int] | None, seed: int):
