@@ -59,7 +59,7 @@ def hand_row(base: Config, budget: float, seeds: int, root: Path) -> dict:
 
 def searched_row(base: Config, budget: float, seeds: int, root: Path, search_steps: int, smoke: bool) -> dict:
     from datafree.build import reset_accelerate
-    from runs.search_student import SearchSettings, run
+    from datafree.cli.search import SearchSettings, run
 
     from datafree.trainer import NonFiniteLossError
 

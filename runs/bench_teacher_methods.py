@@ -98,7 +98,7 @@ def method_config(base: Config, method: str, teachers: list[dict], args) -> Conf
 
 def stage_members(config: Config) -> list[Config]:
     """sfeed's stages as single-teacher recipes (for timing)."""
-    from runs.sequential_feed import stage_config
+    from datafree.cli.feed import stage_config
 
     return [stage_config(config, m, k, Path("unused"), 0.0) for k, m in enumerate(config.teacher.members)]
 
@@ -120,7 +120,7 @@ def run_method(config: Config, method: str, seeds: int, minutes: float, root: Pa
     from datafree.build import reset_accelerate
     from datafree.pipeline import distill_from_config
     from datafree.report import spread
-    from runs.sequential_feed import run_stages
+    from datafree.cli.feed import run_stages
 
     runs = []
     for seed in range(seeds):

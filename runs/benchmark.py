@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from datafree.config import Config, ConfigError, load_toml  # noqa: E402
-from datafree.spellings import translate_batch_keys  # noqa: E402
+from datafree.smoke import SMOKE_FAKE_IMAGES, smoke_config  # noqa: E402,F401  (the smoke chain, shared by the scripts)
 from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
 
 RECIPES = ("mnist", "fmnist", "cifar10", "cifar100", "celeba", "cifar10_ternary")
@@ -44,29 +44,11 @@ PAPER: dict[str, dict] = {
                       "with a larger student, not DAFL and not comparable one to one"},  # fmt: skip
     },
 }
-SMOKE_FAKE_IMAGES = 64  # per split: the teacher trains one epoch on these, students are evaluated on the others
 
 
 def recipe_path(recipe: str) -> Path:
     """``mnist`` -> runs/mnist.toml; anything ending in .toml is taken as a path."""
     return Path(recipe) if recipe.endswith(".toml") else ROOT / "runs" / f"{recipe}.toml"
-
-
-def smoke_config(config: Config) -> Config:
-    """The recipe's networks on generated stand-in data with a budget of seconds: proves the chain runs."""
-    c = copy.deepcopy(config)
-    like = c.data.like if c.data.name == "fake" else c.data.name
-    c.data.name, c.data.like, c.data.fake_size, c.data.eval_batch_size = "fake", like, SMOKE_FAKE_IMAGES, SMOKE_FAKE_IMAGES
-    c.data.num_workers = 0
-    c.teacher_training.epochs, c.teacher_training.batch_size, c.teacher_training.route_every = 1, 16, 1
-    c.teacher.checkpoint = ""
-    c.generator.width, c.generator.latent_dim = 16, min(c.generator.latent_dim, 64)
-    t = c.train
-    t.steps, t.batch_size, t.eval_every, t.log_every, t.sample_every, t.checkpoint_every = 4, 8, 2, 1, 2, 4
-    c.batches = translate_batch_keys(c.batches, {"fresh_batch_size": 0})  # the student's fresh batches shrink with
-    # the generator's (a preset's 64 would not)
-    t.mixed_precision, t.channels_last, t.compile, t.trackers = "no", False, False, []
-    return c
 
 
 def _fresh_accelerate_state() -> None:

@@ -64,7 +64,7 @@ def test_search_bench_compares_hand_designed_and_found_students_at_the_budget(tm
 @pytest.mark.e2e
 def test_a_diverged_search_is_named_in_its_row_and_the_other_seeds_still_run(tmp_path, monkeypatch):
     import runs.bench_search as bench
-    import runs.search_student as search
+    import datafree.cli.search as search
     from datafree.trainer import NonFiniteLossError
 
     original = search.run

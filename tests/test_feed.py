@@ -132,7 +132,7 @@ def test_ensemble_errors_name_the_member(tmp_path):
 def test_sequential_feed_runs_a_stage_per_teacher_and_carries_the_student_over(tmp_path):
     import tomllib
 
-    import runs.sequential_feed as sfeed
+    import datafree.cli.feed as sfeed
 
     config, members = ensemble_config(tmp_path)
     recipe = tmp_path / "ensemble.toml"

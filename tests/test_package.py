@@ -27,6 +27,18 @@ def test_the_datafree_command_lists_its_subcommands_and_shipped_recipes(capsys):
         recipe_path("no_such_recipe")
 
 
+def test_every_subcommand_answers_help_under_its_own_name(capsys):
+    """Derived from the subcommand table: search and feed (once scripts in runs/) are subcommands like the rest."""
+    from datafree.cli.main import SUBCOMMANDS, main
+
+    assert {"train", "teacher", "search", "feed"} <= set(SUBCOMMANDS)
+    for name in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as done:
+            main([name, "--help"])
+        assert done.value.code == 0, name
+        assert f"datafree {name}" in capsys.readouterr().out, name
+
+
 @pytest.mark.slow
 def test_datafree_train_by_recipe_name_writes_a_model_card_and_load_student_rebuilds_it(tmp_path, monkeypatch):
     from datafree import build, load_student

@@ -243,7 +243,7 @@ def test_clear_errors_for_unreachable_targets_and_ungateable_layers():
 @pytest.mark.slow
 def test_search_student_on_the_cifar_resnet34_teacher_with_fake_data(tmp_path):
     """The CIFAR ResNet-34 teacher (random weights) on fake CIFAR-10: search, export, distill the found student."""
-    from runs.search_student import SearchSettings, run
+    from datafree.cli.search import SearchSettings, run
     from runs.benchmark import recipe_path, smoke_config
 
     from datafree.config import load_toml
@@ -275,7 +275,7 @@ def test_search_settings_defaults_are_the_wrappers():
     """runs/search_student.py's --search.* options repeat the wrapper's params: their defaults must not drift."""
     import inspect
 
-    from runs.search_student import SearchSettings
+    from datafree.cli.search import SearchSettings
     from datafree.wrappers.gates import ChannelGates
 
     wrapper = {k: p.default for k, p in inspect.signature(ChannelGates.__init__).parameters.items() if k != "self"}

@@ -5,6 +5,8 @@
     datafree train --recipe fmnist --train.steps 500   # data-free distillation (any --section.key override)
     datafree stats --config runs/zoo.toml              # record a teacher's feature statistics
     datafree evaluate ... / export ... / deploy ...    # evaluate a student, export a synthetic set, ship as ONNX
+    datafree search --config fmnist --search.target_flops 144e3   # a student found inside the teacher, then distilled
+    datafree feed --config <ensemble recipe>           # sequential FEED over an ensemble's teachers
     accelerate launch -m datafree train --recipe fmnist   # several processes / GPUs through Accelerate's launcher
 
 Each subcommand is the module named below; ``datafree <subcommand> --help`` prints its options.
@@ -23,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("datafree.cli.evaluate", "evaluate a saved student on the real test set"),
     "export": ("datafree.cli.export", "write a synthetic set from a trained generator"),
     "deploy": ("datafree.cli.deploy", "export the student to ONNX and check it with onnxruntime (extra: onnx)"),
+    "search": ("datafree.cli.search", "search a student inside the teacher (channel gates), then distill it"),
+    "feed": ("datafree.cli.feed", "sequential FEED: one student fed by an ensemble's teachers one after another"),
 }
 
 
