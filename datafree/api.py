@@ -30,7 +30,9 @@ from dataclasses import fields, replace
 from torch import nn
 from torch.utils.data import Dataset
 
-from datafree.config import SECTIONS, Config, ConfigError, TermConfig, _coerce, from_dict, set_synthesis_value, validate
+from datafree.config import (SECTIONS, Config, ConfigError, PieceConfig, TermConfig, _coerce, from_dict,
+                             set_synthesis_value, validate)  # fmt: skip
+from datafree.spellings import LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, translate_batch_keys, translate_callback_keys
 from datafree.pipeline import distill
 from datafree.spec import ImageSpec
 
@@ -42,6 +44,7 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
                      preset: str = "default", config: Config | None = None, losses: list[dict] | None = None,
                      synthesis: list[dict] | dict[str, float] | None = None, resume: bool = False,
                      feature_stats: dict | None = None, class_feature_stats: dict | None = None,
+                     batches: list[dict] | None = None, callbacks: list[dict] | None = None,
                      **sections: dict) -> dict:  # fmt: skip
     """Run data-free distillation with the given networks; ``sections`` override recipe tables by keyword,
     e.g. ``generator={"width": 64}``, ``train={"steps": 500}``, ``student={"lr": 1e-3}``.
@@ -58,6 +61,9 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
     student objective (default: the preset's; KD at temperature 4 in ``default``, at 1 in ``dafl``),
     e.g. ``[{"name": "kd"}, {"name": "at", "weight": 1.0, "params": {...}}]``; ``synthesis`` the generator's: a
     list of terms (replaces the recipe's), or ``{term: weight}`` added to them (``{"feature_stats": 1.0}``).
+    ``batches`` / ``callbacks`` replace the preset's student-batch pieces / loop callbacks (docs/recipes.md), e.g.
+    ``callbacks=[{"name": "ema", "params": {"decay": 0.999}}]``; their old ``train=`` / ``generator=`` keys
+    (``train={"ema_decay": 0.999}``) are translated onto them as in a recipe.
     The student is trained in place; in ``default`` its BatchNorm running statistics end as those of the final
     generator's un-augmented images (the ``precise_bn`` callback: datafree/callbacks/precise_bn.py).
     Returns the results dict (accuracies as fractions; also written to ``<train.output_dir>/results.json``).
@@ -72,6 +78,11 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
         if section not in SECTIONS:
             raise ConfigError(f"unknown recipe section {section!r}; use {', '.join(SECTIONS)} (and losses=, synthesis=)")
         current = getattr(config, section)
+        values = dict(values)
+        old_pieces = {k: values.pop(k) for k in list(values) if section == "train" and k in LEGACY_BATCH_KEYS}
+        config.batches = translate_batch_keys(config.batches, old_pieces) if old_pieces else config.batches
+        old_callbacks = {(section, k): values.pop(k) for k in list(values) if (section, k) in LEGACY_CALLBACK_KEYS}
+        config.callbacks = translate_callback_keys(config.callbacks, old_callbacks) if old_callbacks else config.callbacks
         allowed = {f.name for f in fields(current)}
         unknown = set(values) - allowed
         if unknown:
@@ -79,6 +90,10 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
         setattr(config, section, _coerce({**current.__dict__, **values}, type(current), section))
     if losses is not None:
         config.distill = _coerce(losses, list[TermConfig], "losses")
+    if batches is not None:
+        config.batches = _coerce(batches, list[PieceConfig], "batches")
+    if callbacks is not None:
+        config.callbacks = _coerce(callbacks, list[PieceConfig], "callbacks")
     if isinstance(synthesis, dict):  # {term: weight} on top of the recipe's terms, e.g. {"feature_stats": 1.0}
         config.synthesis = [replace(t) for t in config.synthesis]
         for name, weight in synthesis.items():

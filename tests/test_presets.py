@@ -34,8 +34,9 @@ def student() -> nn.Module:
 
 def run(tmp_path, teacher, **kwargs) -> tuple[dict, list[dict], str]:
     out = tmp_path / "run"
+    train = {**TINY, "output_dir": str(out), **kwargs.pop("train", {})}
     results = distill_datafree(teacher, student(), image_size=16, channels=1, num_classes=4, mean=(0.3,), std=(0.35,),
-                               train={**TINY, "output_dir": str(out)}, **kwargs)  # fmt: skip
+                               train=train, **kwargs)  # fmt: skip
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return results, lines, (out / "report.md").read_text()
 
@@ -148,3 +149,24 @@ def test_the_default_one_hot_term_hands_the_second_half_to_the_statistics_terms_
     assert weights(strict) == [1.0, 1.0, 1.0, 1.0]  # nothing else holds its images to their classes
     assert not any("stats" in t.name for t in strict.synthesis)
     assert weights(strict, "adversarial") == weights(default, "adversarial")  # the rest as default's
+
+
+@pytest.mark.slow
+def test_the_python_call_takes_batches_and_callbacks_and_their_old_keys(tmp_path):
+    torch.manual_seed(0)
+    results, lines, _ = run(tmp_path, BNTeacher(), preset="dafl", batches=[{"name": "fresh", "params": {"size": 4}}],
+                            callbacks=[{"name": "ema", "params": {"decay": 0.5}}], train={"student_steps": 2})  # fmt: skip
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["batches"] == [{"name": "fresh", "params": {"size": 4}}]
+    assert config["callbacks"] == [{"name": "ema", "params": {"decay": 0.5}}]
+    torch.manual_seed(0)
+    run(tmp_path / "old", BNTeacher(), preset="dafl", train={"student_steps": 2, "fresh_batches": True,
+                                                                          "fresh_batch_size": 4, "ema_decay": 0.5})  # fmt: skip
+    from tests.conftest import assert_same_weights
+
+    assert_same_weights(tmp_path / "run", tmp_path / "old" / "run")  # the same run, spelled the old way
+    torch.manual_seed(0)
+    run(tmp_path / "plain", BNTeacher(), preset="dafl", batches=[{"name": "fresh", "params": {"size": 4}}],
+        train={"student_steps": 2})  # without the EMA: the shipped weights are not the average's
+    with pytest.raises(AssertionError):
+        assert_same_weights(tmp_path / "run", tmp_path / "plain" / "run", names=("student_last.safetensors",))
