@@ -29,7 +29,8 @@ from datafree.netcheck import build_net, channels_last_hazard, check_network, lo
 from datafree.optim import make_optimizer, make_schedule
 from datafree.spec import ImageSpec
 from datafree.synthesis import SynthesisObjective, TermContext, create_synthesis_term
-from datafree.teachers import SingleTeacher, TeacherSource, teacher_class
+from datafree.teachers import TeacherSource, teacher_class
+from datafree.teachers.base import TargetSource
 from datafree.trainer import DataFreeTrainer
 from datafree.wrappers import create_student_wrapper
 from generators import create_generator
@@ -88,7 +89,7 @@ def build_teacher(config: Config, spec: ImageSpec, net: nn.Module | None = None,
     if net is None:
         return teacher_class(config.teacher.kind).from_config(config, spec)
     check_network(net, spec, "teacher")
-    return SingleTeacher(net, spec, None, feature_layer or config.teacher.feature_layer or None)
+    return teacher_class("single")(net, spec, None, feature_layer or config.teacher.feature_layer or None)
 
 
 def _default_taps(term: TermConfig, student_net: nn.Module, teacher: TeacherSource) -> dict:
@@ -179,10 +180,21 @@ def check_batches(config: Config) -> None:
 
 
 @dataclass
+class TeacherRoles:
+    """The teacher in its three roles: the source the generator inverts, the one that gives the student its targets
+    (the same object unless a method needs them apart: SPEQ's self-teacher), and a faster module that labels the
+    student's extra batches (BatchNorm folded; None: the targets' source itself)."""
+
+    invert: TeacherSource
+    targets: TargetSource
+    labeller: nn.Module | None = None
+
+
+@dataclass
 class Parts:
     """Everything the loop needs, built; the trainer prepares and runs it."""
 
-    teacher: TeacherSource
+    roles: TeacherRoles
     student: StudentWithLosses
     generator: nn.Module
     objective: SynthesisObjective
@@ -193,7 +205,11 @@ class Parts:
     student_batches: SameBatch
     callbacks: list[Callback]
     schedule_g: Any = None  # the generator's LR schedule (generator.schedule), stepped once per step
-    labeller: nn.Module | None = None  # labels the student's extra batches instead of the source (BatchNorm folded)
+
+    @property
+    def teacher(self) -> TeacherSource:
+        """The source the generator inverts (``roles.invert``): the teacher most diagnostics mean."""
+        return self.roles.invert
 
 
 def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
@@ -233,10 +249,10 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
                                  *([context.order] if context.order is not None else [])]  # fmt: skip
     callbacks.sort(key=lambda callback: callback.order)  # each kind's place (datafree/callbacks/base.py)
     synthesizer.make_labels = chain_labels(callbacks, labels, context)  # quota, then blend, over the classes
-    return Parts(teacher, student, generator, objective, optimizer_g, optimizer_s,
+    roles = TeacherRoles(teacher, teacher.for_student(), labeller(config, teacher, student))
+    return Parts(roles, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, t.steps - warmup_steps(t), s.milestones, s.gamma),
-                 synthesizer, batches, callbacks,
-                 make_schedule(optimizer_g, g.schedule, t.steps), labeller(config, teacher, student))  # fmt: skip
+                 synthesizer, batches, callbacks, make_schedule(optimizer_g, g.schedule, t.steps))  # fmt: skip
 
 
 def labeller(config: Config, teacher: TeacherSource, student: StudentWithLosses) -> nn.Module | None:

@@ -89,11 +89,11 @@ class DataFreeTrainer:
                  eval_set: Dataset | None = None, eval_batch_size: int = 1000, num_workers: int = 0):  # fmt: skip
         self.config, self.accelerator, self.spec, self.parts = train, accelerator, spec, parts
         self.out = Path(train.output_dir)
-        self.source = parts.teacher
-        self.teacher = accelerator.prepare_model(parts.teacher, evaluation_mode=True)
-        student_teacher = parts.teacher.for_student()
-        if student_teacher is not parts.teacher:
-            student_teacher = accelerator.prepare_model(student_teacher, evaluation_mode=True)
+        roles = parts.roles
+        self.source = roles.invert
+        self.teacher = accelerator.prepare_model(roles.invert, evaluation_mode=True)
+        if roles.targets is not roles.invert:
+            student_teacher = accelerator.prepare_model(roles.targets, evaluation_mode=True)
         else:
             student_teacher = self.teacher
         self.generator, self.student, self.opt_g, self.opt_s = accelerator.prepare(
@@ -102,7 +102,7 @@ class DataFreeTrainer:
         self.sched_s, self.sched_g = parts.schedule_s, parts.schedule_g
         if train.compile:
             self.generator, self.teacher = torch.compile(self.generator), torch.compile(self.teacher)
-            student_teacher = self.teacher if student_teacher is parts.teacher else student_teacher
+            student_teacher = self.teacher if roles.targets is roles.invert else student_teacher
         self.objective, self.callbacks = parts.objective, list(parts.callbacks)
         self.progress = Progress()
         for callback in self.callbacks:
@@ -113,8 +113,8 @@ class DataFreeTrainer:
             self.eval_loader = eval_loader(eval_set, eval_batch_size, num_workers, accelerator)
         self.synthesize = parts.synthesizer  # built on the bare modules: from here on it runs the prepared ones
         self.synthesize.bind(self.generator, self.teacher, student_teacher,
-                             accelerator.prepare_model(parts.labeller, evaluation_mode=True)
-                             if parts.labeller is not None else None)  # fmt: skip
+                             accelerator.prepare_model(roles.labeller, evaluation_mode=True)
+                             if roles.labeller is not None else None)  # fmt: skip
         self.student_batches = parts.student_batches
         self.warmup_steps = warmup_steps(train)  # generator-only steps first: no student update, no LR step
         extra = self.student_batches.generated_images(train.student_steps)  # e.g. the fresh batches
