@@ -9,6 +9,7 @@ import time
 import shutil
 import statistics
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -141,17 +142,11 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         accelerator = build.make_accelerator(config)  # the timing's models stay out of the real run's state
     trainer = build.build_trainer(config, accelerator, teacher, student_net, spec, eval_set, references)
     if seconds:  # a fresh budgeted run re-plans its length from its first steps, and stops if the machine slows
-        budget, t = config.train.max_minutes * 60, config.train
-        reserve = seconds + 2 * eval_seconds + 0.02 * budget
-        if not t.warmup:
-            def replanned(steps: int) -> None:  # config.train is the trainer's: its steps already moved
-                if accelerator.is_main_process:
-                    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+        def replanned(steps: int) -> None:  # config.train is the trainer's: its steps already moved
+            if accelerator.is_main_process:
+                atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
 
-            most = t.steps if t.budget_mode == "cap" else None  # the plan, which the re-plans may not exceed
-            trainer.callbacks.append(BudgetReplan(started + budget, reserve + 0.02 * budget, t.steps, eval_seconds,
-                                                  t.eval_every, on_replan=replanned, most_steps=most))  # fmt: skip
-        trainer.callbacks.append(Deadline(started + budget, reserve))
+        trainer.callbacks += budget_callbacks(config, started, seconds, eval_seconds, replanned)
     if resume:  # before anything is written: a resume that fails leaves the folder describing what it holds
         trainer.resume()
     if accelerator.is_main_process:
@@ -213,14 +208,33 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         **({"class_names": list(spec.class_names)} if spec.class_names else {}),
     }
     if accelerator.is_main_process:
-        atomic_write_text(out / "results.json", readable_json(results))
-        from datafree.model_card import write_model_card
-        from datafree.report import write_report
-
-        write_report(out, results, spec)
-        write_model_card(out, config, results, spec)
+        write_results(out, results, config, spec)
     accelerator.end_training()
     return results
+
+
+def budget_callbacks(config: Config, started: float, seconds: float, eval_seconds: float,
+                     on_replan: Callable[[int], None]) -> list:  # fmt: skip
+    """A budgeted run's re-plan (at 10% and 50%; not with ``train.warmup``, whose steps are a fraction of the first
+    plan) and deadline, from the timed ``seconds`` per step and ``eval_seconds`` per evaluation."""
+    budget, t = config.train.max_minutes * 60, config.train
+    reserve = seconds + 2 * eval_seconds + 0.02 * budget
+    callbacks = []
+    if not t.warmup:
+        most = t.steps if t.budget_mode == "cap" else None  # the plan, which the re-plans may not exceed
+        callbacks.append(BudgetReplan(started + budget, reserve + 0.02 * budget, t.steps, eval_seconds, t.eval_every,
+                                      on_replan=on_replan, most_steps=most))  # fmt: skip
+    return callbacks + [Deadline(started + budget, reserve)]
+
+
+def write_results(out: Path, results: dict, config: Config, spec: ImageSpec) -> None:
+    """results.json, report.md and MODEL_CARD.md of a finished run."""
+    from datafree.model_card import write_model_card
+    from datafree.report import write_report
+
+    atomic_write_text(out / "results.json", readable_json(results))
+    write_report(out, results, spec)
+    write_model_card(out, config, results, spec)
 
 
 def distill_from_config(config: Config, resume: bool = False) -> dict:
