@@ -38,6 +38,27 @@ class Registry:
             raise ValueError(f"unknown {self.what} {name!r}; registered {self.plural}: {', '.join(self.names())}")
         return self._classes[name]
 
+    def create_list(self, pieces: list[tuple[str, dict]], where: str) -> list:
+        """A recipe's list of (name, params), each built; a name given twice, an unknown name or a parameter a
+        class does not take is a ConfigError that names the list (``where``, e.g. ``[[batches]]``)."""
+        from datafree.config import ConfigError
+
+        names = [name for name, _ in pieces]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"{where} lists {twice} more than once; give each once")
+        built = []
+        for name, params in pieces:
+            try:
+                cls = self.get(name)
+            except ValueError as err:
+                raise ConfigError(f"{where} {err}") from None
+            try:
+                built.append(cls(**params))
+            except TypeError as err:
+                raise ConfigError(f"{where} {name!r}: bad params {params} ({err})") from None
+        return built
+
     def create(self, name: str, **params):
         """Build a registered class; a parameter it does not take fails with the ones it accepts."""
         cls = self.get(name)

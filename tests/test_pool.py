@@ -117,7 +117,7 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     ({"pool": 64, "pool_share": 0.0}, '"pool": size is a number of images'),
     ({"pool": 64, "pool_share": 1.5}, '"pool": size is a number of images'),
     ({"pool": 64, "student_steps": 1}, "train.student_steps = 1 has none"),
-    ({"pool": 64, "student_steps": 2, "transfer": "real"}, 'train.transfer = "real" has no generator'),
+    ({"pool": 64, "student_steps": 2, "transfer": "real"}, "'pool' needs the generator, but train.transfer = \"real\" has none"),
 ])  # fmt: skip
 def test_bad_values_are_refused(tmp_path, train, match):
     with pytest.raises(ConfigError, match=match):

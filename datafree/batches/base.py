@@ -76,6 +76,12 @@ class SameBatch:
             raise ConfigError(f"[[batches]] {self.registry_name!r} serves the EXTRA student updates of a step, but "
                               "train.student_steps = 1 has none; raise train.student_steps or drop the piece")  # fmt: skip
 
+    def needs_generator(self, context: BatchContext) -> None:
+        """For pieces that read the generator: ``train.transfer = "real"`` has none."""
+        if context.transfer == "real":
+            raise ConfigError(f"[[batches]] {self.registry_name!r} needs the generator, but train.transfer = \"real\" "
+                              "has none; drop the piece")  # fmt: skip
+
     @property
     def batch_size(self) -> int | None:
         """Images in the batches of the extra updates (None: the generator's batch size)."""
@@ -109,18 +115,8 @@ class SameBatch:
 def check_chain(pieces: list[tuple[str, dict]], context: BatchContext) -> list[SameBatch]:
     """The recipe's pieces (name, params) built and checked against the run, in nesting order (by stage, the
     list's order within a stage); a ConfigError names the piece and the fix."""
-    names = [name for name, _ in pieces]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ConfigError(f"[[batches]] lists {twice} more than once; give each piece once")
-    built = []
-    for name, params in pieces:
-        cls = batches_class(name)
-        try:
-            built.append(cls(**params))
-        except TypeError as err:
-            raise ConfigError(f"[[batches]] {name!r}: bad params {params} ({err})") from None
-    context.pieces = tuple(names)
+    built = _PIECES.create_list(pieces, "[[batches]]")
+    context.pieces = tuple(name for name, _ in pieces)
     for piece in built:
         piece.check(context)
     return sorted(built, key=lambda p: p.stage)

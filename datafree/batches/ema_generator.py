@@ -36,9 +36,7 @@ class EMAGeneratorBatches(SameBatch):
 
     def check(self, context: BatchContext) -> None:
         self.needs_extra_updates(context)
-        if context.transfer == "real":
-            raise ConfigError("[[batches]] \"ema_generator\" averages the generator, but train.transfer = \"real\" has "
-                              "none; drop the piece")  # fmt: skip
+        self.needs_generator(context)  # it averages the generator
 
     def attach(self, inner: SameBatch | None, context: BatchContext) -> None:
         self.inner, self.synthesize, self.autocast = inner, context.synthesize, context.autocast

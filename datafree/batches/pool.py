@@ -55,9 +55,7 @@ class ImagePool(SameBatch):
 
     def check(self, context: BatchContext) -> None:
         self.needs_extra_updates(context)
-        if context.transfer == "real":
-            raise ConfigError("[[batches]] \"pool\" keeps the generator's past images, but train.transfer = \"real\" "
-                              "has no generator; drop the piece")  # fmt: skip
+        self.needs_generator(context)  # it keeps the generator's past images
 
     def attach(self, inner: SameBatch | None, context: BatchContext) -> None:
         self.inner, self.synthesize, self.autocast = inner, context.synthesize, context.autocast

@@ -149,20 +149,7 @@ def name_classes(classes: list[int], most: int = 10) -> str:
 
 def build_callbacks(pieces: list[tuple[str, dict]], context: CallbackContext, check_only: bool = False) -> list[Callback]:
     """The recipe's callbacks (name, params): built, checked against the run, attached (unless ``check_only``)."""
-    names = [name for name, _ in pieces]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ConfigError(f"[[callbacks]] lists {twice} more than once; give each callback once")
-    built = []
-    for name, params in pieces:
-        try:
-            cls = _CALLBACKS.get(name)
-        except ValueError as err:
-            raise ConfigError(f"[[callbacks]] {err}") from None
-        try:
-            built.append(cls(**params))
-        except TypeError as err:
-            raise ConfigError(f"[[callbacks]] {name!r}: bad params {params} ({err})") from None
+    built = _CALLBACKS.create_list(pieces, "[[callbacks]]")
     for callback in built:
         callback.check(context)
     if not check_only:
