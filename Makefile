@@ -31,7 +31,7 @@ distill: $(VENV)
 		train_dfl.py --config $(RECIPE)
 
 demo: $(VENV) fmnist-data
-	$(PY) runs/demo.py --config $(RECIPE)
+	$(PY) runs/examples/demo.py --recipe $(RECIPE)
 
 test: $(VENV)
 	$(dir $(PY))lint-imports

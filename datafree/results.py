@@ -72,7 +72,7 @@ def provenance(repo: Path, argv: list[str] | None = None, threads: int | None = 
     """Command, commit, date and machine of a measurement made now from the checkout ``repo``."""
     args = sys.argv if argv is None else argv
     return {
-        "command": " ".join(["python", *args]),
+        "command": " ".join(args if args and args[0].startswith("datafree ") else ["python", *args]),
         "commit": commit_of(repo),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
         "hardware": machine(threads),

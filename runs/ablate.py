@@ -1,6 +1,6 @@
 """Accuracy per wall-clock minute: the Fashion-MNIST recipe against variants that switch one thing off or on.
 
-    python runs/ablate.py [--config runs/fmnist.toml] [--steps 300] [--only recipe,dafl] [--seed 0]
+    python runs/ablate.py [--recipe fmnist] [--steps 300] [--only recipe,dafl] [--seed 0] [--smoke] [--section.key value]
 
 Two groups of variants, all at the same number of generator steps and batch:
 - the ladder from pure DAFL to the recipe (why each [tuned] line of runs/fmnist.toml is there);
@@ -8,21 +8,22 @@ Two groups of variants, all at the same number of generator steps and batch:
   generator width), where what matters is accuracy per minute, not per step.
 Writes outputs/ablate/table.md and results.json; every run's folder is outputs/ablate/<variant>/.
 Accuracies are on the real test set; times are this machine's, measured in the same invocation.
+``--section.key`` overrides change the recipe every variant starts from; --smoke runs the chain in seconds on
+generated stand-in data (numbers meaningless).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datafree.config import Config, load_toml, set_synthesis_value  # noqa: E402
-from datafree.spellings import LEGACY_BATCH_KEYS, translate_batch_keys  # noqa: E402
+from datafree.bench.args import bench_parser, load_recipe, overridden, parse
+from datafree.config import Config, set_synthesis_value
+from datafree.spellings import LEGACY_BATCH_KEYS, translate_batch_keys
 
 PURE_DAFL = {"generator.output": "bn", "generator.lr": 0.2, "generator.width": 64, "synthesis.adversarial": 0.0,
              "synthesis.moment": 0.0, "synthesis.tv": 0.0, "synthesis.feature_stats": 0.0,
@@ -87,18 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     from datafree.checkpoint import atomic_write_text
     from datafree.pipeline import distill_from_config, hardware
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="runs/fmnist.toml")
+    parser = bench_parser(__doc__, recipe="fmnist", output_root="outputs/ablate", record=False)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default="", help=f"comma-separated variants among: {', '.join(VARIANTS)}")
-    parser.add_argument("--output-root", default="outputs/ablate")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, owned={"train.steps": "--steps", "train.seed": "--seed", "train.output_dir": "--output-root"})
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
-    base, root = load_toml(args.config), Path(args.output_root)
+    base = load_recipe(args.recipe)
+    if args.smoke:
+        from datafree.smoke import smoke_config
+
+        base, args.steps = smoke_config(base), smoke_config(base).train.steps
+    base, root = overridden(base, args), Path(args.output_root)
     rows, start = [], time.perf_counter()
     for i, name in enumerate(names, 1):
         print(f"== {i}/{len(names)}: {name}")
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         table.append(f"| {r['variant']} | {100 * r['final']:.2f} | {100 * r['best']:.2f} | {r['wall_time_s']:.0f} | "
                      f"{fmt_t(r['time_to_50'])} | {fmt_t(r['time_to_60'])} | {fmt_t(r['time_to_80'])} |")  # fmt: skip
     note = (f"\n{args.steps} generator steps x batch {base.train.batch_size} each, seed {args.seed}, "
-            f"recipe {args.config}; {hardware()}; total {time.perf_counter() - start:.0f} s. "
+            f"recipe {args.recipe}; {hardware()}; total {time.perf_counter() - start:.0f} s. "
             "Times include the periodic test-set evaluations.\n")  # fmt: skip
     text = "\n".join(table) + "\n" + note
     root.mkdir(parents=True, exist_ok=True)

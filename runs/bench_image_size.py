@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -36,7 +35,7 @@ def measure(size: int, batch: int, classes: int, teacher_arch: str, student_arch
     from datafree.feature_stats import record_teacher_stats
     from datafree.models import create_model
     from datafree.spec import ImageSpec
-    from runs.bench_speed import rss_mb
+    from datafree.bench.common import rss_mb
 
     baseline = rss_mb("VmRSS")
     spec = ImageSpec(3, size, classes, *IMAGENET)

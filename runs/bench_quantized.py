@@ -1,6 +1,6 @@
 """Quantized students, data-free: what do low-bit weights and activations cost, and do the seeds' methods help?
 
-    python runs/bench_quantized.py [--recipe runs/zoo.toml] [--teacher lenet5@0] [--student lenet5_half]
+    python runs/bench_quantized.py [--recipe zoo] [--teacher lenet5@0] [--student lenet5_half]
         [--rows float,ternary,ternary_decay,w4,w4a4,speq_add,speq_replace,ternary_real] [--seeds 3]
         [--steps 400] [--teacher-epochs N] [--threads 1] [--output-root outputs/bench_quantized] [--smoke]
         [--record NAME]
@@ -38,10 +38,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from datafree.bench.args import bench_parser, parse
+from datafree.config import Config, TermConfig, WrapperConfig
 
-from datafree.config import Config, TermConfig, WrapperConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+# recipe keys each run sets from this script's own options (an override of one is refused, naming the option)
+OWNED = {"train.steps": "--steps", "train.seed": "--seeds", "train.output_dir": "--output-root",
+         "teacher.arch": "--teacher", "teacher.checkpoint": "--teacher", "student.arch": "--student",
+         "student.wrap": "--rows", "distill": "--rows"}
+
 
 TERNARY = {"bits": "ternary"}
 W4, W4A4 = {"bits": 4}, {"bits": 4, "act_bits": 4}
@@ -135,27 +140,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from datafree.checkpoint import atomic_write_text
     from datafree.pipeline import hardware
-    from runs.bench_teacher_methods import fixed_steps_recipe
+    from datafree.bench.common import fixed_steps_recipe
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
+    parser = bench_parser(__doc__, recipe="zoo", seeds=3, output_root="outputs/bench_quantized")
     parser.add_argument("--teacher", default="lenet5@0", help="arch@seed, trained once under --output-root/teachers")
     parser.add_argument("--student", default="lenet5_half")
     parser.add_argument("--rows", default=",".join(ROWS))
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=400, help="steps of every run (equal steps, not wall time)")
     parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads for the latency")
-    parser.add_argument("--output-root", default="outputs/bench_quantized")
-    parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per run")
-    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
-                        "(a path ending in .json: there), with their provenance")  # fmt: skip
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, owned=OWNED)
     rows = [r for r in args.rows.split(",") if r]
     if set(rows) - set(ROWS):
         parser.error(f"--rows takes {','.join(ROWS)}; got {sorted(set(rows) - set(ROWS))}")
     root = Path(args.output_root)
-    base, teacher = fixed_steps_recipe(args.recipe, args.steps, args.teacher_epochs, args.smoke, args.teacher, root)
+    base, teacher = fixed_steps_recipe(args.recipe, args.steps, args.teacher_epochs, args.smoke, args.teacher, root, args)
     base.student.arch = args.student
     for row in rows:  # one file per row: several invocations (e.g. on two cores) fill one table
         atomic_write_text(root / row / "row.json", json.dumps(run_row(row_config(base, row), row, args.seeds, root,

@@ -1,6 +1,6 @@
 """Does a student found inside the teacher beat a hand-designed one at equal FLOPs? (issue "Search for a better student")
 
-    python runs/bench_search.py [--recipe runs/zoo.toml] [--teacher lenet5@0] [--seeds 3] [--steps 250]
+    python runs/bench_search.py [--recipe zoo] [--teacher lenet5@0] [--seeds 3] [--steps 250]
         [--search-steps 300] [--budgets 1.0,0.5] [--teacher-epochs N] [--output-root outputs/bench_search] [--smoke]
         [--record NAME]
 
@@ -25,10 +25,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from datafree.bench.args import bench_parser, parse
+from datafree.config import Config
 
-from datafree.config import Config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+# recipe keys each run sets from this script's own options (an override of one is refused, naming the option)
+OWNED = {"train.steps": "--steps", "train.seed": "--seeds", "train.output_dir": "--output-root",
+         "teacher.arch": "--teacher", "teacher.checkpoint": "--teacher", "student.arch": "--budgets"}
+
 
 LENET5_HALF_FLOPS = 133_740
 HAND = {1.0: ("lenet5_half", {}), 0.5: ("lenet5", {"widths": [2, 5, 40, 28]})}
@@ -138,26 +142,20 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, search_steps: int
 def main(argv: list[str] | None = None) -> int:
     from datafree.checkpoint import atomic_write_text
     from datafree.pipeline import hardware
-    from runs.bench_teacher_methods import fixed_steps_recipe
+    from datafree.bench.common import fixed_steps_recipe
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
+    parser = bench_parser(__doc__, recipe="zoo", seeds=3, output_root="outputs/bench_search")
     parser.add_argument("--teacher", default="lenet5@0")
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=250, help="distillation steps of every student")
     parser.add_argument("--search-steps", type=int, default=300, help="at most this many search steps")
     parser.add_argument("--budgets", default="1.0,0.5", help=f"fractions of LeNet-5-half's FLOPs: {sorted(HAND)}")
     parser.add_argument("--teacher-epochs", type=int, default=0)
-    parser.add_argument("--output-root", default="outputs/bench_search")
-    parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per run")
-    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
-                        "(a path ending in .json: there), with their provenance")  # fmt: skip
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, owned=OWNED)
     budgets = [float(b) for b in args.budgets.split(",") if b]
     if set(budgets) - set(HAND):
         parser.error(f"--budgets takes {sorted(HAND)}")
     root = Path(args.output_root)
-    base, teacher = fixed_steps_recipe(args.recipe, args.steps, args.teacher_epochs, args.smoke, args.teacher, root)
+    base, teacher = fixed_steps_recipe(args.recipe, args.steps, args.teacher_epochs, args.smoke, args.teacher, root, args)
     start = time.perf_counter()
     rows, search_steps = [], 4 if args.smoke else args.search_steps
     for budget in budgets:

@@ -1,6 +1,6 @@
 """Which teacher should the student learn from? The seeds' teacher-side methods at equal wall time.
 
-    python runs/bench_teacher_methods.py [--recipe runs/zoo.toml] [--teachers lenet5@0,lenet5@1,lenet5@2,vgg_bn@0]
+    python runs/bench_teacher_methods.py [--recipe zoo] [--teachers lenet5@0,lenet5@1,lenet5@2,vgg_bn@0]
         [--student lenet5_half] [--methods single,ensemble_kd,feed,sfeed,rco] [--transfer synthetic|real] [--seeds 3]
         [--minutes 5 | --steps N] [--teacher-epochs N] [--feed-weight 1.0] [--rco-schedule equal|plateau] [--rco-invert final|anchor]
         [--output-root outputs/bench_methods] [--smoke] [--record NAME]
@@ -36,47 +36,18 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from datafree.bench.args import bench_parser, load_recipe, overridden, parse
+from datafree.bench.common import trained_teachers
+from datafree.config import Config, TermConfig
 
-from datafree.config import Config, TermConfig, load_toml  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# recipe keys each run sets from this script's own options (an override of one is refused, naming the option)
+OWNED = {"train.steps": "--steps", "train.seed": "--seeds", "train.output_dir": "--output-root",
+         "teacher.arch": "--teacher(s)", "teacher.checkpoint": "--teacher(s)", "student.arch": "--student"}
 
 METHODS = ("single", "ensemble_kd", "feed", "sfeed", "rco")
-
-
-def trained_teachers(base: Config, specs: list[str], root: Path) -> list[dict]:
-    """Each ``arch@seed`` trained (unless present) under root/teachers; [{arch, checkpoint, seed, teacher_acc}]."""
-    from datafree.supervised import train_teacher
-
-    teachers = []
-    for text in specs:
-        arch, _, seed = text.partition("@")
-        c = copy.deepcopy(base)
-        c.teacher.kind, c.teacher.arch, c.teacher_training.seed = "single", arch, int(seed or 0)
-        c.teacher.checkpoint = str(root / "teachers" / f"{arch}-s{c.teacher_training.seed}" / "teacher.safetensors")
-        c.teacher_training.route_every = max(1, c.teacher_training.epochs // 4)
-        path = Path(c.teacher.checkpoint)
-        if not path.exists():
-            train_teacher(c)
-        acc = json.loads(path.with_suffix(".json").read_text())["teacher_acc"]
-        teachers.append({"arch": arch, "checkpoint": str(path), "seed": c.teacher_training.seed, "teacher_acc": acc})
-    return teachers
-
-
-def fixed_steps_recipe(recipe: str, steps: int, teacher_epochs: int, smoke: bool, teacher: str, root: Path):
-    """A benchmark's base recipe at ``steps`` steps (no wall-time budget) with its one ``arch@seed`` teacher trained
-    under root/teachers and set in; returns (config, the teacher's entry)."""
-    base = load_toml(recipe)
-    base.train.steps, base.train.max_minutes = steps, 0.0
-    if teacher_epochs:
-        base.teacher_training.epochs = teacher_epochs
-    if smoke:
-        from runs.benchmark import smoke_config
-
-        base = smoke_config(base)
-    entry = trained_teachers(base, [teacher], root)[0]
-    base.teacher.arch, base.teacher.checkpoint = entry["arch"], entry["checkpoint"]
-    return base, entry
 
 
 def method_config(base: Config, method: str, teachers: list[dict], args) -> Config:
@@ -181,36 +152,32 @@ def main(argv: list[str] | None = None) -> int:
     from datafree.checkpoint import atomic_write_text
     from datafree.pipeline import hardware
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default=str(ROOT / "runs" / "zoo.toml"))
+    parser = bench_parser(__doc__, recipe="zoo", seeds=3, output_root="outputs/bench_methods")
     parser.add_argument("--teachers", default="lenet5@0,lenet5@1,lenet5@2,vgg_bn@0")
     parser.add_argument("--student", default="lenet5_half")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--transfer", default="synthetic", choices=("synthetic", "real"))
-    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--minutes", type=float, default=5.0, help="loop budget of each run (sfeed: of all stages)")
     parser.add_argument("--steps", type=int, default=0, help="single's steps; the others' by timed equal wall time")
     parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
     parser.add_argument("--feed-weight", type=float, default=1.0)
     parser.add_argument("--rco-schedule", default="equal", choices=("equal", "plateau"))
     parser.add_argument("--rco-invert", default="final", choices=("final", "anchor"), help="the teacher G inverts")
-    parser.add_argument("--output-root", default="outputs/bench_methods")
-    parser.add_argument("--smoke", action="store_true", help="generated stand-in data, seconds per run")
-    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
-                        "(a path ending in .json: there), with their provenance")  # fmt: skip
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, owned={**OWNED, "train.max_minutes": "--minutes", "teacher.kind": "--methods",
+                                      "teacher.members": "--teachers", "train.transfer": "--transfer"})  # fmt: skip
     methods = [m for m in args.methods.split(",") if m]
     if set(methods) - set(METHODS) or len(args.teachers.split(",")) < 2:
         parser.error(f"--methods takes {','.join(METHODS)}; --teachers needs at least two arch@seed entries")
-    base, root = load_toml(args.recipe), Path(args.output_root)
+    base, root = load_recipe(args.recipe), Path(args.output_root)
     base.student.arch = args.student
     if args.teacher_epochs:
         base.teacher_training.epochs = args.teacher_epochs
     minutes = args.minutes
     if args.smoke:
-        from runs.benchmark import smoke_config
+        from datafree.smoke import smoke_config
 
         base, minutes = smoke_config(base), 0.02
+    base = overridden(base, args)
     teachers = trained_teachers(base, args.teachers.split(","), root)
     configs = {m: method_config(base, m, teachers, args) for m in methods}
     single_steps = (4 if args.smoke else args.steps) if args.steps else 0

@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, ConfigError, load_toml  # noqa: E402
-from datafree.smoke import SMOKE_FAKE_IMAGES, smoke_config  # noqa: E402,F401  (the smoke chain, shared by the scripts)
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
+from datafree.config import Config, ConfigError, load_toml
+from datafree.smoke import SMOKE_FAKE_IMAGES, smoke_config  # noqa: F401  (the smoke chain, shared by the scripts)
+from datafree.overrides import add_override_arguments, apply_overrides, parse_args
 
 RECIPES = ("mnist", "fmnist", "cifar10", "cifar100", "celeba", "cifar10_ternary")
 _DAFL = "Chen et al., Data-Free Learning of Student Networks, ICCV 2019"
@@ -121,7 +120,7 @@ def run_benchmark(recipe: str, seeds: int, smoke: bool = False, output_root: str
     from accelerate import PartialState
 
     from datafree.checkpoint import atomic_write_text
-    from datafree.cli.feature_stats import ensure_for_recipe
+    from datafree.supervised import ensure_for_recipe
     from datafree.pipeline import distill_from_config
     from datafree.report import write_summary
 

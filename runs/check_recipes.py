@@ -44,11 +44,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, load_toml  # noqa: E402
-from datafree.spellings import translate_batch_keys, translate_callback_keys  # noqa: E402
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
+from datafree.config import Config, load_toml
+from datafree.spellings import translate_batch_keys, translate_callback_keys
+from datafree.overrides import add_override_arguments, apply_overrides, parse_args
 
 REFERENCE = ROOT / "results" / "check_recipes.json"
 TEACHER_IMAGES = 16000  # one epoch on about a quarter of Fashion-MNIST: a teacher in seconds, far from the full one's

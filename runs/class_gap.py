@@ -35,13 +35,12 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from datafree.augment import gaussian_blur  # noqa: E402
-from datafree.data import dataset_info  # noqa: E402
-from datafree.callbacks.precise_bn import DRAW  # noqa: E402
-from datafree.synthesis.image_priors import image_total_variation as image_tv  # noqa: E402
-from runs.saved_run import load_run, refused  # noqa: E402
+from datafree.augment import gaussian_blur
+from datafree.data import dataset_info
+from datafree.callbacks.precise_bn import DRAW
+from datafree.synthesis.image_priors import image_total_variation as image_tv
+from datafree.bench.common import load_run, refused
 
 
 def logits_of(output) -> torch.Tensor:

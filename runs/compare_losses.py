@@ -1,10 +1,12 @@
 """Same data-free budget, one student objective at a time: KD alone, then KD + each feature loss.
 
-    python runs/compare_losses.py [--config runs/fmnist.toml] [--seeds 2] [--steps 300] [--only kd,nst] [--record NAME]
+    python runs/compare_losses.py [--recipe fmnist] [--seeds 2] [--steps 300] [--only kd,nst] [--record NAME] [--smoke]
+        [--section.key value]
 
 Writes outputs/loss_zoo/table.md (mean and spread over seeds of final and best student accuracy, wall
 time) and results.json; every run's own folder is outputs/loss_zoo/<loss>/seed_<k>/. ``--record NAME`` also writes
-the per-seed figures with their provenance to results/NAME.json (datafree.results).
+the per-seed figures with their provenance to results/NAME.json (datafree.results). ``--section.key`` overrides
+change the recipe every objective runs on; --smoke runs the chain in seconds on generated stand-in data.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from datafree.bench.args import bench_parser, load_recipe, overridden, parse
+from datafree.config import LossConfig
 
-from datafree.config import LossConfig, load_toml  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+
 
 
 def feature_losses() -> dict[str, tuple[float, dict]]:
@@ -49,7 +52,7 @@ def record_rows(rows: list[dict], terms: dict[str, list[LossConfig]], args: argp
     """The table's per-seed figures and what defines each row (its loss terms), with their provenance."""
     from datafree.results import in_repo, record, results_path
 
-    table = {"recipe": in_repo(args.config, ROOT),
+    table = {"recipe": in_repo(args.recipe, ROOT),
              "dataset": dataset, "steps": args.steps, "batch_size": batch_size, "seeds": list(range(args.seeds)),
              "rows": [{"objective": r["objective"], "distill": [asdict(t) for t in terms[r["objective"]]],
                        "final_per_seed": r["final"], "best_per_seed": r["best"], "wall_s": r["wall_time_s"]}
@@ -62,17 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     from datafree.build import reset_accelerate
     from datafree.pipeline import distill_from_config, hardware
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="runs/fmnist.toml")
-    parser.add_argument("--seeds", type=int, default=2)
+    parser = bench_parser(__doc__, recipe="fmnist", seeds=2, output_root="outputs/loss_zoo")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=0, help="per-step batch (default: the recipe's)")
     parser.add_argument("--only", default="", help="comma-separated loss names (kd is always the baseline)")
-    parser.add_argument("--output-root", default="outputs/loss_zoo")
-    parser.add_argument("--record", default="", metavar="NAME", help="also write the figures to results/NAME.json "
-                        "(a path ending in .json: there), with their provenance")  # fmt: skip
-    args = parser.parse_args(argv)
-    base = load_toml(args.config)
+    args = parse(parser, argv, owned={"train.steps": "--steps", "train.seed": "--seeds", "train.batch_size": "--batch-size",
+                                      "train.output_dir": "--output-root", "distill": "--only"})  # fmt: skip
+    base = load_recipe(args.recipe)
+    if args.smoke:
+        from datafree.smoke import smoke_config
+
+        base = smoke_config(base)
+        args.steps, args.batch_size = base.train.steps, base.train.batch_size
+    base = overridden(base, args)
     root = Path(args.output_root)
     rows, started = [], time.perf_counter()
     terms = objectives([s for s in args.only.split(",") if s])
@@ -93,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label}: final {spread(finals)}  best {spread(bests)}")
     lines = [
         f"Student accuracy (%) on the real {base.data.name} test set after {args.steps} data-free steps "
-        f"(batch {args.batch_size or base.train.batch_size}, recipe `{args.config}`), mean ± std over {args.seeds} "
-        f"seeds. Produced by `python runs/compare_losses.py --config {args.config} --seeds {args.seeds} "
+        f"(batch {args.batch_size or base.train.batch_size}, recipe `{args.recipe}`), mean ± std over {args.seeds} "
+        f"seeds. Produced by `python runs/compare_losses.py --recipe {args.recipe} --seeds {args.seeds} "
         f"--steps {args.steps}{f' --batch-size {args.batch_size}' if args.batch_size else ''}` "
         f"on {hardware()}.",
         "",

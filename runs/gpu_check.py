@@ -39,9 +39,8 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from datafree.config import Config, load_toml  # noqa: E402  (no torch import: --device cpu still hides CUDA)
+from datafree.config import Config, load_toml  # (no torch import: --device cpu still hides CUDA)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

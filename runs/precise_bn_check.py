@@ -19,19 +19,17 @@ its outputs has anything to fit. No file is written.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from torch.optim.swa_utils import update_bn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from datafree.data import dataset_info, recipe_split  # noqa: E402
-from datafree.evaluate import class_counts, overall, per_class  # noqa: E402
-from datafree.callbacks.precise_bn import DRAW, PreciseBatchNorm, has_batchnorm  # noqa: E402
-from runs.saved_run import load_run, refused  # noqa: E402
+from datafree.data import dataset_info, recipe_split
+from datafree.evaluate import class_counts, overall, per_class
+from datafree.callbacks.precise_bn import DRAW, PreciseBatchNorm, has_batchnorm
+from datafree.bench.common import load_run, refused
 
 
 def describe(net: torch.nn.Module, loader, names: tuple[str, ...]) -> str:

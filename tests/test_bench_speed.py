@@ -58,7 +58,7 @@ def test_says_it_measures_the_current_recipe(quick):
 def test_workers_measure_the_recipe_the_parent_resolved(tmp_path):
     """The parent writes the overridden recipe as JSON; a worker builds exactly that (not the TOML's values)."""
     import json
-    import runs.bench_speed as bench
+    import datafree.bench.speed_worker as bench
     from datafree.config import load_toml
 
     config = load_toml(ROOT / "runs" / "zoo.toml")

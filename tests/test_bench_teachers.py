@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 @pytest.mark.e2e
 def test_smoke_runs_each_pair_with_the_unchanged_recipe_and_fills_the_table(tmp_path):
-    import runs.bench_teachers as bench
+    import datafree.bench.zoo as bench
     from datafree.config import load_toml
 
     pairs = "lenet5:lenet5_half,resnet20:resnet8_narrow@fashion-mnist-28"
@@ -53,7 +53,7 @@ def test_smoke_runs_each_pair_with_the_unchanged_recipe_and_fills_the_table(tmp_
 
 
 def test_pool_makes_one_row_of_a_pairs_runs_across_merged_roots():
-    import runs.bench_teachers as bench
+    import datafree.bench.zoo as bench
 
     def run(final: float, classes: list[float], steps: int) -> dict:
         return {"student_acc_final": final, "student_acc_best": final + 0.01, "steps": steps, "total_s": 500.0,

@@ -159,7 +159,7 @@ def assert_prior_trains_every_generator_parameter(config, teacher_net, term: str
 
 
 def test_ensure_for_recipe_records_once_and_only_when_needed(tmp_path):
-    from datafree.cli.feature_stats import ensure_for_recipe
+    from datafree.supervised import ensure_for_recipe
 
     off = tiny_config(tmp_path / "off")
     save_random_teacher(off)
@@ -246,7 +246,7 @@ def test_class_stats_recorded_per_class_and_pooled_from_one_pass():
 @pytest.mark.slow
 def test_class_stats_file_errors_and_ensure_rerecords_an_old_file(tmp_path):
     from datafree import build
-    from datafree.cli.feature_stats import ensure_for_recipe
+    from datafree.supervised import ensure_for_recipe
     from datafree.feature_stats import has_class_stats
     from datafree.pipeline import distill_from_config
 

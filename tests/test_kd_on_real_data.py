@@ -1,4 +1,4 @@
-"""runs/kd_on_real_data.py (the real-data KD baseline) runs through the library's public pieces."""
+"""runs/examples/kd_on_real_data.py (the real-data KD baseline) runs through the library's public pieces."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tests.conftest import save_random_teacher, tiny_config
 
 @pytest.mark.e2e
 def test_kd_on_real_data_trains_and_reports_accuracy(tmp_path, capsys):
-    import runs.kd_on_real_data as script
+    import runs.examples.kd_on_real_data as script
 
     config = tiny_config(tmp_path, train={"batch_size": 8})
     save_random_teacher(config)

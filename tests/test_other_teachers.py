@@ -134,7 +134,7 @@ def test_a_teacher_from_python_without_statistics_is_told_which_arguments_to_pas
 
 
 def test_label_smoothing_is_validated_and_the_held_out_pairs_parse():
-    import runs.bench_teachers as bench
+    import datafree.bench.zoo as bench
     from datafree.config import from_dict, validate
 
     config = from_dict({"teacher_training": {"label_smoothing": 1.0}})

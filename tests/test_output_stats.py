@@ -98,7 +98,7 @@ def test_a_run_reads_the_recorded_outputs_and_the_feature_terms_ignore_them(tmp_
     from datafree.feature_stats import has_class_stats, has_outputs
 
     assert has_class_stats(path) and not has_outputs(path)
-    from datafree.cli.feature_stats import ensure_for_recipe
+    from datafree.supervised import ensure_for_recipe
 
     assert ensure_for_recipe(config) == path  # the recipe asks for the outputs: recorded again, with them
     assert OUTPUT_TAP in load_reference(path, per_class=True) and has_outputs(path)

@@ -48,7 +48,7 @@ def test_a_batch_as_spread_as_the_training_images_scores_near_zero_and_a_collaps
 @pytest.mark.slow
 def test_a_run_reads_the_recorded_penultimate_features_and_an_old_file_is_recorded_again(tmp_path):
     from datafree import build
-    from datafree.cli.feature_stats import ensure_for_recipe
+    from datafree.supervised import ensure_for_recipe
     from datafree.feature_stats import has_outputs
     from datafree.pipeline import distill_from_config
 

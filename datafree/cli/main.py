@@ -7,6 +7,7 @@
     datafree evaluate ... / export ... / deploy ...    # evaluate a student, export a synthetic set, ship as ONNX
     datafree search --config fmnist --search.target_flops 144e3   # a student found inside the teacher, then distilled
     datafree feed --config <ensemble recipe>           # sequential FEED over an ensemble's teachers
+    datafree bench zoo --part tuned / bench speed      # the shipped benchmarks
     accelerate launch -m datafree train --recipe fmnist   # several processes / GPUs through Accelerate's launcher
 
 Each subcommand is the module named below; ``datafree <subcommand> --help`` prints its options.
@@ -27,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("datafree.cli.deploy", "export the student to ONNX and check it with onnxruntime (extra: onnx)"),
     "search": ("datafree.cli.search", "search a student inside the teacher (channel gates), then distill it"),
     "feed": ("datafree.cli.feed", "sequential FEED: one student fed by an ensemble's teachers one after another"),
+    "bench": ("datafree.cli.bench", "the shipped benchmarks: the zoo of teacher -> student pairs, the step's speed"),
 }
 
 

@@ -132,7 +132,7 @@ def run(config: Config, s: SearchSettings, root: Path) -> dict:
 
     from datafree import build
     from datafree.checkpoint import CheckpointError, atomic_write_text, load_weights
-    from datafree.cli.feature_stats import ensure_for_recipe
+    from datafree.supervised import ensure_for_recipe
     from datafree.data import recipe_split
     from datafree.flops import parameter_count
     from datafree.models import model_from_spec

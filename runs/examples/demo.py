@@ -1,37 +1,33 @@
 """`make demo`: teacher on real data (if not trained yet), data-free student, report.
 
-    python runs/demo.py [--config runs/fmnist.toml] [overrides...]
+    python runs/examples/demo.py [--recipe fmnist] [--retrain-teacher] [--section.key value ...]
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from datafree.config import ConfigError, load_toml  # noqa: E402
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args  # noqa: E402
+from datafree.bench.args import bench_parser, load_recipe, parse
+from datafree.config import ConfigError
+from datafree.overrides import apply_overrides
 
 
 def main(argv: list[str] | None = None) -> int:
     from datafree.checkpoint import CheckpointError
     from datafree.data import DataMissingError
-    from datafree.cli.feature_stats import ensure_for_recipe
+    from datafree.supervised import ensure_for_recipe
     from datafree.pipeline import distill_from_config
     from datafree.supervised import train_teacher
     from datafree.trainer import NonFiniteLossError
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="runs/fmnist.toml")
+    parser = bench_parser(__doc__, recipe="fmnist", smoke=False, record=False)
     parser.add_argument("--retrain-teacher", action="store_true", help="train the teacher even if its checkpoint exists")
-    add_override_arguments(parser)
-    args = parse_args(parser, argv)
+    args = parse(parser, argv)
     start = time.perf_counter()
     try:
-        config = apply_overrides(load_toml(args.config), args)
+        config = apply_overrides(load_recipe(args.recipe), args)
         config.train.overwrite = True  # the demo starts from scratch: it replaces its own earlier run
         if args.retrain_teacher or not Path(config.teacher_checkpoint).exists():
             print(f"== training the teacher ({config.teacher.arch} on real {config.data.name})")

@@ -1,6 +1,6 @@
 """Sanity check of the student path: the recipe's student and KD losses, fed REAL training images.
 
-    python runs/kd_on_real_data.py [--config runs/fmnist.toml] [--steps 300] [--output-dir outputs/kd_real]
+    python runs/examples/kd_on_real_data.py [--recipe fmnist] [--steps 300] [--output-root outputs/kd_real] [--section.key value]
 
 The same trainer as a data-free run with ``train.transfer = "real"``: the student's batches are the recipe's
 training images (labels unused; the teacher labels them), one student update per step, no generator step. If
@@ -12,28 +12,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from datafree.config import ConfigError, load_toml  # noqa: E402
-from datafree.spellings import translate_batch_keys  # noqa: E402
+from datafree.bench.args import bench_parser, load_recipe, overridden, parse
+from datafree.config import ConfigError
+from datafree.spellings import translate_batch_keys
 
 
 def main(argv: list[str] | None = None) -> int:
     from datafree.pipeline import distill_from_config
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="runs/fmnist.toml")
+    parser = bench_parser(__doc__, recipe="fmnist", output_root="outputs/kd_real", smoke=False, record=False)
+    parser.add_argument("--output-dir", dest="output_root", help=argparse.SUPPRESS)  # the old spelling
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--output-dir", default="outputs/kd_real")
-    args = parser.parse_args(argv)
+    args = parse(parser, argv, owned={"train.steps": "--steps", "train.output_dir": "--output-root",
+                                      "train.transfer": "(this script: real images)"})  # fmt: skip
     try:
-        config = load_toml(args.config)
+        config = overridden(load_recipe(args.recipe), args)
         t = config.train
         t.transfer, t.steps, t.student_steps = "real", args.steps, 1
         config.batches = translate_batch_keys(config.batches, {"fresh_batches": False, "replay": 0})
-        t.output_dir, t.overwrite, t.max_minutes = args.output_dir, True, 0.0
+        t.output_dir, t.overwrite, t.max_minutes = args.output_root, True, 0.0
         t.eval_every = min(t.eval_every, 100)
         results = distill_from_config(config)
     except ConfigError as err:

@@ -1,0 +1,91 @@
+"""What several benchmarks share: teachers trained once per benchmark, a recipe at fixed steps, a finished run
+folder loaded again (for the diagnostics that re-measure a saved student), and the process's resident memory."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import sys
+from pathlib import Path
+
+from datafree.config import Config
+
+
+def trained_teachers(base: Config, specs: list[str], root: Path) -> list[dict]:
+    """Each ``arch@seed`` trained (unless present) under root/teachers, with its route checkpointed four times for
+    RCO; ``[{arch, checkpoint, seed, teacher_acc}]``."""
+    from datafree.supervised import train_teacher
+
+    teachers = []
+    for text in specs:
+        arch, _, seed = text.partition("@")
+        c = copy.deepcopy(base)
+        c.teacher.kind, c.teacher.arch, c.teacher_training.seed = "single", arch, int(seed or 0)
+        c.teacher.checkpoint = str(root / "teachers" / f"{arch}-s{c.teacher_training.seed}" / "teacher.safetensors")
+        c.teacher_training.route_every = max(1, c.teacher_training.epochs // 4)
+        path = Path(c.teacher.checkpoint)
+        if not path.exists():
+            train_teacher(c)
+        acc = json.loads(path.with_suffix(".json").read_text())["teacher_acc"]
+        teachers.append({"arch": arch, "checkpoint": str(path), "seed": c.teacher_training.seed, "teacher_acc": acc})
+    return teachers
+
+
+def fixed_steps_recipe(recipe: str, steps: int, teacher_epochs: int, smoke: bool, teacher: str, root: Path,
+                       args: argparse.Namespace | None = None) -> tuple[Config, dict]:  # fmt: skip
+    """A benchmark's base recipe at ``steps`` steps (no wall-time budget), with --smoke's settings and then the
+    command line's ``--section.key`` overrides (``args``) laid over it, and its one ``arch@seed`` teacher trained
+    under root/teachers and set in; returns (config, the teacher's entry)."""
+    from datafree.bench.args import load_recipe, overridden
+    from datafree.smoke import smoke_config
+
+    base = load_recipe(recipe)
+    base.train.steps, base.train.max_minutes = steps, 0.0
+    if teacher_epochs:
+        base.teacher_training.epochs = teacher_epochs
+    if smoke:
+        base = smoke_config(base)
+    if args is not None:
+        base = overridden(base, args)
+    entry = trained_teachers(base, [teacher], root)[0]
+    base.teacher.arch, base.teacher.checkpoint = entry["arch"], entry["checkpoint"]
+    return base, entry
+
+
+def refused(runs: list[Path]) -> bool:
+    """Say which folder is not a data-free run (no config.json) and how to fix it; True if one is not."""
+    for run in runs:
+        if not (run / "config.json").is_file():
+            print(f"error: {run} has no config.json; pass a data-free run's folder (e.g. outputs/<run>/seed_0)",
+                  file=sys.stderr)  # fmt: skip
+            return True
+    return False
+
+
+def load_run(run: Path, **train):
+    """A fresh trainer of the run's recipe (``train`` laid over its [train] table, no time budget) holding the
+    saved student and generator, its progress at the run's last step, the real test set as its eval set; and
+    the recipe. The folder is read as untrusted input: JSON and safetensors only."""
+    from datafree import build
+    from datafree.checkpoint import load_weights
+    from datafree.config import from_dict
+    from datafree.data import recipe_split
+
+    raw = json.loads((run / "config.json").read_text())
+    raw["train"] = {**raw["train"], "max_minutes": 0.0, **train}
+    config = from_dict(raw)
+    trainer = build.trainer_from_config(config, eval_set=recipe_split(config.data, train=False))
+    load_weights(trainer.student_net, run / "student_last.safetensors", what="student")
+    load_weights(trainer.accelerator.unwrap_model(trainer.generator), run / "generator.safetensors", what="generator")
+    trainer.progress.step = int(raw["train"]["steps"])
+    return trainer, config
+
+
+def rss_mb(key: str) -> float:
+    """Current (``VmRSS``) or peak (``VmHWM``) resident memory of this process in MB; NaN off Linux."""
+    with contextlib.suppress(OSError, StopIteration):
+        line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key + ":"))
+        return int(line.split()[1]) / 1024
+    return float("nan")

@@ -1,0 +1,325 @@
+"""One recipe, every teacher of the zoo: is the data-free default robust beyond the pair it was tuned on?
+
+    datafree bench zoo [--recipe zoo] [--preset strict] [--seeds 3] [--first-seed 0] [--minutes 10]
+        [--part all|tuned|held-out | --pairs lenet5:lenet5_half,vgg_bn#label_smoothing=0.1:mlp,...]
+        [--teacher-epochs N] [--output-root outputs/bench_teachers] [--smoke] [--table-only [--merge ROOT,ROOT [--pool]]]
+        [--section.key value]
+
+The zoo has two parts (``--part``): the TUNED pairs every recipe change is measured on, and the HELD_OUT pairs no
+change is tuned on (other normalizations and families; see the lists below); the table reports them apart.
+For each teacher -> student pair (``teacher:student@dataset`` runs it on another registered dataset, e.g.
+``@fashion-mnist-28``, the same images at their native 28x28; ``teacher#key=value:student`` trains the teacher
+with that [teacher_training] key, e.g. ``#label_smoothing=0.1``): the teacher is trained once on the real data by
+the recipe's [teacher_training] (train_teacher.py's path; it records per-class feature statistics beside it),
+then the SAME recipe (no per-pair tuning; only teacher.arch and student.arch change) distills each seed with a
+wall-time budget for the whole run (train.max_minutes: the step count is fixed before step 0). Writes table.md and results.json
+under --output-root: teacher accuracy, student final and best (mean +- std over seeds), the worst class
+(student, and the teacher on it), the generator's class coverage over the last 10% of steps (the rarest
+class's share; K classes -> 1/K when balanced), steps, wall time, and what the generator read beyond the
+teacher's weights. --preset strict measures the teacher-weights-only setting with the same recipe otherwise.
+--section.key overrides (as train_dfl.py takes them) measure an ablation on every pair.
+``python runs/bench_teachers.py`` is the same program, run from a checkout.
+--table-only rewrites table.md from results.json; with --merge, from several roots' results.json (pairs run as
+separate processes, one per core) into --output-root; --pool makes one row of a pair's runs across the merged
+roots (more seeds of the same recipe run later with --first-seed: the parts must have run the same overrides,
+which only their commands, printed below the table, show). --smoke runs the chain in seconds on generated stand-in
+data (numbers meaningless).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+from datafree.bench.args import bench_parser, load_recipe, overridden, parse, recipe_label
+from datafree.config import Config
+from datafree.spellings import translate_batch_keys
+
+
+# The zoo in two parts. Recipe changes are measured and tuned on TUNED; HELD_OUT is never tuned on (a change
+# that wins on the first and loses on the second does not become the default): teachers normalized otherwise
+# than by BatchNorm (GroupNorm, a ViT's LayerNorm) or without a Linear head (an all-conv net with dropout), one
+# trained with label smoothing, students of other families than their teachers (no normalization, an MLP,
+# depthwise-separable convs), at the images' native 28 px and padded 32 px (datafree/models/families.py).
+TUNED = ("lenet5:lenet5_half,vgg_bn:vgg_bn_small,resnet20:resnet8_narrow,mobilenet_small:mobilenet_tiny,"
+         "vgg_bn:vgg_bn_small@fashion-mnist-28")
+HELD_OUT = ("vgg_bn:plain_cnn@fashion-mnist-28,gn_cnn:mobilenet_tiny,vit_tiny:plain_cnn@fashion-mnist-28,"
+            "allconv:resnet8_narrow@fashion-mnist-28,vgg_bn#label_smoothing=0.1:mlp,gn_cnn:mlp")
+# harder real tasks made from Fashion-MNIST's images (datafree/data/fmnist_tasks.py): 100 classes; 64-px colour
+HARDER = "resnet20:resnet8_narrow@fmnist-pairs100,resnet20:resnet8_narrow@fmnist-rgb64"
+PARTS = {"tuned": TUNED, "held-out": HELD_OUT, "harder": HARDER, "all": f"{TUNED},{HELD_OUT}"}
+
+
+def part_of(pair: str) -> str:
+    """Which part of the zoo a pair (as written in --pairs) belongs to: tuned, held-out, or other."""
+    return next((part for part in ("tuned", "held-out", "harder") if pair in PARTS[part].split(",")), "other")
+
+
+def pair_config(base: Config, teacher: str, student: str, root: Path, smoke: bool, data: str = "",
+                training: dict | None = None) -> Config:  # fmt: skip
+    """The recipe with only the networks, the dataset (``@data``: the same images at another size), the teacher's
+    training (``#key=value``, e.g. label smoothing) and where things are written changed."""
+    c = copy.deepcopy(base)
+    trained = "".join(f"#{k}={v}" for k, v in (training or {}).items())
+    c.name = f"{teacher}{trained}-{student}" + (f"@{data}" if data else "")
+    c.teacher.arch, c.student.arch = teacher, student
+    c.data.name = data or c.data.name
+    for key, value in (training or {}).items():
+        setattr(c.teacher_training, key, type(getattr(c.teacher_training, key))(value))
+    folder = teacher + trained.replace("#", "+").replace("=", "") + (f"@{data}" if data else "")
+    c.teacher.checkpoint = str(root / "teachers" / folder / "teacher.safetensors")
+    if smoke:
+        c.data.name, c.data.like, c.data.fake_size, c.data.eval_batch_size = "fake", c.data.name, 64, 64
+        c.teacher_training.epochs, c.teacher_training.batch_size = 1, 16
+        c.teacher.checkpoint = str(root / "teachers-smoke" / folder / "teacher.safetensors")
+        t = c.train
+        t.batch_size, t.student_steps, t.eval_every, t.log_every, t.sample_every, t.checkpoint_every = 8, 2, 2, 1, 4, 4
+        c.batches = translate_batch_keys(c.batches, {"fresh_batch_size": 0})  # fresh batches as small as the generator's
+        c.generator.width, t.channels_last = 8, False
+    return c
+
+
+def parse_pair(text: str) -> tuple[str, str, str, dict] | None:
+    """"teacher:student", "teacher:student@dataset" (the same images at another size, e.g. fashion-mnist-28),
+    "teacher#key=value:student" (the teacher trained with teacher_training.key = value, e.g. label_smoothing=0.1)."""
+    from datafree.config import TeacherTrainingConfig
+
+    nets, _, data = text.partition("@")
+    names = nets.split(":")
+    if len(names) != 2 or not all(names):
+        return None
+    teacher, *settings = names[0].split("#")
+    training = dict(setting.partition("=")[::2] for setting in settings)
+    known = {f for f in TeacherTrainingConfig.__dataclass_fields__}
+    if not teacher or any(not key or key not in known or not value for key, value in training.items()):
+        return None
+    return teacher, names[1], data, training
+
+
+def teacher_for(config: Config) -> float:
+    """Train the pair's teacher unless it exists; its real test accuracy."""
+    from datafree.build import reset_accelerate
+    from datafree.supervised import train_teacher
+
+    path = Path(config.teacher_checkpoint)
+    if not path.exists():
+        print(f"== training teacher {config.teacher.arch} ({config.teacher_training.epochs} epochs)", flush=True)
+        train_teacher(config)
+        reset_accelerate()
+    return json.loads(path.with_suffix(".json").read_text())["teacher_acc"]
+
+
+def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed: int = 0, part: str = "other",
+             teacher: str = "") -> dict:  # fmt: skip
+    """The pair's seeds, summarized as a table row (``part``: of the zoo; ``teacher``: its name in the table)."""
+    from datafree.build import reset_accelerate
+    from datafree.supervised import ensure_for_recipe
+    from datafree.data import dataset_info
+    from datafree.pipeline import distill_from_config
+
+    teacher_acc = teacher_for(config)
+    ensure_for_recipe(config)  # statistics the recipe reads that the teacher's file predates (e.g. its outputs)
+    runs = []
+    for seed in range(first_seed, first_seed + seeds):
+        c = copy.deepcopy(config)
+        t = c.train
+        t.seed, t.output_dir, t.overwrite, t.max_minutes = seed, str(root / c.name / f"seed_{seed}"), True, minutes
+        print(f"== {c.name}, seed {seed}", flush=True)
+        start = time.perf_counter()
+        results = distill_from_config(c)
+        reset_accelerate()
+        results["total_s"], results["seed"] = round(time.perf_counter() - start, 1), seed
+        runs.append(results)
+    head = {"pair": config.name, "part": part, "teacher": teacher or config.teacher.arch, "student": config.student.arch,
+            "image_size": dataset_info(config.data.like or config.data.name).image_size,
+            "uses": runs[0].get("uses", []), "teacher_acc": teacher_acc}  # fmt: skip
+    return summary(head, runs)
+
+
+def summary(head: dict, runs: list[dict]) -> dict:
+    """A table row: ``head`` (the pair, its teacher's accuracy, what it read) and what its runs' results.json
+    give, over the seeds (accuracy spread, the worst class on the mean of the seeds, coverage, steps, time)."""
+    from datafree.report import spread, top_confusion
+
+    student = [r["class_acc"]["student"] for r in runs]
+    teacher = runs[0]["class_acc"]["teacher"]
+    mean_per_class = [sum(s[k] for s in student) / len(student) for k in range(len(teacher))]
+    worst = min(range(len(teacher)), key=lambda k: mean_per_class[k])
+    confused = None  # where the worst class's images went, over the seeds' student confusion matrices
+    if all(r.get("confusion") for r in runs):
+        summed = [[sum(r["confusion"]["student"][i][j] for r in runs) for j in range(len(teacher))]
+                  for i in range(len(teacher))]  # fmt: skip
+        confused = top_confusion(summed, worst)
+    return {**head, "final": spread([r["student_acc_final"] for r in runs]),
+            "best": spread([r["student_acc_best"] for r in runs]), "worst_class": worst,
+            "worst_class_student": mean_per_class[worst], "worst_class_teacher": teacher[worst],
+            "worst_class_mostly_as": list(confused) if confused else None,
+            "classes_below_half_teacher": [k for k in range(len(teacher)) if mean_per_class[k] < teacher[k] / 2],
+            "min_coverage": [min(r["class_coverage"]) for r in runs], "steps": [r["steps"] for r in runs],
+            "wall_s": [r["total_s"] for r in runs], "runs": runs}  # fmt: skip
+
+
+def table(rows: list[dict], names: list[str]) -> str:
+    """One table per part of the zoo (tuned, held-out, other pairs), each with its mean over pairs below it."""
+    parts = list(dict.fromkeys(r.get("part", "other") for r in rows))
+    if parts == ["other"]:
+        return part_table(rows, names)
+    sections = []
+    for part in parts:
+        some = [r for r in rows if r.get("part", "other") == part]
+        gaps = [r["teacher_acc"] - r["final"]["mean"] for r in some]
+        sections.append(f"**{part}** ({len(some)} pairs): student final {100 * mean_of(r['final']['mean'] for r in some):.2f}% "
+                        f"on average, {100 * mean_of(gaps):.2f} points under the teachers (most {100 * max(gaps):.2f})\n\n"
+                        f"{part_table(some, names)}")  # fmt: skip
+    return "\n\n".join(sections)
+
+
+def mean_of(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def part_table(rows: list[dict], names: list[str]) -> str:
+    from datafree.data import dataset_info
+
+    pct = lambda s: f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}"  # noqa: E731
+    lines = ["| teacher -> student | input | teacher | student final | student best | worst class: student / teacher "
+             "| classes < half the teacher's | rarest class share (1/K = balanced) | steps | wall s per seed "
+             "| read beyond the weights |",
+             "|---|---|---:|---:|---:|---|---|---:|---|---|---|"]  # fmt: skip
+    for r in rows:
+        k = r["worst_class"]
+        below = ", ".join(names[c] for c in r["classes_below_half_teacher"]) or "none"
+        mostly = r.get("worst_class_mostly_as")
+        mostly = f" (mostly as {names[mostly[0]]}, {100 * mostly[1]:.0f}%)" if mostly else ""
+        uses = ", ".join(short_use(u) for u in r.get("uses", r["runs"][0].get("uses", []))) or "nothing"
+        size = r.get("image_size") or dataset_info(r["runs"][0].get("dataset", "fashion-mnist")).image_size
+        lines.append(f"| {r['teacher']} -> {r['student']} | {size}x{size} | {100 * r['teacher_acc']:.2f} | {pct(r['final'])} | "
+                     f"{pct(r['best'])} | {names[k]}: {100 * r['worst_class_student']:.1f} / "
+                     f"{100 * r['worst_class_teacher']:.1f}{mostly} | {below} | {min(r['min_coverage']):.3f} | "
+                     f"{'/'.join(map(str, r['steps']))} | {'/'.join(f'{w:.0f}' for w in r['wall_s'])} | {uses} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def short_use(use: str) -> str:
+    """A results.json "uses" line as a table cell: which statistics, not the file path."""
+    if "BatchNorm" in use:
+        return "BN statistics"
+    if "teacher outputs" in use:
+        return "recorded per-class outputs" + (" (passed)" if "passed" in use else "")
+    if "penultimate features" in use:
+        return "recorded per-class penultimate" + (" (passed)" if "passed" in use else "")
+    return ("recorded per-class stats" if "per-class" in use else "recorded stats") + (" (passed)" if "passed" in use else "")
+
+
+def pooled(rows: list[dict]) -> list[dict]:
+    """One row per pair (teacher, student, input size), its runs those of every row of that pair, summarized again."""
+    by_pair: dict[tuple, list[dict]] = {}
+    for row in rows:
+        by_pair.setdefault((row["teacher"], row["student"], row.get("image_size")), []).append(row)
+    out = []
+    for same in by_pair.values():
+        head = {k: same[0][k] for k in ("pair", "teacher", "student", "image_size", "uses", "teacher_acc") if k in same[0]}
+        out.append(summary(head, [run for row in same for run in row["runs"]]))
+    return out
+
+
+def same_recipe(saved: dict) -> str:
+    """A results.json's recipe by its file name: parts run from another checkout (a snapshot) still merge."""
+    return Path(saved["recipe"]).name.removesuffix(".toml")
+
+
+def main(argv: list[str] | None = None, prog: str = "python runs/bench_teachers.py") -> int:
+    """``prog``: how the table's command line names this program (``datafree bench zoo`` from the CLI)."""
+    from datafree.checkpoint import atomic_write_text
+    from datafree.data import dataset_info
+    from datafree.pipeline import hardware
+
+    parser = bench_parser(__doc__, recipe="zoo", seeds=3, output_root="outputs/bench_teachers")  # overrides: an
+    # ablation on the whole zoo, e.g. --generator.conditional false
+    parser.add_argument("--part", default="all", choices=sorted(PARTS),
+                        help="the zoo's part: tuned (what recipe changes are measured on), held-out (never tuned on), all")
+    parser.add_argument("--pairs", default="", help="comma-separated teacher:student registry names (instead of --part)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="wall-time budget of each run (its step count fixed before step 0)")
+    parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
+    parser.add_argument("--preset", default="", help="lay the recipe over this preset instead (e.g. strict)")
+    parser.add_argument("--table-only", action="store_true", help="rewrite table.md from --output-root's results.json")
+    parser.add_argument("--merge", default="", help="with --table-only: comma-separated output roots whose rows "
+                        "(pairs run as separate processes, e.g. one per core) join --output-root's table")  # fmt: skip
+    parser.add_argument("--pool", action="store_true", help="with --merge: one row per pair, over the runs of every "
+                        "root (e.g. seeds 3-5 run later with --first-seed 3 beside seeds 0-2)")  # fmt: skip
+    args = parse(parser, argv, owned={"train.seed": "--seeds / --first-seed", "train.max_minutes": "--minutes",
+                                      "train.output_dir": "--output-root", "teacher.arch": "--pairs",
+                                      "student.arch": "--pairs"})  # fmt: skip
+    root = Path(args.output_root)
+    if args.pool and not (args.table_only and args.merge):
+        parser.error("--pool joins the rows of --merge's roots: give it with --table-only --merge ROOT,ROOT")
+    if args.table_only:
+        parts = [Path(p) for p in args.merge.split(",") if p] or [root]
+        saved = json.loads((parts[0] / "results.json").read_text())
+        for part in parts[1:]:
+            other = json.loads((part / "results.json").read_text())
+            if (same_recipe(other), other.get("preset"), other["minutes"]) != (same_recipe(saved), saved.get("preset"), saved["minutes"]):
+                parser.error(f"--merge: {part} ran another recipe, preset or budget than {parts[0]}")
+            saved["rows"] += other["rows"]
+            saved["command"] = f"{saved.get('command', '')}` and `{other.get('command', '')}"
+        rows = pooled(saved["rows"]) if args.pool else saved["rows"]
+        counts = [len(r["runs"]) for r in rows]  # a pooled pair may have more seeds than another
+        args.recipe, minutes = saved["recipe"], saved["minutes"]
+        seeds = counts[0] if len(set(counts)) == 1 else "/".join(map(str, counts))
+        args.smoke = saved.get("smoke", False)
+        command = saved.get("command", "")
+        base, hardware_line = load_recipe(args.recipe, preset=saved.get("preset")), saved["hardware"]
+    else:
+        names_of_pairs = [p for p in (args.pairs or PARTS[args.part]).split(",") if p]
+        pairs = [parse_pair(p) for p in names_of_pairs]
+        if any(p is None for p in pairs):
+            parser.error(f"--pairs takes teacher[#training_key=value]:student[@dataset] names, got {args.pairs!r}")
+        base = overridden(load_recipe(args.recipe, preset=args.preset or None), args)
+        seeds, hardware_line = args.seeds, hardware()
+        command = " ".join([prog, *(sys.argv[1:] if argv is None else argv)])
+        minutes = 0.02 if args.smoke and args.minutes == 10.0 else args.minutes
+        if args.teacher_epochs:
+            base.teacher_training.epochs = args.teacher_epochs
+        rows = [run_pair(pair_config(base, t, s, root, args.smoke, d, training), seeds, minutes, root, args.first_seed,
+                         part_of(text), t + "".join(f"#{k}={v}" for k, v in training.items()))
+                for text, (t, s, d, training) in zip(names_of_pairs, pairs)]  # fmt: skip
+    names = list(dataset_info(base.data.name, like=base.data.like or None).class_names)
+    text = (f"{table(rows, names)}\n\nRecipe {args.recipe} (preset {base.preset!r}) unchanged but for the networks; "
+            f"{seeds} seed(s), {minutes} min loop budget per run; {hardware_line}.\n" + (f"\n`{command}`\n" if command else ""))  # fmt: skip
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "table.md", text)
+    if not args.table_only or args.merge:
+        atomic_write_text(root / "results.json", json.dumps({"rows": rows, "recipe": args.recipe, "preset": base.preset,
+                                                            "hardware": hardware_line, "smoke": args.smoke, "command": command,
+                                                            "minutes": minutes}, indent=2))  # fmt: skip
+    if args.record:
+        print(f"figures recorded in {record_rows(rows, names, args, minutes, base, argv, prog)}")
+    print(text)
+    return 0
+
+
+def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, minutes: float, base: Config,
+                argv: list[str] | None, prog: str) -> Path:  # fmt: skip
+    """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it)."""
+    from datafree.results import record, results_path
+
+    keep = ("pair", "part", "teacher", "student", "image_size", "teacher_acc", "uses", "worst_class", "worst_class_student",
+            "worst_class_teacher", "classes_below_half_teacher", "min_coverage", "steps", "wall_s")
+    compact = [{**{k: r[k] for k in keep if k in r}, "seeds": [run.get("seed") for run in r["runs"]],
+                "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
+                "best_per_seed": [run["student_acc_best"] for run in r["runs"]]} for r in rows]
+    repo = Path.cwd()  # results/NAME.json of the checkout it runs from
+    table = {"recipe": recipe_label(args.recipe, repo), "preset": base.preset, "minutes": minutes, "class_names": names, "rows": compact}  # fmt: skip
+    return record(results_path(args.record, repo), table, repo,
+                  [prog.removeprefix("python "), *(sys.argv[1:] if argv is None else argv)])  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
