@@ -19,7 +19,7 @@ labelled_batches, num_classes=K)[1]`` (the layers', the penultimate features' an
 class); what was read is printed and written to ``results.json`` ("uses").
 The generator's objective can be replaced: ``synthesis=[{"name": "onehot", "weight": 1.0}, ...]``.
 After the call the teacher has no hooks left and its ``requires_grad`` flags and train mode are as they were;
-both networks are left in channels_last memory format when ``train.channels_last`` is on (the default).
+both networks are left in channels_last memory format when ``runtime.channels_last`` is on (the default).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from torch.utils.data import Dataset
 
 from datafree.config import (SECTIONS, Config, ConfigError, PieceConfig, TermConfig, _coerce, from_dict,
                              set_synthesis_value, validate)  # fmt: skip
-from datafree.spellings import LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, translate_batch_keys, translate_callback_keys
+from datafree.spellings import (LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, moved_runtime_keys, translate_batch_keys,
+                                translate_callback_keys)  # fmt: skip
 from datafree.pipeline import distill
 from datafree.spec import ImageSpec
 
@@ -74,6 +75,7 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
     config = replace(config or from_dict({"name": "custom", "preset": preset}))
     if not given_dir:  # never an earlier run's folder (the recipes' default is the demo's outputs/fmnist)
         config.train = replace(config.train, output_dir=f"outputs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    sections = moved_runtime_keys(sections, where="train=")  # train={"mixed_precision": ...}: the old spelling
     for section, values in sections.items():
         if section not in SECTIONS:
             raise ConfigError(f"unknown recipe section {section!r}; use {', '.join(SECTIONS)} (and losses=, synthesis=)")

@@ -42,7 +42,7 @@ def resolve_precision(requested: str) -> str:
 
     On CPU, bf16 autocast is ~2x faster for the DAFL step but was measured to kill the generator of the
     Fashion-MNIST recipe (all images constant, one class) by step 200; fp32 with the same seed lasted to
-    step ~1,100. Speed that costs accuracy is not a default: ask for it with ``train.mixed_precision = "bf16"``.
+    step ~1,100. Speed that costs accuracy is not a default: ask for it with ``runtime.mixed_precision = "bf16"``.
     """
     if requested != "auto":
         return requested
@@ -67,7 +67,7 @@ def reset_accelerate() -> None:
 
 def make_accelerator(config: Config) -> Accelerator:
     trackers = list(config.train.trackers)
-    return Accelerator(mixed_precision=resolve_precision(config.train.mixed_precision), cpu=multiprocess_cpu(),
+    return Accelerator(mixed_precision=resolve_precision(config.runtime.mixed_precision), cpu=multiprocess_cpu(),
                        log_with=trackers or None, project_dir=config.train.output_dir)  # fmt: skip
 
 
@@ -215,7 +215,7 @@ class Parts:
 def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
              accelerator: Accelerator, given: dict[str, Any] | None = None) -> Parts:  # fmt: skip
     """Student-with-losses, synthesis terms, generator, optimizers, pieces, callbacks around a teacher source."""
-    t, s, g = config.train, config.student, config.generator
+    t, s, g, r = config.train, config.student, config.generator, config.runtime
     student, wrappers = build_student(config, student_net, teacher, spec)
     real = t.transfer == "real"
     objective = SynthesisObjective([], []) if real else build_synthesis(config, teacher, spec, accelerator, given)
@@ -223,7 +223,7 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     if teacher.for_student() is not teacher:  # the student's targets come from another source: it feeds the losses
         teacher.for_student().tap(list(student.teacher_taps))
     generator = build_generator(config, spec)
-    if t.channels_last:
+    if r.channels_last:
         for module in (generator, student, teacher, teacher.for_student()):
             module.to(memory_format=torch.channels_last)
     extra = [group for wrapper in wrappers for group in wrapper.param_groups(student.net)]
@@ -231,9 +231,9 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     optimizer_s = make_optimizer(s.optimizer, student.param_groups(extra), s.lr, momentum=s.momentum,
                                  weight_decay=s.weight_decay)  # fmt: skip
     synthesizer = Synthesizer(generator, teacher, t.batch_size, g.latent_dim, t.seed, accelerator.process_index,
-                              accelerator.device, t.channels_last, None, None, teacher.for_student(),
+                              accelerator.device, r.channels_last, None, None, teacher.for_student(),
                               real_transfer_set(config) if real else None,
-                              label_autocast(t.label_precision, accelerator.device))  # fmt: skip
+                              label_autocast(r.label_precision, accelerator.device))  # fmt: skip
     context = BatchContext(synthesizer, accelerator.autocast, t.student_steps, spec, accelerator.device,
                            set(objective.teacher_taps) - set(student.teacher_taps), transfer=t.transfer)  # fmt: skip
     batches = student_batches(config, context)
@@ -256,12 +256,12 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
 
 
 def labeller(config: Config, teacher: TeacherSource, student: StudentWithLosses) -> nn.Module | None:
-    """The student's source with BatchNorm folded (``train.fold_batchnorm``), for the no-grad forwards that label
+    """The student's source with BatchNorm folded (``runtime.fold_batchnorm``), for the no-grad forwards that label
     its extra batches, tapped where the student's losses read the teacher's features; None where a tap cannot be
-    read from the folded copy (a BatchNorm's output), ``train.compile`` compiles the teacher, or the source is not a
-    foldable teacher source (``TargetSource.labeller``: SPEQ's self-teacher has none)."""
-    t = config.train
-    if not t.fold_batchnorm or t.compile:
+    read from the folded copy (a BatchNorm's output), ``runtime.compile`` compiles the teacher, or the source is not
+    a foldable teacher source (``TargetSource.labeller``: SPEQ's self-teacher has none)."""
+    r = config.runtime
+    if not r.fold_batchnorm or r.compile:
         return None
     return teacher.for_student().labeller(list(student.teacher_taps))
 
@@ -277,13 +277,13 @@ def build_trainer(config: Config, accelerator: Accelerator, teacher: TeacherSour
                   spec: ImageSpec, eval_set=None, given: dict[str, Any] | None = None) -> DataFreeTrainer:  # fmt: skip
     """Seeded assembly + the trainer: what a run and a test of the loop both start from."""
     set_seed(config.train.seed)  # same model init on every rank; latent codes differ per rank (trainer)
-    hazard = channels_last_hazard([*teacher.nets, student_net], spec, accelerator.device) if config.train.channels_last else None
+    hazard = channels_last_hazard([*teacher.nets, student_net], spec, accelerator.device) if config.runtime.channels_last else None
     if hazard:  # a torch / oneDNN crash, not a preference: this run keeps the contiguous layout and says why
-        accelerator.print(f"train.channels_last off for this run: {hazard}")
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, channels_last=False))
+        accelerator.print(f"runtime.channels_last off for this run: {hazard}")
+        config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, channels_last=False))
     parts = assemble(config, teacher, student_net, spec, accelerator, given)
     return DataFreeTrainer(config.train, accelerator, parts, spec, eval_set, config.data.eval_batch_size,
-                           config.data.num_workers)  # fmt: skip
+                           config.data.num_workers, compile=config.runtime.compile)  # fmt: skip
 
 
 def networks_from_config(config: Config) -> tuple[TeacherSource, nn.Module, ImageSpec]:

@@ -117,19 +117,27 @@ class TrainConfig:
     transfer: str = "synthetic"  # synthetic: the generator's images | real: data.name's training images, no G step
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G); which
     # batches the extra ones train on: the [[batches]] pieces
-    label_precision: str = "fp32"  # teacher forwards labelling the student's extra batches: fp32 | bf16 | auto (bf16 where native)
-    fold_batchnorm: bool = True  # ...run on a copy of the teacher with BatchNorm folded (same function up to rounding, faster)
     warmup: float = 0.0  # fraction of train.steps that train the generator alone (the student starts on recognizable images)
     eval_every: int = 200
     log_every: int = 20
     sample_every: int = 500
     checkpoint_every: int = 500
     seed: int = 0
+    trackers: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]
+
+
+@dataclass
+class RuntimeConfig:
+    """How the step is computed on this hardware, not what is learned: precision, memory layout, compilation, the
+    host allocator and the teacher's labelling forwards. (These were [train] keys; the old spelling is translated,
+    datafree/spellings.py.)"""
+
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16  (auto: bf16 on CUDA, fp32 on CPU; see build.py)
     channels_last: bool = True
     compile: bool = False
     keep_host_memory: bool = True  # CPU runs: the process keeps freed memory for reuse (glibc; datafree/host_memory.py)
-    trackers: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]
+    label_precision: str = "fp32"  # teacher forwards labelling the student's extra batches: fp32 | bf16 | auto (bf16 where native)
+    fold_batchnorm: bool = True  # ...run on a copy of the teacher with BatchNorm folded (same function up to rounding, faster)
 
 
 @dataclass
@@ -174,6 +182,7 @@ class Config:
     student: StudentConfig = field(default_factory=StudentConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     synthesis: list[TermConfig] = field(default_factory=dafl_terms)
     distill: list[TermConfig] = field(default_factory=lambda: [TermConfig()])
     batches: list[PieceConfig] = field(default_factory=list)  # the student's batches (none: the generator's own)
@@ -209,7 +218,7 @@ class Config:
 
 SECTIONS = {
     "data": DataConfig, "teacher": TeacherConfig, "teacher_training": TeacherTrainingConfig, "student": StudentConfig,
-    "generator": GeneratorConfig, "train": TrainConfig,
+    "generator": GeneratorConfig, "train": TrainConfig, "runtime": RuntimeConfig,
 }  # fmt: skip
 TERM_LISTS = ("synthesis", "distill")
 _MOVED = {f.name: "teacher_training" for f in fields(TeacherTrainingConfig)}  # [teacher] keys before the split
@@ -260,6 +269,9 @@ def _build(cls, values: dict[str, Any], where: str):
 def from_dict(raw: dict[str, Any]) -> Config:
     """A Config from TOML-shaped values laid over their preset (``preset = "default"`` unless said)."""
     given_batches, given_callbacks = "batches" in raw, "callbacks" in raw
+    from datafree.spellings import moved_runtime_keys
+
+    raw = moved_runtime_keys(dict(raw))  # [train] mixed_precision etc., the old spelling, before the preset's [runtime]
     try:
         raw = with_preset(dict(raw))
     except KeyError as err:
@@ -334,7 +346,7 @@ def warmup_steps(train: TrainConfig) -> int:
 
 def validate(config: Config) -> None:
     """Cheap checks on plain values; checks that need models or data happen in build.py."""
-    t, s, g, tt = config.train, config.student, config.generator, config.teacher_training
+    t, s, g, tt, r = config.train, config.student, config.generator, config.teacher_training, config.runtime
     positive = {"train.steps": t.steps, "train.batch_size": t.batch_size, "train.student_steps": t.student_steps,
                 "train.eval_every": t.eval_every, "train.log_every": t.log_every, "train.sample_every": t.sample_every,
                 "train.checkpoint_every": t.checkpoint_every, "generator.latent_dim": g.latent_dim,
@@ -348,9 +360,9 @@ def validate(config: Config) -> None:
         raise ConfigError(f"teacher_training.label_smoothing must be in [0, 1) (0.1 is usual), got {tt.label_smoothing}")
     if tt.images < 0:
         raise ConfigError(f"teacher_training.images must be >= 0 (0 = every training image), got {tt.images}")
-    choices = {"train.mixed_precision": (t.mixed_precision, {"auto", "no", "bf16", "fp16"}),
+    choices = {"runtime.mixed_precision": (r.mixed_precision, {"auto", "no", "bf16", "fp16"}),
                "student.optimizer": (s.optimizer, {"adam", "sgd"}), "train.transfer": (t.transfer, {"synthetic", "real"}),
-               "train.label_precision": (t.label_precision, {"fp32", "bf16", "auto"}),
+               "runtime.label_precision": (r.label_precision, {"fp32", "bf16", "auto"}),
                "train.budget_mode": (t.budget_mode, {"fill", "cap"}),
                "teacher_training.optimizer": (tt.optimizer, {"adam", "sgd"}),
                "student.schedule": (s.schedule, {"constant", "step", "cosine"}),

@@ -6,13 +6,13 @@ the heap to the OS once more than twice that is free. A CPU training step alloca
 activations hundreds of times, so every step page-faults on (and the kernel zeroes) memory it had a moment ago.
 Raising both thresholds keeps freed blocks in the heap for reuse: the zoo's MobileNet step 944 / 974 -> 914 / 885
 ms, the ResNet-20's 982 -> 945 ms (``runs/bench_speed.py --recipe zoo ... --modes cl --batches 64 --threads 1
-[--train.keep_host_memory false]``, AMD EPYC, one thread; docs/changelog.md).
+[--runtime.keep_host_memory false]``, AMD EPYC, one thread; docs/changelog.md).
 
 What it changes: two of the process's malloc settings (M_MMAP_THRESHOLD to 1 GiB, or glibc's 32 MiB cap where
 it refuses more; M_TRIM_THRESHOLD to 2 GiB) for the rest of the process (glibc has no way to read them back, so
 they are not restored): freed memory below those sizes stays mapped to the process and is reused, so its
 resident size stays near its peak after a run. Only on Linux with glibc; elsewhere nothing is done. CUDA memory is
-untouched (PyTorch caches it itself). ``train.keep_host_memory = false`` leaves the allocator alone.
+untouched (PyTorch caches it itself). ``runtime.keep_host_memory = false`` leaves the allocator alone.
 """
 
 from __future__ import annotations

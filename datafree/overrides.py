@@ -13,7 +13,8 @@ from typing import Any
 
 from datafree.config import (SECTIONS, TERM_LISTS, Config, ConfigError, PieceConfig, TermConfig, WrapperConfig, _coerce,
                              from_dict, set_synthesis_value, validate)  # fmt: skip
-from datafree.spellings import LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, translate_batch_keys, translate_callback_keys
+from datafree.spellings import (LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, RUNTIME_KEYS, translate_batch_keys,
+                                translate_callback_keys)  # fmt: skip
 
 PIECE_LISTS = ("batches", "callbacks")  # lists of registered pieces: --<list> JSON, --<list>.<name>[.<param>] VALUE
 
@@ -82,6 +83,9 @@ def add_override_arguments(parser: argparse.ArgumentParser, sections=None, defau
                                  "--callbacks.<name>.<param> VALUE (adds it), --callbacks.<name> off (drops it)")  # fmt: skip
         for key in LEGACY_BATCH_KEYS:  # the old spelling: translated onto [[batches]] (docs/recipes.md)
             parser.add_argument(f"--train.{key}", dest=f"legacy.{key}", default=None, help=argparse.SUPPRESS)
+    if "train" in sections and "runtime" in sections:  # [train] keys that moved to [runtime]: the old spelling
+        for key in RUNTIME_KEYS:
+            parser.add_argument(f"--train.{key}", dest=f"runtime.{key}", default=None, help=argparse.SUPPRESS)
     for section, key in LEGACY_CALLBACK_KEYS:  # ...and onto [[callbacks]]
         if section in sections:
             parser.add_argument(f"--{section}.{key}", dest=f"legacy_cb.{section}.{key}", default=None, help=argparse.SUPPRESS)

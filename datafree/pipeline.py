@@ -123,7 +123,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     check_output_dir(out, resume, config.train.overwrite)
     student_layout = netcheck.memory_format_of(student_net)
     accelerator = build.make_accelerator(config)
-    kept = config.train.keep_host_memory and keep_freed_host_memory(accelerator.device)
+    kept = config.runtime.keep_host_memory and keep_freed_host_memory(accelerator.device)
     if not isinstance(teacher, TeacherSource):
         teacher = build.build_teacher(config, spec, teacher, feature_layer)
     teacher_net = next(iter(teacher.networks().values()))

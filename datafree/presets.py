@@ -29,8 +29,9 @@ _DEFAULT: dict[str, Any] = {
     "generator": {"arch": "auto", "output": "pixels", "width": 16, "lr": 0.03, "conditional": True},
     # the generator's batch of 64 (its step costs half), flipped / shifted student batches (relabelled by the
     # teacher, no extra forward on the fresh ones: [[batches]] below), their labels from bf16 forwards where the
-    # hardware has bf16 (on BatchNorm-folded copies, train.fold_batchnorm): measured on the zoo (docs/changelog.md)
-    "train": {"steps": 1500, "batch_size": 64, "student_steps": 10, "label_precision": "auto"},
+    # hardware has bf16 (on BatchNorm-folded copies, runtime.fold_batchnorm): measured on the zoo (docs/changelog.md)
+    "train": {"steps": 1500, "batch_size": 64, "student_steps": 10},
+    "runtime": {"label_precision": "auto"},
     # the blends (the generator's quarter above: datafree/callbacks/blend.py), and the student's BatchNorm statistics
     # from 20 un-augmented generator batches before it is judged: its running ones average the flipped / shifted
     # batches it trained on (datafree/callbacks/precise_bn.py)

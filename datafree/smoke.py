@@ -24,5 +24,6 @@ def smoke_config(config: Config) -> Config:
     t.steps, t.batch_size, t.eval_every, t.log_every, t.sample_every, t.checkpoint_every = 4, 8, 2, 1, 2, 4
     c.batches = translate_batch_keys(c.batches, {"fresh_batch_size": 0})  # the student's fresh batches shrink with
     # the generator's (a preset's 64 would not)
-    t.mixed_precision, t.channels_last, t.compile, t.trackers = "no", False, False, []
+    t.trackers = []
+    c.runtime.mixed_precision, c.runtime.channels_last, c.runtime.compile = "no", False, False
     return c

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datafree.config import ConfigError, PieceConfig, _coerce
+from datafree.config import ConfigError, PieceConfig, RuntimeConfig, _coerce
 
 # [train] keys of the student's batches before they became [[batches]] pieces: old key -> (piece, its param; None:
 # the key turns the piece on or off), and the old key's type. Old recipes, command lines and run folders keep
@@ -25,6 +25,27 @@ LEGACY_CALLBACK_KEYS: dict[tuple[str, str], tuple[str, str, type]] = {
     ("train", "ema_decay"): ("ema", "decay", float), ("train", "precise_bn"): ("precise_bn", "batches", int),
     ("generator", "quota"): ("quota", "share", float), ("generator", "blend"): ("blend", "share", float),
 }  # fmt: skip
+
+
+# [train] keys that moved to [runtime] (how the step is computed, not what is learned): same names, same values.
+RUNTIME_KEYS: tuple[str, ...] = tuple(RuntimeConfig.__dataclass_fields__)
+
+
+def moved_runtime_keys(sections: dict[str, Any], where: str = "[train]") -> dict[str, Any]:
+    """``sections`` (a recipe's tables, or the Python call's section keywords) with ``train``'s runtime keys moved to
+    ``runtime``; a key given in both places is refused, naming the new spelling."""
+    train = sections.get("train")
+    if not isinstance(train, dict) or not set(train) & set(RUNTIME_KEYS):
+        return sections
+    moved = {k: v for k, v in train.items() if k in RUNTIME_KEYS}
+    runtime = dict(sections.get("runtime") or {})
+    both = sorted(set(moved) & set(runtime))
+    if both:
+        raise ConfigError(f"{where} {both} and [runtime] {both} both set; these keys live in [runtime] now: keep "
+                          "them there only (docs/recipes.md, \"Runtime\")")  # fmt: skip
+    out = {**sections, "train": {k: v for k, v in train.items() if k not in RUNTIME_KEYS}}
+    out["runtime"] = {**runtime, **moved}
+    return out
 
 
 def translate_callback_keys(callbacks: list[PieceConfig], old: dict[tuple[str, str], Any]) -> list[PieceConfig]:

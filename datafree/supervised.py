@@ -30,7 +30,7 @@ def train_teacher(config: Config) -> dict:
     t, d, arch = config.teacher_training, config.data, config.teacher.arch
     set_seed(t.seed)
     accelerator = Accelerator(mixed_precision="no")
-    if config.train.keep_host_memory:  # the same allocator setting as the data-free run (datafree/host_memory.py)
+    if config.runtime.keep_host_memory:  # the same allocator setting as the data-free run (datafree/host_memory.py)
         keep_freed_host_memory(accelerator.device)
     spec = build.image_spec(config)
     net = build.build_net(arch, spec)

@@ -86,7 +86,9 @@ class _ScheduleState:
 
 class DataFreeTrainer:
     def __init__(self, train: TrainConfig, accelerator: Accelerator, parts, spec: ImageSpec,
-                 eval_set: Dataset | None = None, eval_batch_size: int = 1000, num_workers: int = 0):  # fmt: skip
+                 eval_set: Dataset | None = None, eval_batch_size: int = 1000, num_workers: int = 0,
+                 compile: bool = False):  # fmt: skip
+        """``compile``: ``runtime.compile`` (the generator and the teacher through ``torch.compile``)."""
         self.config, self.accelerator, self.spec, self.parts = train, accelerator, spec, parts
         self.out = Path(train.output_dir)
         roles = parts.roles
@@ -100,7 +102,7 @@ class DataFreeTrainer:
             parts.generator, parts.student, parts.optimizer_g, parts.optimizer_s
         )
         self.sched_s, self.sched_g = parts.schedule_s, parts.schedule_g
-        if train.compile:
+        if compile:
             self.generator, self.teacher = torch.compile(self.generator), torch.compile(self.teacher)
             student_teacher = self.teacher if roles.targets is roles.invert else student_teacher
         self.objective, self.callbacks = parts.objective, list(parts.callbacks)
@@ -297,7 +299,7 @@ class DataFreeTrainer:
             raise NonFiniteLossError(
                 f"loss term(s) {which} became NaN/inf before step {step}; training stopped. The last good "
                 f"checkpoint is {last or 'none (no checkpoint was written yet)'}; nothing after it was saved. "
-                "Lower generator.lr / student.lr, try train.mixed_precision=no, or check the loss weights."
+                "Lower generator.lr / student.lr, try runtime.mixed_precision=no, or check the loss weights."
             )
 
     @torch.no_grad()

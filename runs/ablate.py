@@ -57,7 +57,7 @@ VARIANTS: dict[str, dict] = {
     "student-5-same": {**TV_RECIPE, "train.student_steps": 5, "train.fresh_batches": False},
     "student-5-replay8": {**TV_RECIPE, "train.student_steps": 5, "train.fresh_batches": False, "train.replay": 8},
     "width-32": {**TV_RECIPE, "generator.width": 32, "train.student_steps": 5, "train.fresh_batches": True},
-    "bf16": {**TV_RECIPE, "train.mixed_precision": "bf16", "train.student_steps": 5, "train.fresh_batches": True},
+    "bf16": {**TV_RECIPE, "runtime.mixed_precision": "bf16", "train.student_steps": 5, "train.fresh_batches": True},
 }
 
 

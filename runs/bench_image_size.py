@@ -41,7 +41,7 @@ def measure(size: int, batch: int, classes: int, teacher_arch: str, student_arch
     spec = ImageSpec(3, size, classes, *IMAGENET)
     config = from_dict({"name": f"size{size}", "preset": "default",
                         "train": {"batch_size": batch, "fresh_batch_size": batch, "output_dir": tempfile.mkdtemp(),
-                                  "trackers": [], "mixed_precision": "no"}})  # fmt: skip
+                                  "trackers": []}, "runtime": {"mixed_precision": "no"}})  # fmt: skip
     torch.manual_seed(0)
     teacher_net, student_net = create_model(teacher_arch, classes, 3), create_model(student_arch, classes, 3)
     noise = torch.randn(min(batch, 64), 3, size, size)

@@ -26,7 +26,7 @@ torch). Elsewhere the check trains its teachers with other rounding, and a one-e
 another teacher: under ATen AVX2 the ResNet-20 pair's seed 0 gave 61.52 against 66.55-67.70 over four seeds here,
 a spread the distillation seeds do not measure. There the table is printed with a note and the exit status is 0;
 ``--enforce`` fails on it anyway, and ``--seeds 4 --record`` on that machine records references for it. The teacher labels the
-student's batches in fp32 here on every machine (the recipes' ``label_precision = "auto"`` takes bf16 where the CPU
+student's batches in fp32 here on every machine (the recipes' ``runtime.label_precision = "auto"`` takes bf16 where the CPU
 has it natively): the figure then depends on the code, not on whether the CPU has bf16. Across CPUs (AVX2 / AVX-512, with or without native bf16 for the
 teacher's labels) the same seed differs by rounding, which the seeds' spread covers.
 """
@@ -77,14 +77,14 @@ def short_config(pair: str, root: Path, overrides: argparse.Namespace | None, sm
         c.train.batch_size, c.train.student_steps = 8, 2
         c.callbacks = translate_callback_keys(c.callbacks, {("train", "precise_bn"): 2})
         c.batches = translate_batch_keys(c.batches, {"fresh_batch_size": 0})
-        c.generator.width, c.train.channels_last, c.teacher_training.batch_size = 8, False, 16
+        c.generator.width, c.runtime.channels_last, c.teacher_training.batch_size = 8, False, 16
     c.name, c.teacher.arch, c.student.arch = f"check-{pair}", teacher, student
     c.teacher.checkpoint = str(root / "teachers" / teacher / "teacher.safetensors")
     c.teacher_training.epochs, c.teacher_training.images, c.teacher_training.route_every = 1, TEACHER_IMAGES, 1
     t = c.train
     t.steps, t.eval_every, t.sample_every, t.checkpoint_every = steps, steps // 2, steps, steps
     t.max_minutes, t.trackers, t.overwrite = 0.0, [], True
-    t.label_precision = "fp32"  # the same labels on every CPU, with or without native bf16
+    c.runtime.label_precision = "fp32"  # the same labels on every CPU, with or without native bf16
     return c
 
 

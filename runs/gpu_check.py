@@ -10,7 +10,7 @@ On CPU, in well under a minute (what tests/test_gpu_check.py runs; its numbers m
     OMP_NUM_THREADS=1 python runs/gpu_check.py --device cpu --smoke --output-root /tmp/gc --out /tmp/gc/x.json
 
 1. Hardware line. 2. runs/fmnist.toml at --fmnist-steps (default: the recipe's 1,500), same seed, in fp32
-(train.mixed_precision = "no") and bf16 autocast: images/s (its evaluations every 100 steps included), real
+(runtime.mixed_precision = "no") and bf16 autocast: images/s (its evaluations every 100 steps included), real
 test accuracy (final, best), wall time. 3. runs/cifar10.toml's ResNet-34 -> ResNet-18 step on fake CIFAR-shaped
 data (random teacher) at batch 256 and 1024 in the device's default precision ("auto": bf16 on CUDA): images/s,
 peak GPU memory, achieved FLOP/s as a fraction of a large matmul's FLOP/s measured in the same process.
@@ -102,12 +102,14 @@ def fmnist_config(args: argparse.Namespace, root: Path, precision: str, teacher:
     c.data = replace(c.data, root=args.data_root if raw else str(root / "data"))
     steps = args.fmnist_steps or (4 if args.smoke else c.train.steps)
     label = "fp32" if precision == "no" else precision
-    c.train = replace(c.train, output_dir=str(root / f"fmnist-{label}"), overwrite=True, mixed_precision=precision, steps=steps,
+    c.train = replace(c.train, output_dir=str(root / f"fmnist-{label}"), overwrite=True, steps=steps,
                       log_every=max(1, min(20, steps // 10)))  # fmt: skip
+    c.runtime = replace(c.runtime, mixed_precision=precision)
     if args.smoke:
         c.data = replace(c.data, name="fake", like="fashion-mnist", fake_size=64, eval_batch_size=64)
         c.teacher_training = replace(c.teacher_training, epochs=1, batch_size=16, route_every=1)
-        c.train = replace(c.train, batch_size=8, eval_every=2, channels_last=False)
+        c.train = replace(c.train, batch_size=8, eval_every=2)
+        c.runtime = replace(c.runtime, channels_last=False)
     return c
 
 
@@ -117,9 +119,10 @@ def cifar_config(args: argparse.Namespace, root: Path, batch: int, steps: int, t
     c.data = replace(c.data, name="fake", like="cifar10")
     if args.smoke:  # 16 fake test images: evaluating a ResNet-34 on the default 512 takes a CPU many seconds
         c.data = replace(c.data, fake_size=16, eval_batch_size=16)
-    c.train = replace(c.train, output_dir=str(root / name), overwrite=True, batch_size=batch, steps=steps, mixed_precision="auto",
+    c.train = replace(c.train, output_dir=str(root / name), overwrite=True, batch_size=batch, steps=steps,
                       log_every=1 if steps < 10 else max(1, steps // 4),
                       eval_every=steps, sample_every=steps, checkpoint_every=steps)  # none inside the timed lines
+    c.runtime = replace(c.runtime, mixed_precision="auto")
     return c
 
 

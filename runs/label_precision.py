@@ -5,7 +5,7 @@
 Reads the run folder's ``config.json`` (validated like a recipe) and ``generator.safetensors``, and the teacher
 checkpoint the run names; makes ``--images`` images (every class in turn for a conditional generator, from a
 fixed seed) and labels them three ways: the teacher in fp32 (the reference), the BatchNorm-folded teacher in
-bf16 (what ``train.label_precision = "auto"`` runs where bf16 is native), and the teacher itself in bf16. For
+bf16 (what ``runtime.label_precision = "auto"`` runs where bf16 is native), and the teacher itself in bf16. For
 each it prints the share of images whose argmax matches the reference, the mean and largest KL(fp32 || other),
 and, per class the images were made for, the teacher's mean probability of that class. On a CPU without native
 bf16 the bf16 rows are emulated (slow, same numbers).

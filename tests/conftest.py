@@ -39,7 +39,8 @@ def tiny_config(out: Path, **sections):
         "student": {"arch": "lenet5_half", "lr": 0.002},
         "generator": {"width": 16, "latent_dim": 16},
         "train": {"output_dir": str(out / "run"), "steps": 6, "batch_size": 16, "eval_every": 3, "log_every": 1,
-                  "sample_every": 3, "checkpoint_every": 3, "mixed_precision": "no", "channels_last": False},
+                  "sample_every": 3, "checkpoint_every": 3},
+        "runtime": {"mixed_precision": "no", "channels_last": False},
         "distill": [{"name": "kd"}],
     }
     extra_terms = sections.pop("synthesis", None)

@@ -27,7 +27,7 @@ def quick_dir(tmp_path_factory) -> Path:
 def quick(quick_dir) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run = subprocess.run([sys.executable, str(ROOT / "runs" / "bench_speed.py"), "--quick",
-                          "--train.label_precision", "bf16", "--record", str(quick_dir / "x.json")], cwd=ROOT, env=env,
+                          "--runtime.label_precision", "bf16", "--record", str(quick_dir / "x.json")], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     return run.stdout.strip().splitlines()
@@ -50,7 +50,7 @@ def test_says_it_measures_the_current_recipe(quick):
     assert "fresh(size=64)" in pieces  # the default preset's fresh batches, which the line must name
     assert f"{t.student_steps} student steps per generator step on [[batches]] {pieces}" in recipe, recipe
     assert all(f"{term.name} {term.weight:g}" in recipe for term in config.synthesis), recipe
-    assert "labels bf16" in recipe and f"labels {config.train.label_precision}" not in recipe, recipe  # the override
+    assert "labels bf16" in recipe and f"labels {config.runtime.label_precision}" not in recipe, recipe  # the override
     title = next(l for l in quick if l.startswith("## "))
     assert f"generator width {g.width}, {t.student_steps} student steps" in title, title
 
@@ -62,12 +62,12 @@ def test_workers_measure_the_recipe_the_parent_resolved(tmp_path):
     from datafree.config import load_toml
 
     config = load_toml(ROOT / "runs" / "zoo.toml")
-    config.teacher.arch, config.train.fold_batchnorm = "resnet20", False
+    config.teacher.arch, config.runtime.fold_batchnorm = "resnet20", False
     (tmp_path / "recipe.json").write_text(json.dumps(config.to_dict()))
     worker = bench.ModeBench("fp32", tmp_path / "recipe.json")
     base = worker.base
     Path(worker.out).rmdir()  # its scratch run folder, still empty
-    assert base == config and base.teacher.arch == "resnet20" and not base.train.fold_batchnorm
+    assert base == config and base.teacher.arch == "resnet20" and not base.runtime.fold_batchnorm
 
 
 def test_table_has_a_complete_row_per_mode(quick):
@@ -100,7 +100,7 @@ def test_last_line_is_the_best_ratio_of_the_table(quick):
 def test_recorded_figures_are_the_tables(quick, quick_dir):
     """--record: every round's timing and the medians, ratios and best ratio the printed table and last line show."""
     data = recorded(quick_dir / "x.json", "bench_speed", quick_dir)
-    assert (data["recipe_file"], data["overrides"]) == ("runs/fmnist.toml", {"train.label_precision": "bf16"})
+    assert (data["recipe_file"], data["overrides"]) == ("runs/fmnist.toml", {"runtime.label_precision": "bf16"})
     assert (data["batches"], data["reference_batch"], data["repeats"], data["iters"]) == ([16], 16, 1, 1)
     rows = {r["mode"]: r for r in data["rows"]}
     printed = cells(quick)

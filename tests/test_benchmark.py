@@ -121,7 +121,7 @@ def test_smoke_config_keeps_the_recipe_networks_on_stand_in_data():
     validate(smoke)
     assert (smoke.data.name, smoke.data.like) == ("fake", "cifar100")
     assert (smoke.teacher.arch, smoke.student.arch, term(smoke, "onehot")) == ("resnet34", "resnet18", 0.5)
-    assert smoke.train.steps <= 10 and smoke.train.mixed_precision == "no" and smoke.teacher_training.epochs == 1
+    assert smoke.train.steps <= 10 and smoke.runtime.mixed_precision == "no" and smoke.teacher_training.epochs == 1
     assert real.train.steps == 240000 and real.data.name == "cifar100"  # the recipe itself is untouched
 
 

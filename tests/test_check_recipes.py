@@ -57,7 +57,7 @@ def test_short_config_is_the_recipe_with_a_small_budget(tmp_path):
     assert (c.preset, c.teacher.arch, c.student.arch, c.train.steps) == ("default", "lenet5", "lenet5_half", 300)
     assert c.teacher_training.epochs == 1 and c.teacher_training.images == cr.TEACHER_IMAGES
     assert c.train.max_minutes == 0 and c.teacher.checkpoint.startswith(str(tmp_path))
-    assert c.train.label_precision == "fp32"  # not the recipe's "auto": the same labels with or without native bf16
+    assert c.runtime.label_precision == "fp32"  # not the recipe's "auto": the same labels with or without native bf16
     assert [t.name for t in c.synthesis] == [t.name for t in cr.load_toml(ROOT / "runs/zoo.toml").synthesis]
 
 

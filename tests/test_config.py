@@ -24,10 +24,10 @@ def test_every_recipe_in_runs_loads_and_validates():
 
 
 def test_cli_overrides_are_typed():
-    config = apply_overrides(Config(), parse("--train.steps", "7", "--train.channels_last", "false",
+    config = apply_overrides(Config(), parse("--train.steps", "7", "--runtime.channels_last", "false",
                                              "--generator.lr", "0.5", "--student.milestones", "0.3,0.6",
                                              "--distill", '[{"name": "kd", "params": {"temperature": 4}}]'))  # fmt: skip
-    assert config.train.steps == 7 and config.train.channels_last is False and config.generator.lr == 0.5
+    assert config.train.steps == 7 and config.runtime.channels_last is False and config.generator.lr == 0.5
     assert config.student.milestones == [0.3, 0.6]
     assert config.distill[0].params == {"temperature": 4.0}
 
@@ -220,3 +220,41 @@ def test_a_run_logs_to_tensorboard_with_the_typed_config(tmp_path):
     distill_from_config(config)
     events = list((tmp_path / "run").rglob("events.out.tfevents.*"))
     assert events and any(e.stat().st_size > 0 for e in events)
+
+
+def test_the_runtime_keys_moved_from_train_keep_working_in_every_spelling(tmp_path):
+    """[train] mixed_precision, channels_last, compile, keep_host_memory, label_precision, fold_batchnorm live in
+    [runtime] now: recipes, old run folders' config.json, command lines and the Python call still say them the old
+    way; saying one both ways is refused naming [runtime]."""
+    import json
+
+    import torch
+
+    from datafree.api import distill_datafree
+    from datafree.config import ConfigError, RuntimeConfig, TrainConfig, from_dict, load_toml
+    from datafree.overrides import add_override_arguments, parse_args
+    from datafree.spellings import RUNTIME_KEYS
+
+    assert set(RUNTIME_KEYS) == {f for f in RuntimeConfig.__dataclass_fields__} and len(RUNTIME_KEYS) == 6
+    assert not set(RUNTIME_KEYS) & set(TrainConfig.__dataclass_fields__)
+    assert len(TrainConfig.__dataclass_fields__) <= 15
+    old = tmp_path / "old.toml"
+    old.write_text('[train]\nsteps = 9\nmixed_precision = "bf16"\nlabel_precision = "fp32"\ncompile = true\n')
+    config = load_toml(old)
+    assert (config.train.steps, config.runtime.mixed_precision, config.runtime.compile) == (9, "bf16", True)
+    assert config.runtime.label_precision == "fp32"  # the old spelling wins over the preset's [runtime] "auto"
+    saved = config.to_dict()  # an old run folder's config.json: the runtime keys inside [train]
+    saved["train"].update(saved.pop("runtime"))
+    assert from_dict(json.loads(json.dumps(saved))) == config
+    both = tmp_path / "both.toml"
+    both.write_text('[train]\nchannels_last = false\n[runtime]\nchannels_last = true\n')
+    with pytest.raises(ConfigError, match=r"\['channels_last'\].*live in \[runtime\] now"):
+        load_toml(both)
+    parser = argparse.ArgumentParser()
+    add_override_arguments(parser)
+    args = parse_args(parser, ["--train.compile", "true", "--runtime.keep_host_memory", "false"])
+    config = apply_overrides(from_dict({}), args)
+    assert config.runtime.compile is True and config.runtime.keep_host_memory is False
+    with pytest.raises(ConfigError, match="live in \\[runtime\\] now"):  # the Python call, both ways, refused first
+        distill_datafree(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), image_size=28, channels=1, num_classes=10,
+                         dataset="fashion-mnist", train={"compile": True}, runtime={"compile": False})

@@ -125,7 +125,7 @@ def test_train_dfl_from_export_flag(exported, tmp_path):
     out = tmp_path / "cli_offline"
     argv = ["--config", str(Path(train_dfl.__file__).parent / "runs" / "fmnist.toml"), "--from-export", str(exported), "--data.name", "fake", "--data.like",
             "fashion-mnist", "--data.fake_size", "64", "--train.steps", "4", "--train.batch_size", "16",
-            "--train.eval_every", "2", "--train.output_dir", str(out), "--train.mixed_precision", "no"]  # fmt: skip
+            "--train.eval_every", "2", "--train.output_dir", str(out), "--runtime.mixed_precision", "no"]  # fmt: skip
     assert train_dfl.main(argv) == 0
     assert json.loads((out / "results.json").read_text())["source"] == "export"
 

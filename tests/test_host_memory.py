@@ -1,4 +1,4 @@
-"""train.keep_host_memory: the process keeps freed host memory for reuse (datafree/host_memory.py)."""
+"""runtime.keep_host_memory: the process keeps freed host memory for reuse (datafree/host_memory.py)."""
 
 from __future__ import annotations
 

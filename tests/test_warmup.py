@@ -95,7 +95,7 @@ def test_budget_timing_takes_the_median_step_so_one_slow_step_does_not_shrink_th
     ({"warmup": 1.0}, "train.warmup is the fraction of train.steps without student updates: in \\[0, 1\\)"),
     ({"warmup": -0.1}, "in \\[0, 1\\)"),
     ({"warmup": 0.2, "transfer": "real"}, "has no generator step; set train.warmup = 0"),
-    ({"label_precision": "fp16"}, "train.label_precision = 'fp16' is not one of \\['auto', 'bf16', 'fp32'\\]"),
+    ({"label_precision": "fp16"}, "runtime.label_precision = 'fp16' is not one of \\['auto', 'bf16', 'fp32'\\]"),
 ])  # fmt: skip
 def test_bad_warmup_or_label_precision_is_refused_with_the_fix(tmp_path, train, message):
     from datafree.config import ConfigError, validate
@@ -105,7 +105,7 @@ def test_bad_warmup_or_label_precision_is_refused_with_the_fix(tmp_path, train, 
 
 
 def test_bf16_labels_round_the_students_extra_targets_and_leave_the_generators_batch_in_fp32(tmp_path):
-    """train.label_precision = "bf16": the fresh batches' teacher forwards run in bf16 (float32 outputs, close to
+    """runtime.label_precision = "bf16": the fresh batches' teacher forwards run in bf16 (float32 outputs, close to
     the fp32 forward's but not equal); the batch the generator learns from keeps the fp32 forward."""
     from datafree import build
 

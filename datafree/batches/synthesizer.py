@@ -40,7 +40,7 @@ class Augmenter:
 
 
 def label_autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager] | None:
-    """The autocast of the teacher's no-grad forwards that label the student's extra batches (``train.label_precision``).
+    """The autocast of the teacher's no-grad forwards that label the student's extra batches (``runtime.label_precision``).
 
     "auto": bf16 where the device computes it natively (CUDA with bf16; a CPU with AMX or AVX512-BF16), else
     None (the loop's own precision). Gradients never flow through these
@@ -133,7 +133,7 @@ class Synthesizer:
 
     def label(self, images: torch.Tensor) -> NetOutput:
         """The student's teacher on a student-only batch (through the labeller: BatchNorm folded where
-        ``train.fold_batchnorm`` could), at ``train.label_precision`` (outputs in float32)."""
+        ``runtime.fold_batchnorm`` could), at ``runtime.label_precision`` (outputs in float32)."""
         if self.label_autocast is None:
             return self.labeller(images)
         with self.label_autocast():

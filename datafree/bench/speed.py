@@ -6,9 +6,9 @@
     datafree bench speed --quick    # about a minute: batch 16, fp32/cl/bf16, one round
 
 (``python runs/bench_speed.py ...`` is the same program, run from a checkout.) It measures the recipe (default fmnist) with any ``--section.key value`` overrides (as train_dfl.py takes
-them, e.g. ``--recipe zoo --teacher.arch resnet20 --student.arch resnet8_narrow --train.label_precision fp32``),
+them, e.g. ``--recipe zoo --teacher.arch resnet20 --student.arch resnet8_narrow --runtime.label_precision fp32``),
 built by ``datafree.build`` around a random teacher.
-A mode is "+"-joined flags: fp32 | bf16 | fp16, cl (train.channels_last), compile (train.compile); "fp32", the
+A mode is "+"-joined flags: fp32 | bf16 | fp16, cl (runtime.channels_last), compile (runtime.compile); "fp32", the
 eager fp32 NCHW loop, is the in-run baseline. Each mode runs in its own worker process (Accelerate's state is
 process-global; a fresh process gives a clean peak memory; datafree/bench/speed_worker.py); this process drives them round-robin, one at a
 time, and reports medians, so noise hits every mode alike. The split times the trainer's public pieces one by
@@ -50,14 +50,14 @@ teacher forward); s-updates = student forward + losses + backward + opt_s step. 
 
 def describe_recipe(config) -> str:
     """What is measured, in the recipe's own numbers."""
-    g, s, t = config.generator, config.student, config.train
+    g, s, t, r = config.generator, config.student, config.train, config.runtime
     source = " + ".join(f"{p.name}({', '.join(f'{k}={v}' for k, v in p.params.items())})" for p in config.batches)
     source = f"[[batches]] {source}" if source else "the generator's batch"
     terms = ", ".join(f"{term.name} {term.weight:g}" for term in config.synthesis)
     return (f"generator {g.arch} width {g.width} (latent {g.latent_dim}), teacher {config.teacher.arch} (random init), "
             f"student {s.arch} ({s.optimizer}); {t.student_steps} student steps per generator step on {source}; "
-            f"synthesis: {terms}; train.batch_size {t.batch_size}; labels {t.label_precision}"
-            f"{' on the BatchNorm-folded teacher' if t.fold_batchnorm else ''}")  # fmt: skip
+            f"synthesis: {terms}; train.batch_size {t.batch_size}; labels {r.label_precision}"
+            f"{' on the BatchNorm-folded teacher' if r.fold_batchnorm else ''}")  # fmt: skip
 
 
 # ---- parent side ---------------------------------------------------------------------------------------
@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None, prog: str = "python runs/bench_speed.py"
     parser.add_argument("--repeats", type=int, default=3, help="round-robin rounds; the table shows medians")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads per worker (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="tiny run for tests: batch 16, fp32/cl/bf16, one round")
-    args = parse(parser, argv, owned={"train.batch_size": "--batch-sizes", "train.mixed_precision": "--modes",
-                                      "train.channels_last": "--modes", "train.compile": "--modes"})  # fmt: skip
+    args = parse(parser, argv, owned={"train.batch_size": "--batch-sizes", "runtime.mixed_precision": "--modes",
+                                      "runtime.channels_last": "--modes", "runtime.compile": "--modes"})  # fmt: skip
     recipe = args.recipe
     if args.threads:
         torch.set_num_threads(args.threads)  # workers apply it before any work; the parent only prints it

@@ -28,7 +28,7 @@ PRECISIONS = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
 
 def mode_settings(name: str) -> dict[str, Any]:
-    """A mode (one column of the comparison) as the [train] keys it sets."""
+    """A mode (one column of the comparison) as the [runtime] keys it sets."""
     flags = set(name.split("+"))
     if flags - {*PRECISIONS, "cl", "compile"} or len(flags & set(PRECISIONS)) > 1:
         raise SystemExit(f"mode {name!r}: '+'-join at most one of {sorted(PRECISIONS)} with cl and/or compile")
@@ -83,9 +83,10 @@ class ModeBench:
         reset_accelerate()
         torch._dynamo.reset()  # one static-shape compile per batch, as a real run (fixed batch) would have
         config = copy.deepcopy(self.base)
-        config.train = replace(config.train, batch_size=batch, output_dir=self.out, trackers=[], **self.settings)
+        config.train = replace(config.train, batch_size=batch, output_dir=self.out, trackers=[])
+        config.runtime = replace(config.runtime, **self.settings)
         tr = self.trainer = bench_trainer(config)
-        if config.train.keep_host_memory:  # as train_dfl.py's run does
+        if config.runtime.keep_host_memory:  # as train_dfl.py's run does
             from datafree.host_memory import keep_freed_host_memory
 
             keep_freed_host_memory(tr.accelerator.device)

@@ -79,7 +79,7 @@ def pair_config(base: Config, teacher: str, student: str, root: Path, smoke: boo
         t = c.train
         t.batch_size, t.student_steps, t.eval_every, t.log_every, t.sample_every, t.checkpoint_every = 8, 2, 2, 1, 4, 4
         c.batches = translate_batch_keys(c.batches, {"fresh_batch_size": 0})  # fresh batches as small as the generator's
-        c.generator.width, t.channels_last = 8, False
+        c.generator.width, c.runtime.channels_last = 8, False
     return c
 
 
