@@ -18,13 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from datafree import build
-from datafree.checkpoint import CheckpointError, atomic_write_text, readable_json, save_weights
+from datafree.checkpoint import CheckpointError, atomic_write_text, readable_json
 from datafree.config import Config, ConfigError
 from datafree.distill import create_loss
 from datafree.evaluate import accuracy
 from datafree.export import FORMAT, TENSORS
 from datafree.features import NetOutput
 from datafree.optim import make_optimizer, make_schedule
+from datafree.runlog import Best, RunLog
 
 
 def read_export(export_dir: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -100,11 +101,10 @@ def distill_from_export(config: Config, export_dir: str | Path) -> dict:
     net, opt, loader, eval_loader = accelerator.prepare(net, opt, loader, eval_loader)
 
     main = accelerator.is_main_process
+    log = RunLog(out, accelerator, fresh=True)  # metrics lines and the best weights, as every loop writes them
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.jsonl").unlink(missing_ok=True)
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
-    best_acc, best_step, start, batches = -1.0, -1, time.perf_counter(), iter(loader)
+    best, start, batches = Best(), time.perf_counter(), iter(loader)
     sums, since = torch.zeros(2, device=accelerator.device), 0  # s_kd (unweighted), s_total: summed on device
     bar = tqdm(total=t.steps, desc="from export", disable=not main, dynamic_ncols=True)
     for step in range(1, t.steps + 1):
@@ -132,13 +132,10 @@ def distill_from_export(config: Config, export_dir: str | Path) -> dict:
             sums, since = torch.zeros_like(sums), 0
             if at(t.eval_every):
                 record["student_acc"] = accuracy(net, eval_loader, accelerator)
-                if record["student_acc"] > best_acc:
-                    best_acc, best_step = record["student_acc"], step
-                    if main:
-                        save_weights(accelerator.unwrap_model(net), out / "student_best.safetensors", {"step": step})
+                log.keep_best(record["student_acc"], step, best,
+                              lambda: log.save_weights(net, "student_best.safetensors", {"step": step}))  # fmt: skip
+            log.write(record)
             if main:
-                with (out / "metrics.jsonl").open("a") as fh:
-                    fh.write(json.dumps(record) + "\n")
                 bar.set_postfix({k: record[k] for k in ("s_total", "student_acc") if k in record})
         bar.update(1)
     bar.close()
@@ -148,14 +145,14 @@ def distill_from_export(config: Config, export_dir: str | Path) -> dict:
 
     results = {
         "name": config.name, "source": "export", "export_dir": str(export_dir), "teacher_acc": meta.get("teacher_acc"),
-        "student_acc_final": final_acc, "student_acc_best": best_acc if best_acc >= 0 else final_acc,
-        "best_step": best_step, "steps": t.steps, "images_generated": meta["n"],
+        "student_acc_final": final_acc, "student_acc_best": best.best_acc if best.best_acc >= 0 else final_acc,
+        "best_step": best.best_step, "steps": t.steps, "images_generated": meta["n"],
         "images_seen": t.steps * t.batch_size * accelerator.num_processes, "wall_time_s": round(wall, 2),
         "num_processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
         "hardware": hardware(), "student_params": sum(p.numel() for p in net.parameters()),
     }  # fmt: skip
+    log.save_weights(net, "student_last.safetensors", {"step": t.steps})
     if main:
-        save_weights(accelerator.unwrap_model(net), out / "student_last.safetensors", {"step": t.steps})
         atomic_write_text(out / "results.json", readable_json(results))
         write_report(out, results, spec)
     accelerator.end_training()

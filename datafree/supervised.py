@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -14,17 +15,19 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from datafree import build
-from datafree.checkpoint import atomic_write_text, save_weights
+from datafree.checkpoint import atomic_write_text
 from datafree.config import Config, ConfigError
 from datafree.evaluate import accuracy
 from datafree.feature_stats import (PENULTIMATE_TAP, batchnorm_reference, has_class_stats, has_outputs,
                                     record_teacher_stats, recorded_stats_path, save_reference, stats_path)  # fmt: skip
 from datafree.host_memory import keep_freed_host_memory
 from datafree.optim import make_optimizer, make_schedule
+from datafree.runlog import RunLog
 
 
 def train_teacher(config: Config) -> dict:
-    """Train ``teacher.arch`` on ``data.name``; save teacher.safetensors, route/epoch_XXX.safetensors, teacher.json."""
+    """Train ``teacher.arch`` on ``data.name``; save teacher.safetensors, route/epoch_XXX.safetensors, teacher.json
+    and teacher_metrics.jsonl (a line per epoch: mean training loss, test accuracy)."""
     from datafree.data import augment_batch, dataset_info, load_tensors
 
     t, d, arch = config.teacher_training, config.data, config.teacher.arch
@@ -53,12 +56,13 @@ def train_teacher(config: Config) -> dict:
     schedule = make_schedule(opt, t.schedule, t.epochs * len(train_loader), t.milestones, t.gamma)  # stepped by hand
 
     out = Path(config.teacher_checkpoint)
-    route = out.parent / "route"
+    log = RunLog(out.parent, accelerator, fresh=True, metrics="teacher_metrics.jsonl")  # as every loop writes them
     meta = {"arch": arch, "num_classes": spec.num_classes, "dataset": d.name, "channels": spec.channels,
             "image_size": spec.image_size}  # fmt: skip
-    history = []
+    history, start = [], time.perf_counter()
     for epoch in range(1, t.epochs + 1):
         net.train()
+        loss_sum = torch.zeros((), device=accelerator.device)
         bar = tqdm(train_loader, desc=f"teacher {epoch}/{t.epochs}", disable=not accelerator.is_main_process, leave=False)
         for images, labels in bar:
             if t.augment:
@@ -68,14 +72,17 @@ def train_teacher(config: Config) -> dict:
             opt.step()
             opt.zero_grad(set_to_none=True)
             schedule.step()
+            loss_sum += loss.detach().float()
         acc = accuracy(net, test_loader, accelerator)
         history.append({"epoch": epoch, "test_acc": acc})
+        log.write({"epoch": epoch, "step": epoch * len(train_loader), "time_s": round(time.perf_counter() - start, 3),
+                   "train_loss": round(loss_sum.item() / len(train_loader), 6), "test_acc": acc})  # fmt: skip
         accelerator.print(f"teacher epoch {epoch}: test accuracy {acc:.4f}")
-        if accelerator.is_main_process and (epoch % t.route_every == 0 or epoch == t.epochs):
-            save_weights(accelerator.unwrap_model(net), route / f"epoch_{epoch:03d}.safetensors", {**meta, "epoch": epoch})
+        if epoch % t.route_every == 0 or epoch == t.epochs:
+            log.save_weights(net, f"route/epoch_{epoch:03d}.safetensors", {**meta, "epoch": epoch})
     result = {"teacher_acc": history[-1]["test_acc"], "epochs": t.epochs, "history": history, "checkpoint": str(out)}
+    log.save_weights(net, out.name, {**meta, "test_acc": history[-1]["test_acc"]})
     if accelerator.is_main_process:
-        save_weights(accelerator.unwrap_model(net), out, {**meta, "test_acc": history[-1]["test_acc"]})
         atomic_write_text(out.with_suffix(".json"), json.dumps(result, indent=2))
         # pooled feature statistics (what a BN teacher carries anyway) and per-class ones, for the image priors
         images, labels = train_set.tensors

@@ -32,6 +32,7 @@ from datafree.config import TrainConfig, warmup_steps
 from datafree.distill.objective import StudentWithLosses
 from datafree.evaluate import accuracy, class_counts, eval_loader, overall, per_class
 from datafree.optim import set_total_steps, total_steps_of
+from datafree.runlog import RunLog
 from datafree.spec import ImageSpec
 from datafree.synthesis import SynthBatch
 from datafree.trainstate import load_train_state, save_train_state
@@ -91,6 +92,7 @@ class DataFreeTrainer:
         """``compile``: ``runtime.compile`` (the generator and the teacher through ``torch.compile``)."""
         self.config, self.accelerator, self.spec, self.parts = train, accelerator, spec, parts
         self.out = Path(train.output_dir)
+        self.log = RunLog(self.out, accelerator)  # metrics lines and the best weights, as every loop writes them
         roles = parts.roles
         self.source = roles.invert
         self.teacher = accelerator.prepare_model(roles.invert, evaluation_mode=True)
@@ -210,7 +212,6 @@ class DataFreeTrainer:
     def fit(self) -> dict:
         """Train from ``progress.step`` (0, or where ``resume()`` left it) to ``train.steps``."""
         acc, cfg = self.accelerator, self.config
-        metrics_path = self.out / "metrics.jsonl"
         start, t0 = self.progress.step, time.perf_counter() - self.progress.elapsed_s
         # per term, kept on device (no per-step sync): sum since the last log line, steps it was there, non-finite count
         sums: dict[str, torch.Tensor] = {}
@@ -247,15 +248,12 @@ class DataFreeTrainer:
                     record["student_acc"] = overall(hits)
                     # per class too: the zoo's runs end apart by their Shirt, so its course is worth seeing
                     record["student_class_acc"] = per_class_field([None if a is None else round(a, 4) for a in per_class(hits)])
-                    if record["student_acc"] > self.progress.best_acc:
-                        self.progress.best_acc, self.progress.best_step = record["student_acc"], done
-                        self._save_weights("student_best.safetensors")
+                    self.log.keep_best(record["student_acc"], done, self.progress,
+                                       lambda: self._save_weights("student_best.safetensors"))  # fmt: skip
                 for callback in self.callbacks:
                     callback.on_log(self, record)
+                self.log.write(record, track=True)
                 if acc.is_main_process:
-                    with metrics_path.open("a") as fh:
-                        fh.write(json.dumps(record) + "\n")
-                    acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=done)
                     bar.set_postfix({k: record[k] for k in ("s_total", "g_total", "student_acc") if k in record})
             if at(cfg.sample_every):
                 self._save_samples(done)
@@ -353,7 +351,7 @@ class DataFreeTrainer:
         if planned != self.config.steps and not self.warmup_steps:
             self.set_total_steps(planned)
         # drop metric lines the interrupted run wrote after its last checkpoint
-        metrics_path = self.out / "metrics.jsonl"
+        metrics_path = self.log.metrics_path
         if self.accelerator.is_main_process and metrics_path.exists():
             kept = [l for l in _complete_lines(metrics_path) if json.loads(l)["step"] <= self.progress.step]
             ckpt.atomic_write_text(metrics_path, "".join(k + "\n" for k in kept))
