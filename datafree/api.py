@@ -7,13 +7,13 @@
 
 Any ``nn.Module`` that maps normalized images to logits works: its forward may return a tensor, an object or dict
 with a ``logits`` tensor (a Hugging Face classifier's output), or a tuple whose first element is the logits
-(:func:`datafree.features.logits_of`); anything else is refused, naming what it returned. The activation loss needs the teacher's
+(:func:`datafree.nets.features.logits_of`); anything else is refused, naming what it returned. The activation loss needs the teacher's
 penultimate feature: by default the input of its last ``nn.Linear``, or of its head conv where it has none (a
 forward hook, removed afterwards; the run prints which); pass ``feature_layer="<module path>"`` (or
 ``"<path>:input"``) to choose another layer, or give it to ``record_teacher_stats``, whose record carries it here.
 The call starts from the robust preset (``preset="default"``; ``"dafl"`` is the paper, ``"strict"`` the
 teacher's weights only). Its DeepInversion prior reads a BatchNorm teacher's running statistics by itself; for
-a teacher without BatchNorm pass ``feature_stats=datafree.feature_stats.record_feature_stats(teacher,
+a teacher without BatchNorm pass ``feature_stats=datafree.nets.feature_stats.record_feature_stats(teacher,
 batches_you_trained_it_on)``, and for the per-class priors ``class_feature_stats=record_teacher_stats(teacher,
 labelled_batches, num_classes=K)[1]`` (the layers', the penultimate features' and the logits' statistics per
 class); what was read is printed and written to ``results.json`` ("uses").
@@ -32,10 +32,10 @@ from torch.utils.data import Dataset
 
 from datafree.config import (SECTIONS, Config, ConfigError, PieceConfig, TermConfig, _coerce, from_dict,
                              set_synthesis_value, validate)  # fmt: skip
-from datafree.spellings import (LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, moved_runtime_keys, translate_batch_keys,
+from datafree.config.spellings import (LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, moved_runtime_keys, translate_batch_keys,
                                 translate_callback_keys)  # fmt: skip
 from datafree.pipeline import distill
-from datafree.spec import ImageSpec
+from datafree.nets.spec import ImageSpec
 
 
 def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: int, channels: int, num_classes: int,
@@ -53,7 +53,7 @@ def distill_datafree(teacher: nn.Module, student: nn.Module, /, *, image_size: i
     ``preset`` is the recipe the call starts from (ignored when ``config`` is given): ``"default"`` the robust
     recipe (a BatchNorm teacher's running statistics are read; ``feature_stats=`` / ``class_feature_stats=``
     when passed; without either it runs on the weights alone and says so), ``"strict"`` never reads statistics,
-    ``"dafl"`` the paper's objective and generator (datafree/presets.py has the table).
+    ``"dafl"`` the paper's objective and generator (datafree/config/presets.py has the table).
     ``mean``/``std`` are the normalization the teacher was trained with, required (or ``dataset=`` a registered
     dataset's name, whose normalization and class names are used): the generator makes images in the teacher's
     normalized space, and with ``generator={"output": "pixels"}`` they decide which values are valid pixels, so a

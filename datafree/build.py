@@ -25,9 +25,9 @@ from datafree.callbacks import (Callback, CallbackContext, ClassCoverage, Rotati
 from datafree.config import Config, ConfigError, TermConfig, warmup_steps
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
-from datafree.netcheck import build_net, channels_last_hazard, check_network, load_network  # noqa: F401  (part of build's API)
+from datafree.nets.netcheck import build_net, channels_last_hazard, check_network, load_network  # noqa: F401  (part of build's API)
 from datafree.optim import make_optimizer, make_schedule
-from datafree.spec import ImageSpec
+from datafree.nets.spec import ImageSpec
 from datafree.synthesis import SynthesisObjective, TermContext, create_synthesis_term
 from datafree.teachers import TeacherSource, teacher_class
 from datafree.teachers.base import TargetSource

@@ -18,14 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from datafree import build
-from datafree.checkpoint import CheckpointError, atomic_write_text, readable_json
+from datafree.io.checkpoint import CheckpointError, atomic_write_text, readable_json
 from datafree.config import Config, ConfigError
 from datafree.distill import create_loss
-from datafree.evaluate import accuracy
-from datafree.export import FORMAT, TENSORS
-from datafree.features import NetOutput
+from datafree.nets.evaluate import accuracy
+from datafree.ship.export import FORMAT, TENSORS
+from datafree.nets.features import NetOutput
 from datafree.optim import make_optimizer, make_schedule
-from datafree.runlog import Best, RunLog
+from datafree.io.runlog import Best, RunLog
 
 
 def read_export(export_dir: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -41,7 +41,7 @@ def make_optimizer(name: str, groups: Iterable[dict] | Iterable[torch.nn.Paramet
 class LRMultiplier:
     """Multiplier of the base LR at a step. ``step``: x gamma from each milestone (a fraction of total_steps) on.
 
-    An object of plain values rather than a closure, so the scheduler's state (saved by datafree.trainstate)
+    An object of plain values rather than a closure, so the scheduler's state (saved by datafree.io.trainstate)
     carries ``total_steps``: a budgeted run that re-plans its length mid-run (datafree.callbacks.BudgetReplan)
     resumes with the plan its checkpoint was written under. Schedulers are stepped by hand, once per step on
     every process (they are never ``prepare``d).

@@ -17,12 +17,12 @@ from torch.utils.data import Dataset
 
 from datafree import build, netcheck
 from datafree.callbacks import BudgetReplan, Deadline
-from datafree.checkpoint import atomic_write_text, readable_json
+from datafree.io.checkpoint import atomic_write_text, readable_json
 from datafree.config import Config, ConfigError, validate
-from datafree.evaluate import class_counts, confusion_counts, counts_of, eval_loader, overall, per_class
+from datafree.nets.evaluate import class_counts, confusion_counts, counts_of, eval_loader, overall, per_class
 from datafree.host_memory import keep_freed_host_memory
-from datafree.results import cpu_name
-from datafree.spec import ImageSpec
+from datafree.io.results import cpu_name
+from datafree.nets.spec import ImageSpec
 from datafree.teachers import TeacherSource
 
 
@@ -229,7 +229,7 @@ def budget_callbacks(config: Config, started: float, seconds: float, eval_second
 
 def write_results(out: Path, results: dict, config: Config, spec: ImageSpec) -> None:
     """results.json, report.md and MODEL_CARD.md of a finished run."""
-    from datafree.model_card import write_model_card
+    from datafree.ship.model_card import write_model_card
     from datafree.report import write_report
 
     atomic_write_text(out / "results.json", readable_json(results))

@@ -11,7 +11,7 @@ import math
 import statistics
 from pathlib import Path
 
-from datafree.checkpoint import atomic_write_text
+from datafree.io.checkpoint import atomic_write_text
 
 MAX_GRIDS = 5  # sample grids shown over training (first, last and evenly spaced between)
 
@@ -148,7 +148,7 @@ def _plot_grids(run_dir: Path, grids: list[Path], names: list[str], image_size: 
     import matplotlib.image as mpimg
 
     fig, axes = plt.subplots(1, len(grids), figsize=(3.0 * len(grids) + 1.2, 4.2), squeeze=False)
-    rows = min(len(names), 20)  # datafree.viz shows at most 20 classes, one row each, padding 1
+    rows = min(len(names), 20)  # datafree.io.viz shows at most 20 classes, one row each, padding 1
     for i, (ax, path) in enumerate(zip(axes.flat, grids)):
         pixels = mpimg.imread(path)
         ax.imshow(pixels, cmap="gray" if pixels.ndim == 2 else None, interpolation="nearest")

@@ -15,14 +15,14 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from datafree import build
-from datafree.checkpoint import atomic_write_text
+from datafree.io.checkpoint import atomic_write_text
 from datafree.config import Config, ConfigError
-from datafree.evaluate import accuracy
-from datafree.feature_stats import (PENULTIMATE_TAP, batchnorm_reference, has_class_stats, has_outputs,
+from datafree.nets.evaluate import accuracy
+from datafree.nets.feature_stats import (PENULTIMATE_TAP, batchnorm_reference, has_class_stats, has_outputs,
                                     record_teacher_stats, recorded_stats_path, save_reference, stats_path)  # fmt: skip
 from datafree.host_memory import keep_freed_host_memory
 from datafree.optim import make_optimizer, make_schedule
-from datafree.runlog import RunLog
+from datafree.io.runlog import RunLog
 
 
 def train_teacher(config: Config) -> dict:

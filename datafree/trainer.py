@@ -26,17 +26,17 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from datafree import checkpoint as ckpt
+from datafree.io import checkpoint as ckpt
 from datafree.callbacks import per_class_field
 from datafree.config import TrainConfig, warmup_steps
 from datafree.distill.objective import StudentWithLosses
-from datafree.evaluate import accuracy, class_counts, eval_loader, overall, per_class
+from datafree.nets.evaluate import accuracy, class_counts, eval_loader, overall, per_class
 from datafree.optim import set_total_steps, total_steps_of
-from datafree.runlog import RunLog
-from datafree.spec import ImageSpec
+from datafree.io.runlog import RunLog
+from datafree.nets.spec import ImageSpec
 from datafree.synthesis import SynthBatch
-from datafree.trainstate import load_train_state, save_train_state
-from datafree.viz import save_class_grid
+from datafree.io.trainstate import load_train_state, save_train_state
+from datafree.io.viz import save_class_grid
 
 
 class NonFiniteLossError(RuntimeError):
@@ -45,7 +45,7 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class Progress:
-    """Counters that resume restores (saved with the loop's state by datafree.trainstate)."""
+    """Counters that resume restores (saved with the loop's state by datafree.io.trainstate)."""
 
     step: int = 0
     best_acc: float = -1.0
@@ -123,7 +123,7 @@ class DataFreeTrainer:
         self.warmup_steps = warmup_steps(train)  # generator-only steps first: no student update, no LR step
         extra = self.student_batches.generated_images(train.student_steps)  # e.g. the fresh batches
         self.images_per_step = accelerator.num_processes * (train.batch_size + extra)  # once the student trains
-        # what a checkpoint holds beside Accelerate's models/optimizers: saved by datafree.trainstate, never pickled
+        # what a checkpoint holds beside Accelerate's models/optimizers: saved by datafree.io.trainstate, never pickled
         self.resumable = {"schedule_s": self.sched_s, "schedule_g": self.sched_g, "progress": self.progress,
                           "teacher": _ScheduleState(self.source), "student_batches": self.student_batches}  # fmt: skip
         for i, callback in enumerate(self.callbacks):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from datafree.bench.args import bench_parser, load_recipe, overridden, parse
 from datafree.config import Config, set_synthesis_value
-from datafree.spellings import LEGACY_BATCH_KEYS, translate_batch_keys
+from datafree.config.spellings import LEGACY_BATCH_KEYS, translate_batch_keys
 
 PURE_DAFL = {"generator.output": "bn", "generator.lr": 0.2, "generator.width": 64, "synthesis.adversarial": 0.0,
              "synthesis.moment": 0.0, "synthesis.tv": 0.0, "synthesis.feature_stats": 0.0,
@@ -85,7 +85,7 @@ def time_to(curve: list[tuple[float, float]], target: float) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     from datafree.build import reset_accelerate
-    from datafree.checkpoint import atomic_write_text
+    from datafree.io.checkpoint import atomic_write_text
     from datafree.pipeline import distill_from_config, hardware
 
     parser = bench_parser(__doc__, recipe="fmnist", output_root="outputs/ablate", record=False)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
     base = load_recipe(args.recipe)
     if args.smoke:
-        from datafree.smoke import smoke_config
+        from datafree.config.smoke import smoke_config
 
         base, args.steps = smoke_config(base), smoke_config(base).train.steps
     base, root = overridden(base, args), Path(args.output_root)

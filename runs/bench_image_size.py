@@ -32,9 +32,9 @@ def measure(size: int, batch: int, classes: int, teacher_arch: str, student_arch
 
     from datafree import build
     from datafree.config import from_dict
-    from datafree.feature_stats import record_teacher_stats
+    from datafree.nets.feature_stats import record_teacher_stats
     from datafree.models import create_model
-    from datafree.spec import ImageSpec
+    from datafree.nets.spec import ImageSpec
     from datafree.bench.common import rss_mb
 
     baseline = rss_mb("VmRSS")
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         import torch
 
-        from datafree.results import record, results_path
+        from datafree.io.results import record, results_path
 
         path = record(results_path(args.record, ROOT), {"rows": rows, "teacher": args.teacher, "student": args.student},
                       ROOT, ["runs/bench_image_size.py", *(sys.argv[1:] if argv is None else argv)],

@@ -20,11 +20,11 @@ number of steps (``--steps``: equal steps, so the comparison does not move with 
   student needs the real teacher somewhere);
 - ``ternary_real``: ``ternary`` on the real training images (``train.transfer = "real"``), the reference.
 
-Each student is then exported by ``datafree.deploy`` (ONNX, int8-stored weights when quantized) and checked with
+Each student is then exported by ``datafree.ship.deploy`` (ONNX, int8-stored weights when quantized) and checked with
 onnxruntime on the real test set: the table gives the file size and latency per image (batch 1 and 64,
 ``--threads`` intra-op threads) of the file a user would ship. Each row is written to ``<root>/<row>/row.json``
 and table.md / results.json list every row found there, so rows may run as separate invocations. ``--record NAME``
-also writes that table's per-seed figures with their provenance to results/NAME.json (datafree.results).
+also writes that table's per-seed figures with their provenance to results/NAME.json (datafree.io.results).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def row_config(base: Config, row: str) -> Config:
 
 def run_row(config: Config, row: str, seeds: int, root: Path, threads: int) -> dict:
     from datafree.build import reset_accelerate
-    from datafree.deploy import deploy_run
+    from datafree.ship.deploy import deploy_run
     from datafree.pipeline import distill_from_config
     from datafree.report import spread
 
@@ -115,7 +115,7 @@ def table(teacher: dict, rows: list[dict]) -> str:
 
 def record_rows(teacher: dict, rows: list[dict], base: Config, args: argparse.Namespace, argv: list[str] | None) -> Path:
     """The table's per-seed figures, each row with the student side that defines it, with their provenance."""
-    from datafree.results import in_repo, record, results_path
+    from datafree.io.results import in_repo, record, results_path
 
     keep = ("onnx_file", "onnx_bytes", "onnx_matches", "max_abs_logit_diff", "latency_ms_b1", "latency_ms_b64")
     compact = []
@@ -138,7 +138,7 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, args: argparse.Na
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from datafree.checkpoint import atomic_write_text
+    from datafree.io.checkpoint import atomic_write_text
     from datafree.pipeline import hardware
     from datafree.bench.common import fixed_steps_recipe
 

@@ -4,7 +4,7 @@
         [--search-steps 300] [--budgets 1.0,0.5] [--teacher-epochs N] [--output-root outputs/bench_search] [--smoke]
         [--record NAME]
 
-For each budget (a fraction of LeNet-5-half's FLOPs, 133,740 multiply-adds per image in datafree/flops.py's
+For each budget (a fraction of LeNet-5-half's FLOPs, 133,740 multiply-adds per image in datafree/nets/flops.py's
 convention), 3 seeds of:
 - ``hand``: the hand-designed student at that budget (LeNet-5-half at 1.0; LeNet-5 at a third of its widths,
   2-5-40-28, 70.6K FLOPs, at 0.5), distilled data-free with the recipe for ``--steps`` steps;
@@ -13,7 +13,7 @@ convention), 3 seeds of:
 The table gives final and best accuracy (mean +- std), FLOPs and parameters of each student, and the search's and
 the distillation's wall time apart; a search that diverges (NaN/inf) is named in its row and the other seeds
 still run. Writes table.md and results.json under --output-root; ``--record NAME`` also writes the per-seed figures
-with their provenance to results/NAME.json (datafree.results).
+with their provenance to results/NAME.json (datafree.io.results).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ HAND = {1.0: ("lenet5_half", {}), 0.5: ("lenet5", {"widths": [2, 5, 40, 28]})}
 
 def hand_row(base: Config, budget: float, seeds: int, root: Path) -> dict:
     from datafree.build import image_spec, build_net, reset_accelerate
-    from datafree.flops import layer_costs, parameter_count, total_macs
+    from datafree.nets.flops import layer_costs, parameter_count, total_macs
     from datafree.pipeline import distill_from_config
 
     import torch
@@ -125,7 +125,7 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, search_steps: int
                 argv: list[str] | None) -> Path:  # fmt: skip
     """The table's per-seed figures, each row with its budget and student, with their provenance (results/NAME.json).
     A searched row's seeds are those whose search did not diverge (``diverged`` names the others)."""
-    from datafree.results import in_repo, record, results_path
+    from datafree.io.results import in_repo, record, results_path
 
     compact = [{"kind": r["kind"], "budget": r["budget"], "student": r["student"], "flops": r["flops"],
                 "params": r["params"], "seeds": [s for s in range(args.seeds) if s not in r.get("diverged", [])],
@@ -140,7 +140,7 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, search_steps: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    from datafree.checkpoint import atomic_write_text
+    from datafree.io.checkpoint import atomic_write_text
     from datafree.pipeline import hardware
     from datafree.bench.common import fixed_steps_recipe
 

@@ -24,7 +24,7 @@ slows every run without changing any step count. ``--minutes`` times each run at
 ``--transfer real`` runs the same methods on the real training images (labels unused; ``single`` is then plain
 KD on real data). Writes table.md and results.json under --output-root (final and best accuracy, mean +- std over
 seeds, wall time); ``--record NAME`` also writes the per-seed figures with their provenance to results/NAME.json
-(datafree.results). --smoke: generated stand-in data, seconds per run (numbers meaningless).
+(datafree.io.results). --smoke: generated stand-in data, seconds per run (numbers meaningless).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def record_rows(teachers: list[dict], rows: list[dict], configs: dict[str, Confi
                 args: argparse.Namespace, argv: list[str] | None) -> Path:  # fmt: skip
     """The table's per-seed figures and the settings of each row, with their provenance (results/NAME.json).
     ``budget``: {"minutes"} per run, or {"single_steps", "steps"}: single's steps and each method's equal-time steps."""
-    from datafree.results import in_repo, record, results_path
+    from datafree.io.results import in_repo, record, results_path
 
     best = max(teachers, key=lambda t: t["teacher_acc"])  # single's and rco's (method_config); the others: all
     names = {m: f"{best['arch']}@{best['seed']}" if m in ("single", "rco") else "all" for m in configs}
@@ -149,7 +149,7 @@ def record_rows(teachers: list[dict], rows: list[dict], configs: dict[str, Confi
 
 
 def main(argv: list[str] | None = None) -> int:
-    from datafree.checkpoint import atomic_write_text
+    from datafree.io.checkpoint import atomic_write_text
     from datafree.pipeline import hardware
 
     parser = bench_parser(__doc__, recipe="zoo", seeds=3, output_root="outputs/bench_methods")
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         base.teacher_training.epochs = args.teacher_epochs
     minutes = args.minutes
     if args.smoke:
-        from datafree.smoke import smoke_config
+        from datafree.config.smoke import smoke_config
 
         base, minutes = smoke_config(base), 0.02
     base = overridden(base, args)

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 from datafree.config import Config, ConfigError, load_toml
-from datafree.smoke import SMOKE_FAKE_IMAGES, smoke_config  # noqa: F401  (the smoke chain, shared by the scripts)
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+from datafree.config.smoke import SMOKE_FAKE_IMAGES, smoke_config  # noqa: F401  (the smoke chain, shared by the scripts)
+from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 
 RECIPES = ("mnist", "fmnist", "cifar10", "cifar100", "celeba", "cifar10_ternary")
 _DAFL = "Chen et al., Data-Free Learning of Student Networks, ICCV 2019"
@@ -119,7 +119,7 @@ def run_benchmark(recipe: str, seeds: int, smoke: bool = False, output_root: str
     """Teacher -> one data-free run per seed -> summary results.json + report.md; returns the summary."""
     from accelerate import PartialState
 
-    from datafree.checkpoint import atomic_write_text
+    from datafree.io.checkpoint import atomic_write_text
     from datafree.supervised import ensure_for_recipe
     from datafree.pipeline import distill_from_config
     from datafree.report import write_summary
@@ -157,7 +157,7 @@ def run_benchmark(recipe: str, seeds: int, smoke: bool = False, output_root: str
 
 def record_summary(summary: dict, name: str, argv: list[str]) -> Path:
     """The summary's figures without the bulky parts (confusion matrices, paths), with their provenance."""
-    from datafree.results import record, results_path
+    from datafree.io.results import record, results_path
 
     keep = ("seed", "teacher_acc", "student_acc_final", "student_acc_best", "best_step", "steps", "wall_time_s",
             "images_generated", "class_acc", "teacher_params", "student_params", "preset", "uses", "mixed_precision")
@@ -171,7 +171,7 @@ def record_summary(summary: dict, name: str, argv: list[str]) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: run the benchmark; recipe and data errors become one line on stderr and exit code 2."""
-    from datafree.checkpoint import CheckpointError
+    from datafree.io.checkpoint import CheckpointError
     from datafree.data import DataMissingError
     from datafree.trainer import NonFiniteLossError
 

@@ -46,8 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 from datafree.config import Config, load_toml
-from datafree.spellings import translate_batch_keys, translate_callback_keys
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+from datafree.config.spellings import translate_batch_keys, translate_callback_keys
+from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 
 REFERENCE = ROOT / "results" / "check_recipes.json"
 TEACHER_IMAGES = 16000  # one epoch on about a quarter of Fashion-MNIST: a teacher in seconds, far from the full one's
@@ -188,7 +188,7 @@ def verdict(figures: list[dict], reference: dict) -> tuple[list[str], bool]:
 
 def same_machine(reference: dict) -> tuple[bool, str]:
     """Whether this machine is the kind the references were recorded on (CPU model, ATen capability, torch)."""
-    from datafree.results import machine
+    from datafree.io.results import machine
 
     here, there = machine(), reference["provenance"]["hardware"]
     keys = ("cpu", "cpu_capability", "torch")
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     figures = run_all(pairs, list(range(args.seeds)), root, args.jobs, passthrough, args.smoke)
     if args.record:
-        from datafree.results import record
+        from datafree.io.results import record
 
         rows = [with_floor(row) for row in figures]
         rule = (f"floor = mean - max({SPREAD_TIMES} x std, {100 * MIN_TOLERANCE:.0f} point) over the seeds; all pairs: "
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                       ["runs/check_recipes.py", *argv_list], threads=1)  # fmt: skip
         print(f"references written to {path} ({time.perf_counter() - start:.0f} s); run python runs/tables.py")
         return 0
-    from datafree.results import load
+    from datafree.io.results import load
 
     saved = load(reference)
     lines, ok = verdict(figures, saved)

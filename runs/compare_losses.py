@@ -5,7 +5,7 @@
 
 Writes outputs/loss_zoo/table.md (mean and spread over seeds of final and best student accuracy, wall
 time) and results.json; every run's own folder is outputs/loss_zoo/<loss>/seed_<k>/. ``--record NAME`` also writes
-the per-seed figures with their provenance to results/NAME.json (datafree.results). ``--section.key`` overrides
+the per-seed figures with their provenance to results/NAME.json (datafree.io.results). ``--section.key`` overrides
 change the recipe every objective runs on; --smoke runs the chain in seconds on generated stand-in data.
 """
 
@@ -50,7 +50,7 @@ def spread(values: list[float]) -> str:
 def record_rows(rows: list[dict], terms: dict[str, list[LossConfig]], args: argparse.Namespace, dataset: str,
                 batch_size: int, argv: list[str] | None) -> Path:  # fmt: skip
     """The table's per-seed figures and what defines each row (its loss terms), with their provenance."""
-    from datafree.results import in_repo, record, results_path
+    from datafree.io.results import in_repo, record, results_path
 
     table = {"recipe": in_repo(args.recipe, ROOT),
              "dataset": dataset, "steps": args.steps, "batch_size": batch_size, "seeds": list(range(args.seeds)),
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                                       "train.output_dir": "--output-root", "distill": "--only"})  # fmt: skip
     base = load_recipe(args.recipe)
     if args.smoke:
-        from datafree.smoke import smoke_config
+        from datafree.config.smoke import smoke_config
 
         base = smoke_config(base)
         args.steps, args.batch_size = base.train.steps, base.train.batch_size

@@ -200,7 +200,7 @@ def cifar_row(config: Config, flops_per_image: float | None, matmul: dict) -> di
 def measure_all(args: argparse.Namespace, root: Path, matmul: dict) -> list[dict]:
     import torch
 
-    from datafree.checkpoint import save_weights
+    from datafree.io.checkpoint import save_weights
     from datafree.models import create_model
     from datafree.supervised import train_teacher
 
@@ -249,7 +249,7 @@ RECORDED = ("run", "precision", "batch", "steps", "images_per_s", "acc_final", "
 def record_rows(rows: list[dict], matmul: dict, args: argparse.Namespace, argv: list[str] | None) -> Path:
     """The rows' figures (each with its precision, batch and steps) without their run folders (NaN, a failed row's
     images/s, as null), the recipes' seeds and the matmul rate the fractions divide by, with their provenance."""
-    from datafree.results import record, results_path
+    from datafree.io.results import record, results_path
 
     clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731  (JSON has no NaN)
     compact = [{k: clean(r[k]) for k in RECORDED if k in r} for r in rows]

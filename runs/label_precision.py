@@ -26,10 +26,10 @@ import torch
 def labels_three_ways(run: Path, images: int) -> dict:
     """{"classes": [...], "rows": {name: {"agree", "kl_mean", "kl_max", "p_asked": [per class]}}}."""
     from datafree import build
-    from datafree.checkpoint import load_weights
+    from datafree.io.checkpoint import load_weights
     from datafree.config import ConfigError, from_dict, validate
-    from datafree.fold import folded_copy
-    from datafree.netcheck import load_network
+    from datafree.nets.fold import folded_copy
+    from datafree.nets.netcheck import load_network
     from datafree.report import class_names
 
     for name in ("config.json", "generator.safetensors"):

@@ -27,7 +27,7 @@ from torch.optim.swa_utils import update_bn
 ROOT = Path(__file__).resolve().parents[1]
 
 from datafree.data import dataset_info, recipe_split
-from datafree.evaluate import class_counts, overall, per_class
+from datafree.nets.evaluate import class_counts, overall, per_class
 from datafree.callbacks.precise_bn import DRAW, PreciseBatchNorm, has_batchnorm
 from datafree.bench.common import load_run, refused
 

@@ -60,7 +60,7 @@ def tiny_config(out: Path, **sections):
 def save_random_teacher(config, seed: int = 0) -> None:
     """An untrained but fixed teacher checkpoint: the loop's mechanics do not need a good teacher."""
     from datafree import build
-    from datafree.checkpoint import save_weights
+    from datafree.io.checkpoint import save_weights
 
     torch.manual_seed(seed)
     spec = build.image_spec(config)
@@ -134,13 +134,13 @@ def asked_and_targeted(tmp_path, generator: dict, steps: int = 3):
 
 
 def recorded(path: Path, script: str, *absent: Path) -> dict:
-    """A benchmark's ``--record`` file, read back by datafree.results.load, its provenance checked (the command that
+    """A benchmark's ``--record`` file, read back by datafree.io.results.load, its provenance checked (the command that
     ran ``runs/<script>.py``, commit, date, machine with its thread count); the table itself holds none of the
     ``absent`` folders' paths (nor the checkout's): figures and settings only."""
     import json
     import re
 
-    from datafree.results import load
+    from datafree.io.results import load
 
     data = load(path)
     p = data["provenance"]
@@ -182,7 +182,7 @@ def randomized(net: nn.Module, seed: int = 0) -> nn.Module:
 
 def bn_teacher_config(tmp_path, **train):
     """A tiny run whose teacher is a BatchNorm VGG with statistics far from their defaults (what folds prove on)."""
-    from datafree.checkpoint import save_weights
+    from datafree.io.checkpoint import save_weights
     from datafree import build
 
     config = tiny_config(tmp_path, teacher={"arch": "vgg_bn_small"}, student={"arch": "vgg_bn_small", "lr": 0.002},

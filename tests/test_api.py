@@ -8,7 +8,7 @@ from torch import nn
 
 from datafree import distill_datafree
 from datafree.config import ConfigError
-from datafree.features import last_linear_input
+from datafree.nets.features import last_linear_input
 from tests.conftest import BNTeacher
 
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from datafree import build
-from datafree.checkpoint import CheckpointError, save_weights
+from datafree.io.checkpoint import CheckpointError, save_weights
 from datafree.config import ConfigError, load_toml
 from datafree.pipeline import distill_from_config
-from datafree.spec import ImageSpec
+from datafree.nets.spec import ImageSpec
 from tests.conftest import save_random_teacher, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,8 +116,8 @@ def test_cli_prints_a_clear_error_without_traceback(tmp_path):
 def test_corrupt_statistics_and_export_files_are_clear_errors_and_files_follow_the_umask(tmp_path):
     import os
 
-    from datafree.checkpoint import atomic_write_text, save_tensors
-    from datafree.feature_stats import load_reference
+    from datafree.io.checkpoint import atomic_write_text, save_tensors
+    from datafree.nets.feature_stats import load_reference
     from datafree.offline import read_export
 
     bad = tmp_path / "teacher.stats.safetensors"

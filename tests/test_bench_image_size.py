@@ -12,7 +12,7 @@ from tests.conftest import ROOT
 @pytest.mark.e2e
 def test_each_size_is_measured_in_its_own_process_with_the_generator_auto_picks(tmp_path, monkeypatch, capsys):
     import runs.bench_image_size as bench
-    from datafree import results
+    from datafree.io import results
 
     monkeypatch.setattr(results, "results_path", lambda name, repo: tmp_path / f"{name}.json")
     argv = ["--sizes", "32,64", "--batch", "4", "--classes", "12", "--teacher", "resnet8_narrow", "--student",

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from datafree.callbacks import ClassBlend
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 from datafree.synthesis import SynthBatch
 from datafree.synthesis.dafl import one_hot_loss
 from generators.conditional import ClassConditional, balanced_labels

@@ -14,7 +14,7 @@ from conftest import assert_same_weights, interrupt_after, save_random_teacher, 
 
 def test_a_schedule_stretched_mid_run_follows_at_once_and_its_state_carries_the_plan():
     from datafree.optim import make_schedule, set_total_steps, total_steps_of
-    from datafree.trainstate import _split
+    from datafree.io.trainstate import _split
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
     schedule = make_schedule(optimizer, "cosine", 10)
@@ -26,7 +26,7 @@ def test_a_schedule_stretched_mid_run_follows_at_once_and_its_state_carries_the_
     assert optimizer.param_groups[0]["lr"] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 5 / 20)))
     assert schedule.get_last_lr() == [optimizer.param_groups[0]["lr"]] and total_steps_of(schedule) == 20
     state = schedule.state_dict()
-    _split(state, "schedule", {}, {})  # plain values only: datafree.trainstate saves it without pickling
+    _split(state, "schedule", {}, {})  # plain values only: datafree.io.trainstate saves it without pickling
     fresh = make_schedule(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0), "cosine", 10)
     fresh.load_state_dict(state)
     assert total_steps_of(fresh) == 20

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from datafree.config import Config, ConfigError, PieceConfig, load_toml, validate
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,7 +143,7 @@ def test_a_recipe_may_not_spell_the_students_batches_both_ways(tmp_path):
 
 
 def test_command_line_spellings_of_the_students_batches():
-    from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+    from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 
     parser = argparse.ArgumentParser()
     add_override_arguments(parser)
@@ -165,7 +165,7 @@ def test_command_line_spellings_of_the_students_batches():
 
 def test_the_old_keys_of_the_loops_callbacks_become_callbacks(tmp_path):
     from datafree.config import from_dict
-    from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+    from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 
     default = from_dict({})
     assert [(c.name, c.params) for c in default.callbacks] == [("blend", {"share": 0.25}), ("precise_bn", {"batches": 20})]
@@ -232,8 +232,8 @@ def test_the_runtime_keys_moved_from_train_keep_working_in_every_spelling(tmp_pa
 
     from datafree.api import distill_datafree
     from datafree.config import ConfigError, RuntimeConfig, TrainConfig, from_dict, load_toml
-    from datafree.overrides import add_override_arguments, parse_args
-    from datafree.spellings import RUNTIME_KEYS
+    from datafree.config.overrides import add_override_arguments, parse_args
+    from datafree.config.spellings import RUNTIME_KEYS
 
     assert set(RUNTIME_KEYS) == {f for f in RuntimeConfig.__dataclass_fields__} and len(RUNTIME_KEYS) == 6
     assert not set(RUNTIME_KEYS) & set(TrainConfig.__dataclass_fields__)

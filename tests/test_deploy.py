@@ -50,7 +50,7 @@ def test_k_bit_codes_round_trip_exactly(tmp_path, bits):
     import torch
     from onnx import numpy_helper
 
-    from datafree.deploy import export_onnx, store_int8
+    from datafree.ship.deploy import export_onnx, store_int8
     from datafree.wrappers import create_student_wrapper
 
     torch.manual_seed(0)

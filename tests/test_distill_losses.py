@@ -10,7 +10,7 @@ from torch import nn
 
 from datafree.distill import create_loss, list_losses
 from datafree.distill.kr import SparseRecodingPenalty, resize_to
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 MINE = ["at", "cosine", "fsp", "hint", "kr", "nst", "pkt", "rkd", "sp", "sparse_recoding"]
 

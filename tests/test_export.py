@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from datafree import build
 from datafree.config import ConfigError
 from datafree.cli.export import main as export_main
-from datafree.export import export_synthetic, load_run, to_input
+from datafree.ship.export import export_synthetic, load_run, to_input
 from datafree.offline import distill_from_export
 from datafree.pipeline import distill_from_config
 from tests.conftest import save_random_teacher, tiny_config

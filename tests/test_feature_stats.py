@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from datafree.config import ConfigError, set_synthesis_value
-from datafree.feature_stats import (batchnorm_reference, channel_moments, load_reference, record_feature_stats,
+from datafree.nets.feature_stats import (batchnorm_reference, channel_moments, load_reference, record_feature_stats,
                                     save_reference, stats_path)  # fmt: skip
 from datafree.synthesis import feature_stats_loss
 from tests.conftest import save_random_teacher, tiny_config
@@ -212,7 +212,7 @@ def test_class_loss_matches_hand_computation_and_skips_classes_seen_once():
 
 
 def test_class_stats_recorded_per_class_and_pooled_from_one_pass():
-    from datafree.feature_stats import record_teacher_stats
+    from datafree.nets.feature_stats import record_teacher_stats
     from datafree.synthesis import class_feature_stats_loss
 
     net, images = _net(), torch.randn(41, 1, 8, 8)
@@ -247,7 +247,7 @@ def test_class_stats_recorded_per_class_and_pooled_from_one_pass():
 def test_class_stats_file_errors_and_ensure_rerecords_an_old_file(tmp_path):
     from datafree import build
     from datafree.supervised import ensure_for_recipe
-    from datafree.feature_stats import has_class_stats
+    from datafree.nets.feature_stats import has_class_stats
     from datafree.pipeline import distill_from_config
 
     config = tiny_config(tmp_path, synthesis={"class_feature_stats": 1.0}, train={"steps": 2, "eval_every": 2})
@@ -279,7 +279,7 @@ def test_teacher_stats_none_reads_nothing_recorded_but_the_batchnorm_statistics(
     """``[teacher] stats = "none"``: the weights-only case, with a record beside the checkpoint left unread; a path
     reads a record kept elsewhere."""
     from datafree import build
-    from datafree.feature_stats import record_teacher_stats, save_reference, stats_path
+    from datafree.nets.feature_stats import record_teacher_stats, save_reference, stats_path
     from datafree.pipeline import distill_from_config
 
     terms = [{"name": "onehot", "weight": 1.0},

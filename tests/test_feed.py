@@ -11,11 +11,11 @@ from safetensors.torch import load_file
 from torch import nn
 
 from datafree import build
-from datafree.checkpoint import CheckpointError, save_weights
+from datafree.io.checkpoint import CheckpointError, save_weights
 from datafree.config import ConfigError
 from datafree.distill import create_loss
-from datafree.feature_stats import record_teacher_stats, save_reference
-from datafree.features import NetOutput
+from datafree.nets.feature_stats import record_teacher_stats, save_reference
+from datafree.nets.features import NetOutput
 from datafree.pipeline import distill_from_config
 from tests.conftest import crash_then_resume, tiny_config
 

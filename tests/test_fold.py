@@ -1,12 +1,12 @@
-"""BatchNorm folded into the teacher's copy that labels the student's batches (datafree/fold.py)."""
+"""BatchNorm folded into the teacher's copy that labels the student's batches (datafree/nets/fold.py)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from datafree.features import FeatureTaps
-from datafree.fold import count_batchnorms, folded_copy
+from datafree.nets.features import FeatureTaps
+from datafree.nets.fold import count_batchnorms, folded_copy
 from tests.conftest import bn_teacher_config, folded_feature_run, randomized, tiny_config
 
 
@@ -64,7 +64,7 @@ def test_a_fold_leaves_the_network_as_it_was_and_its_hooks_silent():
 
 
 def test_nothing_to_fold_an_untraceable_net_or_a_wrong_fold_gives_none(monkeypatch):
-    from datafree import fold
+    from datafree.nets import fold
     from datafree.models import create_model
 
     assert folded_copy(create_model("lenet5", num_classes=10), torch.randn(2, 1, 32, 32)) is None  # no BatchNorm
@@ -141,7 +141,7 @@ def test_a_tap_that_the_fold_changes_or_removes_gives_no_copy():
 
 
 def test_a_source_whose_weights_change_gives_no_labeller_and_an_ensemble_folds_every_member(tmp_path):
-    from datafree.spec import ImageSpec
+    from datafree.nets.spec import ImageSpec
     from datafree.teachers.base import FoldedSource
     from datafree.teachers.mean_logits import MeanLogitsTeacher
     from datafree.teachers.base import Member

@@ -12,7 +12,7 @@ from torch import nn
 from datafree.config import ConfigError
 from datafree.models import create_model
 from datafree.models.hub import check_against, describe, load_teacher
-from datafree.spec import ImageSpec
+from datafree.nets.spec import ImageSpec
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -38,7 +38,7 @@ def test_data_that_does_not_match_the_named_model_is_refused_naming_what_differs
         check_against("torchvision:resnet18.IMAGENET1K_V1", 10, 1, 32, (0.286,), (0.353,))
     message = str(err.value)
     assert "1000 classes (the data has 10)" in message and "3-channel images" in message and "224 px" in message
-    from datafree.netcheck import build_net
+    from datafree.nets.netcheck import build_net
 
     with pytest.raises(ConfigError, match="was made for 1000 classes"):
         build_net("torchvision:resnet18.IMAGENET1K_V1", ImageSpec(1, 32, 10, (0.286,), (0.353,)))

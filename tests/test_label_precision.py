@@ -16,7 +16,7 @@ def test_bf16_labels_of_a_runs_generator_are_measured_against_fp32(tmp_path, cap
     import runs.label_precision as check
     from datafree import build
     from datafree.build import reset_accelerate
-    from datafree.checkpoint import save_weights
+    from datafree.io.checkpoint import save_weights
     from datafree.pipeline import distill_from_config
 
     config = tiny_config(tmp_path, teacher={"arch": "vgg_bn_small"}, generator={"width": 16, "latent_dim": 16,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from datafree.features import FeatureTaps
+from datafree.nets.features import FeatureTaps
 from datafree.models import create_model, list_models, register_model
 from datafree.models import registry
 
@@ -45,7 +45,7 @@ CASES = {
     "mobilenet_tiny": (dict(num_classes=10, in_channels=1), (1, 28, 28),
                        {"blocks.1": (32, 14, 14), "blocks.3": (64, 7, 7), "blocks.5": (128, 4, 4), "flatten": (128,)}),
     # the held-out families (datafree/models/families.py), from 28x28 by hand; token layers (N, T, C) are tapped
-    # channels-second (datafree/features.py): a ViT block at 28 px is (96 features, 7 x 7 = 49 tokens)
+    # channels-second (datafree/nets/features.py): a ViT block at 28 px is (96 features, 7 x 7 = 49 tokens)
     "plain_cnn": (dict(num_classes=10, in_channels=1), (1, 28, 28),
                   {"features.2": (16, 14, 14), "features.6": (32, 14, 14), "features.9": (64, 7, 7), "fc:input": (64,)}),
     "mlp": (dict(num_classes=10, in_channels=1), (1, 28, 28), {"relu1": (256,), "relu2": (128,), "fc3:input": (128,)}),

@@ -9,9 +9,9 @@ from torch import nn
 
 from datafree import distill_datafree
 from datafree.config import ConfigError
-from datafree.feature_stats import (PENULTIMATE_TAP, batchnorm_reference, default_stats_taps, load_reference,
+from datafree.nets.feature_stats import (PENULTIMATE_TAP, batchnorm_reference, default_stats_taps, load_reference,
                                     record_feature_stats, record_teacher_stats, save_reference)  # fmt: skip
-from datafree.features import FeatureTaps, penultimate_tap
+from datafree.nets.features import FeatureTaps, penultimate_tap
 from datafree.models import create_model
 
 TINY = {"steps": 2, "batch_size": 8, "eval_every": 2, "log_every": 1, "mixed_precision": "no"}
@@ -192,8 +192,8 @@ def test_a_teacher_returning_something_else_is_refused_naming_what_it_returned(t
 def test_a_1x1_strided_conv_of_few_channels_keeps_channels_last_off_at_48_px_and_more():
     """torch 2.14's oneDNN crashes (segfault) in such a conv's channels_last weight gradient on 64-px maps: the
     guard names the layer; the zoo's sizes and wider convs keep channels_last."""
-    from datafree.netcheck import channels_last_hazard
-    from datafree.spec import ImageSpec
+    from datafree.nets.netcheck import channels_last_hazard
+    from datafree.nets.spec import ImageSpec
 
     narrow, wide = create_model("resnet8_narrow", 10, 3), create_model("resnet20", 10, 3)
     at = lambda size: ImageSpec(3, size, 10, (0.5,) * 3, (0.25,) * 3)  # noqa: E731

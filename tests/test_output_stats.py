@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from datafree.config import ConfigError
-from datafree.feature_stats import (OUTPUT_TAP, PENULTIMATE_TAP, channel_moments, load_reference, record_teacher_stats, save_reference,
+from datafree.nets.feature_stats import (OUTPUT_TAP, PENULTIMATE_TAP, channel_moments, load_reference, record_teacher_stats, save_reference,
                                     stats_path)  # fmt: skip
 from datafree.synthesis import SynthBatch, create_synthesis_term
 from datafree.synthesis.feature_stats import relative_gap
@@ -95,7 +95,7 @@ def test_a_run_reads_the_recorded_outputs_and_the_feature_terms_ignore_them(tmp_
     save_reference(pooled, path, per_class)  # a file recorded before the outputs were: the term says so
     with pytest.raises(ConfigError, match="no recorded teacher outputs.*python -m datafree.cli.feature_stats"):
         distill_from_config(config)
-    from datafree.feature_stats import has_class_stats, has_outputs
+    from datafree.nets.feature_stats import has_class_stats, has_outputs
 
     assert has_class_stats(path) and not has_outputs(path)
     from datafree.supervised import ensure_for_recipe

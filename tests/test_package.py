@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from datafree.checkpoint import CheckpointError, convert_torch_checkpoint
+from datafree.io.checkpoint import CheckpointError, convert_torch_checkpoint
 
 
 @pytest.mark.e2e
@@ -42,7 +42,7 @@ def test_every_subcommand_answers_help_under_its_own_name(capsys):
 @pytest.mark.slow
 def test_datafree_train_by_recipe_name_writes_a_model_card_and_load_student_rebuilds_it(tmp_path, monkeypatch):
     from datafree import build, load_student
-    from datafree.checkpoint import load_weights, save_weights
+    from datafree.io.checkpoint import load_weights, save_weights
     from datafree.cli.main import main
     from datafree.config import load_toml
 
@@ -101,7 +101,7 @@ def test_convert_torch_checkpoint_refuses_code_in_the_pickle_with_its_own_error(
 
 
 def test_statistics_helpers_on_a_corrupt_file_raise_datafrees_error(tmp_path):
-    from datafree.feature_stats import has_class_stats, has_outputs
+    from datafree.nets.feature_stats import has_class_stats, has_outputs
 
     bad = tmp_path / "t.stats.safetensors"
     bad.write_bytes(b"\xff" * 64)
@@ -110,3 +110,21 @@ def test_statistics_helpers_on_a_corrupt_file_raise_datafrees_error(tmp_path):
             helper(bad)
     save_file({"a/mean": torch.zeros(2), "a/var": torch.ones(2)}, str(tmp_path / "ok.safetensors"))
     assert has_class_stats(tmp_path / "ok.safetensors") is False
+
+
+def test_modules_that_moved_into_folders_keep_their_old_import_paths():
+    """datafree.checkpoint -> datafree.io.checkpoint and the rest (datafree/_moved.py): the old path gives the same
+    module object, so user code and patches written against it still work."""
+    import importlib
+
+    from datafree._moved import MOVED
+
+    assert len(MOVED) >= 19
+    for old, new in MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+    from datafree.feature_stats import record_teacher_stats  # the README's import, at its old path
+    from datafree.nets.feature_stats import record_teacher_stats as at_new_place
+
+    assert record_teacher_stats is at_new_place
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("datafree.no_such_module")  # the finder answers only for the moved names

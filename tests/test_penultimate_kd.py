@@ -9,7 +9,7 @@ from torch import nn
 
 from datafree.distill import create_loss
 from datafree.distill.penultimate import PenultimateFeatures
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 def _loss(student_width: int, teacher_widths: dict[str, int]) -> PenultimateFeatures:

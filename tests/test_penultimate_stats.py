@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from datafree.feature_stats import PENULTIMATE_TAP, load_reference, record_teacher_stats, save_reference, stats_path
-from datafree.features import NetOutput
+from datafree.nets.feature_stats import PENULTIMATE_TAP, load_reference, record_teacher_stats, save_reference, stats_path
+from datafree.nets.features import NetOutput
 from datafree.synthesis import SynthBatch, create_synthesis_term
 from tests.conftest import save_random_teacher, tiny_config
 
@@ -49,7 +49,7 @@ def test_a_batch_as_spread_as_the_training_images_scores_near_zero_and_a_collaps
 def test_a_run_reads_the_recorded_penultimate_features_and_an_old_file_is_recorded_again(tmp_path):
     from datafree import build
     from datafree.supervised import ensure_for_recipe
-    from datafree.feature_stats import has_outputs
+    from datafree.nets.feature_stats import has_outputs
     from datafree.pipeline import distill_from_config
 
     terms = [{"name": "onehot", "weight": 1.0}, {"name": "class_feature_stats", "weight": 1.0},

@@ -13,7 +13,7 @@ import torch
 from datafree import build
 from datafree.batches import BatchContext, ImagePool, SameBatch, Synthesizer, pooled_updates
 from datafree.config import ConfigError
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 from datafree.pipeline import distill_from_config
 from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 

@@ -16,7 +16,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from datafree import build
-from datafree.checkpoint import load_weights
+from datafree.io.checkpoint import load_weights
 from datafree.config import ConfigError, validate
 from datafree.pipeline import distill_from_config
 from datafree.callbacks.precise_bn import DRAW, PreciseBatchNorm

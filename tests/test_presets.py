@@ -10,7 +10,7 @@ from torch import nn
 
 from datafree import distill_datafree
 from datafree.config import ConfigError, dafl_terms, from_dict, load_toml
-from datafree.feature_stats import record_feature_stats, record_teacher_stats
+from datafree.nets.feature_stats import record_feature_stats, record_teacher_stats
 from tests.conftest import BNTeacher
 
 TINY = {"steps": 2, "batch_size": 8, "eval_every": 2, "log_every": 1, "mixed_precision": "no"}

@@ -13,7 +13,7 @@ from torch import nn
 from datafree import build
 from datafree.distill import create_loss
 from datafree.distill.objective import scheduled_weight
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 from datafree.pipeline import distill_from_config
 from datafree.wrappers import create_student_wrapper
 from datafree.wrappers.quantize import QuantConv2d, ternary, uniform

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 from datafree.callbacks.quota import ClassQuota, stratified_labels
 from datafree.synthesis import SynthBatch
 from tests.conftest import asked_and_targeted, assert_same_weights, crash_then_resume, save_random_teacher, tiny_config

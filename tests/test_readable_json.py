@@ -1,10 +1,10 @@
-"""results.json is written by datafree.checkpoint.readable_json: the same JSON value, lists of numbers on one line."""
+"""results.json is written by datafree.io.checkpoint.readable_json: the same JSON value, lists of numbers on one line."""
 
 from __future__ import annotations
 
 import json
 
-from datafree.checkpoint import readable_json
+from datafree.io.checkpoint import readable_json
 
 
 def test_the_same_value_as_json_dumps_with_number_lists_inline():

@@ -1,4 +1,4 @@
-"""datafree.results: a benchmark's figures written with what made them, and refused when they are not such a file."""
+"""datafree.io.results: a benchmark's figures written with what made them, and refused when they are not such a file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datafree import results
+from datafree.io import results
 
 
 def git(repo: Path, *args: str) -> None:

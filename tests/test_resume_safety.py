@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from datafree.checkpoint import CheckpointError
+from datafree.io.checkpoint import CheckpointError
 from datafree.pipeline import distill_from_config
 from tests.conftest import save_random_teacher, tiny_config
 

@@ -1,4 +1,4 @@
-"""datafree.runlog: the bookkeeping every loop shares (metrics lines, the best weights, the last weights), and the
+"""datafree.io.runlog: the bookkeeping every loop shares (metrics lines, the best weights, the last weights), and the
 teacher's loop writing through it like the others."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class FakeAccelerator:
 def test_lines_best_and_weights(tmp_path):
     from safetensors.torch import load_file
 
-    from datafree.runlog import Best, RunLog
+    from datafree.io.runlog import Best, RunLog
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 99}\n')  # an earlier run's line
@@ -51,7 +51,7 @@ def test_lines_best_and_weights(tmp_path):
 
 
 def test_other_processes_write_nothing(tmp_path):
-    from datafree.runlog import Best, RunLog
+    from datafree.io.runlog import Best, RunLog
 
     log = RunLog(tmp_path / "run", FakeAccelerator(main=False), fresh=True)
     log.write({"step": 1})

@@ -11,11 +11,11 @@ from safetensors.torch import load_file
 from torch import nn
 
 from datafree.config import ConfigError
-from datafree.spellings import translate_batch_keys
-from datafree.flops import layer_costs
+from datafree.config.spellings import translate_batch_keys
+from datafree.nets.flops import layer_costs
 from datafree.models import create_model, model_from_spec
 from datafree.pipeline import distill_from_config
-from datafree.spec import ImageSpec
+from datafree.nets.spec import ImageSpec
 from datafree.wrappers import create_student_wrapper
 from datafree.wrappers.gates import apg_step, soft_threshold
 from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
@@ -263,8 +263,8 @@ def test_search_student_on_the_cifar_resnet34_teacher_with_fake_data(tmp_path):
     assert (tmp_path / "out" / "found_widths.png").stat().st_size > 0
     assert (tmp_path / "out" / "distill" / "report.md").exists() and summary["distill"]["params"] < 21_300_000
     # the distilled run names its student by registry name + searched widths: deploy and evaluate rebuild it
-    from datafree.deploy import student_of_run
-    from datafree.flops import parameter_count
+    from datafree.ship.deploy import student_of_run
+    from datafree.nets.flops import parameter_count
 
     rebuilt, run_config, _, _ = student_of_run(tmp_path / "out" / "distill")
     assert run_config.student.arch == "resnet34" and run_config.student.kwargs == info["kwargs"]

@@ -11,7 +11,7 @@ from torch import nn
 from datafree import build
 from datafree.config import ConfigError
 from datafree.distill import create_loss
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 from datafree.pipeline import distill_from_config
 from datafree.teachers.speq import SelfTeacher
 from datafree.wrappers import create_student_wrapper
@@ -149,7 +149,7 @@ def test_speq_without_activation_quantization_or_without_its_teacher_kind_fails_
 
 @pytest.mark.slow
 def test_an_activation_quantized_student_exports_with_its_activation_quantization(tmp_path):
-    from datafree.deploy import deploy_run, student_of_run
+    from datafree.ship.deploy import deploy_run, student_of_run
 
     config = tiny_config(tmp_path, student={"wrap": [{"name": "quantize", "params": {"bits": 4, "act_bits": 4}}]},
                          train={"steps": 2, "eval_every": 2})  # fmt: skip
@@ -159,7 +159,7 @@ def test_an_activation_quantized_student_exports_with_its_activation_quantizatio
     assert {v["act_bits"] for v in layers.values()} == {4}
     trained = build.build_net("lenet5_half", spec)
     create_student_wrapper("quantize", bits=4, act_bits=4).wrap(trained)
-    from datafree.checkpoint import load_weights
+    from datafree.io.checkpoint import load_weights
 
     load_weights(trained, tmp_path / "run" / "student_last.safetensors", what="student")
     x = torch.randn(8, 1, 32, 32)

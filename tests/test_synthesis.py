@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 from datafree.synthesis import (SynthBatch, SynthesisObjective, activation_loss, batch_mean_probs, create_synthesis_term,
                                 entropy_loss, one_hot_loss)  # fmt: skip
 

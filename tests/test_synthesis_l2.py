@@ -11,7 +11,7 @@ from tests.conftest import save_random_teacher, tiny_config
 
 
 def test_l2_prior_by_hand_and_by_name():
-    from datafree.features import NetOutput
+    from datafree.nets.features import NetOutput
     from datafree.synthesis import SynthBatch, create_synthesis_term, list_synthesis_terms
 
     assert "l2" in list_synthesis_terms()

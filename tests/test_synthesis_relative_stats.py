@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from datafree.feature_stats import batchnorm_reference
-from datafree.features import FeatureTaps
+from datafree.nets.feature_stats import batchnorm_reference
+from datafree.nets.features import FeatureTaps
 from datafree.synthesis.feature_stats import (feature_stats_loss, relative_class_feature_stats_loss,
                                               relative_feature_stats_loss)  # fmt: skip
 
@@ -106,7 +106,7 @@ def test_channel_count_does_not_scale_the_relative_term():
 
 
 def test_moments_from_image_rows_match_the_full_tensor_and_are_computed_once_per_batch():
-    from datafree.features import NetOutput, channel_moments, image_moments, pooled_moments
+    from datafree.nets.features import NetOutput, channel_moments, image_moments, pooled_moments
     from datafree.synthesis.base import SynthBatch
     from datafree.synthesis.feature_stats import ClassFeatureStats, FeatureStats
 
@@ -139,7 +139,7 @@ def test_moments_from_image_rows_match_the_full_tensor_and_are_computed_once_per
 def test_image_moments_gradient_is_autograds_own_in_one_pass(layout):
     """The fused backward (dL/dx = (g1 + 2 g2 x) / HW) against autograd through the plain formulas; a missing
     factor 2, a wrong divisor or a dropped first-moment gradient would differ by far more than rounding."""
-    from datafree.features import image_moments
+    from datafree.nets.features import image_moments
 
     torch.manual_seed(0)
     x = (1.5 + torch.randn(3, 4, 5, 6)).to(memory_format=layout)

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from datafree import build
-from datafree.checkpoint import CheckpointError, save_weights
+from datafree.io.checkpoint import CheckpointError, save_weights
 from datafree.config import ConfigError
 from datafree.pipeline import distill_from_config
 from datafree.teachers.route import Route

@@ -54,7 +54,7 @@ def test_short_run_writes_metrics_checkpoints_samples_and_report(tiny):
 
 
 def test_per_class_accuracy_by_hand():
-    from datafree.evaluate import accuracy, per_class_accuracy
+    from datafree.nets.evaluate import accuracy, per_class_accuracy
 
     class Fixed(torch.nn.Module):  # predicts class (x mod 3) from a 1-pixel image holding x
         def forward(self, x):
@@ -69,7 +69,7 @@ def test_per_class_accuracy_by_hand():
 
 def test_confusion_counts_and_the_top_confusion_by_hand():
     from datafree.cli.evaluate import confusion_table
-    from datafree.evaluate import confusion_counts
+    from datafree.nets.evaluate import confusion_counts
     from datafree.report import top_confusion
 
     class Fixed(torch.nn.Module):  # predicts class (x mod 3) from a 1-pixel image holding x
@@ -422,7 +422,7 @@ def test_class_coverage_names_a_class_the_generator_never_makes(tmp_path, capsys
 
 def test_class_coverage_window_shares_and_its_resumable_state():
     from datafree.callbacks import ClassCoverage
-    from datafree.features import NetOutput
+    from datafree.nets.features import NetOutput
     from datafree.synthesis import SynthBatch
 
     def batch(labels):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from datafree.feature_stats import batchnorm_reference
-from datafree.features import FeatureTaps
+from datafree.nets.feature_stats import batchnorm_reference
+from datafree.nets.features import FeatureTaps
 from datafree.models import create_model
 
 # teacher -> student of its family, and the student's parameter budget (10 classes, 1 channel)

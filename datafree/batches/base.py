@@ -24,7 +24,7 @@ import torch
 from datafree.batches.synthesizer import Batch, Synthesizer
 from datafree.config import ConfigError
 from datafree.registry import Registry
-from datafree.spec import ImageSpec
+from datafree.nets.spec import ImageSpec
 
 
 @dataclass
@@ -94,7 +94,7 @@ class SameBatch:
             inner.remember(step, batch)
 
     def state_dict(self) -> dict:
-        """What resume needs (saved by datafree.trainstate, never pickled)."""
+        """What resume needs (saved by datafree.io.trainstate, never pickled)."""
         inner = getattr(self, "inner", None)
         return inner.state_dict() if inner is not None else {}
 

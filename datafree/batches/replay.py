@@ -9,7 +9,7 @@ from __future__ import annotations
 from datafree.batches.base import BatchContext, SameBatch, register_batches
 from datafree.batches.synthesizer import Batch
 from datafree.config import ConfigError
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 @register_batches("replay")

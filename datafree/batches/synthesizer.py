@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from datafree.augment import augment
-from datafree.features import NetOutput
-from datafree.spec import ImageSpec
+from datafree.nets.features import NetOutput
+from datafree.nets.spec import ImageSpec
 
 Batch = tuple[torch.Tensor, NetOutput]  # images (detached) and the student's targets
 

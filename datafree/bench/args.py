@@ -8,7 +8,7 @@ Every such program spells the shared options the same way:
   script runs, its numbers mean nothing), ``--record NAME`` (the figures, with their provenance, to
   results/NAME.json);
 - ``--section.key VALUE``: any recipe value, as ``datafree train`` takes it (``--synthesis.<term>.<param>``,
-  ``--batches.<piece>.<param>`` and the rest: :mod:`datafree.overrides`).
+  ``--batches.<piece>.<param>`` and the rest: :mod:`datafree.config.overrides`).
 
 A script that sets a recipe value itself (e.g. ``train.steps`` from its own ``--steps``) lists it in ``owned``: an
 override of that key is refused naming the script's option, instead of being silently replaced.
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from datafree.config import Config, ConfigError, load_toml
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 from datafree.recipes import recipe_path
 
 

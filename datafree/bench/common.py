@@ -39,7 +39,7 @@ def fixed_steps_recipe(recipe: str, steps: int, teacher_epochs: int, smoke: bool
     command line's ``--section.key`` overrides (``args``) laid over it, and its one ``arch@seed`` teacher trained
     under root/teachers and set in; returns (config, the teacher's entry)."""
     from datafree.bench.args import load_recipe, overridden
-    from datafree.smoke import smoke_config
+    from datafree.config.smoke import smoke_config
 
     base = load_recipe(recipe)
     base.train.steps, base.train.max_minutes = steps, 0.0
@@ -69,7 +69,7 @@ def load_run(run: Path, **train):
     saved student and generator, its progress at the run's last step, the real test set as its eval set; and
     the recipe. The folder is read as untrusted input: JSON and safetensors only."""
     from datafree import build
-    from datafree.checkpoint import load_weights
+    from datafree.io.checkpoint import load_weights
     from datafree.config import from_dict
     from datafree.data import recipe_split
 

@@ -14,7 +14,7 @@ process-global; a fresh process gives a clean peak memory; datafree/bench/speed_
 time, and reports medians, so noise hits every mode alike. The split times the trainer's public pieces one by
 one; the full step is ``train_step`` itself, so a change of the step needs no edit here. The last line is
 ``speedup_vs_eager_fp32: <ratio>``: best mode / eager fp32 at the recipe's batch. ``--record NAME`` also writes the
-per-round timings, their medians and the ratios with their provenance to results/NAME.json (datafree.results).
+per-round timings, their medians and the ratios with their provenance to results/NAME.json (datafree.io.results).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def record_table(workers: list[Worker], batches: list[int], ref_batch: int, info
                  args: argparse.Namespace, argv: list[str] | None, prog: str) -> Path:  # fmt: skip
     """What the table shows, per mode and batch: every round's seconds per step and images/s, their medians, the
     ratio to eager fp32 (medians), the peak memory and the split's medians; and the last line's best ratio."""
-    from datafree.results import record, results_path
+    from datafree.io.results import record, results_path
 
     medians = {(w.name, b): median([r["seconds"] for r in w.samples[(b, "step")]]) for w in workers for b in batches}
     rows = []

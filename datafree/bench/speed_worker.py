@@ -46,7 +46,7 @@ def bench_trainer(config):
     """The recipe's trainer through datafree.build, around random nets; the feature-statistics terms get
     stand-in references (the random teacher on labelled noise): a term costs the same whatever it holds."""
     from datafree import build
-    from datafree.feature_stats import record_teacher_stats
+    from datafree.nets.feature_stats import record_teacher_stats
 
     spec = build.image_spec(config)
     torch.manual_seed(config.train.seed)

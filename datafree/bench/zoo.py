@@ -37,7 +37,7 @@ from pathlib import Path
 
 from datafree.bench.args import bench_parser, load_recipe, overridden, parse, recipe_label
 from datafree.config import Config
-from datafree.spellings import translate_batch_keys
+from datafree.config.spellings import translate_batch_keys
 
 
 # The zoo in two parts. Recipe changes are measured and tuned on TUNED; HELD_OUT is never tuned on (a change
@@ -235,7 +235,7 @@ def same_recipe(saved: dict) -> str:
 
 def main(argv: list[str] | None = None, prog: str = "python runs/bench_teachers.py") -> int:
     """``prog``: how the table's command line names this program (``datafree bench zoo`` from the CLI)."""
-    from datafree.checkpoint import atomic_write_text
+    from datafree.io.checkpoint import atomic_write_text
     from datafree.data import dataset_info
     from datafree.pipeline import hardware
 
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None, prog: str = "python runs/bench_teachers.
 def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, minutes: float, base: Config,
                 argv: list[str] | None, prog: str) -> Path:  # fmt: skip
     """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it)."""
-    from datafree.results import record, results_path
+    from datafree.io.results import record, results_path
 
     keep = ("pair", "part", "teacher", "student", "image_size", "teacher_acc", "uses", "worst_class", "worst_class_student",
             "worst_class_teacher", "classes_below_half_teacher", "min_coverage", "steps", "wall_s")

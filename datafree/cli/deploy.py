@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datafree.checkpoint import CheckpointError
+from datafree.io.checkpoint import CheckpointError
 from datafree.config import ConfigError
 from datafree.data import DataMissingError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from datafree.deploy import TOLERANCE, deploy_run
+    from datafree.ship.deploy import TOLERANCE, deploy_run
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("run", help="a run folder written by train_dfl.py (config.json + student weights)")

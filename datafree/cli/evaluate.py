@@ -9,11 +9,11 @@ import sys
 from torch.utils.data import DataLoader
 
 from datafree import build
-from datafree.checkpoint import CheckpointError, load_weights
+from datafree.io.checkpoint import CheckpointError, load_weights
 from datafree.config import ConfigError, load_toml
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 from datafree.data import DataMissingError, dataset_info, recipe_split
-from datafree.evaluate import confusion_counts, counts_of, overall, per_class
+from datafree.nets.evaluate import confusion_counts, counts_of, overall, per_class
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""``python -m datafree.cli.export --run <run dir>``: a finished run's synthetic data (see datafree/export.py)."""
+"""``python -m datafree.cli.export --run <run dir>``: a finished run's synthetic data (see datafree/ship/export.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import argparse
 import json
 import sys
 
-from datafree.checkpoint import CheckpointError
-from datafree.export import __doc__ as FORMAT_DOC
-from datafree.export import export_synthetic
+from datafree.io.checkpoint import CheckpointError
+from datafree.ship.export import __doc__ as FORMAT_DOC
+from datafree.ship.export import export_synthetic
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The teacher's recorded feature statistics for a recipe: ``python -m datafree.cli.feature_stats --config <recipe>``.
 
-For a teacher without BatchNorm trained before ``train_teacher.py`` wrote them (see datafree/feature_stats.py).
+For a teacher without BatchNorm trained before ``train_teacher.py`` wrote them (see datafree/nets/feature_stats.py).
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from datafree.checkpoint import CheckpointError
+from datafree.io.checkpoint import CheckpointError
 from datafree.config import ConfigError, load_toml
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 from datafree.data import DataMissingError
 from datafree.supervised import record_for_recipe
 

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from datafree.config import Config, ConfigError, load_toml
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 
 
 def stage_config(config: Config, member: dict, stage: int, root: Path, minutes: float) -> Config:
@@ -44,7 +44,7 @@ def stage_config(config: Config, member: dict, stage: int, root: Path, minutes: 
 def run_stages(config: Config, root: Path, minutes: float = 0.0) -> list[dict]:
     """Every stage in member order; each one's results (accuracy after it)."""
     from datafree import build
-    from datafree.checkpoint import load_weights
+    from datafree.io.checkpoint import load_weights
     from datafree.data import recipe_split
     from datafree.pipeline import distill
 
@@ -71,7 +71,7 @@ def run_stages(config: Config, root: Path, minutes: float = 0.0) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from datafree.checkpoint import CheckpointError
+    from datafree.io.checkpoint import CheckpointError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", "--recipe", required=True, help="a recipe with [teacher] kind = \"ensemble\"")
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = apply_overrides(load_toml(args.config), args)
         if args.smoke:
-            from datafree.smoke import smoke_config
+            from datafree.config.smoke import smoke_config
 
             config = smoke_config(config)
         stages = run_stages(config, Path(args.output_root), args.minutes)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from datafree.config import Config, ConfigError, TermConfig, WrapperConfig, load_toml
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 
 
 @dataclass
@@ -78,7 +78,7 @@ def parse(argv: list[str] | None = None) -> tuple[Config, SearchSettings, argpar
     args = parse_args(parser, argv)
     config = load_toml(args.config)
     if args.smoke:
-        from datafree.smoke import smoke_config
+        from datafree.config.smoke import smoke_config
 
         config = smoke_config(config)
     config = apply_overrides(config, args)
@@ -131,13 +131,13 @@ def run(config: Config, s: SearchSettings, root: Path) -> dict:
     from accelerate.utils import set_seed
 
     from datafree import build
-    from datafree.checkpoint import CheckpointError, atomic_write_text, load_weights
+    from datafree.io.checkpoint import CheckpointError, atomic_write_text, load_weights
     from datafree.supervised import ensure_for_recipe
     from datafree.data import recipe_split
-    from datafree.flops import parameter_count
+    from datafree.nets.flops import parameter_count
     from datafree.models import model_from_spec
     from datafree.pipeline import distill
-    from datafree.viz import save_width_plot
+    from datafree.io.viz import save_width_plot
 
     spec = build.image_spec(config)
     ensure_for_recipe(config)
@@ -183,7 +183,7 @@ def run(config: Config, s: SearchSettings, root: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from datafree.checkpoint import CheckpointError
+    from datafree.io.checkpoint import CheckpointError
     from datafree.data import DataMissingError
     from datafree.trainer import NonFiniteLossError
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from datafree.config import ConfigError, load_toml
-from datafree.overrides import add_override_arguments, apply_overrides
+from datafree.config.overrides import add_override_arguments, apply_overrides
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from datafree.config import ConfigError, Config, load_toml
-from datafree.overrides import add_override_arguments, apply_overrides, parse_args
+from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
 
 DEFAULT_RECIPE = "fmnist"  # the shipped demo recipe (datafree/recipes: runs/fmnist.toml)
 
@@ -32,7 +32,7 @@ def parse(argv: list[str] | None = None, prog: str | None = None) -> tuple[Confi
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    from datafree.checkpoint import CheckpointError
+    from datafree.io.checkpoint import CheckpointError
     from datafree.data import DataMissingError
     from datafree.pipeline import distill_from_config
     from datafree.trainer import NonFiniteLossError

@@ -20,7 +20,7 @@ from einops import rearrange
 
 from datafree.distill.base import register_loss
 from datafree.distill.hint import PairedFeatureLoss, match_spatial
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 def attention_map(f: torch.Tensor, p: float = 2.0) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """The contract every distillation loss follows, and the registry that finds losses by name.
 
 A loss is an ``nn.Module`` with one ``forward(student, teacher) -> scalar`` where both arguments are
-:class:`datafree.features.NetOutput` (logits + the features the loss asked for, by layer name).
+:class:`datafree.nets.features.NetOutput` (logits + the features the loss asked for, by layer name).
 It declares the layers it needs in ``student_layers`` / ``teacher_layers`` (exposed as ``student_taps`` /
 ``teacher_taps``); the trainer taps exactly those.
 It may own trainable parameters (regressors, thresholds): they are trained with the student,
@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 from datafree.registry import Registry
 
 class DistillLoss(nn.Module):

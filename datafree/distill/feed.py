@@ -25,7 +25,7 @@ from torch import nn
 
 from datafree.distill.base import DistillLoss, declared_taps, register_loss
 from datafree.distill.hint import match_spatial, require_conv_map
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ from torch import nn
 
 from datafree.distill.base import register_loss
 from datafree.distill.hint import PairedFeatureLoss, match_spatial
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 def fsp_matrix(f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datafree.distill.base import DistillLoss, register_loss
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 def match_spatial(s: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from datafree.distill.base import DistillLoss, register_loss
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 def class_balanced_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

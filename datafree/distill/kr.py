@@ -57,7 +57,7 @@ from torch import nn
 
 from datafree.distill.base import DistillLoss, register_loss
 from datafree.distill.hint import require_conv_map
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 class SparseRecodingPenalty(nn.Module):

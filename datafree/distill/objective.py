@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from datafree.distill.base import DistillLoss
-from datafree.features import FeatureTaps, NetOutput
+from datafree.nets.features import FeatureTaps, NetOutput
 
 
 def scheduled_weight(weight: float, schedule: str, progress: float, end_weight: float = 0.0,

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datafree.distill.base import DistillLoss, register_loss
-from datafree.features import NetOutput, penultimate_tap
+from datafree.nets.features import NetOutput, penultimate_tap
 
 
 def per_image_pearson(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

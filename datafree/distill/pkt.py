@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from datafree.distill.base import DistillLoss, register_loss
 from datafree.distill.rkd import check_single_layers, pick_embedding
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 def conditional_probabilities(x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from datafree.distill.base import DistillLoss, register_loss
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 def pick_embedding(out: NetOutput, layer: str | None) -> torch.Tensor:

@@ -17,7 +17,7 @@ from einops import rearrange
 
 from datafree.distill.base import register_loss
 from datafree.distill.hint import PairedFeatureLoss
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 
 def similarity(f: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 
 from datafree.distill.base import register_loss
 from datafree.distill.cosine import CosineKD
-from datafree.features import NetOutput
+from datafree.nets.features import NetOutput
 
 SELF_LOGITS = "self/logits"  # the feature the self-teacher source adds (datafree.teachers.speq)
 

@@ -10,7 +10,7 @@ import argparse
 import torch
 from torch import nn
 
-from datafree.features import INPUT_SUFFIX, list_layers
+from datafree.nets.features import INPUT_SUFFIX, list_layers
 from datafree.models import create_model, list_models
 from datafree.models.registry import get_entry
 

@@ -131,7 +131,7 @@ class ViT(nn.Module):
 class AllConv(nn.Module):
     """All-CNN-C (Springenberg et al., ICLR 2015 workshop) at a third of its width (96-192-192 there) with BatchNorm: strided 3x3 convs instead
     of pooling, dropout between stages, and the classifier a 1x1 conv to K channels averaged over space. There is
-    no ``nn.Linear``: the penultimate feature is the input of that head conv (:func:`datafree.features.penultimate_tap`)."""
+    no ``nn.Linear``: the penultimate feature is the input of that head conv (:func:`datafree.nets.features.penultimate_tap`)."""
 
     default_taps = ("stage1", "stage2", "stage3")
 

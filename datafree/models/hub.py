@@ -105,7 +105,7 @@ def load_teacher(name: str, weights: str | Path | None = None, num_classes: int 
 
     The keywords are what its metadata says (``image_size``, ``channels``, ``num_classes``, ``mean``, ``std``,
     ``class_names``); what it does not say must be given here or added by the caller."""
-    from datafree.checkpoint import load_weights
+    from datafree.io.checkpoint import load_weights
 
     info = describe(name)
     k = num_classes or info.num_classes
@@ -124,7 +124,7 @@ def load_teacher(name: str, weights: str | Path | None = None, num_classes: int 
 
 _HOW = ("datafree never downloads: on a machine with internet, save the state_dict once, e.g. "
         "torchvision.models.resnet18(weights='DEFAULT').state_dict() with safetensors.torch.save_file, or convert a "
-        "torch.save'd file with datafree.checkpoint.convert_torch_checkpoint, and copy it here")
+        "torch.save'd file with datafree.io.checkpoint.convert_torch_checkpoint, and copy it here")
 
 
 # ---- torchvision ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Callable
 
 from torch import nn
 
-from datafree.features import INPUT_SUFFIX, last_linear_input
+from datafree.nets.features import INPUT_SUFFIX, last_linear_input
 from datafree.models.hub import create_hub_model, is_hub_name
 
 ModelFactory = Callable[..., nn.Module]

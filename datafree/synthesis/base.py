@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from datafree.distill.objective import scheduled_weight
-from datafree.features import NetOutput, image_moments
+from datafree.nets.features import NetOutput, image_moments
 from datafree.registry import Registry
-from datafree.spec import ImageSpec
+from datafree.nets.spec import ImageSpec
 
 @dataclass
 class SynthBatch:

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from datafree.checkpoint import CheckpointError
+from datafree.io.checkpoint import CheckpointError
 from datafree.config import ConfigError
-from datafree.feature_stats import (OUTPUT_TAP, PENULTIMATE_TAP, Reference, batchnorm_reference, load_reference,
+from datafree.nets.feature_stats import (OUTPUT_TAP, PENULTIMATE_TAP, Reference, batchnorm_reference, load_reference,
                                     recorded_stats_path)  # fmt: skip
-from datafree.features import image_moments, penultimate_tap, pooled_moments
+from datafree.nets.features import image_moments, penultimate_tap, pooled_moments
 from datafree.synthesis.base import SynthBatch, SynthesisTerm, TermContext, register_synthesis_term
 
 Moments = dict[str, tuple[torch.Tensor, torch.Tensor]]  # tap -> per-image spatial means of x and x^2, (N, C) each
@@ -37,7 +37,7 @@ def feature_stats_loss(features: dict[str, torch.Tensor], reference: Reference,
 
     mu/var are per-channel batch statistics of the teacher's features at each reference layer (over batch
     and space, biased variance); mu_ref/var_ref what the teacher saw on its training data
-    (:mod:`datafree.feature_stats`). Matching them makes the batch look like the training set to the teacher.
+    (:mod:`datafree.nets.feature_stats`). Matching them makes the batch look like the training set to the teacher.
     """
     moments, total = _image_rows(features, reference, moments), None
     for tap, (ref_mean, ref_var) in reference.items():
@@ -131,7 +131,7 @@ def _class_moments(first: torch.Tensor, second: torch.Tensor,
                    one_hot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """Per-class (K, C) mean and biased variance over the images of each class and space; image counts (K,).
 
-    From each image's spatial means of x and x^2 (:func:`~datafree.features.image_moments`), a (K, N) @ (N, C)
+    From each image's spatial means of x and x^2 (:func:`~datafree.nets.features.image_moments`), a (K, N) @ (N, C)
     product: the same moments as one sum over (images of class k) x space, as every image has the same H x W;
     2-3x faster forward + backward on channels_last features than the einsum over the full tensor it replaced
     (floating-point sums reordered)."""
@@ -166,7 +166,7 @@ def _member_reference(name: str, member, given: Reference | None, per_class: boo
     if path is None or not path.exists():
         why = "" if per_class else f"{type(member.net).__name__} has no BatchNorm layers and "
         argument = "class_feature_stats" if per_class else "feature_stats"
-        record = ("datafree.feature_stats.record_teacher_stats(teacher, labelled_batches, num_classes=K) records them "
+        record = ("datafree.nets.feature_stats.record_teacher_stats(teacher, labelled_batches, num_classes=K) records them "
                   f"all; pass its {'per-class (second)' if per_class else 'pooled (first)'} part as {argument}=")  # fmt: skip
         if member.stats == "none":  # the recipe asked for the weights-only case
             where, fix = '[teacher] stats = "none" reads nothing recorded', 'set [teacher] stats to "" or a file, or drop the term'
@@ -231,7 +231,7 @@ class _StatsTerm(SynthesisTerm):
                 reference = {layer: stats for stats in reference.values()}
             if not reference:  # a file recorded before the outputs were, or only the outputs
                 self._off(name, f"the statistics read hold no recorded {self.what} (a file recorded before they were, "
-                                "or record_feature_stats' output: datafree.feature_stats.record_teacher_stats records "
+                                "or record_feature_stats' output: datafree.nets.feature_stats.record_teacher_stats records "
                                 "them all)")  # fmt: skip
                 return
             sources.append(member.prefix + source if member.prefix else source)
@@ -373,7 +373,7 @@ class ClassPenultimateStats(ClassFeatureStats):
 
     def _rows(self, batch: SynthBatch) -> Moments:
         """A head conv's input map (a network without a Linear) is recorded as its per-image average over
-        positions (:func:`datafree.feature_stats.pooled_feature`): the rows are that vector and its square, so the
+        positions (:func:`datafree.nets.feature_stats.pooled_feature`): the rows are that vector and its square, so the
         spread is between images as for a Linear's input."""
         rows = {}
         for tap in self.reference:

@@ -23,11 +23,11 @@ import torch
 from torch import nn
 
 from datafree.config import ConfigError
-from datafree.features import FeatureTaps, NetOutput, penultimate_tap
-from datafree.fold import folded_copy
-from datafree.netcheck import check_network, memory_format_of
+from datafree.nets.features import FeatureTaps, NetOutput, penultimate_tap
+from datafree.nets.fold import folded_copy
+from datafree.nets.netcheck import check_network, memory_format_of
 from datafree.registry import Registry
-from datafree.spec import ImageSpec
+from datafree.nets.spec import ImageSpec
 
 @dataclass
 class Member:
@@ -118,7 +118,7 @@ class TeacherSource(TargetSource):
 
     def labeller(self, taps: list[str] | tuple[str, ...] = ()) -> nn.Module | None:
         """images -> NetOutput (logits, and the namespaced ``taps`` a student loss reads) for the no-grad forwards
-        that label the student's batches: the members with BatchNorm folded (datafree/fold.py), combined as the
+        that label the student's batches: the members with BatchNorm folded (datafree/nets/fold.py), combined as the
         source combines them; None (use the source itself) when a member cannot be folded, has nothing to fold,
         or computes a tap differently once folded, or the weights change during a run."""
         if not self.fixed_weights:

@@ -18,8 +18,8 @@ feature map. Optional member keys: ``stats``, ``feature_layer`` (penultimate tap
 from __future__ import annotations
 
 from datafree.config import ConfigError
-from datafree.netcheck import load_network
-from datafree.spec import ImageSpec
+from datafree.nets.netcheck import load_network
+from datafree.nets.spec import ImageSpec
 from datafree.teachers.base import Member, register_teacher
 from datafree.teachers.mean_logits import MeanLogitsTeacher
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 
 from datafree.config import ConfigError
-from datafree.netcheck import load_network
-from datafree.spec import ImageSpec
+from datafree.nets.netcheck import load_network
+from datafree.nets.spec import ImageSpec
 from datafree.teachers.base import Member, TeacherSource, register_teacher
 
 

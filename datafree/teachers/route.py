@@ -41,8 +41,8 @@ from torch import nn
 
 from datafree.callbacks import Callback
 from datafree.config import ConfigError
-from datafree.netcheck import build_net, load_network
-from datafree.spec import ImageSpec
+from datafree.nets.netcheck import build_net, load_network
+from datafree.nets.spec import ImageSpec
 from datafree.teachers.base import Member, TeacherSource, register_teacher
 
 SCHEDULES = ("equal", "plateau")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from datafree.netcheck import load_network
-from datafree.spec import ImageSpec
+from datafree.nets.netcheck import load_network
+from datafree.nets.spec import ImageSpec
 from datafree.teachers.base import Member, TeacherSource, register_teacher
 
 

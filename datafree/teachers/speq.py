@@ -45,8 +45,8 @@ import torch
 from torch import nn
 
 from datafree.config import ConfigError
-from datafree.features import NetOutput, logits_of
-from datafree.spec import ImageSpec
+from datafree.nets.features import NetOutput, logits_of
+from datafree.nets.spec import ImageSpec
 from datafree.teachers.base import TargetSource, TeacherSource, register_teacher
 from datafree.teachers.single import SingleTeacher
 

@@ -45,7 +45,7 @@ class StudentWrapper:
         pass
 
     def configure(self, spec) -> None:
-        """The student's input (a datafree.spec.ImageSpec), given before ``wrap``."""
+        """The student's input (a datafree.nets.spec.ImageSpec), given before ``wrap``."""
 
     def should_stop(self, net: nn.Module) -> bool:
         return False

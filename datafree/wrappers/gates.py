@@ -36,7 +36,7 @@ half-budget LeNet-5 search blew up at step 80 (gates of 500, then NaN):
   KD gradient of the last few useful channels balances a fixed lambda, and the search then never reaches a
   small target (it sat at 2.3x the half budget for 250 steps). The L1 term's value is logged as the penalty (``s_channel_gates_penalty``)
 but takes no part in autograd: the soft threshold is its exact proximal step. The FLOPs of the open channels
-(``open_flops``, datafree/flops.py's convention) are known after each step; with a target (``target_flops``,
+(``open_flops``, datafree/nets/flops.py's convention) are known after each step; with a target (``target_flops``,
 or ``target_fraction`` of the teacher's), the loop ends at the first step they reach it (early stopping, as
 the paper does). ``export`` then sets every gate to x', folds the gates into the weights (into the BatchNorm
 after the layer, or the layer itself), removes the closed channels with torch-pruning and writes
@@ -61,9 +61,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from datafree.checkpoint import atomic_write_text, save_tensors
+from datafree.io.checkpoint import atomic_write_text, save_tensors
 from datafree.config import ConfigError
-from datafree.flops import LayerCost, layer_costs, parameter_count, total_macs
+from datafree.nets.flops import LayerCost, layer_costs, parameter_count, total_macs
 from datafree.wrappers.base import StudentWrapper, register_student_wrapper
 from datafree.wrappers.channel_graph import GateSite, gate_sites, remove_channels
 

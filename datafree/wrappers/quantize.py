@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datafree.checkpoint import atomic_write_text, save_tensors
+from datafree.io.checkpoint import atomic_write_text, save_tensors
 from datafree.wrappers.base import StudentWrapper, register_student_wrapper
 
 

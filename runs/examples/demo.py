@@ -11,11 +11,11 @@ from pathlib import Path
 
 from datafree.bench.args import bench_parser, load_recipe, parse
 from datafree.config import ConfigError
-from datafree.overrides import apply_overrides
+from datafree.config.overrides import apply_overrides
 
 
 def main(argv: list[str] | None = None) -> int:
-    from datafree.checkpoint import CheckpointError
+    from datafree.io.checkpoint import CheckpointError
     from datafree.data import DataMissingError
     from datafree.supervised import ensure_for_recipe
     from datafree.pipeline import distill_from_config

@@ -15,7 +15,7 @@ import sys
 
 from datafree.bench.args import bench_parser, load_recipe, overridden, parse
 from datafree.config import ConfigError
-from datafree.spellings import translate_batch_keys
+from datafree.config.spellings import translate_batch_keys
 
 
 def main(argv: list[str] | None = None) -> int:

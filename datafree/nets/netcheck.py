@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from datafree import checkpoint as ckpt
+from datafree.io import checkpoint as ckpt
 from datafree.config import ConfigError
-from datafree.features import FeatureTaps
-from datafree.spec import ImageSpec
+from datafree.nets.features import FeatureTaps
+from datafree.nets.spec import ImageSpec
 
 
 @torch.no_grad()
@@ -102,5 +102,5 @@ def channels_last_hazard(modules: list[nn.Module], spec: ImageSpec, device: torc
                     and layer.in_channels < 16):  # fmt: skip
                 return (f"{type(module).__name__}'s {name} (a 1x1 strided convolution of {layer.in_channels} input "
                         f"channels) would crash oneDNN's channels_last weight gradient at {spec.image_size} px on "
-                        "CPU (datafree.netcheck.channels_last_hazard)")
+                        "CPU (datafree.nets.netcheck.channels_last_hazard)")
     return None

@@ -12,7 +12,7 @@ The fold is torch.fx's (``torch.fx.experimental.optimization.fuse``: conv/linear
 nothing else reads the conv's output). A network fx cannot trace, one with nothing to fold, or a copy whose logits
 differ from the network's on a probe batch gives None: the caller keeps the network itself.
 
-``taps`` (feature tap names, datafree/features.py) must give the same values on the copy. The trace keeps each
+``taps`` (feature tap names, datafree/nets/features.py) must give the same values on the copy. The trace keeps each
 tapped module whole (a leaf: its hook fires, nothing inside it is folded) and fx keeps the module paths, but a
 fused conv's output is its BatchNorm's output and a folded BatchNorm is gone, so each tap is compared on the probe
 like the logits, and a tap the copy lacks or computes differently gives None too.
@@ -26,8 +26,8 @@ import torch
 from torch import fx, nn
 from torch.fx.experimental.optimization import fuse
 
-from datafree.features import INPUT_SUFFIX, FeatureTaps
-from datafree.netcheck import memory_format_of
+from datafree.nets.features import INPUT_SUFFIX, FeatureTaps
+from datafree.nets.netcheck import memory_format_of
 
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 

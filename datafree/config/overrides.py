@@ -1,6 +1,6 @@
 """Command-line overrides of a recipe: ``--section.field value``, ``--synthesis JSON``, ``--distill JSON`` and
 ``--synthesis.<term>[.<param>] VALUE``, parsed into the field's type and checked by the recipe's own validator
-(datafree/config.py), so a value from the command line and the same value from TOML are one value."""
+(datafree/config/__init__.py), so a value from the command line and the same value from TOML are one value."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from datafree.config import (SECTIONS, TERM_LISTS, Config, ConfigError, PieceConfig, TermConfig, WrapperConfig, _coerce,
                              from_dict, set_synthesis_value, validate)  # fmt: skip
-from datafree.spellings import (LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, RUNTIME_KEYS, translate_batch_keys,
+from datafree.config.spellings import (LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, RUNTIME_KEYS, translate_batch_keys,
                                 translate_callback_keys)  # fmt: skip
 
 PIECE_LISTS = ("batches", "callbacks")  # lists of registered pieces: --<list> JSON, --<list>.<name>[.<param>] VALUE

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from torch import nn
 
-from datafree.checkpoint import atomic_write_text
+from datafree.io.checkpoint import atomic_write_text
 from datafree.config import Config
 
 
@@ -93,7 +93,7 @@ def load_student(run_dir: str | Path) -> nn.Module:
     and its weights (the quantized ones when the run has them, else ``student_last.safetensors``), in eval mode.
 
     A student that was your own module cannot be rebuilt from a name: a ConfigError says to build it and load the
-    weights with ``datafree.checkpoint.load_weights``. The folder is untrusted input: JSON and safetensors only."""
-    from datafree.deploy import student_of_run
+    weights with ``datafree.io.checkpoint.load_weights``. The folder is untrusted input: JSON and safetensors only."""
+    from datafree.ship.deploy import student_of_run
 
     return student_of_run(Path(run_dir))[0]

@@ -34,10 +34,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datafree import build
-from datafree.checkpoint import CheckpointError, atomic_write_text, load_weights
+from datafree.io.checkpoint import CheckpointError, atomic_write_text, load_weights
 from datafree.config import Config, from_dict
-from datafree.spec import ImageSpec
-from datafree.viz import denormalize
+from datafree.nets.spec import ImageSpec
+from datafree.io.viz import denormalize
 
 FORMAT, VERSION = "datafree-synthetic", 1
 TENSORS = "synthetic.safetensors"

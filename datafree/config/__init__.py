@@ -4,10 +4,10 @@ A recipe file has one table per section below (``[data]``, ``[teacher]``, ...), 
 terms: ``[[synthesis]]`` (the generator's objective) and ``[[distill]]`` (the student's), each entry a
 registered name, a weight, a weight schedule and the term's own ``params``. Student wrappers are the list
 ``[[student.wrap]]``. Every value is checked against its field's type, from TOML and from the command line
-alike (one validator; the command line's parsing is datafree/overrides.py). Overrides: ``--section.field value``
+alike (one validator; the command line's parsing is datafree/config/overrides.py). Overrides: ``--section.field value``
 (``--train.steps 500``), ``--distill JSON``, ``--synthesis JSON``, and ``--synthesis.<term> WEIGHT`` /
 ``--synthesis.<term>.<param> VALUE`` for one term.
-What a recipe leaves out comes from its preset (``preset = "default"`` unless it names another: datafree/presets.py).
+What a recipe leaves out comes from its preset (``preset = "default"`` unless it names another: datafree/config/presets.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from datafree.presets import with_preset
+from datafree.config.presets import with_preset
 
 
 @dataclass
@@ -130,7 +130,7 @@ class TrainConfig:
 class RuntimeConfig:
     """How the step is computed on this hardware, not what is learned: precision, memory layout, compilation, the
     host allocator and the teacher's labelling forwards. (These were [train] keys; the old spelling is translated,
-    datafree/spellings.py.)"""
+    datafree/config/spellings.py.)"""
 
     mixed_precision: str = "auto"  # auto | no | bf16 | fp16  (auto: bf16 on CUDA, fp32 on CPU; see build.py)
     channels_last: bool = True
@@ -172,7 +172,7 @@ def dafl_terms() -> list[TermConfig]:
 @dataclass
 class Config:
     """A whole recipe. The dataclass defaults are pure DAFL (preset "dafl"); recipes and the Python call start
-    from the preset "default" unless they name another (datafree/presets.py)."""
+    from the preset "default" unless they name another (datafree/config/presets.py)."""
 
     name: str = "fmnist"
     preset: str = "dafl"  # which preset the values were laid over (recorded in config.json)
@@ -269,7 +269,7 @@ def _build(cls, values: dict[str, Any], where: str):
 def from_dict(raw: dict[str, Any]) -> Config:
     """A Config from TOML-shaped values laid over their preset (``preset = "default"`` unless said)."""
     given_batches, given_callbacks = "batches" in raw, "callbacks" in raw
-    from datafree.spellings import moved_runtime_keys
+    from datafree.config.spellings import moved_runtime_keys
 
     raw = moved_runtime_keys(dict(raw))  # [train] mixed_precision etc., the old spelling, before the preset's [runtime]
     try:
@@ -283,7 +283,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
     if isinstance(raw.get("synthesis"), dict):
         raise ConfigError("[synthesis] is a list of terms now: write one [[synthesis]] table per term (name, weight, "
                           "params), e.g. [[synthesis]] name = \"onehot\" weight = 1.0; see runs/fmnist.toml")  # fmt: skip
-    from datafree.spellings import (LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, translate_batch_keys,
+    from datafree.config.spellings import (LEGACY_BATCH_KEYS, LEGACY_CALLBACK_KEYS, translate_batch_keys,
                                     translate_callback_keys)  # fmt: skip
 
     batches = _coerce(raw.get("batches", []), list[PieceConfig], "batches")

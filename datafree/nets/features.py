@@ -174,7 +174,7 @@ class FeatureTaps:
                 raise ValueError(
                     f"{type(inner).__name__} has no layer named {path!r}. Known layers: "
                     f"{', '.join(list_layers(inner)[:40])}{' ...' if len(known) > 41 else ''}. "
-                    "List them all with `python -m datafree.models <name>` or datafree.features.list_layers(model)."
+                    "List them all with `python -m datafree.models <name>` or datafree.nets.features.list_layers(model)."
                 )
             self._handles.append(known[path].register_forward_hook(self._hook(name, wants_input, known[path])))
 

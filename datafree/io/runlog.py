@@ -9,7 +9,7 @@ datafree/supervised.py) differ in their step, not in their bookkeeping; each wri
   ``best_step``: the trainer's checkpointed progress, or a :class:`Best`) and saves the weights through ``save``;
 - ``save_weights(module, name, metadata)``: safetensors on the main process (never a pickle).
 
-Checkpoints of the loop's whole state stay with the loop that can resume (datafree/trainer.py, datafree/trainstate.py).
+Checkpoints of the loop's whole state stay with the loop that can resume (datafree/trainer.py, datafree/io/trainstate.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol
 import torch.nn as nn
 from accelerate import Accelerator
 
-from datafree.checkpoint import save_weights
+from datafree.io.checkpoint import save_weights
 
 METRICS = "metrics.jsonl"
 

@@ -69,7 +69,7 @@ def with_preset(raw: dict[str, Any]) -> dict[str, Any]:
     """The recipe ``raw`` laid over its preset (``raw["preset"]``, default ``"default"``): tables merge by key."""
     name = raw.get("preset", "default")
     if name not in PRESETS:  # datafree.config turns this into a ConfigError
-        raise KeyError(f"preset = {name!r} is not one of {sorted(PRESETS)} (datafree/presets.py)")
+        raise KeyError(f"preset = {name!r} is not one of {sorted(PRESETS)} (datafree/config/presets.py)")
     merged = copy.deepcopy(PRESETS[name])
     for key, value in raw.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from datafree import build
-from datafree.checkpoint import CheckpointError, load_weights
+from datafree.io.checkpoint import CheckpointError, load_weights
 from datafree.config import Config, ConfigError, from_dict
 from datafree.wrappers.quantize import quantize_inputs
 
@@ -45,8 +45,8 @@ def student_of_run(run_dir: Path) -> tuple[nn.Module, Config, object, dict | Non
     if config.student.arch.startswith("user module"):
         raise ConfigError(f"{run_dir} trained a student of your own ({config.student.arch}), which no name rebuilds: "
                           "build your network and load student_last.safetensors into it with "
-                          "datafree.checkpoint.load_weights(net, path); export it with "
-                          "datafree.deploy.export_onnx(net, image_shape, path)")  # fmt: skip
+                          "datafree.io.checkpoint.load_weights(net, path); export it with "
+                          "datafree.ship.deploy.export_onnx(net, image_shape, path)")  # fmt: skip
     quantized = run_dir / "student_quantized.safetensors"
     weights = quantized if quantized.exists() else run_dir / "student_last.safetensors"
     if not weights.exists():

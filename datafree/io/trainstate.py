@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from datafree.checkpoint import CheckpointError, atomic_write_text, save_tensors
+from datafree.io.checkpoint import CheckpointError, atomic_write_text, save_tensors
 
 TENSOR = "__tensor__"  # a JSON leaf that stands for the tensor saved under its key
 

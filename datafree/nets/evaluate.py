@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from datafree.features import logits_of
+from datafree.nets.features import logits_of
 
 
 def eval_loader(eval_set: Dataset, batch_size: int, num_workers: int, accelerator=None) -> DataLoader:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from datafree.checkpoint import atomic_write_text
+from datafree.io.checkpoint import atomic_write_text
 
 
 def _git(args: list[str], cwd: Path) -> str:
@@ -112,5 +112,5 @@ def load(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not a readable results file ({err}); regenerate it with the command that "
                          "wrote it") from err  # fmt: skip
     if not isinstance(data, dict) or "provenance" not in data:
-        raise ValueError(f"{path} has no 'provenance' block: it was not written by datafree.results.record")
+        raise ValueError(f"{path} has no 'provenance' block: it was not written by datafree.io.results.record")
     return data

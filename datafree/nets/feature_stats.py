@@ -9,7 +9,7 @@ existing teacher): a few dozen means and variances per layer, saved beside the t
 ``<teacher>.stats.safetensors``. The student never sees a training image either way.
 
 A reference is ``{tap name: (mean, var)}`` with one value per channel; tap names follow
-:mod:`datafree.features` (``"conv1"`` = that module's output, ``"bn1:input"`` = its input).
+:mod:`datafree.nets.features` (``"conv1"`` = that module's output, ``"bn1:input"`` = its input).
 A *class* reference holds the same statistics per class, ``(K, C)`` tensors: what the teacher's features
 look like on each class's training images (``synthesis.class_feature_stats``; BatchNorm keeps no such
 thing, so it is always recorded, by ``train_teacher.py`` or ``python -m datafree.cli.feature_stats``).
@@ -26,8 +26,8 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from datafree.checkpoint import CheckpointError, read_metadata, save_tensors
-from datafree.features import INPUT_SUFFIX, FeatureTaps, _unwrap, channel_moments, image_moments, penultimate_tap  # noqa: F401 (re-exported)
+from datafree.io.checkpoint import CheckpointError, read_metadata, save_tensors
+from datafree.nets.features import INPUT_SUFFIX, FeatureTaps, _unwrap, channel_moments, image_moments, penultimate_tap  # noqa: F401 (re-exported)
 
 
 
@@ -89,7 +89,7 @@ def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | Non
                 feature_layer: str | None = None):  # fmt: skip
     """Per-group float64 sums of x and x^2 over batch and space, and counts; groups = classes or one group;
     ``outputs``: the logits too, under :data:`OUTPUT_TAP`, and the penultimate features (``feature_layer``, default
-    :func:`~datafree.features.penultimate_tap`) under :data:`PENULTIMATE_TAP`."""
+    :func:`~datafree.nets.features.penultimate_tap`) under :data:`PENULTIMATE_TAP`."""
     penultimate = (feature_layer or _penultimate_or_none(net)) if outputs else None
     hooks = FeatureTaps(net, list(dict.fromkeys([*taps, *([penultimate] if penultimate else [])])))
     was_training = net.training

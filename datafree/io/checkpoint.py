@@ -107,7 +107,7 @@ def load_weights(module: nn.Module, path: str | Path, what: str = "checkpoint") 
         raise CheckpointError(f"{what} {path} does not exist. {fix}")
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{what} {path} is not a .safetensors file; datafree never unpickles checkpoints. "
-                              "Convert it once with datafree.checkpoint.convert_torch_checkpoint().")  # fmt: skip
+                              "Convert it once with datafree.io.checkpoint.convert_torch_checkpoint().")  # fmt: skip
     try:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for truncated/corrupt files

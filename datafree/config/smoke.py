@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 from datafree.config import Config
-from datafree.spellings import translate_batch_keys
+from datafree.config.spellings import translate_batch_keys
 
 SMOKE_FAKE_IMAGES = 64  # per split: the teacher trains one epoch on these, students are evaluated on the others
 
