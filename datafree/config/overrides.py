@@ -143,18 +143,14 @@ def apply_overrides(config: Config, args: argparse.Namespace) -> Config:
         target = dataclasses.replace(getattr(config, section))
         setattr(target, name, _parse_text(text, typing.get_type_hints(type(target))[name], key))
         setattr(config, section, target)
-    for key in TERM_LISTS:
+    whole_lists = [(key, list[TermConfig], "term tables") for key in TERM_LISTS]
+    whole_lists += [(key, list[PieceConfig], "{name, params} tables") for key in PIECE_LISTS]
+    for key, kind, what in whole_lists:  # --synthesis / --distill / --batches / --callbacks JSON: the whole list
         if getattr(args, key, None):
             try:
-                setattr(config, key, _coerce(json.loads(getattr(args, key)), list[TermConfig], key))
+                setattr(config, key, _coerce(json.loads(getattr(args, key)), kind, key))
             except json.JSONDecodeError as err:
-                raise ConfigError(f"--{key} must be a JSON list of term tables: {err}") from None
-    for where in PIECE_LISTS:
-        if getattr(args, where, None):
-            try:
-                setattr(config, where, _coerce(json.loads(getattr(args, where)), list[PieceConfig], where))
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"--{where} must be a JSON list of {{name, params}} tables: {err}") from None
+                raise ConfigError(f"--{key} must be a JSON list of {what}: {err}") from None
     legacy = {key: vars(args)[f"legacy.{key}"] for key in LEGACY_BATCH_KEYS if vars(args).get(f"legacy.{key}") is not None}
     if legacy:  # --train.replay 4 and the like: the old spelling, onto the pieces
         kinds = {key: LEGACY_BATCH_KEYS[key][2] for key in legacy}
