@@ -20,8 +20,8 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from datafree.batches import BatchContext, SameBatch, Synthesizer, build_chain, check_chain, label_autocast
-from datafree.callbacks import (Callback, CallbackContext, ClassCoverage, RotatingLabels, WrapperHooks, build_callbacks,
-                                chain_labels)  # fmt: skip
+from datafree.callbacks import (Callback, CallbackContext, build_callbacks, chain_labels, label_order,
+                                wrapper_callbacks)  # fmt: skip
 from datafree.config import Config, ConfigError, TermConfig, warmup_steps
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
@@ -239,13 +239,13 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     batches = student_batches(config, context)
     labels = (lambda n, device, rng: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
     context = callback_context(config, spec.num_classes, accelerator.process_index, accelerator.num_processes)
-    if g.conditional and spec.num_classes > min(t.batch_size, batches.batch_size or t.batch_size):
-        # more classes than a batch holds: windows of classes that rotate batch to batch and rank to rank
-        context.order = RotatingLabels(spec.num_classes, accelerator.process_index, accelerator.num_processes)
-        labels = context.order.labels
-    callbacks: list[Callback] = [ClassCoverage(spec.num_classes, t.steps), *teacher.callbacks(),
+    # more classes than a batch holds: windows of classes that rotate batch to batch and rank to rank
+    context.order = label_order(spec.num_classes, min(t.batch_size, batches.batch_size or t.batch_size), g.conditional,
+                                accelerator.process_index, accelerator.num_processes)  # fmt: skip
+    labels = context.order.labels if context.order is not None else labels
+    callbacks: list[Callback] = [*teacher.callbacks(),  # the recipe's, and coverage, which every run has
                                  *build_callbacks([(c.name, dict(c.params)) for c in config.callbacks], context),
-                                 *([WrapperHooks(wrappers)] if wrappers else []),
+                                 *wrapper_callbacks(wrappers),
                                  *([context.order] if context.order is not None else [])]  # fmt: skip
     callbacks.sort(key=lambda callback: callback.order)  # each kind's place (datafree/callbacks/base.py)
     synthesizer.make_labels = chain_labels(callbacks, labels, context)  # quota, then blend, over the classes

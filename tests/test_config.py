@@ -258,3 +258,28 @@ def test_the_runtime_keys_moved_from_train_keep_working_in_every_spelling(tmp_pa
     with pytest.raises(ConfigError, match="live in \\[runtime\\] now"):  # the Python call, both ways, refused first
         distill_datafree(torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), image_size=28, channels=1, num_classes=10,
                          dataset="fashion-mnist", train={"compile": True}, runtime={"compile": False})
+
+
+def test_every_run_has_the_coverage_callback_and_a_recipe_may_only_set_its_params(tmp_path):
+    """``coverage`` is registered like the recipe's callbacks but every run has it: a recipe that leaves it out gets it
+    with its defaults, one that lists it sets its window and threshold, ``off`` cannot drop it, bad params are refused."""
+    from datafree.callbacks import CallbackContext, ClassCoverage, build_callbacks
+
+    context = CallbackContext(num_classes=10, steps=200, conditional=True)
+    default = [c for c in build_callbacks([("ema", {"decay": 0.9})], context) if isinstance(c, ClassCoverage)]
+    assert len(default) == 1 and (default[0].window, default[0].min_share) == (20, 1 / 30)
+    tuned = [c for c in build_callbacks([("coverage", {"window_fraction": 0.5, "min_share": 0.05})], context)]
+    assert len(tuned) == 1 and (tuned[0].window, tuned[0].min_share) == (100, 0.05)
+    with pytest.raises(ConfigError, match="window_fraction .* in \\(0, 1\\]"):
+        build_callbacks([("coverage", {"window_fraction": 0})], context)
+    with pytest.raises(ConfigError, match="min_share"):
+        build_callbacks([("coverage", {"min_share": 1.5})], context)
+    config = apply_overrides(Config(), parse_args_with("--callbacks.coverage", "off"))
+    assert [c for c in build_callbacks([(p.name, p.params) for p in config.callbacks], context)
+            if isinstance(c, ClassCoverage)]  # dropped from the list, still there
+
+
+def parse_args_with(*argv):
+    parser = argparse.ArgumentParser()
+    add_override_arguments(parser)
+    return parse_args(parser, list(argv))

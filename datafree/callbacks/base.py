@@ -147,8 +147,14 @@ def name_classes(classes: list[int], most: int = 10) -> str:
     return f"[{shown}{f', ... and {len(classes) - most} more' if len(classes) > most else ''}]"
 
 
+EVERY_RUN = ("coverage",)  # registered callbacks every run has: added where a recipe does not list them (its params)
+
+
 def build_callbacks(pieces: list[tuple[str, dict]], context: CallbackContext, check_only: bool = False) -> list[Callback]:
-    """The recipe's callbacks (name, params): built, checked against the run, attached (unless ``check_only``)."""
+    """The recipe's callbacks (name, params), with those every run has (``EVERY_RUN``) added where not listed:
+    built, checked against the run, attached (unless ``check_only``)."""
+    listed = {name for name, _ in pieces}
+    pieces = [*pieces, *((name, {}) for name in EVERY_RUN if name not in listed)]
     built = _CALLBACKS.create_list(pieces, "[[callbacks]]")
     for callback in built:
         callback.check(context)

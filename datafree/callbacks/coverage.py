@@ -1,12 +1,17 @@
-"""The class coverage every run watches: which classes the generator actually makes (built into every run)."""
+"""The class coverage every run watches: which classes the generator actually makes.
+
+Every run has it: build adds ``coverage`` to a recipe's ``[[callbacks]]`` that does not list it (``EVERY_RUN`` in
+datafree/callbacks/base.py); listing it sets its params."""
 
 from __future__ import annotations
 
 import torch
 
-from datafree.callbacks.base import Callback, name_classes, per_class_field
+from datafree.callbacks.base import Callback, CallbackContext, name_classes, per_class_field, register_callback
+from datafree.config import ConfigError
 
 
+@register_callback("coverage")
 class ClassCoverage(Callback):
     """Which classes the generator actually makes: the teacher's argmax over the last ``window`` of steps.
 
@@ -18,12 +23,27 @@ class ClassCoverage(Callback):
 
     order = 0  # first: every run has it, and its checkpoint entry keeps its name
 
-    def __init__(self, num_classes: int, steps: int, window_fraction: float = 0.1, min_share: float | None = None):
-        self.num_classes, self.window = num_classes, max(1, int(steps * window_fraction))
-        self.min_share = min_share if min_share is not None else 1.0 / (3 * num_classes)
+    def __init__(self, num_classes: int = 0, steps: int = 0, window_fraction: float = 0.1, min_share: float | None = None):
+        """``num_classes`` / ``steps``: the run's, set by ``attach`` when built from a recipe (params:
+        ``window_fraction``, the share of the run's last steps it counts over; ``min_share``, default 1/(3K))."""
+        if not 0 < window_fraction <= 1:
+            raise ConfigError(f"callback 'coverage': window_fraction is the share of the run's last steps it counts "
+                              f"over, in (0, 1]; got {window_fraction}")  # fmt: skip
+        if min_share is not None and not 0 <= min_share < 1:
+            raise ConfigError(f"callback 'coverage': min_share is a share of the images, in [0, 1); got {min_share}")
+        self.window_fraction, self.given_min_share = window_fraction, min_share
+        self.size(num_classes, steps)
         self.counts = None  # (window, K) per-step histograms, a ring on the device
         self.counted = 0  # steps seen: no verdict before a full window (a young generator makes anything)
         self.warned: set[int] = set()
+
+    def size(self, num_classes: int, steps: int) -> None:
+        self.num_classes, self.window = num_classes, max(1, int(steps * self.window_fraction))
+        given = self.given_min_share
+        self.min_share = given if given is not None else 1.0 / (3 * num_classes) if num_classes else 0.0
+
+    def attach(self, context: CallbackContext) -> None:
+        self.size(context.num_classes, context.steps)
 
     def on_synthesized(self, loop, step: int, batch) -> None:
         labels = batch.teacher.logits.detach().argmax(dim=1)

@@ -52,3 +52,9 @@ class RotatingLabels(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.batches = int(state["batches"])
+
+
+def label_order(num_classes: int, batch: int, conditional: bool, rank: int = 0, world: int = 1) -> RotatingLabels | None:
+    """The rotating windows of classes a conditional generator needs when a batch of ``batch`` cannot hold every
+    class (K > batch); None otherwise (image i is for class i mod K)."""
+    return RotatingLabels(num_classes, rank, world) if conditional and num_classes > batch else None

@@ -43,3 +43,8 @@ class WrapperHooks(Callback):
     def load_state_dict(self, state: dict) -> None:
         for i, wrapper in enumerate(self.wrappers):
             wrapper.load_state_dict(state[str(i)])
+
+
+def wrapper_callbacks(wrappers: list) -> list[Callback]:
+    """The callback a wrapped student needs (its wrappers' hooks); none for a bare student."""
+    return [WrapperHooks(wrappers)] if wrappers else []
