@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
-        return 0
+        raise SystemExit(0)  # as every other subcommand's --help (argparse) ends
     name, rest = argv[0], argv[1:]
     if name not in BENCHMARKS:
         print(f"error: unknown benchmark {name!r}\n\n{usage()}", file=sys.stderr)
