@@ -15,7 +15,7 @@ def test_variants_apply_their_overrides_and_fill_the_table(tmp_path, monkeypatch
 
     config = tiny_config(tmp_path, train={"batch_size": 8})
     save_random_teacher(config)
-    monkeypatch.setattr(ablate, "load_toml", lambda path: config)
+    monkeypatch.setattr(ablate, "load_recipe", lambda recipe: config)
     chosen = ["dafl", "recipe", "student-5-same"]  # a ladder step, the recipe, a cost knob
     assert ablate.main(["--steps", "2", "--only", ",".join(chosen), "--output-root", str(tmp_path / "abl")]) == 0
     rows = json.loads((tmp_path / "abl" / "results.json").read_text())["rows"]

@@ -13,7 +13,7 @@ def test_every_feature_loss_trains_through_the_trainer(tmp_path, monkeypatch):
 
     config = tiny_config(tmp_path, train={"batch_size": 8})
     save_random_teacher(config)
-    monkeypatch.setattr(compare, "load_toml", lambda path: config)
+    monkeypatch.setattr(compare, "load_recipe", lambda recipe: config)
     record = tmp_path / "x.json"
     assert compare.main(["--seeds", "1", "--steps", "2", "--output-root", str(tmp_path / "zoo"), "--record", str(record)]) == 0
     rows = json.loads((tmp_path / "zoo" / "results.json").read_text())["rows"]

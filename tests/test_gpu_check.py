@@ -58,7 +58,7 @@ def test_smoke_measures_every_row_from_real_runs(tmp_path):
     fp32, bf16 = rows["fmnist fp32"], rows["fmnist bf16"]
     for row, precision in ((fp32, "no"), (bf16, "bf16")):
         config = json.loads((Path(row["output_dir"]) / "config.json").read_text())
-        assert config["train"]["mixed_precision"] == precision and row["precision"] == precision
+        assert config["runtime"]["mixed_precision"] == precision and row["precision"] == precision
         assert config["teacher"]["checkpoint"].startswith(str(tmp_path))  # trained here, not outputs/fmnist's
         evaluated = [l["student_acc"] for l in _metrics(Path(row["output_dir"])) if "student_acc" in l]
         assert evaluated, "the smoke run must evaluate the student during training"
