@@ -128,3 +128,32 @@ def test_modules_that_moved_into_folders_keep_their_old_import_paths():
     assert record_teacher_stats is at_new_place
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("datafree.no_such_module")  # the finder answers only for the moved names
+
+
+def test_the_docs_list_every_error_type_datafree_raises():
+    """docs/running.md's Errors table names each of datafree's own exception types (those not derived from another
+    of them: a subclass is caught as its parent), with where to import it."""
+    import importlib
+    import inspect
+    import pkgutil
+    from pathlib import Path
+
+    import datafree
+
+    defined = set()
+    for info in pkgutil.walk_packages(datafree.__path__, "datafree."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        defined |= {(obj, module.__name__) for obj in vars(module).values()
+                    if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == module.__name__}
+    own = {cls for cls, _ in defined}
+    defined = {(cls.__name__, where) for cls, where in defined if not any(base in own for base in cls.__mro__[1:])}
+    assert {name for name, _ in defined} >= {"ConfigError", "CheckpointError", "DataMissingError", "NonFiniteLossError"}
+    page = (Path(__file__).resolve().parents[1] / "docs" / "running.md").read_text()
+    table = page[page.index("## Errors"):page.index("## Resume")]
+    for name, where in defined:
+        row = next((line for line in table.splitlines() if line.startswith(f"| `{name}`")), None)
+        assert row is not None, f"docs/running.md's Errors table has no row for {name} ({where})"
+        imported = row.rsplit("`", 2)[-2]
+        assert getattr(importlib.import_module(imported), name).__module__ == where, (name, imported)
