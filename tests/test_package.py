@@ -65,6 +65,32 @@ def test_datafree_train_by_recipe_name_writes_a_model_card_and_load_student_rebu
     assert not student.training and torch.equal(student(x), again(x))
 
 
+@pytest.mark.e2e
+def test_accelerate_launch_runs_the_datafree_command_as_a_module(tmp_path):
+    """``accelerate launch -m datafree train ...``: the documented way to run the command under Accelerate."""
+    import os
+    import subprocess
+    import sys
+
+    from datafree import build
+    from datafree.config import load_toml
+    from datafree.io.checkpoint import save_weights
+
+    spec = build.image_spec(load_toml("fmnist"))
+    torch.manual_seed(0)
+    save_weights(build.build_net("lenet5", spec), tmp_path / "teacher.safetensors", {"arch": "lenet5", "num_classes": 10})
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1", "--cpu",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "datafree", "train", "--recipe", "fmnist",
+           "--data.name", "fake", "--data.fake_size", "64", "--data.eval_batch_size", "64",
+           "--teacher.checkpoint", str(tmp_path / "teacher.safetensors"), "--train.steps", "2", "--train.max_minutes", "0",
+           "--train.batch_size", "16", "--batches.fresh.size", "16", "--train.student_steps", "2",
+           "--train.eval_every", "2", "--callbacks.precise_bn.batches", "2", "--train.output_dir", str(tmp_path / "run")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "MODEL_CARD.md").exists() and (tmp_path / "run" / "results.json").exists()
+
+
 @pytest.mark.slow
 def test_load_student_of_a_users_own_module_says_how_to_load_it(tmp_path):
     from torch import nn
