@@ -108,3 +108,11 @@ def test_an_hf_folder_that_is_not_an_image_classifier_or_has_no_config_is_refuse
     assert len(json.loads((tmp_path / "vit" / "config.json").read_text())["id2label"]) == 4
     with pytest.raises(ValueError, match="has 4 classes, not 10"):
         create_model(f"hf:{tmp_path / 'vit'}", num_classes=10, in_channels=1)
+
+
+def test_a_missing_optional_library_names_the_extra_that_installs_it():
+    from datafree.models.hub import _optional
+
+    with pytest.raises(ValueError, match=r"^hf: models need the no_such_pkg package: pip install 'datafree\[hf\]'"):
+        _optional("no_such_pkg", "hf", "hf")
+    assert _optional("json", "x", "x").dumps([1]) == "[1]"  # an installed one is returned as the module

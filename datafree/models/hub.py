@@ -167,12 +167,19 @@ def torchvision_model(rest: str, num_classes: int, in_channels: int, **kwargs) -
 # ---- timm ----------------------------------------------------------------------------------------------------
 
 
-def _timm():
+def _optional(module: str, source: str, extra: str):
+    """An optional library a hub source needs, or one line saying which extra installs it."""
+    import importlib
+
     try:
-        import timm
+        return importlib.import_module(module)
     except ImportError:
-        raise ValueError("timm: models need the timm package: pip install 'datafree[timm]' (or pip install timm)") from None
-    return timm
+        raise ValueError(f"{source}: models need the {module} package: pip install 'datafree[{extra}]' (or pip install "
+                         f"{module})") from None  # fmt: skip
+
+
+def _timm():
+    return _optional("timm", "timm", "timm")
 
 
 def _describe_timm(rest: str) -> HubInfo:
@@ -207,11 +214,7 @@ def _folder(rest: str) -> Path:
 
 
 def _transformers():
-    try:
-        import transformers
-    except ImportError:
-        raise ValueError("hf: models need transformers: pip install 'datafree[hf]' (or pip install transformers)") from None
-    return transformers
+    return _optional("transformers", "hf", "hf")
 
 
 def _describe_hf(rest: str) -> HubInfo:
