@@ -38,7 +38,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from datafree.bench.args import bench_parser, parse
+from datafree.bench.args import bench_parser, parse, recipe_label
 from datafree.config import Config, TermConfig, WrapperConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +115,7 @@ def table(teacher: dict, rows: list[dict]) -> str:
 
 def record_rows(teacher: dict, rows: list[dict], base: Config, args: argparse.Namespace, argv: list[str] | None) -> Path:
     """The table's per-seed figures, each row with the student side that defines it, with their provenance."""
-    from datafree.io.results import in_repo, record, results_path
+    from datafree.io.results import record, results_path
 
     keep = ("onnx_file", "onnx_bytes", "onnx_matches", "max_abs_logit_diff", "latency_ms_b1", "latency_ms_b64")
     compact = []
@@ -128,7 +128,7 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, args: argparse.Na
                         "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
                         "best_per_seed": [run["student_acc_best"] for run in r["runs"]], "wall_s": r["wall_s"],
                         **{k: r[k] for k in keep}})  # fmt: skip
-    table = {"recipe": in_repo(args.recipe, ROOT), "student": args.student, "steps": base.train.steps, "seeds": list(range(args.seeds)),
+    table = {"recipe": recipe_label(args.recipe, ROOT), "student": args.student, "steps": base.train.steps, "seeds": list(range(args.seeds)),
              "onnx_threads": args.threads, "smoke": args.smoke,
              "teacher": {k: teacher[k] for k in ("arch", "seed", "teacher_acc")}, "rows": compact}  # fmt: skip
     return record(results_path(args.record, ROOT), table, ROOT,

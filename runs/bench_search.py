@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from datafree.bench.args import bench_parser, parse
+from datafree.bench.args import bench_parser, parse, recipe_label
 from datafree.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,14 +125,14 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, search_steps: int
                 argv: list[str] | None) -> Path:  # fmt: skip
     """The table's per-seed figures, each row with its budget and student, with their provenance (results/NAME.json).
     A searched row's seeds are those whose search did not diverge (``diverged`` names the others)."""
-    from datafree.io.results import in_repo, record, results_path
+    from datafree.io.results import record, results_path
 
     compact = [{"kind": r["kind"], "budget": r["budget"], "student": r["student"], "flops": r["flops"],
                 "params": r["params"], "seeds": [s for s in range(args.seeds) if s not in r.get("diverged", [])],
                 "final_per_seed": r["final"]["values"] if r["final"] else [],
                 "best_per_seed": r["best"]["values"] if r["best"] else [], "search_s": r["search_s"],
                 "distill_s": r["distill_s"], **{k: r[k] for k in ("search_steps", "diverged") if k in r}} for r in rows]  # fmt: skip
-    table = {"recipe": in_repo(args.recipe, ROOT), "steps": base.train.steps, "search_steps": search_steps,
+    table = {"recipe": recipe_label(args.recipe, ROOT), "steps": base.train.steps, "search_steps": search_steps,
              "seeds": list(range(args.seeds)), "smoke": args.smoke, "flops_reference": LENET5_HALF_FLOPS,
              "teacher": {k: teacher[k] for k in ("arch", "seed", "teacher_acc")}, "rows": compact}  # fmt: skip
     return record(results_path(args.record, ROOT), table, ROOT,

@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from datafree.bench.args import bench_parser, load_recipe, overridden, parse
+from datafree.bench.args import bench_parser, load_recipe, overridden, parse, recipe_label
 from datafree.bench.common import trained_teachers
 from datafree.config import Config, TermConfig
 
@@ -130,7 +130,7 @@ def record_rows(teachers: list[dict], rows: list[dict], configs: dict[str, Confi
                 args: argparse.Namespace, argv: list[str] | None) -> Path:  # fmt: skip
     """The table's per-seed figures and the settings of each row, with their provenance (results/NAME.json).
     ``budget``: {"minutes"} per run, or {"single_steps", "steps"}: single's steps and each method's equal-time steps."""
-    from datafree.io.results import in_repo, record, results_path
+    from datafree.io.results import record, results_path
 
     best = max(teachers, key=lambda t: t["teacher_acc"])  # single's and rco's (method_config); the others: all
     names = {m: f"{best['arch']}@{best['seed']}" if m in ("single", "rco") else "all" for m in configs}
@@ -139,7 +139,7 @@ def record_rows(teachers: list[dict], rows: list[dict], configs: dict[str, Confi
                 "steps_per_seed": [run["steps"] for run in r["runs"]],
                 "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
                 "best_per_seed": [run["student_acc_best"] for run in r["runs"]], "wall_s": r["wall_s"]} for r in rows]  # fmt: skip
-    table = {"recipe": in_repo(args.recipe, ROOT), "student": args.student, "transfer": args.transfer,
+    table = {"recipe": recipe_label(args.recipe, ROOT), "student": args.student, "transfer": args.transfer,
              "seeds": list(range(args.seeds)), "budget": budget,
              "feed_weight": args.feed_weight, "rco": {"schedule": args.rco_schedule, "invert": args.rco_invert},
              "smoke": args.smoke, "teachers": [{k: t[k] for k in ("arch", "seed", "teacher_acc")} for t in teachers],

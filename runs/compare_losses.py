@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from datafree.bench.args import bench_parser, load_recipe, overridden, parse
+from datafree.bench.args import bench_parser, load_recipe, overridden, parse, recipe_label
 from datafree.config import LossConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +50,9 @@ def spread(values: list[float]) -> str:
 def record_rows(rows: list[dict], terms: dict[str, list[LossConfig]], args: argparse.Namespace, dataset: str,
                 batch_size: int, argv: list[str] | None) -> Path:  # fmt: skip
     """The table's per-seed figures and what defines each row (its loss terms), with their provenance."""
-    from datafree.io.results import in_repo, record, results_path
+    from datafree.io.results import record, results_path
 
-    table = {"recipe": in_repo(args.recipe, ROOT),
+    table = {"recipe": recipe_label(args.recipe, ROOT),
              "dataset": dataset, "steps": args.steps, "batch_size": batch_size, "seeds": list(range(args.seeds)),
              "rows": [{"objective": r["objective"], "distill": [asdict(t) for t in terms[r["objective"]]],
                        "final_per_seed": r["final"], "best_per_seed": r["best"], "wall_s": r["wall_time_s"]}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from datafree.config import Config, ConfigError, load_toml
 from datafree.config.overrides import add_override_arguments, apply_overrides, parse_args
+from datafree.io.results import in_repo
 from datafree.recipes import recipe_path
 
 
@@ -90,6 +91,7 @@ def given_overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def recipe_label(recipe: str, repo: Path) -> str:
-    """How a results file names the recipe: its path inside ``repo`` when it lies there, else as given."""
-    path = recipe_path(recipe).resolve()
-    return str(path.relative_to(repo.resolve())) if path.is_relative_to(repo.resolve()) else str(recipe)
+    """How a results file names the recipe (a shipped name resolved to its file): its path inside ``repo`` when it
+    lies there (``runs/zoo.toml``), else as given, so a recorded table names no machine's folders."""
+    label = in_repo(recipe_path(recipe).resolve(), repo)
+    return str(recipe) if Path(label).is_absolute() else label
