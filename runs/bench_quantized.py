@@ -1,7 +1,7 @@
 """Quantized students, data-free: what do low-bit weights and activations cost, and do the seeds' methods help?
 
     python runs/bench_quantized.py [--recipe zoo] [--teacher lenet5@0] [--student lenet5_half]
-        [--rows float,ternary,ternary_decay,w4,w4a4,speq_add,speq_replace,ternary_real] [--seeds 3]
+        [--rows float,ternary,ternary_decay,w4,w4a4,speq_add,speq_add_anybits,speq_replace,ternary_real] [--seeds 3]
         [--steps 400] [--teacher-epochs N] [--threads 1] [--output-root outputs/bench_quantized] [--smoke]
         [--record NAME]
 
@@ -16,6 +16,8 @@ number of steps (``--steps``: equal steps, so the comparison does not move with 
   helps; its abstract gives no end values, and 0.2 / 0.8 (linear) are our choice, as in runs/cifar10_ternary.toml;
 - ``w4``: 4-bit weights, KD; ``w4a4``: 4-bit weights and 4-bit input activations, KD (SPEQ's baseline);
 - ``speq_add``: ``w4a4`` + SPEQ's self-teacher term (``[teacher] kind = "speq"``, ``[[distill]] speq``) beside KD;
+- ``speq_add_anybits``: ``speq_add`` with the self-teacher drawing any width (2..8 bits or float) for every layer,
+  even under the student's own 4 bits (``params.choices``): how SPEQ ran here before it followed the paper's draw;
 - ``speq_replace``: ``w4a4`` with SPEQ's term instead of KD's soft labels (the hard term kept: a data-free
   student needs the real teacher somewhere);
 - ``ternary_real``: ``ternary`` on the real training images (``train.transfer = "real"``), the reference.
@@ -51,6 +53,10 @@ OWNED = {"train.steps": "--steps", "train.seed": "--seeds", "train.output_dir": 
 TERNARY = {"bits": "ternary"}
 W4, W4A4 = {"bits": 4}, {"bits": 4, "act_bits": 4}
 DECAY = [TermConfig("kd", 1.0, "linear", 0.2), TermConfig("hard", 0.0, "linear", 0.8)]
+# SPEQ's self-teacher before it followed the paper: any width 2..8 bits or float for every layer, even under the
+# student's own target (a row of its own, so the paper's draw is measured against it)
+ANY_BITS = {"choices": [2, 3, 4, 5, 6, 7, 8, 0]}
+TEACHER_PARAMS = {"speq_add_anybits": ANY_BITS}
 ROWS = {  # name: (quantize params or None, distill terms or None = the recipe's, teacher kind, transfer)
     "float": (None, None, "single", "synthetic"),
     "ternary": (TERNARY, None, "single", "synthetic"),
@@ -59,6 +65,7 @@ ROWS = {  # name: (quantize params or None, distill terms or None = the recipe's
     "w4a4": (W4A4, None, "single", "synthetic"),
     "speq_add": (W4A4, [TermConfig("kd"), TermConfig("speq")], "speq", "synthetic"),
     "speq_replace": (W4A4, [TermConfig("hard"), TermConfig("speq")], "speq", "synthetic"),
+    "speq_add_anybits": (W4A4, [TermConfig("kd"), TermConfig("speq")], "speq", "synthetic"),
     "ternary_real": (TERNARY, None, "single", "real"),
 }
 
@@ -67,6 +74,8 @@ def row_config(base: Config, row: str) -> Config:
     quantize, distill, kind, transfer = ROWS[row]
     c = copy.deepcopy(base)
     c.name, c.teacher.kind, c.train.transfer = row, kind, transfer
+    if row in TEACHER_PARAMS:
+        c.teacher.params = dict(TEACHER_PARAMS[row])
     c.student.wrap = [WrapperConfig("quantize", dict(quantize))] if quantize else []
     if distill is not None:  # every row's KD at the recipe's temperature: only coefficients and terms differ by row
         kd_params = next((t.params for t in base.distill if t.name == "kd"), {})
@@ -122,6 +131,7 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, args: argparse.Na
     for r in rows:  # every row of the table: this invocation's and those an earlier one left under --output-root
         quantize, distill, kind, transfer = ROWS[r["row"]]
         compact.append({"row": r["row"], "quantize": quantize, "teacher_kind": kind, "transfer": transfer,
+                        "teacher_params": TEACHER_PARAMS.get(r["row"], {}),
                         "distill": [t.name for t in (base.distill if distill is None else distill)],
                         "seeds": list(range(len(r["runs"]))),  # run_row: seeds 0..n-1, in order
                         "steps_per_seed": [run["steps"] for run in r["runs"]],

@@ -40,6 +40,19 @@ def test_quantized_rows_run_split_over_invocations_and_fill_one_table(tmp_path):
         assert (mine["onnx_bytes"], mine["latency_ms_b1"], mine["wall_s"]) == (theirs["onnx_bytes"], theirs["latency_ms_b1"], theirs["wall_s"])
 
 
+def test_quantized_anybits_row_is_speq_add_with_the_old_draw():
+    """speq_add_anybits differs from speq_add only by the self-teacher's fixed list of widths (under the target too)."""
+    import runs.bench_quantized as bench
+    from datafree.bench.args import load_recipe
+
+    base = load_recipe("zoo")
+    paper, old = bench.row_config(base, "speq_add"), bench.row_config(base, "speq_add_anybits")
+    assert paper.teacher.params == {} and old.teacher.params == {"choices": [2, 3, 4, 5, 6, 7, 8, 0]}
+    old.teacher.params, old.name = {}, paper.name
+    assert old == paper
+    assert bench.row_config(base, "float").teacher.params == base.teacher.params
+
+
 @pytest.mark.e2e
 def test_search_bench_compares_hand_designed_and_found_students_at_the_budget(tmp_path):
     import runs.bench_search as bench
