@@ -1,8 +1,8 @@
 """Does a student found inside the teacher beat a hand-designed one at equal FLOPs? (issue "Search for a better student")
 
     python runs/bench_search.py [--recipe zoo] [--teacher lenet5@0] [--seeds 3] [--steps 250]
-        [--search-steps 300] [--budgets 1.0,0.5] [--teacher-epochs N] [--output-root outputs/bench_search] [--smoke]
-        [--record NAME]
+        [--search-steps 300] [--budgets 1.0,0.5] [--kinds hand,searched] [--l1 0.05[,...]] [--fixed-l1]
+        [--teacher-epochs N] [--output-root outputs/bench_search] [--smoke] [--record NAME]
 
 For each budget (a fraction of LeNet-5-half's FLOPs, 133,740 multiply-adds per image in datafree/nets/flops.py's
 convention), 3 seeds of:
@@ -12,7 +12,13 @@ convention), 3 seeds of:
   stopping at the budget) and the found architecture distilled with the same recipe and steps (fresh weights).
 The table gives final and best accuracy (mean +- std), FLOPs and parameters of each student, and the search's and
 the distillation's wall time apart; a search that diverges (NaN/inf) is named in its row and the other seeds
-still run. Writes table.md and results.json under --output-root; ``--record NAME`` also writes the per-seed figures
+still run.
+
+The L1 weight's sensitivity (Gu & Tresp's Fig. 6: a small weight takes more epochs and finds better students):
+``--kinds searched --l1 0.02,0.1,0.5 --fixed-l1 --search-steps 1500`` gives one searched row per weight, each with
+lambda fixed (``patience = 0``, as the paper) instead of our growth by 1.5x while the search stalls; a row says how
+many steps each seed's search took and whether it reached the budget (a search that did not stops at
+``--search-steps`` with more FLOPs than the budget, and its student is distilled anyway, named as such). Writes table.md and results.json under --output-root; ``--record NAME`` also writes the per-seed figures
 with their provenance to results/NAME.json (datafree.io.results).
 """
 
@@ -61,22 +67,30 @@ def hand_row(base: Config, budget: float, seeds: int, root: Path) -> dict:
                      [r["wall_time_s"] for r in runs], f"{arch} {kwargs or ''}".strip())  # fmt: skip
 
 
-def searched_row(base: Config, budget: float, seeds: int, root: Path, search_steps: int, smoke: bool) -> dict:
+def searched_row(base: Config, budget: float, seeds: int, root: Path, search_steps: int, smoke: bool,
+                 l1: float | None = None, fixed_l1: bool = False) -> dict:  # fmt: skip
+    """``l1`` None: the search's default weight (and folder ``searched_<budget>``); else that weight, in a folder of
+    its own. ``fixed_l1``: lambda never grows (``patience = 0``, the paper's rule)."""
     from datafree.build import reset_accelerate
     from datafree.cli.search import SearchSettings, run
 
     from datafree.trainer import NonFiniteLossError
 
     runs, search_s, distill_s, found, diverged = [], [], [], [], []
+    folder = f"searched_{budget}" + ("" if l1 is None else f"_l1_{l1:g}") + ("_fixed" if fixed_l1 else "")
     for seed in range(seeds):
         c = copy.deepcopy(base)
         c.train.seed = seed
         settings = SearchSettings(target_flops=budget * LENET5_HALF_FLOPS, steps=search_steps)
-        if smoke:
+        if l1 is not None:
+            settings.l1 = l1
+        if fixed_l1:
+            settings.patience = 0
+        if smoke and l1 is None:  # a weight that closes channels within the smoke run's few steps
             settings.l1 = 0.5
-        print(f"== searched, budget {budget}, seed {seed}", flush=True)
+        print(f"== searched, budget {budget}, l1 {settings.l1:g}{' fixed' if fixed_l1 else ''}, seed {seed}", flush=True)
         try:
-            summary = run(c, settings, root / f"searched_{budget}" / f"seed_{seed}")
+            summary = run(c, settings, root / folder / f"seed_{seed}")
         except NonFiniteLossError as err:  # a diverged search is a result: recorded, the other seeds still run
             print(f"   diverged: {err}", flush=True)
             diverged.append(seed)
@@ -90,14 +104,17 @@ def searched_row(base: Config, budget: float, seeds: int, root: Path, search_ste
     done = [s for s in range(seeds) if s not in diverged]
     if not done:
         return {"kind": "searched", "budget": budget, "student": f"diverged on every seed {diverged}", "flops": 0,
-                "params": 0, "final": None, "best": None, "search_s": [], "distill_s": [], "diverged": diverged}  # fmt: skip
-    found_archs = [json.loads((root / f"searched_{budget}" / f"seed_{s}" / "search" / "architecture.json").read_text())
+                "params": 0, "final": None, "best": None, "search_s": [], "distill_s": [], "diverged": diverged,
+                "l1": settings.l1, "l1_fixed": fixed_l1, "reached": []}  # fmt: skip
+    found_archs = [json.loads((root / folder / f"seed_{s}" / "search" / "architecture.json").read_text())
                    for s in done]  # fmt: skip
     widths = "; ".join(f"{a['arch']} {a['kwargs']}" for a in found_archs)
     widths += f" (diverged on seed(s) {diverged})" if diverged else ""
     row = summarize("searched", budget, runs, sum(f["flops"] for f in found) / len(done),
                     sum(f["params"] for f in found) / len(done), search_s, distill_s, widths)  # fmt: skip
     row["search_steps"], row["diverged"] = [f["steps"] for f in found], diverged
+    row["l1"], row["l1_fixed"] = found[0]["settings"]["l1"], fixed_l1
+    row["reached"] = [f["flops"] <= f["target_flops"] for f in found]
     return row
 
 
@@ -114,11 +131,25 @@ def table(teacher: dict, rows: list[dict]) -> str:
     pct = lambda s: f"{100 * s['mean']:.2f} ± {100 * s['std']:.2f}" if s else "-"  # noqa: E731
     secs = lambda xs: "/".join(f"{x:.0f}" for x in xs)  # noqa: E731
     lines = [f"Teacher {teacher['arch']} (seed {teacher['seed']}): {100 * teacher['teacher_acc']:.2f}%.", "",
-             "| budget (x LeNet-5-half FLOPs) | student | FLOPs | params | final | best | search s | distill s |",
-             "|---|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
-    lines += [f"| {r['budget']} | {r['kind']}: {r['student']} | {r['flops']:,} | {r['params']:,} | {pct(r['final'])} | "
-              f"{pct(r['best'])} | {secs(r['search_s'])} | {secs(r['distill_s'])} |" for r in rows]  # fmt: skip
+             "| budget (x LeNet-5-half FLOPs) | student | L1 weight | search steps | FLOPs | params | final | best | search s | distill s |",
+             "|---|---|---|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
+    lines += [f"| {r['budget']} | {r['kind']}: {r['student']} | {l1_label(r)} | {steps_label(r)} | {r['flops']:,} | "
+              f"{r['params']:,} | {pct(r['final'])} | {pct(r['best'])} | {secs(r['search_s'])} | {secs(r['distill_s'])} |"
+              for r in rows]  # fmt: skip
     return "\n".join(lines)
+
+
+def l1_label(row: dict) -> str:
+    """'-' for a hand-designed row; else the weight and whether it stayed fixed or grew while the search stalled."""
+    if row["kind"] != "searched":
+        return "-"
+    return f"{row['l1']:g} " + ("fixed" if row.get("l1_fixed") else "growing")
+
+
+def steps_label(row: dict) -> str:
+    """Each seed's search steps, a star on a search that stopped at its step limit above the budget."""
+    steps, reached = row.get("search_steps", []), row.get("reached", [])
+    return "/".join(f"{n}{'' if ok else '*'}" for n, ok in zip(steps, reached)) or "-"
 
 
 def record_rows(teacher: dict, rows: list[dict], base: Config, search_steps: int, args: argparse.Namespace,
@@ -131,7 +162,8 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, search_steps: int
                 "params": r["params"], "seeds": [s for s in range(args.seeds) if s not in r.get("diverged", [])],
                 "final_per_seed": r["final"]["values"] if r["final"] else [],
                 "best_per_seed": r["best"]["values"] if r["best"] else [], "search_s": r["search_s"],
-                "distill_s": r["distill_s"], **{k: r[k] for k in ("search_steps", "diverged") if k in r}} for r in rows]  # fmt: skip
+                "distill_s": r["distill_s"],
+                **{k: r[k] for k in ("search_steps", "diverged", "l1", "l1_fixed", "reached") if k in r}} for r in rows]  # fmt: skip
     table = {"recipe": recipe_label(args.recipe, ROOT), "steps": base.train.steps, "search_steps": search_steps,
              "seeds": list(range(args.seeds)), "smoke": args.smoke, "flops_reference": LENET5_HALF_FLOPS,
              "teacher": {k: teacher[k] for k in ("arch", "seed", "teacher_acc")}, "rows": compact}  # fmt: skip
@@ -149,18 +181,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=250, help="distillation steps of every student")
     parser.add_argument("--search-steps", type=int, default=300, help="at most this many search steps")
     parser.add_argument("--budgets", default="1.0,0.5", help=f"fractions of LeNet-5-half's FLOPs: {sorted(HAND)}")
+    parser.add_argument("--kinds", default="hand,searched", help="rows per budget: hand, searched or both")
+    parser.add_argument("--l1", default="", help="searched rows' L1 weights, comma-separated (default: the search's)")
+    parser.add_argument("--fixed-l1", action="store_true", help="lambda never grows (patience 0, as the paper)")
     parser.add_argument("--teacher-epochs", type=int, default=0)
     args = parse(parser, argv, owned=OWNED)
     budgets = [float(b) for b in args.budgets.split(",") if b]
     if set(budgets) - set(HAND):
         parser.error(f"--budgets takes {sorted(HAND)}")
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not kinds or set(kinds) - {"hand", "searched"}:
+        parser.error(f"--kinds takes hand, searched or hand,searched; got {args.kinds!r}")
+    try:
+        weights = [float(w) for w in args.l1.split(",") if w] or [None]
+    except ValueError:
+        parser.error(f"--l1 takes comma-separated numbers, e.g. 0.02,0.1,0.5; got {args.l1!r}")
+    if any(w is not None and w <= 0 for w in weights):
+        parser.error(f"--l1: every weight must be > 0; got {args.l1!r}")
     root = Path(args.output_root)
     base, teacher = fixed_steps_recipe(args.recipe, args.steps, args.teacher_epochs, args.smoke, args.teacher, root, args)
     start = time.perf_counter()
     rows, search_steps = [], 4 if args.smoke else args.search_steps
     for budget in budgets:
-        rows.append(hand_row(base, budget, args.seeds, root))
-        rows.append(searched_row(base, budget, args.seeds, root, search_steps, args.smoke))
+        if "hand" in kinds:
+            rows.append(hand_row(base, budget, args.seeds, root))
+        if "searched" in kinds:
+            rows += [searched_row(base, budget, args.seeds, root, search_steps, args.smoke, w, args.fixed_l1)
+                     for w in weights]  # fmt: skip
     command = " ".join(["python runs/bench_search.py", *(sys.argv[1:] if argv is None else argv)])
     text = (f"{table(teacher, rows)}\n\n{args.seeds} seed(s), {base.train.steps} distillation steps per student; "
             f"{hardware()}; {time.perf_counter() - start:.0f} s in all.\n\n`{command}`\n")  # fmt: skip

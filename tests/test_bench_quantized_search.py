@@ -91,3 +91,36 @@ def test_a_diverged_search_is_named_in_its_row_and_the_other_seeds_still_run(tmp
     assert bench.main(["--smoke", "--seeds", "2", "--budgets", "0.5", "--output-root", str(tmp_path)]) == 0
     searched = json.loads((tmp_path / "results.json").read_text())["rows"][1]
     assert searched["diverged"] == [0] and len(searched["search_s"]) == 1 and "diverged on seed(s) [0]" in searched["student"]
+
+
+@pytest.mark.e2e
+def test_search_bench_l1_sensitivity_gives_a_row_per_fixed_weight(tmp_path):
+    """--l1 a,b --fixed-l1: one searched row per weight, each search run at that weight with lambda fixed (patience
+    0), in folders of their own; no hand row with --kinds searched."""
+    import runs.bench_search as bench
+
+    record = tmp_path / "x.json"
+    assert bench.main(["--smoke", "--seeds", "1", "--budgets", "0.5", "--kinds", "searched", "--l1", "0.5,2",
+                       "--fixed-l1", "--output-root", str(tmp_path), "--record", str(record)]) == 0  # fmt: skip
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["kind"], r["l1"], r["l1_fixed"]) for r in rows] == [("searched", 0.5, True), ("searched", 2.0, True)]
+    for weight in ("0.5", "2"):
+        settings = json.loads((tmp_path / f"searched_0.5_l1_{weight}_fixed" / "seed_0" / "search_results.json")
+                              .read_text())["search"]["settings"]  # fmt: skip
+        assert (settings["l1"], settings["patience"]) == (float(weight), 0)
+    for r in rows:
+        assert r["reached"] == [r["flops"] <= 0.5 * bench.LENET5_HALF_FLOPS]
+    table = (tmp_path / "table.md").read_text()
+    assert "| 0.5 fixed |" in table and "| 2 fixed |" in table
+    data = recorded(record, "bench_search", tmp_path)
+    assert [(r["l1"], r["l1_fixed"], r["reached"]) for r in data["rows"]] == [(r["l1"], True, r["reached"]) for r in rows]
+
+
+def test_search_bench_refuses_bad_kinds_and_weights(capsys):
+    import runs.bench_search as bench
+
+    for bad in (["--kinds", "both"], ["--l1", "0.1,x"], ["--l1", "0,0.1"]):
+        with pytest.raises(SystemExit) as stop:
+            bench.main(["--smoke", *bad])
+        assert stop.value.code == 2
+        assert bad[0] in capsys.readouterr().err
