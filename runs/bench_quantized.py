@@ -138,7 +138,8 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, args: argparse.Na
                         "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
                         "best_per_seed": [run["student_acc_best"] for run in r["runs"]], "wall_s": r["wall_s"],
                         **{k: r[k] for k in keep}})  # fmt: skip
-    table = {"recipe": recipe_label(args.recipe, ROOT), "student": args.student, "steps": base.train.steps, "seeds": list(range(args.seeds)),
+    table = {"recipe": recipe_label(args.recipe, ROOT), "preset": base.preset, "student": args.student,
+             "steps": base.train.steps, "seeds": list(range(args.seeds)),
              "onnx_threads": args.threads, "smoke": args.smoke,
              "teacher": {k: teacher[k] for k in ("arch", "seed", "teacher_acc")}, "rows": compact}  # fmt: skip
     return record(results_path(args.record, ROOT), table, ROOT,

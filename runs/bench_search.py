@@ -164,7 +164,8 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, search_steps: int
                 "best_per_seed": r["best"]["values"] if r["best"] else [], "search_s": r["search_s"],
                 "distill_s": r["distill_s"],
                 **{k: r[k] for k in ("search_steps", "diverged", "l1", "l1_fixed", "reached") if k in r}} for r in rows]  # fmt: skip
-    table = {"recipe": recipe_label(args.recipe, ROOT), "steps": base.train.steps, "search_steps": search_steps,
+    table = {"recipe": recipe_label(args.recipe, ROOT), "preset": base.preset, "steps": base.train.steps,
+             "search_steps": search_steps,
              "seeds": list(range(args.seeds)), "smoke": args.smoke, "flops_reference": LENET5_HALF_FLOPS,
              "teacher": {k: teacher[k] for k in ("arch", "seed", "teacher_acc")}, "rows": compact}  # fmt: skip
     return record(results_path(args.record, ROOT), table, ROOT,

@@ -139,7 +139,8 @@ def record_rows(teachers: list[dict], rows: list[dict], configs: dict[str, Confi
                 "steps_per_seed": [run["steps"] for run in r["runs"]],
                 "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
                 "best_per_seed": [run["student_acc_best"] for run in r["runs"]], "wall_s": r["wall_s"]} for r in rows]  # fmt: skip
-    table = {"recipe": recipe_label(args.recipe, ROOT), "student": args.student, "transfer": args.transfer,
+    table = {"recipe": recipe_label(args.recipe, ROOT), "preset": configs[rows[0]["method"]].preset,
+             "student": args.student, "transfer": args.transfer,
              "seeds": list(range(args.seeds)), "budget": budget,
              "feed_weight": args.feed_weight, "rco": {"schedule": args.rco_schedule, "invert": args.rco_invert},
              "smoke": args.smoke, "teachers": [{k: t[k] for k in ("arch", "seed", "teacher_acc")} for t in teachers],

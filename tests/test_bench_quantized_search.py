@@ -30,6 +30,7 @@ def test_quantized_rows_run_split_over_invocations_and_fill_one_table(tmp_path):
     # --record: the table's rows (both invocations'), per seed as results.json has them, with their student side
     data = recorded(record, "bench_quantized", tmp_path)
     assert data["seeds"] == [0] and data["steps"] == 4 and data["teacher"]["teacher_acc"] == results["teacher"]["teacher_acc"]
+    assert data["preset"] == speq["preset"] == "default"
     assert [r["row"] for r in data["rows"]] == ["speq_add", "ternary_real"]
     assert data["rows"][0]["quantize"] == {"bits": 4, "act_bits": 4} and data["rows"][0]["distill"] == ["kd", "speq"]
     assert (data["rows"][0]["teacher_kind"], data["rows"][1]["transfer"]) == ("speq", "real")
@@ -66,6 +67,7 @@ def test_search_bench_compares_hand_designed_and_found_students_at_the_budget(tm
     # --record: both rows per seed as results.json has them, with the budget and the student that define them
     data = recorded(record, "bench_search", tmp_path)
     assert (data["seeds"], data["steps"], data["search_steps"]) == ([0], 4, 4)
+    assert data["preset"] == json.loads((tmp_path / "hand_0.5" / "seed_0" / "config.json").read_text())["preset"] == "default"
     for mine, theirs in zip(data["rows"], (hand, searched), strict=True):
         assert {k: mine[k] for k in ("kind", "budget", "student", "flops", "params")} == {
             k: theirs[k] for k in ("kind", "budget", "student", "flops", "params")}

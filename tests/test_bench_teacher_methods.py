@@ -34,6 +34,7 @@ def test_smoke_runs_single_feed_sequential_feed_and_rco(tmp_path):
     # --record: results.json's per-seed figures, each row with the teacher side that defines it, no paths
     data = recorded(record, "bench_teacher_methods", tmp_path)
     assert data["seeds"] == [0] and data["budget"] == {"minutes": 0.02} and data["transfer"] == "synthetic"
+    assert data["preset"] == saved["single"]["preset"] == "default"  # the preset the runs had, named in the table
     assert data["teachers"] == [{k: t[k] for k in ("arch", "seed", "teacher_acc")} for t in results["teachers"]]
     assert [r["method"] for r in data["rows"]] == ["single", "ensemble_kd", "feed", "sfeed", "rco"]
     assert [r["teacher_kind"] for r in data["rows"]] == ["single", "ensemble", "ensemble", "ensemble", "route"]
