@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from datafree.bench.args import bench_parser, parse, recipe_label
+from datafree.bench.common import search_steps_label, search_weight_label
 from datafree.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,23 +134,10 @@ def table(teacher: dict, rows: list[dict]) -> str:
     lines = [f"Teacher {teacher['arch']} (seed {teacher['seed']}): {100 * teacher['teacher_acc']:.2f}%.", "",
              "| budget (x LeNet-5-half FLOPs) | student | L1 weight | search steps | FLOPs | params | final | best | search s | distill s |",
              "|---|---|---|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
-    lines += [f"| {r['budget']} | {r['kind']}: {r['student']} | {l1_label(r)} | {steps_label(r)} | {r['flops']:,} | "
+    lines += [f"| {r['budget']} | {r['kind']}: {r['student']} | {search_weight_label(r)} | {search_steps_label(r)} | {r['flops']:,} | "
               f"{r['params']:,} | {pct(r['final'])} | {pct(r['best'])} | {secs(r['search_s'])} | {secs(r['distill_s'])} |"
               for r in rows]  # fmt: skip
     return "\n".join(lines)
-
-
-def l1_label(row: dict) -> str:
-    """'-' for a hand-designed row; else the weight and whether it stayed fixed or grew while the search stalled."""
-    if row["kind"] != "searched":
-        return "-"
-    return f"{row['l1']:g} " + ("fixed" if row.get("l1_fixed") else "growing")
-
-
-def steps_label(row: dict) -> str:
-    """Each seed's search steps, a star on a search that stopped at its step limit above the budget."""
-    steps, reached = row.get("search_steps", []), row.get("reached", [])
-    return "/".join(f"{n}{'' if ok else '*'}" for n, ok in zip(steps, reached)) or "-"
 
 
 def record_rows(teacher: dict, rows: list[dict], base: Config, search_steps: int, args: argparse.Namespace,

@@ -20,9 +20,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from datafree.bench.common import search_steps_label, search_weight_label
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-MARKER = re.compile(r"(<!-- table: ([a-z_]+) -->\n)(.*?)(<!-- /table -->)", re.S)
+MARKER = re.compile(r"(<!-- table: ([a-z0-9_]+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
 def pct(values: list[float]) -> str:
@@ -156,6 +158,108 @@ def image_size(data: dict) -> str:
     return "\n".join(rows) + f"\n\n{note}\n\n" + provenance_line(data)
 
 
+def verdict(better: list[float], worse: list[float]) -> str:
+    """Whether row A gains over row B, by a rule stated beside every table that uses it: "gain" when every seed of A
+    is above every seed of B, "loss" when every seed is below, else "no gain here" (the seeds overlap)."""
+    if min(better) > max(worse):
+        return "gain"
+    if max(better) < min(worse):
+        return "loss"
+    return "no gain here"
+
+
+def comparisons(rows: dict[str, dict], pairs: list[tuple[str, str, str]]) -> str:
+    """One line per (A, B, what A adds over B) whose rows are both in the table: the difference of mean finals and
+    the verdict."""
+    lines = []
+    for a, b, what in pairs:
+        if a in rows and b in rows:
+            fa, fb = rows[a]["final_per_seed"], rows[b]["final_per_seed"]
+            diff = 100 * (statistics.fmean(fa) - statistics.fmean(fb))
+            lines.append(f"- {what} (`{a}` over `{b}`): {diff:+.2f} points, {verdict(fa, fb)}")
+    rule = ("A gain needs every seed of the first row above every seed of the second; a loss, every seed below; "
+            "otherwise no gain here.")
+    return ("\n".join(lines) + "\n\n" + rule) if lines else ""
+
+
+def _setting(data: dict) -> str:
+    return f"recipe `{data['recipe']}`, preset `{data.get('preset', '?')}`"
+
+
+def teacher_methods(data: dict) -> str:
+    """Teacher-side methods (best single teacher, ensemble KD, parallel / sequential FEED, RCO) into one student at
+    equal wall time, and what each adds over its ablation."""
+    teachers = ", ".join(f"{t['arch']}@{t['seed']} {100 * t['teacher_acc']:.2f}" for t in data["teachers"])
+    budget = data["budget"]
+    limit = (f"{budget['single_steps']} steps for `single`, the others the steps that take as long (timed back to back)"
+             if "single_steps" in budget else f"{budget['minutes']} minutes per run")
+    lines = [f"Teachers (arch@seed, test accuracy): {teachers}. Student `{data['student']}`, transfer set: "
+             f"{data['transfer']}; {_setting(data)}; {limit}.", "",
+             "| method | teacher | student's losses | steps per seed | final | best | s per seed |",
+             "|---|---|---|---|---:|---:|---|"]  # fmt: skip
+    for r in data["rows"]:
+        lines.append(f"| {r['method']} | {r['teacher']} ({r['teacher_kind']}) | {' + '.join(r['distill'])} | "
+                     f"{'/'.join(map(str, r['steps_per_seed']))} | {pct(r['final_per_seed'])} | "
+                     f"{pct(r['best_per_seed'])} | {'/'.join(f'{w:.0f}' for w in r['wall_s'])} |")  # fmt: skip
+    rows = {r["method"]: r for r in data["rows"]}
+    claims = comparisons(rows, [("feed", "ensemble_kd", "FEED's feature transforms"),
+                                ("ensemble_kd", "single", "the ensemble's averaged logits"),
+                                ("feed", "single", "parallel FEED as a whole"),
+                                ("sfeed", "single", "sequential FEED"), ("rco", "single", "RCO's route")])  # fmt: skip
+    return "\n".join(lines) + ("\n\n" + claims if claims else "") + "\n\n" + provenance_line(data)
+
+
+def quantized(data: dict) -> str:
+    """Low-bit students at equal steps, each exported and run with onnxruntime, and what each method adds."""
+    t = data["teacher"]
+    lines = [f"Teacher {t['arch']}@{t['seed']} {100 * t['teacher_acc']:.2f}%, student `{data['student']}`, "
+             f"{data['steps']} steps per run; {_setting(data)}; onnxruntime with {data['onnx_threads']} thread(s).", "",
+             "| row | weights / activations | teacher | student's losses | transfer | final | best | shipped file | "
+             "bytes | ms/image b1 | ms/image b64 | ONNX = PyTorch (max abs logit diff) |",
+             "|---|---|---|---|---|---:|---:|---|---:|---:|---:|---|"]  # fmt: skip
+    for r in data["rows"]:
+        q = r["quantize"] or {}
+        bits = f"{q.get('bits', 'float')}" + (f" / {q['act_bits']}-bit" if q.get("act_bits") else " / float")
+        kind = r["teacher_kind"] + (f" {r['teacher_params']}" if r.get("teacher_params") else "")
+        lines.append(f"| {r['row']} | {bits} | {kind} | {' + '.join(r['distill'])} | {r['transfer']} | "
+                     f"{pct(r['final_per_seed'])} | {pct(r['best_per_seed'])} | {r['onnx_file']} | "
+                     f"{r['onnx_bytes']:,} | {r['latency_ms_b1']:.4f} | {r['latency_ms_b64']:.4f} | "
+                     f"{'yes' if r['onnx_matches'] else 'NO'} ({r['max_abs_logit_diff']:.1e}) |")  # fmt: skip
+    rows = {r["row"]: r for r in data["rows"]}
+    claims = comparisons(rows, [("ternary_decay", "ternary", "the decaying KD coefficient"),
+                                ("speq_add", "w4a4", "SPEQ's term beside KD"),
+                                ("speq_replace", "w4a4", "SPEQ's term instead of KD"),
+                                ("speq_add", "speq_add_anybits", "the paper's draw (target width and up) over any width")])  # fmt: skip
+    return "\n".join(lines) + ("\n\n" + claims if claims else "") + "\n\n" + provenance_line(data)
+
+
+def search(data: dict) -> str:
+    """Searched students against hand-designed ones at a FLOPs budget, or the search at several L1 weights."""
+    t = data["teacher"]
+    lines = [f"Teacher {t['arch']}@{t['seed']} {100 * t['teacher_acc']:.2f}%; every student distilled "
+             f"{data['steps']} steps; searches of at most {data['search_steps']} steps; {_setting(data)}. Budgets are "
+             f"fractions of LeNet-5-half's {data['flops_reference']:,} FLOPs; a star marks a search that stopped at its "
+             "step limit above the budget.", "",
+             "| budget | student | L1 weight | search steps | FLOPs | params | final | best | search s | distill s |",
+             "|---|---|---|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
+    for r in data["rows"]:
+        weight, steps = search_weight_label(r), search_steps_label(r)
+        final = pct(r["final_per_seed"]) if r["final_per_seed"] else "diverged"
+        best = pct(r["best_per_seed"]) if r["best_per_seed"] else "-"
+        lines.append(f"| {r['budget']} | {r['kind']}: {r['student']} | {weight} | {steps} | {r['flops']:,} | "
+                     f"{r['params']:,} | {final} | {best} | {'/'.join(f'{x:.0f}' for x in r['search_s'])} | "
+                     f"{'/'.join(f'{x:.0f}' for x in r['distill_s'])} |")  # fmt: skip
+    by_budget = {}
+    for r in data["rows"]:
+        by_budget.setdefault(r["budget"], {})[r["kind"]] = r
+    claims = []
+    for budget, rows in by_budget.items():
+        if {"hand", "searched"} <= set(rows) and rows["searched"]["final_per_seed"]:
+            claims.append(comparisons(rows, [("searched", "hand", f"the search at budget {budget}")]))
+    text = "\n".join(lines)
+    return text + ("\n\n" + "\n\n".join(claims) if claims else "") + "\n\n" + provenance_line(data)
+
+
 # block name -> (results file, renderer, the command that writes the file)
 RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
     "demo": ("demo", demo, "python runs/benchmark.py fmnist --seeds 3 --record demo"),
@@ -165,6 +269,19 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
     "image_size": ("image_size", image_size, "python runs/bench_image_size.py --record image_size"),
     "zoo_held_out": ("zoo_held_out", zoo, "python runs/bench_teachers.py --part held-out --seeds 3 --minutes 10 "
                      "--record zoo_held_out"),
+    "teacher_methods": ("teacher_methods", teacher_methods, "python runs/bench_teacher_methods.py --seeds 3 --steps 250 "
+                        "--teacher-epochs 5 --record teacher_methods"),
+    "teacher_methods_real": ("teacher_methods_real", teacher_methods, "python runs/bench_teacher_methods.py --seeds 3 "
+                             "--steps 250 --teacher-epochs 5 --transfer real --record teacher_methods_real"),
+    "teacher_methods_zoo": ("teacher_methods_zoo", teacher_methods, "python runs/bench_teacher_methods.py --teachers "
+                            "lenet5@0,vgg_bn@0,resnet20@0,mobilenet_small@0 --student vgg_bn_small --methods "
+                            "single,ensemble_kd,feed --seeds 3 --steps 250 --teacher-epochs 5 --record teacher_methods_zoo"),
+    "quantized": ("quantized", quantized, "python runs/bench_quantized.py --seeds 3 --steps 250 --teacher-epochs 5 "
+                  "--record quantized"),
+    "search": ("search", search, "python runs/bench_search.py --seeds 3 --steps 250 --search-steps 300 "
+               "--teacher-epochs 5 --record search"),
+    "search_l1": ("search_l1", search, "python runs/bench_search.py --seeds 3 --steps 250 --budgets 0.5 --kinds "
+                  "searched --l1 0.02,0.1,0.5 --fixed-l1 --search-steps 1500 --teacher-epochs 5 --record search_l1"),
 }
 
 

@@ -77,3 +77,28 @@ def test_zoo_table_by_hand_reports_each_part_apart():
                                "teachers (largest gap 18.00)")
     assert "| t -> s | 28x28 | 90.00 | 72.00 ± 2.83 | 72.00 ± 2.83 | b: 30.0 / 80.0 | b | 0.080 | 500/510 | 600/601 |" in held_out
     assert "AVX2" in text
+
+
+def test_verdict_needs_every_seed_on_one_side():
+    assert tables.verdict([0.80, 0.81, 0.82], [0.70, 0.75, 0.79]) == "gain"
+    assert tables.verdict([0.70, 0.75, 0.79], [0.80, 0.81, 0.82]) == "loss"
+    assert tables.verdict([0.80, 0.81, 0.90], [0.70, 0.75, 0.805]) == "no gain here"  # higher mean, seeds overlap
+
+
+def test_teacher_methods_table_by_hand():
+    """Rows as recorded, the claims' lines only for pairs of rows the file has, and the rule beside them."""
+    prov = {"command": "python x", "commit": "abc", "date": "2026-12-05",
+            "hardware": {"cpu": "cpu", "cores": 2, "cpu_capability": "AVX2", "accelerator": None, "torch": "2", "threads": 1}}
+    row = lambda m, kind, finals: {"method": m, "teacher": "all", "teacher_kind": kind, "distill": ["kd"],  # noqa: E731
+                                   "steps_per_seed": [250, 250], "final_per_seed": finals, "best_per_seed": finals,
+                                   "wall_s": [60.0, 61.0]}
+    data = {"provenance": prov, "recipe": "runs/zoo.toml", "preset": "default", "student": "lenet5_half",
+            "transfer": "synthetic", "budget": {"single_steps": 250, "steps": {}},
+            "teachers": [{"arch": "lenet5", "seed": 0, "teacher_acc": 0.8765}],
+            "rows": [row("single", "single", [0.70, 0.72]), row("ensemble_kd", "ensemble", [0.75, 0.77]),
+                     row("feed", "ensemble", [0.76, 0.74])]}
+    text = tables.teacher_methods(data)
+    assert "| ensemble_kd | all (ensemble) | kd | 250/250 | 76.00 ± 1.41 | 76.00 ± 1.41 | 60/61 |" in text
+    assert "- FEED's feature transforms (`feed` over `ensemble_kd`): -1.00 points, no gain here" in text
+    assert "- the ensemble's averaged logits (`ensemble_kd` over `single`): +5.00 points, gain" in text
+    assert "sfeed" not in text and "preset `default`" in text and "lenet5@0 87.65" in text and "commit abc" in text

@@ -89,3 +89,16 @@ def rss_mb(key: str) -> float:
         line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key + ":"))
         return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def search_weight_label(row: dict) -> str:
+    """'-' for a hand-designed row; else the weight and whether it stayed fixed or grew while the search stalled."""
+    if row["kind"] != "searched":
+        return "-"
+    return f"{row['l1']:g} " + ("fixed" if row.get("l1_fixed") else "growing")
+
+
+def search_steps_label(row: dict) -> str:
+    """Each seed's search steps, a star on a search that stopped at its step limit above the budget."""
+    steps, reached = row.get("search_steps", []), row.get("reached", [])
+    return "/".join(f"{n}{'' if ok else '*'}" for n, ok in zip(steps, reached)) or "-"
