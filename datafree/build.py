@@ -22,7 +22,7 @@ from torch import nn
 from datafree.batches import BatchContext, SameBatch, Synthesizer, build_chain, check_chain, label_autocast
 from datafree.callbacks import (Callback, CallbackContext, build_callbacks, chain_labels, label_order,
                                 wrapper_callbacks)  # fmt: skip
-from datafree.config import Config, ConfigError, TermConfig, warmup_steps
+from datafree.config import Config, ConfigError, TermConfig
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
 from datafree.nets.netcheck import build_net, channels_last_hazard, check_network, load_network  # noqa: F401  (part of build's API)
@@ -162,7 +162,8 @@ def student_batches(config: Config, context: BatchContext) -> SameBatch:
 
 
 def callback_context(config: Config, num_classes: int, rank: int = 0, world: int = 1) -> CallbackContext:
-    return CallbackContext(num_classes, config.train.steps, config.generator.conditional, rank, world)
+    return CallbackContext(num_classes, config.train.steps, config.generator.conditional, rank, world,
+                           transfer=config.train.transfer)  # fmt: skip
 
 
 def check_callbacks(config: Config, num_classes: int) -> None:
@@ -250,8 +251,9 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     callbacks.sort(key=lambda callback: callback.order)  # each kind's place (datafree/callbacks/base.py)
     synthesizer.make_labels = chain_labels(callbacks, labels, context)  # quota, then blend, over the classes
     roles = TeacherRoles(teacher, teacher.for_student(), labeller(config, teacher, student))
+    student_steps = t.steps - sum(callback.generator_only_steps(t.steps) for callback in callbacks)  # after a warm-up
     return Parts(roles, student, generator, objective, optimizer_g, optimizer_s,
-                 make_schedule(optimizer_s, s.schedule, t.steps - warmup_steps(t), s.milestones, s.gamma),
+                 make_schedule(optimizer_s, s.schedule, student_steps, s.milestones, s.gamma),
                  synthesizer, batches, callbacks, make_schedule(optimizer_g, g.schedule, t.steps))  # fmt: skip
 
 

@@ -49,23 +49,24 @@ def check_output_dir(out: Path, resume: bool, overwrite: bool) -> None:
 def time_steps(config: Config, accelerator, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
                references: dict | None = None, probe_steps: int = 3) -> float:  # fmt: skip
     """Median seconds per step of the recipe's loop: ``probe_steps`` steps of a throw-away trainer, the first one
-    a warm-up, and as many generator-only steps when ``train.warmup`` > 0 (weighted by it); the student's
+    a warm-up, and as many generator-only steps when a callback holds the student back for some of the first
+    steps (a warm-up; weighted by their share of the plan); the student's
     weights are put back and its hooks removed. The median, not the mean: one step in a few runs 10-20% slow on
     a shared CPU, and a budget planned on it leaves that much of the run unused."""
     weights = {k: v.clone() for k, v in student_net.state_dict().items()}
     probe = build.build_trainer(config, accelerator, teacher, student_net, spec, None, references)
 
     def timed(generator_only: bool) -> float:
-        probe.warmup_steps = probe_steps if generator_only else 0
-        probe.train_step(0)
+        updates = 0 if generator_only else config.train.student_steps
+        probe.train_step(0, updates)
         seconds = []
         for step in range(1, probe_steps):
             start = time.perf_counter()
-            probe.train_step(step)
+            probe.train_step(step, updates)
             seconds.append(time.perf_counter() - start)
         return statistics.median(seconds)
 
-    seconds, fraction = timed(False), config.train.warmup
+    seconds, fraction = timed(False), probe.generator_only_steps / config.train.steps
     if fraction > 0:
         seconds = (1 - fraction) * seconds + fraction * timed(True)
     student_net.load_state_dict(weights)
@@ -146,7 +147,8 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
             if accelerator.is_main_process:
                 atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
 
-        trainer.callbacks += budget_callbacks(config, started, seconds, eval_seconds, replanned)
+        trainer.callbacks += budget_callbacks(config, started, seconds, eval_seconds, replanned,
+                                              replan=not trainer.fixed_plan)  # fmt: skip
     if resume:  # before anything is written: a resume that fails leaves the folder describing what it holds
         trainer.resume()
     if accelerator.is_main_process:
@@ -214,13 +216,14 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
 
 
 def budget_callbacks(config: Config, started: float, seconds: float, eval_seconds: float,
-                     on_replan: Callable[[int], None]) -> list:  # fmt: skip
-    """A budgeted run's re-plan (at 10% and 50%; not with ``train.warmup``, whose steps are a fraction of the first
-    plan) and deadline, from the timed ``seconds`` per step and ``eval_seconds`` per evaluation."""
+                     on_replan: Callable[[int], None], replan: bool = True) -> list:  # fmt: skip
+    """A budgeted run's re-plan (at 10% and 50%; ``replan`` False for a run that keeps its plan, e.g. with a
+    warm-up, whose steps are a fraction of the first plan) and deadline, from the timed ``seconds`` per step and
+    ``eval_seconds`` per evaluation."""
     budget, t = config.train.max_minutes * 60, config.train
     reserve = seconds + 2 * eval_seconds + 0.02 * budget
     callbacks = []
-    if not t.warmup:
+    if replan:
         most = t.steps if t.budget_mode == "cap" else None  # the plan, which the re-plans may not exceed
         callbacks.append(BudgetReplan(started + budget, reserve + 0.02 * budget, t.steps, eval_seconds, t.eval_every,
                                       on_replan=on_replan, most_steps=most))  # fmt: skip

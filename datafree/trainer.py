@@ -5,8 +5,8 @@ One step (see docs/extending.md):
       generator objective: sum of the recipe's [[synthesis]] terms        -> G update
       student objective: sum of the recipe's [[distill]] losses on x.detach()
                          (+ wrappers' penalties), student_steps times on the batches
-                         the student-batch piece gives (none in train.warmup's
-                         first steps: the generator trains alone)         -> S update(s)
+                         the student-batch piece gives (as many as the callbacks leave:
+                         none in a warm-up's first steps)                 -> S update(s)
       callbacks at step start and after each student update (EMA, wrappers' after-step hooks)
 Everything else (evaluation, samples, checkpoints, logs) happens every N steps, never per step,
 so the hot path has no host-device sync.
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from datafree.io import checkpoint as ckpt
 from datafree.callbacks import per_class_field
-from datafree.config import TrainConfig, warmup_steps
+from datafree.config import TrainConfig
 from datafree.distill.objective import StudentWithLosses
 from datafree.nets.evaluate import accuracy, class_counts, eval_loader, overall, per_class
 from datafree.optim import set_total_steps, total_steps_of
@@ -120,7 +120,9 @@ class DataFreeTrainer:
                              accelerator.prepare_model(roles.labeller, evaluation_mode=True)
                              if roles.labeller is not None else None)  # fmt: skip
         self.student_batches = parts.student_batches
-        self.warmup_steps = warmup_steps(train)  # generator-only steps first: no student update, no LR step
+        # generator-only steps first (a warm-up callback): no student update, no LR step
+        self.generator_only_steps = sum(callback.generator_only_steps(train.steps) for callback in self.callbacks)
+        self.fixed_plan = any(callback.fixed_plan for callback in self.callbacks)  # keeps its step count
         extra = self.student_batches.generated_images(train.student_steps)  # e.g. the fresh batches
         self.images_per_step = accelerator.num_processes * (train.batch_size + extra)  # once the student trains
         # what a checkpoint holds beside Accelerate's models/optimizers: saved by datafree.io.trainstate, never pickled
@@ -149,14 +151,18 @@ class DataFreeTrainer:
 
     # ---- one step -------------------------------------------------------------------------------------
     def images_generated(self, steps: int) -> int:
-        """Images the first ``steps`` steps made (warm-up steps make only the generator's batch)."""
-        warm = min(steps, self.warmup_steps) * self.accelerator.num_processes * self.config.batch_size
-        return warm + max(0, steps - self.warmup_steps) * self.images_per_step
+        """Images the first ``steps`` steps made (generator-only steps make only the generator's batch)."""
+        warm = min(steps, self.generator_only_steps) * self.accelerator.num_processes * self.config.batch_size
+        return warm + max(0, steps - self.generator_only_steps) * self.images_per_step
 
-    def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        """One generator update and ``student_steps`` student updates (none in the warm-up)."""
+    def train_step(self, step: int, updates: int | None = None) -> dict[str, torch.Tensor]:
+        """One generator update and ``updates`` student updates: by default ``train.student_steps`` as the
+        callbacks leave it (none in a warm-up's steps)."""
         acc, cfg = self.accelerator, self.config
-        updates = cfg.student_steps if step >= self.warmup_steps else 0
+        if updates is None:
+            updates = cfg.student_steps
+            for callback in self.callbacks:
+                updates = callback.student_updates(step, updates)
         progress = step / cfg.steps
         self.source.set_progress(progress)
         for callback in self.callbacks:
@@ -277,10 +283,10 @@ class DataFreeTrainer:
 
     def set_total_steps(self, steps: int) -> None:
         """Make the run ``steps`` long from here on: the loop, both LR schedules and every progress-scheduled
-        weight follow (they read ``progress = step / train.steps``). Not with ``train.warmup`` (its steps are a
-        fraction of the first plan)."""
-        if self.warmup_steps:
-            raise ValueError("a run with train.warmup keeps the step count it was planned with")
+        weight follow (they read ``progress = step / train.steps``). Not with a callback whose steps are a fraction
+        of the first plan (``fixed_plan``: the warm-up)."""
+        if self.fixed_plan:
+            raise ValueError("a run with a warm-up keeps the step count it was planned with")
         self.config.steps = steps
         set_total_steps(self.sched_g, steps)
         set_total_steps(self.sched_s, steps)
@@ -348,7 +354,7 @@ class DataFreeTrainer:
                                        "recipe changed since it was written, or a file is damaged") from None  # fmt: skip
         load_train_state(folder, self.accelerator.process_index, self.resumable, self.accelerator.device)
         planned = total_steps_of(self.sched_g)  # the plan the checkpoint was written under (a budget may re-plan)
-        if planned != self.config.steps and not self.warmup_steps:
+        if planned != self.config.steps and not self.fixed_plan:
             self.set_total_steps(planned)
         # drop metric lines the interrupted run wrote after its last checkpoint
         metrics_path = self.log.metrics_path

@@ -1,4 +1,5 @@
-"""train.warmup: the first steps train the generator alone; the student's schedule, image count and timing follow."""
+"""The ``warmup`` callback: the first steps train the generator alone; the student's schedule, image count and timing
+follow (through the loop's seams: student_updates, generator_only_steps, fixed_plan)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> bool:
 def test_warmup_steps_update_the_generator_and_leave_the_student_alone(tmp_path):
     from datafree import build
 
-    config = tiny_config(tmp_path, train={"steps": 8, "warmup": 0.25, "student_steps": 2, "fresh_batches": True})
+    config = tiny_config(tmp_path, train={"steps": 8, "student_steps": 2, "fresh_batches": True},
+                         callbacks=[{"name": "warmup", "params": {"fraction": 0.25}}])  # fmt: skip
     save_random_teacher(config)
     trainer = build.trainer_from_config(config)
-    assert trainer.warmup_steps == 2  # 0.25 x 8
+    assert trainer.generator_only_steps == 2 and trainer.fixed_plan  # 0.25 x 8
+    with pytest.raises(ValueError, match="keeps the step count"):
+        trainer.set_total_steps(10)
     student, generator = _weights(trainer.student_net), _weights(trainer.generator)
     for step in range(2):
         terms = trainer.train_step(step)
@@ -40,8 +44,9 @@ def test_warmup_steps_update_the_generator_and_leave_the_student_alone(tmp_path)
 @pytest.mark.slow
 def test_warmup_run_logs_lr_images_and_student_terms_from_the_first_student_step(tmp_path):
     config = tiny_config(tmp_path, student={"schedule": "cosine"},
-                         train={"steps": 6, "warmup": 0.5, "student_steps": 2, "fresh_batches": True, "eval_every": 6,
-                                "checkpoint_every": 6, "sample_every": 6})  # fmt: skip
+                         train={"steps": 6, "student_steps": 2, "fresh_batches": True, "eval_every": 6,
+                                "checkpoint_every": 6, "sample_every": 6},
+                         callbacks=[{"name": "warmup", "params": {"fraction": 0.5}}])  # fmt: skip
     save_random_teacher(config)
     results = distill_from_config(config)
     lines = [json.loads(line) for line in open(f"{config.train.output_dir}/metrics.jsonl")]
@@ -63,12 +68,13 @@ def test_budget_timing_weights_generator_only_steps_by_the_warmup(tmp_path, monk
     clock = {"now": 0.0}
     monkeypatch.setattr(pipeline.time, "perf_counter", lambda: clock["now"])
 
-    def fake_step(self, step):
-        clock["now"] += 0.25 if step < self.warmup_steps else 1.0
+    def fake_step(self, step, updates=None):
+        assert updates is not None  # the timing says which kind of step it times
+        clock["now"] += 0.25 if updates == 0 else 1.0
 
     monkeypatch.setattr(DataFreeTrainer, "train_step", fake_step)
     for warmup, expected in ((0.0, 1.0), (0.4, 0.6 * 1.0 + 0.4 * 0.25)):
-        config = tiny_config(tmp_path, train={"steps": 100, "warmup": warmup})
+        config = tiny_config(tmp_path, train={"steps": 100, "warmup": warmup})  # the old spelling, translated
         save_random_teacher(config)
         teacher, student, spec = build.networks_from_config(config)
         seconds = pipeline.time_steps(config, build.make_accelerator(config), teacher, student, spec)
@@ -84,24 +90,43 @@ def test_budget_timing_takes_the_median_step_so_one_slow_step_does_not_shrink_th
     clock = {"now": 0.0}
     monkeypatch.setattr(pipeline.time, "perf_counter", lambda: clock["now"])
     durations = (9.0, 1.0, 1.0, 3.0, 1.0, 1.0)
-    monkeypatch.setattr(DataFreeTrainer, "train_step", lambda self, step: clock.update(now=clock["now"] + durations[step]))
+    monkeypatch.setattr(DataFreeTrainer, "train_step",
+                        lambda self, step, updates=None: clock.update(now=clock["now"] + durations[step]))
     config = tiny_config(tmp_path, train={"steps": 100})
     save_random_teacher(config)
     teacher, student, spec = build.networks_from_config(config)
     assert pipeline.time_steps(config, build.make_accelerator(config), teacher, student, spec, probe_steps=6) == 1.0
 
 
-@pytest.mark.parametrize(("train", "message"), [
-    ({"warmup": 1.0}, "train.warmup is the fraction of train.steps without student updates: in \\[0, 1\\)"),
-    ({"warmup": -0.1}, "in \\[0, 1\\)"),
-    ({"warmup": 0.2, "transfer": "real"}, "has no generator step; set train.warmup = 0"),
-    ({"label_precision": "fp16"}, "runtime.label_precision = 'fp16' is not one of \\['auto', 'bf16', 'fp32'\\]"),
+@pytest.mark.parametrize(("sections", "message"), [
+    ({"train": {"warmup": 1.0}}, "fraction is the share of train.steps without student updates, in \\[0, 1\\)"),
+    ({"callbacks": [{"name": "warmup", "params": {"fraction": -0.1}}]}, "in \\[0, 1\\)"),
+    ({"train": {"warmup": 0.2, "transfer": "real"}}, "has no generator step; remove the warmup callback"),
 ])  # fmt: skip
-def test_bad_warmup_or_label_precision_is_refused_with_the_fix(tmp_path, train, message):
-    from datafree.config import ConfigError, validate
+def test_bad_warmup_is_refused_with_the_fix(tmp_path, sections, message):
+    """Refused when the run's callbacks are checked (before anything is built), in either spelling."""
+    from datafree.build import check_callbacks
+    from datafree.config import ConfigError
 
     with pytest.raises(ConfigError, match=message):
-        validate(tiny_config(tmp_path, train=train))
+        check_callbacks(tiny_config(tmp_path, **sections), 10)
+
+
+def test_old_warmup_spelling_becomes_the_callback_and_both_spellings_are_refused(tmp_path):
+    from datafree.config import ConfigError
+
+    config = tiny_config(tmp_path, train={"warmup": 0.3})
+    assert [(c.name, c.params) for c in config.callbacks] == [("warmup", {"fraction": 0.3})]
+    assert tiny_config(tmp_path, train={"warmup": 0.0}).callbacks == []  # 0 meant off
+    with pytest.raises(ConfigError, match="write them as \\[\\[callbacks\\]\\] only"):
+        tiny_config(tmp_path, train={"warmup": 0.3}, callbacks=[{"name": "ema"}])
+
+
+def test_bad_label_precision_is_refused_with_the_fix(tmp_path):
+    from datafree.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match="runtime.label_precision = 'fp16' is not one of \\['auto', 'bf16', 'fp32'\\]"):
+        validate(tiny_config(tmp_path, train={"label_precision": "fp16"}))
 
 
 def test_bf16_labels_round_the_students_extra_targets_and_leave_the_generators_batch_in_fp32(tmp_path):
@@ -138,7 +163,7 @@ def test_generator_cosine_schedule_reaches_zero_and_a_resumed_warmup_run_is_exac
     from tests.conftest import assert_same_weights, crash_then_resume
 
     sections = {"generator": {"schedule": "cosine"}, "student": {"schedule": "cosine"},
-                "train": {"warmup": 0.5, "student_steps": 2, "fresh_batches": True}}  # fmt: skip
+                "train": {"student_steps": 2, "fresh_batches": True}, "callbacks": [{"name": "warmup", "params": {"fraction": 0.5}}]}  # fmt: skip
     straight = tiny_config(tmp_path / "a", **sections)
     save_random_teacher(straight)
     distill_from_config(straight)

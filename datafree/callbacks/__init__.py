@@ -7,7 +7,7 @@ A new callback is one file with ``@register_callback("name")`` plus its import l
 from datafree.callbacks.base import (EVERY_RUN, LIST_CLASSES_UP_TO, Callback, CallbackContext, LabelFn, Loop,  # noqa: F401
                                      build_callbacks, chain_labels, list_callbacks, name_classes, per_class_field,
                                      register_callback)  # fmt: skip
-from datafree.callbacks import blend, ema, lr_restart, precise_bn, quota  # noqa: F401  (registration)
+from datafree.callbacks import blend, ema, lr_restart, precise_bn, quota, warmup  # noqa: F401  (registration)
 from datafree.callbacks.blend import ClassBlend  # noqa: F401
 from datafree.callbacks.budget import BudgetReplan, Deadline  # noqa: F401
 from datafree.callbacks.coverage import ClassCoverage  # noqa: F401
@@ -15,4 +15,5 @@ from datafree.callbacks.ema import EMA  # noqa: F401
 from datafree.callbacks.precise_bn import PreciseBatchNorm  # noqa: F401
 from datafree.callbacks.quota import ClassQuota  # noqa: F401
 from datafree.callbacks.rotation import RotatingLabels, label_order  # noqa: F401
+from datafree.callbacks.warmup import WarmUp  # noqa: F401
 from datafree.callbacks.wrapper_hooks import WrapperHooks, wrapper_callbacks  # noqa: F401

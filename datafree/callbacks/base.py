@@ -9,6 +9,12 @@ is evaluated and saved (the EMA does), and one with ``checkpoint_state()`` has t
 the training state. A callback whose ``should_stop(loop)`` returns True after a step ends the loop there (logged,
 evaluated, checkpointed). ``summary()`` entries go into results.json. ``loop`` is what :class:`Loop` declares.
 
+How much the student trains: ``student_updates(step, updates)`` may change the number of student updates a step
+makes (the loop asks every callback in order, starting from ``train.student_steps``); a callback that holds the
+student back for the first steps of the plan says how many in ``generator_only_steps(steps)`` (the student's LR
+schedule spans the rest, and the budget's timing weighs them as generator-only steps). ``fixed_plan = True``: the
+callback's steps are a fraction of the first plan, so the run keeps its step count (no budget re-plan).
+
 A recipe's ``[[callbacks]]`` (``name``, ``params``) are registered classes: ``__init__(**params)`` checks the
 params, ``check(context)`` the run (:class:`CallbackContext`), ``attach(context)`` sizes the callback for it. A
 callback that shapes what the conditional generator is asked for also has ``wrap_labels(labels, context)``: it
@@ -66,6 +72,7 @@ class CallbackContext:
     rank: int = 0
     world: int = 1
     order: Any = None  # a RotatingLabels when the classes do not fit in a batch (K > batch), else None
+    transfer: str = "synthetic"  # train.transfer: "real" has no generator step
 
 
 _CALLBACKS = Registry("callback", "callbacks")
@@ -77,7 +84,8 @@ def list_callbacks() -> list[str]:
 
 
 class Callback:
-    order = 50  # where it runs among the loop's callbacks (class coverage 0 ... label rotation 90)
+    order = 50  # where it runs among the loop's callbacks (class coverage 0 ... label rotation 90, warm-up 95)
+    fixed_plan = False  # True: the run keeps the step count it was planned with (no budget re-plan)
 
     def check(self, context: CallbackContext) -> None:
         """A recipe callback: raise ConfigError for a run it cannot serve (before anything is built)."""
@@ -96,6 +104,14 @@ class Callback:
 
     def on_student_update(self, loop, step: int, progress: float) -> None:
         pass
+
+    def student_updates(self, step: int, updates: int) -> int:
+        """The student updates step ``step`` makes, given ``updates`` from the callbacks before (default: as is)."""
+        return updates
+
+    def generator_only_steps(self, steps: int) -> int:
+        """How many of the first steps of a ``steps``-long plan make no student update (default none)."""
+        return 0
 
     def summary(self) -> dict:
         """Entries for results.json at the end of a run."""

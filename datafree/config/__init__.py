@@ -117,7 +117,6 @@ class TrainConfig:
     transfer: str = "synthetic"  # synthetic: the generator's images | real: data.name's training images, no G step
     student_steps: int = 1  # student updates per generated batch (the student is ~1000x cheaper than G); which
     # batches the extra ones train on: the [[batches]] pieces
-    warmup: float = 0.0  # fraction of train.steps that train the generator alone (the student starts on recognizable images)
     eval_every: int = 200
     log_every: int = 20
     sample_every: int = 500
@@ -339,11 +338,6 @@ def set_synthesis_value(config: Config, key: str, value: Any) -> None:
         term.weight = _coerce(value, float, f"synthesis.{name}")
 
 
-def warmup_steps(train: TrainConfig) -> int:
-    """The first steps, generator only (``train.warmup`` of ``train.steps``); the student's LR schedule spans the rest."""
-    return min(int(round(train.warmup * train.steps)), train.steps - 1)
-
-
 def validate(config: Config) -> None:
     """Cheap checks on plain values; checks that need models or data happen in build.py."""
     t, s, g, tt, r = config.train, config.student, config.generator, config.teacher_training, config.runtime
@@ -373,11 +367,6 @@ def validate(config: Config) -> None:
             raise ConfigError(f"{key} = {value!r} is not one of {sorted(allowed)}")
     if t.max_minutes < 0:
         raise ConfigError(f"train.max_minutes must be >= 0 (0 = use train.steps), got {t.max_minutes}")
-    if not 0.0 <= t.warmup < 1.0:
-        raise ConfigError(f"train.warmup is the fraction of train.steps without student updates: in [0, 1), got {t.warmup}")
-    if t.warmup and t.transfer == "real":
-        raise ConfigError("train.warmup trains the generator alone first, but train.transfer = \"real\" has no generator "
-                          "step; set train.warmup = 0")  # fmt: skip
     if t.batch_size < 2:
         raise ConfigError("train.batch_size must be >= 2: the generator has BatchNorm and DAFL's entropy needs a batch")
     for piece in config.batches:

@@ -24,6 +24,7 @@ _OFF = {"replay": 0, "pool": 0}  # these sizes turn their piece off at 0
 LEGACY_CALLBACK_KEYS: dict[tuple[str, str], tuple[str, str, type]] = {
     ("train", "ema_decay"): ("ema", "decay", float), ("train", "precise_bn"): ("precise_bn", "batches", int),
     ("generator", "quota"): ("quota", "share", float), ("generator", "blend"): ("blend", "share", float),
+    ("train", "warmup"): ("warmup", "fraction", float),
 }  # fmt: skip
 
 
