@@ -182,6 +182,11 @@ def comparisons(rows: dict[str, dict], pairs: list[tuple[str, str, str]]) -> str
     return ("\n".join(lines) + "\n\n" + rule) if lines else ""
 
 
+def _finish(lines: list[str], claims: str, data: dict) -> str:
+    """A method table: its lines, the claims under it (if any), its provenance."""
+    return "\n".join(lines) + ("\n\n" + claims if claims else "") + "\n\n" + provenance_line(data)
+
+
 def _setting(data: dict) -> str:
     return f"recipe `{data['recipe']}`, preset `{data.get('preset', '?')}`"
 
@@ -206,7 +211,7 @@ def teacher_methods(data: dict) -> str:
                                 ("ensemble_kd", "single", "the ensemble's averaged logits"),
                                 ("feed", "single", "parallel FEED as a whole"),
                                 ("sfeed", "single", "sequential FEED"), ("rco", "single", "RCO's route")])  # fmt: skip
-    return "\n".join(lines) + ("\n\n" + claims if claims else "") + "\n\n" + provenance_line(data)
+    return _finish(lines, claims, data)
 
 
 def quantized(data: dict) -> str:
@@ -230,7 +235,7 @@ def quantized(data: dict) -> str:
                                 ("speq_add", "w4a4", "SPEQ's term beside KD"),
                                 ("speq_replace", "w4a4", "SPEQ's term instead of KD"),
                                 ("speq_add", "speq_add_anybits", "the paper's draw (target width and up) over any width")])  # fmt: skip
-    return "\n".join(lines) + ("\n\n" + claims if claims else "") + "\n\n" + provenance_line(data)
+    return _finish(lines, claims, data)
 
 
 def search(data: dict) -> str:
@@ -256,8 +261,7 @@ def search(data: dict) -> str:
     for budget, rows in by_budget.items():
         if {"hand", "searched"} <= set(rows) and rows["searched"]["final_per_seed"]:
             claims.append(comparisons(rows, [("searched", "hand", f"the search at budget {budget}")]))
-    text = "\n".join(lines)
-    return text + ("\n\n" + "\n\n".join(claims) if claims else "") + "\n\n" + provenance_line(data)
+    return _finish(lines, "\n\n".join(claims), data)
 
 
 # block name -> (results file, renderer, the command that writes the file)
