@@ -254,14 +254,11 @@ def search(data: dict) -> str:
         lines.append(f"| {r['budget']} | {r['kind']}: {r['student']} | {weight} | {steps} | {r['flops']:,} | "
                      f"{r['params']:,} | {final} | {best} | {'/'.join(f'{x:.0f}' for x in r['search_s'])} | "
                      f"{'/'.join(f'{x:.0f}' for x in r['distill_s'])} |")  # fmt: skip
-    by_budget = {}
-    for r in data["rows"]:
-        by_budget.setdefault(r["budget"], {})[r["kind"]] = r
-    claims = []
-    for budget, rows in by_budget.items():
-        if {"hand", "searched"} <= set(rows) and rows["searched"]["final_per_seed"]:
-            claims.append(comparisons(rows, [("searched", "hand", f"the search at budget {budget}")]))
-    return _finish(lines, "\n\n".join(claims), data)
+    # the search's own default row (one searched row per budget) against the hand-designed one at that budget
+    rows = {f"{r['kind']} at {r['budget']}": r for r in data["rows"] if r["final_per_seed"]}
+    budgets = dict.fromkeys(r["budget"] for r in data["rows"])
+    pairs = [(f"searched at {b}", f"hand at {b}", f"the searched student at budget {b}") for b in budgets]
+    return _finish(lines, comparisons(rows, pairs), data)
 
 
 # block name -> (results file, renderer, the command that writes the file)

@@ -102,3 +102,19 @@ def test_teacher_methods_table_by_hand():
     assert "- FEED's feature transforms (`feed` over `ensemble_kd`): -1.00 points, no gain here" in text
     assert "- the ensemble's averaged logits (`ensemble_kd` over `single`): +5.00 points, gain" in text
     assert "sfeed" not in text and "preset `default`" in text and "lenet5@0 87.65" in text and "commit abc" in text
+
+
+def test_search_table_compares_each_budgets_searched_row_with_its_hand_designed_one():
+    prov = {"command": "python x", "commit": "abc", "date": "2026-12-05",
+            "hardware": {"cpu": "cpu", "cores": 2, "cpu_capability": "AVX2", "accelerator": None, "torch": "2", "threads": 1}}
+    row = lambda kind, budget, finals, **more: {"kind": kind, "budget": budget, "student": "s", "flops": 1000,  # noqa: E731
+                                                "params": 10, "final_per_seed": finals, "best_per_seed": finals,
+                                                "search_s": [1.0], "distill_s": [2.0], **more}
+    data = {"provenance": prov, "recipe": "runs/zoo.toml", "preset": "default", "steps": 250, "search_steps": 300,
+            "flops_reference": 133740, "teacher": {"arch": "lenet5", "seed": 0, "teacher_acc": 0.87},
+            "rows": [row("hand", 1.0, [0.70, 0.71]), row("searched", 1.0, [0.75, 0.76], l1=0.05, search_steps=[40, 50], reached=[True, False]),
+                     row("hand", 0.5, [0.70, 0.74])]}  # fmt: skip
+    text = tables.search(data)
+    assert "| 1.0 | searched: s | 0.05 growing | 40/50* |" in text and "| 0.5 | hand: s | - | - |" in text
+    assert "- the searched student at budget 1.0 (`searched at 1.0` over `hand at 1.0`): +5.00 points, gain" in text
+    assert "budget 0.5 (" not in text and text.count("A gain needs") == 1
