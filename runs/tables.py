@@ -191,6 +191,13 @@ def _setting(data: dict) -> str:
     return f"recipe `{data['recipe']}`, preset `{data.get('preset', '?')}`"
 
 
+def _stage_steps(steps: int | list[int]) -> str:
+    """A run's steps; sequential FEED's, one count per stage: "4 x 90" when the stages ran alike."""
+    if not isinstance(steps, list):
+        return str(steps)
+    return f"{len(steps)} x {steps[0]}" if len(set(steps)) == 1 else "+".join(map(str, steps))
+
+
 def teacher_methods(data: dict) -> str:
     """Teacher-side methods (best single teacher, ensemble KD, parallel / sequential FEED, RCO) into one student at
     equal wall time, and what each adds over its ablation."""
@@ -204,7 +211,7 @@ def teacher_methods(data: dict) -> str:
              "|---|---|---|---|---:|---:|---|"]  # fmt: skip
     for r in data["rows"]:
         lines.append(f"| {r['method']} | {r['teacher']} ({r['teacher_kind']}) | {' + '.join(r['distill'])} | "
-                     f"{'/'.join(map(str, r['steps_per_seed']))} | {pct(r['final_per_seed'])} | "
+                     f"{'/'.join(map(_stage_steps, r['steps_per_seed']))} | {pct(r['final_per_seed'])} | "
                      f"{pct(r['best_per_seed'])} | {'/'.join(f'{w:.0f}' for w in r['wall_s'])} |")  # fmt: skip
     rows = {r["method"]: r for r in data["rows"]}
     claims = comparisons(rows, [("feed", "ensemble_kd", "FEED's feature transforms"),

@@ -96,12 +96,14 @@ def test_teacher_methods_table_by_hand():
             "transfer": "synthetic", "budget": {"single_steps": 250, "steps": {}},
             "teachers": [{"arch": "lenet5", "seed": 0, "teacher_acc": 0.8765}],
             "rows": [row("single", "single", [0.70, 0.72]), row("ensemble_kd", "ensemble", [0.75, 0.77]),
-                     row("feed", "ensemble", [0.76, 0.74])]}
+                     row("feed", "ensemble", [0.76, 0.74]), {**row("sfeed", "ensemble", [0.6, 0.6]),
+                                                             "steps_per_seed": [[90, 90], [90, 80]]}]}  # fmt: skip
     text = tables.teacher_methods(data)
     assert "| ensemble_kd | all (ensemble) | kd | 250/250 | 76.00 ± 1.41 | 76.00 ± 1.41 | 60/61 |" in text
     assert "- FEED's feature transforms (`feed` over `ensemble_kd`): -1.00 points, no gain here" in text
     assert "- the ensemble's averaged logits (`ensemble_kd` over `single`): +5.00 points, gain" in text
-    assert "sfeed" not in text and "preset `default`" in text and "lenet5@0 87.65" in text and "commit abc" in text
+    assert "| sfeed | all (ensemble) | kd | 2 x 90/90+80 |" in text  # steps per stage
+    assert "rco" not in text and "preset `default`" in text and "lenet5@0 87.65" in text and "commit abc" in text
 
 
 def test_search_table_compares_each_budgets_searched_row_with_its_hand_designed_one():
