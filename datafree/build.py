@@ -214,8 +214,9 @@ class Parts:
 
 
 def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spec: ImageSpec,
-             accelerator: Accelerator, given: dict[str, Any] | None = None) -> Parts:  # fmt: skip
-    """Student-with-losses, synthesis terms, generator, optimizers, pieces, callbacks around a teacher source."""
+             accelerator: Accelerator, given: dict[str, Any] | None = None, budget: Any = None) -> Parts:  # fmt: skip
+    """Student-with-losses, synthesis terms, generator, optimizers, pieces, callbacks around a teacher source
+    (``budget``: the pipeline's plan of a budgeted run, for the ``budget`` callback)."""
     t, s, g, r = config.train, config.student, config.generator, config.runtime
     student, wrappers = build_student(config, student_net, teacher, spec)
     real = t.transfer == "real"
@@ -240,6 +241,7 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     batches = student_batches(config, context)
     labels = (lambda n, device, rng: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
     context = callback_context(config, spec.num_classes, accelerator.process_index, accelerator.num_processes)
+    context.budget = budget
     # more classes than a batch holds: windows of classes that rotate batch to batch and rank to rank
     context.order = label_order(spec.num_classes, min(t.batch_size, batches.batch_size or t.batch_size), g.conditional,
                                 accelerator.process_index, accelerator.num_processes)  # fmt: skip
@@ -276,14 +278,15 @@ def real_transfer_set(config: Config) -> torch.Tensor:
 
 
 def build_trainer(config: Config, accelerator: Accelerator, teacher: TeacherSource, student_net: nn.Module,
-                  spec: ImageSpec, eval_set=None, given: dict[str, Any] | None = None) -> DataFreeTrainer:  # fmt: skip
+                  spec: ImageSpec, eval_set=None, given: dict[str, Any] | None = None,
+                  budget: Any = None) -> DataFreeTrainer:  # fmt: skip
     """Seeded assembly + the trainer: what a run and a test of the loop both start from."""
     set_seed(config.train.seed)  # same model init on every rank; latent codes differ per rank (trainer)
     hazard = channels_last_hazard([*teacher.nets, student_net], spec, accelerator.device) if config.runtime.channels_last else None
     if hazard:  # a torch / oneDNN crash, not a preference: this run keeps the contiguous layout and says why
         accelerator.print(f"runtime.channels_last off for this run: {hazard}")
         config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, channels_last=False))
-    parts = assemble(config, teacher, student_net, spec, accelerator, given)
+    parts = assemble(config, teacher, student_net, spec, accelerator, given, budget)
     return DataFreeTrainer(config.train, accelerator, parts, spec, eval_set, config.data.eval_batch_size,
                            config.data.num_workers, compile=config.runtime.compile)  # fmt: skip
 

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from datafree import build, netcheck
-from datafree.callbacks import BudgetReplan, Deadline
+from datafree.callbacks import BudgetPlan
 from datafree.io.checkpoint import atomic_write_text, readable_json
 from datafree.config import Config, ConfigError, validate
 from datafree.nets.evaluate import class_counts, confusion_counts, counts_of, eval_loader, overall, per_class
@@ -141,14 +141,14 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         config, seconds = steps_for_budget(config, accelerator, teacher, student_net, spec, references, resume,
                                            started, eval_seconds)  # fmt: skip
         accelerator = build.make_accelerator(config)  # the timing's models stay out of the real run's state
-    trainer = build.build_trainer(config, accelerator, teacher, student_net, spec, eval_set, references)
+    plan = None
     if seconds:  # a fresh budgeted run re-plans its length from its first steps, and stops if the machine slows
         def replanned(steps: int) -> None:  # config.train is the trainer's: its steps already moved
             if accelerator.is_main_process:
                 atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
 
-        trainer.callbacks += budget_callbacks(config, started, seconds, eval_seconds, replanned,
-                                              replan=not trainer.fixed_plan)  # fmt: skip
+        plan = budget_plan(config, started, seconds, eval_seconds, replanned)
+    trainer = build.build_trainer(config, accelerator, teacher, student_net, spec, eval_set, references, plan)
     if resume:  # before anything is written: a resume that fails leaves the folder describing what it holds
         trainer.resume()
     if accelerator.is_main_process:
@@ -215,19 +215,16 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     return results
 
 
-def budget_callbacks(config: Config, started: float, seconds: float, eval_seconds: float,
-                     on_replan: Callable[[int], None], replan: bool = True) -> list:  # fmt: skip
-    """A budgeted run's re-plan (at 10% and 50%; ``replan`` False for a run that keeps its plan, e.g. with a
-    warm-up, whose steps are a fraction of the first plan) and deadline, from the timed ``seconds`` per step and
-    ``eval_seconds`` per evaluation."""
+def budget_plan(config: Config, started: float, seconds: float, eval_seconds: float,
+                on_replan: Callable[[int], None]) -> BudgetPlan:  # fmt: skip
+    """A budgeted run's plan for the ``budget`` callback (its re-plans and deadline), from the timed ``seconds`` per
+    step and ``eval_seconds`` per evaluation: the deadline keeps one step, two evaluations and 2% of the budget in
+    reserve, a re-plan another 2%."""
     budget, t = config.train.max_minutes * 60, config.train
     reserve = seconds + 2 * eval_seconds + 0.02 * budget
-    callbacks = []
-    if replan:
-        most = t.steps if t.budget_mode == "cap" else None  # the plan, which the re-plans may not exceed
-        callbacks.append(BudgetReplan(started + budget, reserve + 0.02 * budget, t.steps, eval_seconds, t.eval_every,
-                                      on_replan=on_replan, most_steps=most))  # fmt: skip
-    return callbacks + [Deadline(started + budget, reserve)]
+    most = t.steps if t.budget_mode == "cap" else None  # the plan, which the re-plans may not exceed
+    return BudgetPlan(started + budget, reserve, reserve + 0.02 * budget, t.steps, eval_seconds, t.eval_every,
+                      most_steps=most, on_replan=on_replan)  # fmt: skip
 
 
 def write_results(out: Path, results: dict, config: Config, spec: ImageSpec) -> None:

@@ -109,6 +109,9 @@ class DataFreeTrainer:
             student_teacher = self.teacher if roles.targets is roles.invert else student_teacher
         self.objective, self.callbacks = parts.objective, list(parts.callbacks)
         self.progress = Progress()
+        # generator-only steps first (a warm-up callback): no student update, no LR step
+        self.generator_only_steps = sum(callback.generator_only_steps(train.steps) for callback in self.callbacks)
+        self.fixed_plan = any(callback.fixed_plan for callback in self.callbacks)  # keeps its step count
         for callback in self.callbacks:
             callback.setup(self)
 
@@ -120,9 +123,6 @@ class DataFreeTrainer:
                              accelerator.prepare_model(roles.labeller, evaluation_mode=True)
                              if roles.labeller is not None else None)  # fmt: skip
         self.student_batches = parts.student_batches
-        # generator-only steps first (a warm-up callback): no student update, no LR step
-        self.generator_only_steps = sum(callback.generator_only_steps(train.steps) for callback in self.callbacks)
-        self.fixed_plan = any(callback.fixed_plan for callback in self.callbacks)  # keeps its step count
         extra = self.student_batches.generated_images(train.student_steps)  # e.g. the fresh batches
         self.images_per_step = accelerator.num_processes * (train.batch_size + extra)  # once the student trains
         # what a checkpoint holds beside Accelerate's models/optimizers: saved by datafree.io.trainstate, never pickled

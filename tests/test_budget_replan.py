@@ -169,3 +169,50 @@ def test_a_capped_budget_on_a_fast_machine_runs_the_recipes_steps(tmp_path):
 
     with pytest.raises(ConfigError, match="train.budget_mode"):
         validate(tiny_config(tmp_path / "b", train={"budget_mode": "most"}))
+
+
+def test_budget_callback_is_every_runs_and_acts_only_on_a_plan():
+    """``budget`` is added to every run; without the pipeline's plan it has no re-plan and no deadline; with one it
+    re-plans at its ``replan_at`` fractions, drops the re-plan where a callback keeps the plan (a warm-up), and its
+    deadline stops the loop with the deadline's reason."""
+    from datafree.callbacks import BudgetPlan, CallbackContext, build_callbacks
+
+    context = CallbackContext(num_classes=10, steps=100, conditional=False)
+    named = lambda callbacks: {type(c).__name__: c for c in callbacks}  # noqa: E731
+    budget = named(build_callbacks([], context))["Budget"]  # not listed: every run has it
+    assert budget.replan is None and budget.deadline is None
+    loop, calls = _loop(100, 0.0)
+    loop.fixed_plan = False
+    budget.setup(loop)
+    budget.on_step_start(loop, 10, 0.1)
+    assert calls == [] and not budget.should_stop(loop) and budget.summary() == {}
+
+    plan = BudgetPlan(deadline=100.0, reserve_s=10.0, replan_reserve_s=10.0, first_plan=50, eval_seconds=2.0,
+                      eval_every=10)  # fmt: skip
+    context.budget = plan
+    budget = named(build_callbacks([("budget", {"replan_at": [0.2]})], context))["Budget"]
+    budget.replan.clock = budget.deadline.clock = lambda: 15.0
+    loop, calls = _loop(50, 10.0)
+    loop.fixed_plan = False
+    budget.setup(loop)
+    budget.on_step_start(loop, 5, 0.1)  # not its fraction: 0.2 of 50 is step 10
+    assert calls == []
+    budget.on_step_start(loop, 10, 0.2)
+    assert len(calls) == 1 and budget.summary()["steps_planned"] == [50, calls[0]]
+    budget.deadline.clock = lambda: 95.0  # 95 + 10 s of reserve is past the deadline
+    assert budget.should_stop(SimpleNamespace(accelerator=SimpleNamespace(num_processes=1), progress=SimpleNamespace(step=12)))
+    assert "train.max_minutes" in budget.stop_reason and budget.summary()["stopped_at_deadline"] == 12
+
+    kept = named(build_callbacks([], context))["Budget"]
+    loop.fixed_plan = True  # a warm-up: the run keeps its plan, the deadline still guards it
+    kept.setup(loop)
+    assert kept.replan is None and kept.deadline is not None
+
+
+@pytest.mark.parametrize("bad", [[0.0], [1.5], "0.1", [0.1, "x"]])
+def test_budget_callback_refuses_bad_replan_points(bad):
+    from datafree.callbacks import CallbackContext, build_callbacks
+    from datafree.config import ConfigError
+
+    with pytest.raises(ConfigError, match="replan_at is a list of fractions of the plan in \\(0, 1\\)"):
+        build_callbacks([("budget", {"replan_at": bad})], CallbackContext(10, 100, False))

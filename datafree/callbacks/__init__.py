@@ -9,7 +9,7 @@ from datafree.callbacks.base import (EVERY_RUN, LIST_CLASSES_UP_TO, Callback, Ca
                                      register_callback)  # fmt: skip
 from datafree.callbacks import blend, ema, lr_restart, precise_bn, quota, warmup  # noqa: F401  (registration)
 from datafree.callbacks.blend import ClassBlend  # noqa: F401
-from datafree.callbacks.budget import BudgetReplan, Deadline  # noqa: F401
+from datafree.callbacks.budget import Budget, BudgetPlan, BudgetReplan, Deadline  # noqa: F401
 from datafree.callbacks.coverage import ClassCoverage  # noqa: F401
 from datafree.callbacks.ema import EMA  # noqa: F401
 from datafree.callbacks.precise_bn import PreciseBatchNorm  # noqa: F401

@@ -48,6 +48,7 @@ class Loop(Protocol):
     generator: nn.Module  # the prepared generator
     synthesize: Any  # datafree.batches.Synthesizer: images(step, draw, ...), layout(...), the latent RNG
     out: Any  # the run folder (pathlib.Path)
+    fixed_plan: bool  # a callback keeps the planned step count (a warm-up): no re-plan
 
     @property
     def student_net(self) -> nn.Module: ...
@@ -73,6 +74,7 @@ class CallbackContext:
     world: int = 1
     order: Any = None  # a RotatingLabels when the classes do not fit in a batch (K > batch), else None
     transfer: str = "synthetic"  # train.transfer: "real" has no generator step
+    budget: Any = None  # a budgeted run's plan (datafree.callbacks.budget.BudgetPlan, made by the pipeline), else None
 
 
 _CALLBACKS = Registry("callback", "callbacks")
@@ -84,7 +86,7 @@ def list_callbacks() -> list[str]:
 
 
 class Callback:
-    order = 50  # where it runs among the loop's callbacks (class coverage 0 ... label rotation 90, warm-up 95)
+    order = 50  # where it runs among the loop's callbacks (class coverage 0 ... label rotation 90, warm-up 95, budget 99)
     fixed_plan = False  # True: the run keeps the step count it was planned with (no budget re-plan)
 
     def check(self, context: CallbackContext) -> None:
@@ -163,7 +165,7 @@ def name_classes(classes: list[int], most: int = 10) -> str:
     return f"[{shown}{f', ... and {len(classes) - most} more' if len(classes) > most else ''}]"
 
 
-EVERY_RUN = ("coverage",)  # registered callbacks every run has: added where a recipe does not list them (its params)
+EVERY_RUN = ("coverage", "budget")  # registered callbacks every run has: added where a recipe does not list them (its params)
 
 
 def build_callbacks(pieces: list[tuple[str, dict]], context: CallbackContext, check_only: bool = False) -> list[Callback]:

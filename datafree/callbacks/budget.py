@@ -1,14 +1,77 @@
-"""The wall-time budget's callbacks (``train.max_minutes``): re-plan the run's length from its own steps, and stop
-it before the budget is overrun. Added by datafree/pipeline.py to a budgeted run; never in a recipe's list."""
+"""The wall-time budget (``train.max_minutes``): re-plan the run's length from its own steps, and stop it before the
+budget is overrun. ``budget`` is a registered callback every run has (``EVERY_RUN``); it acts only in a run the
+pipeline planned a budget for (``BudgetPlan``, handed over in the callbacks' context), and a recipe that lists it
+sets when it re-plans (``replan_at``)."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from datafree.callbacks.base import Callback
+from datafree.callbacks.base import Callback, CallbackContext, register_callback
+from datafree.config import ConfigError
+
+
+@dataclass
+class BudgetPlan:
+    """A budgeted run's plan, made by datafree/pipeline.py before step 0 from its timing of a few steps."""
+
+    deadline: float  # time.perf_counter() by which the run must have written its results
+    reserve_s: float  # what the deadline keeps back: one more step, the last evaluations, the report
+    replan_reserve_s: float  # ... and a little more when a re-plan sizes the rest of the run
+    first_plan: int  # train.steps as planned
+    eval_seconds: float  # one evaluation of the student
+    eval_every: int
+    most_steps: int | None = None  # train.budget_mode = "cap": no plan exceeds the recipe's steps
+    on_replan: Callable[[int], None] | None = None  # told the new step count (the pipeline rewrites config.json)
+
+
+@register_callback("budget")
+class Budget(Callback):
+    """The wall-time budget of a run with ``train.max_minutes``: a :class:`BudgetReplan` at ``replan_at`` fractions
+    of the plan (none where a callback keeps the planned step count, e.g. a warm-up, or ``replan_at = []``) and a
+    :class:`Deadline`. Inert without a plan (``train.max_minutes = 0``, a resumed run, the budget's own timing)."""
+
+    order = 99  # last: a re-plan moves train.steps after every other callback's start of the step
+
+    def __init__(self, replan_at: list[float] | tuple[float, ...] = (0.1, 0.5)):
+        fractions = list(replan_at) if isinstance(replan_at, (list, tuple)) else None
+        if fractions is None or any(not isinstance(f, (int, float)) or not 0.0 < f < 1.0 for f in fractions):
+            raise ConfigError(f"[[callbacks]] \"budget\": replan_at is a list of fractions of the plan in (0, 1) "
+                              f"(e.g. [0.1, 0.5]; [] for no re-plan), got {replan_at!r}")  # fmt: skip
+        self.fractions = tuple(sorted(float(f) for f in fractions))
+        self.replan: BudgetReplan | None = None
+        self.deadline: Deadline | None = None
+
+    def attach(self, context: CallbackContext) -> None:
+        plan = context.budget
+        if plan is None:
+            return
+        self.deadline = Deadline(plan.deadline, plan.reserve_s)
+        if self.fractions:
+            self.replan = BudgetReplan(plan.deadline, plan.replan_reserve_s, plan.first_plan, plan.eval_seconds,
+                                       plan.eval_every, self.fractions, on_replan=plan.on_replan,
+                                       most_steps=plan.most_steps)  # fmt: skip
+
+    def setup(self, loop) -> None:
+        if loop.fixed_plan:  # its steps are a fraction of the first plan: the run keeps it
+            self.replan = None
+
+    def on_step_start(self, loop, step: int, progress: float) -> None:
+        if self.replan is not None:
+            self.replan.on_step_start(loop, step, progress)
+
+    def should_stop(self, loop) -> bool:
+        if self.deadline is not None and self.deadline.should_stop(loop):
+            self.stop_reason = self.deadline.stop_reason
+            return True
+        return False
+
+    def summary(self) -> dict:
+        return {**(self.replan.summary() if self.replan else {}), **(self.deadline.summary() if self.deadline else {})}
 
 
 class Deadline(Callback):
