@@ -268,8 +268,10 @@ def test_every_run_has_the_coverage_callback_and_a_recipe_may_only_set_its_param
     context = CallbackContext(num_classes=10, steps=200, conditional=True)
     default = [c for c in build_callbacks([("ema", {"decay": 0.9})], context) if isinstance(c, ClassCoverage)]
     assert len(default) == 1 and (default[0].window, default[0].min_share) == (20, 1 / 30)
-    tuned = [c for c in build_callbacks([("coverage", {"window_fraction": 0.5, "min_share": 0.05})], context)]
+    built = build_callbacks([("coverage", {"window_fraction": 0.5, "min_share": 0.05})], context)
+    tuned = [c for c in built if isinstance(c, ClassCoverage)]
     assert len(tuned) == 1 and (tuned[0].window, tuned[0].min_share) == (100, 0.05)
+    assert sorted(type(c).__name__ for c in built) == ["Budget", "ClassCoverage"]  # the budget, every run's too
     with pytest.raises(ConfigError, match="window_fraction .* in \\(0, 1\\]"):
         build_callbacks([("coverage", {"window_fraction": 0})], context)
     with pytest.raises(ConfigError, match="min_share"):
