@@ -21,7 +21,7 @@ from torch import nn
 
 from datafree.batches import BatchContext, SameBatch, Synthesizer, build_chain, check_chain, label_autocast
 from datafree.callbacks import (Callback, CallbackContext, build_callbacks, chain_labels, label_order,
-                                wrapper_callbacks)  # fmt: skip
+                                steps_without_student, wrapper_callbacks)  # fmt: skip
 from datafree.config import Config, ConfigError, TermConfig
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
@@ -161,9 +161,9 @@ def student_batches(config: Config, context: BatchContext) -> SameBatch:
     return build_chain([(piece.name, dict(piece.params)) for piece in config.batches], context)
 
 
-def callback_context(config: Config, num_classes: int, rank: int = 0, world: int = 1) -> CallbackContext:
+def callback_context(config: Config, num_classes: int, rank: int = 0, world: int = 1, budget: Any = None) -> CallbackContext:
     return CallbackContext(num_classes, config.train.steps, config.generator.conditional, rank, world,
-                           transfer=config.train.transfer)  # fmt: skip
+                           transfer=config.train.transfer, budget=budget)  # fmt: skip
 
 
 def check_callbacks(config: Config, num_classes: int) -> None:
@@ -240,8 +240,7 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
                            set(objective.teacher_taps) - set(student.teacher_taps), transfer=t.transfer)  # fmt: skip
     batches = student_batches(config, context)
     labels = (lambda n, device, rng: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
-    context = callback_context(config, spec.num_classes, accelerator.process_index, accelerator.num_processes)
-    context.budget = budget
+    context = callback_context(config, spec.num_classes, accelerator.process_index, accelerator.num_processes, budget)
     # more classes than a batch holds: windows of classes that rotate batch to batch and rank to rank
     context.order = label_order(spec.num_classes, min(t.batch_size, batches.batch_size or t.batch_size), g.conditional,
                                 accelerator.process_index, accelerator.num_processes)  # fmt: skip
@@ -253,7 +252,7 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     callbacks.sort(key=lambda callback: callback.order)  # each kind's place (datafree/callbacks/base.py)
     synthesizer.make_labels = chain_labels(callbacks, labels, context)  # quota, then blend, over the classes
     roles = TeacherRoles(teacher, teacher.for_student(), labeller(config, teacher, student))
-    student_steps = t.steps - sum(callback.generator_only_steps(t.steps) for callback in callbacks)  # after a warm-up
+    student_steps = t.steps - steps_without_student(callbacks, t.steps)  # the steps after a warm-up
     return Parts(roles, student, generator, objective, optimizer_g, optimizer_s,
                  make_schedule(optimizer_s, s.schedule, student_steps, s.milestones, s.gamma),
                  synthesizer, batches, callbacks, make_schedule(optimizer_g, g.schedule, t.steps))  # fmt: skip

@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from datafree.io import checkpoint as ckpt
-from datafree.callbacks import per_class_field
+from datafree.callbacks import per_class_field, steps_without_student
 from datafree.config import TrainConfig
 from datafree.distill.objective import StudentWithLosses
 from datafree.nets.evaluate import accuracy, class_counts, eval_loader, overall, per_class
@@ -110,7 +110,7 @@ class DataFreeTrainer:
         self.objective, self.callbacks = parts.objective, list(parts.callbacks)
         self.progress = Progress()
         # generator-only steps first (a warm-up callback): no student update, no LR step
-        self.generator_only_steps = sum(callback.generator_only_steps(train.steps) for callback in self.callbacks)
+        self.generator_only_steps = steps_without_student(self.callbacks, train.steps)
         self.fixed_plan = any(callback.fixed_plan for callback in self.callbacks)  # keeps its step count
         for callback in self.callbacks:
             callback.setup(self)

@@ -6,7 +6,7 @@ A new callback is one file with ``@register_callback("name")`` plus its import l
 
 from datafree.callbacks.base import (EVERY_RUN, LIST_CLASSES_UP_TO, Callback, CallbackContext, LabelFn, Loop,  # noqa: F401
                                      build_callbacks, chain_labels, list_callbacks, name_classes, per_class_field,
-                                     register_callback)  # fmt: skip
+                                     register_callback, steps_without_student)  # fmt: skip
 from datafree.callbacks import blend, ema, lr_restart, precise_bn, quota, warmup  # noqa: F401  (registration)
 from datafree.callbacks.blend import ClassBlend  # noqa: F401
 from datafree.callbacks.budget import Budget, BudgetPlan, BudgetReplan, Deadline  # noqa: F401

@@ -182,6 +182,12 @@ def build_callbacks(pieces: list[tuple[str, dict]], context: CallbackContext, ch
     return built
 
 
+def steps_without_student(callbacks: list[Callback], steps: int) -> int:
+    """The first steps of a ``steps``-long plan that make no student update (a warm-up's): what the student's LR
+    schedule leaves out and the budget's timing weighs as generator-only."""
+    return sum(callback.generator_only_steps(steps) for callback in callbacks)
+
+
 def chain_labels(callbacks: list[Callback], labels: LabelFn | None, context: CallbackContext) -> LabelFn | None:
     """The conditional generator's label function after every callback that shapes it, in callback order."""
     for callback in callbacks:
