@@ -134,11 +134,12 @@ def _zoo_rows(rows: list[dict], names: list[str]) -> str:
              "| classes < half the teacher's | rarest class share (1/K balanced) | steps | s per seed |",
              "|---|---|---:|---:|---:|---|---|---:|---|---|"]
     for r in rows:
-        below = ", ".join(names[c] for c in r["classes_below_half_teacher"]) or "none"
+        here = r.get("class_names") or names  # a pair on another dataset (e.g. 100 classes) records its own
+        below = ", ".join(here[c] for c in r["classes_below_half_teacher"]) or "none"
         k = r["worst_class"]
         lines.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']} | "
                      f"{100 * r['teacher_acc']:.2f} | {pct(r['final_per_seed'])} | {pct(r['best_per_seed'])} | "
-                     f"{names[k]}: {100 * r['worst_class_student']:.1f} / {100 * r['worst_class_teacher']:.1f} | "
+                     f"{here[k]}: {100 * r['worst_class_student']:.1f} / {100 * r['worst_class_teacher']:.1f} | "
                      f"{below} | {min(r['min_coverage']):.3f} | {'/'.join(map(str, r['steps']))} | "
                      f"{'/'.join(f'{w:.0f}' for w in r['wall_s'])} |")  # fmt: skip
     return "\n".join(lines)

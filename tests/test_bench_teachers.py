@@ -74,3 +74,21 @@ def test_pool_makes_one_row_of_a_pairs_runs_across_merged_roots():
     assert t["worst_class"] == 1 and abs(t["worst_class_student"] - 1.3 / 3) < 1e-9
     assert t["classes_below_half_teacher"] == []  # 0.433 > 0.8 / 2
     assert bench.summary({}, [run(0.8, [0.5, 0.3, 0.7], 1)])["classes_below_half_teacher"] == [1]
+
+
+def test_a_pair_on_a_dataset_with_more_classes_names_its_own_classes():
+    """A harder task's row (100 classes) in a table whose recipe's dataset has 10: the worst class and the classes
+    under half the teacher's are named from the row's own dataset (the table's 10 names would not reach class 57)."""
+    import datafree.bench.zoo as bench
+
+    k = 100
+    student = [0.6] * k
+    student[57], student[3] = 0.05, 0.2
+    run = {"student_acc_final": 0.5, "student_acc_best": 0.5, "steps": 10, "total_s": 600.0,
+           "class_acc": {"student": student, "teacher": [0.8] * k}, "class_coverage": [1 / k] * k}
+    names = [f"item{c}" for c in range(k)]
+    row = bench.summary({"pair": "t-s@many", "part": "harder", "teacher": "t", "student": "s", "image_size": 32,
+                         "class_names": names, "uses": [], "teacher_acc": 0.8}, [run])  # fmt: skip
+    table = bench.table([row], ["T-shirt/top"] * 10)
+    assert "| item57: 5.0 / 80.0 | item3, item57 |" in table
+    assert bench.pooled([row])[0]["class_names"] == names and bench.pooled([row])[0]["part"] == "harder"

@@ -77,6 +77,9 @@ def test_zoo_table_by_hand_reports_each_part_apart():
                                "teachers (largest gap 18.00)")
     assert "| t -> s | 28x28 | 90.00 | 72.00 ± 2.83 | 72.00 ± 2.83 | b: 30.0 / 80.0 | b | 0.080 | 500/510 | 600/601 |" in held_out
     assert "AVX2" in text
+    many = {**row("harder", 0.6, [0.5, 0.5]), "class_names": [f"c{k}" for k in range(12)], "worst_class": 11,
+            "classes_below_half_teacher": [3, 11]}  # a pair on a 12-class dataset: its own names, not the table's two
+    assert "| c11: 30.0 / 80.0 | c3, c11 |" in tables.zoo({**data, "rows": [many]})
 
 
 def test_verdict_needs_every_seed_on_one_side():

@@ -134,8 +134,9 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed:
         reset_accelerate()
         results["total_s"], results["seed"] = round(time.perf_counter() - start, 1), seed
         runs.append(results)
+    info = dataset_info(config.data.like or config.data.name)
     head = {"pair": config.name, "part": part, "teacher": teacher or config.teacher.arch, "student": config.student.arch,
-            "image_size": dataset_info(config.data.like or config.data.name).image_size,
+            "image_size": info.image_size, "class_names": list(info.class_names),  # the pair's dataset, e.g. 100 classes
             "uses": runs[0].get("uses", []), "teacher_acc": teacher_acc}  # fmt: skip
     return summary(head, runs)
 
@@ -192,14 +193,14 @@ def part_table(rows: list[dict], names: list[str]) -> str:
              "| read beyond the weights |",
              "|---|---|---:|---:|---:|---|---|---:|---|---|---|"]  # fmt: skip
     for r in rows:
-        k = r["worst_class"]
-        below = ", ".join(names[c] for c in r["classes_below_half_teacher"]) or "none"
+        k, names_here = r["worst_class"], r.get("class_names") or names  # a pair on another dataset: its own classes
+        below = ", ".join(names_here[c] for c in r["classes_below_half_teacher"]) or "none"
         mostly = r.get("worst_class_mostly_as")
-        mostly = f" (mostly as {names[mostly[0]]}, {100 * mostly[1]:.0f}%)" if mostly else ""
+        mostly = f" (mostly as {names_here[mostly[0]]}, {100 * mostly[1]:.0f}%)" if mostly else ""
         uses = ", ".join(short_use(u) for u in r.get("uses", r["runs"][0].get("uses", []))) or "nothing"
         size = r.get("image_size") or dataset_info(r["runs"][0].get("dataset", "fashion-mnist")).image_size
         lines.append(f"| {r['teacher']} -> {r['student']} | {size}x{size} | {100 * r['teacher_acc']:.2f} | {pct(r['final'])} | "
-                     f"{pct(r['best'])} | {names[k]}: {100 * r['worst_class_student']:.1f} / "
+                     f"{pct(r['best'])} | {names_here[k]}: {100 * r['worst_class_student']:.1f} / "
                      f"{100 * r['worst_class_teacher']:.1f}{mostly} | {below} | {min(r['min_coverage']):.3f} | "
                      f"{'/'.join(map(str, r['steps']))} | {'/'.join(f'{w:.0f}' for w in r['wall_s'])} | {uses} |")  # fmt: skip
     return "\n".join(lines)
@@ -223,7 +224,8 @@ def pooled(rows: list[dict]) -> list[dict]:
         by_pair.setdefault((row["teacher"], row["student"], row.get("image_size")), []).append(row)
     out = []
     for same in by_pair.values():
-        head = {k: same[0][k] for k in ("pair", "teacher", "student", "image_size", "uses", "teacher_acc") if k in same[0]}
+        head = {k: same[0][k] for k in ("pair", "part", "teacher", "student", "image_size", "class_names", "uses",
+                                        "teacher_acc") if k in same[0]}  # fmt: skip
         out.append(summary(head, [run for row in same for run in row["runs"]]))
     return out
 
@@ -312,7 +314,8 @@ def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, mi
 
     keep = ("pair", "part", "teacher", "student", "image_size", "teacher_acc", "uses", "worst_class", "worst_class_student",
             "worst_class_teacher", "classes_below_half_teacher", "min_coverage", "steps", "wall_s")
-    compact = [{**{k: r[k] for k in keep if k in r}, "seeds": [run.get("seed") for run in r["runs"]],
+    own = lambda r: {"class_names": r["class_names"]} if r.get("class_names", names) != names else {}  # noqa: E731
+    compact = [{**{k: r[k] for k in keep if k in r}, **own(r), "seeds": [run.get("seed") for run in r["runs"]],
                 "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
                 "best_per_seed": [run["student_acc_best"] for run in r["runs"]]} for r in rows]
     repo = Path.cwd()  # results/NAME.json of the checkout it runs from
