@@ -47,6 +47,32 @@ def test_objective_weights_terms_and_uses_batch_mean_softmax():
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_entropy_of_a_conditional_batch_is_over_the_classes_it_was_made_for():
+    """K = 6 classes, a batch made for classes 0-2 (a window, K > n): the term is the entropy of the batch mean over
+    those three, renormalized, so sharp answers for the asked classes are its optimum; a batch that asked for every
+    class (or an unconditional one) keeps DAFL's entropy over all K, bit for bit."""
+    term = create_synthesis_term("entropy", log="ln")
+    sharp = torch.full((3, 6), -20.0)
+    sharp[range(3), range(3)] = 20.0  # image i answers class i with certainty
+    window = torch.tensor([0, 1, 2])
+    made_for = SynthBatch(torch.zeros(3, 1, 1, 1), NetOutput(sharp), labels=window)
+    assert term(made_for).item() == pytest.approx(-math.log(3), rel=1e-5)  # the best value over three classes
+    spread = SynthBatch(torch.zeros(3, 1, 1, 1), NetOutput(torch.zeros(3, 6)), labels=window)
+    assert term(spread).item() == pytest.approx(-math.log(3), rel=1e-5)  # spread over all six: the same over three
+    unconditional = SynthBatch(torch.zeros(3, 1, 1, 1), NetOutput(sharp))
+    assert term(unconditional).item() == pytest.approx(-math.log(3), rel=1e-5)
+    assert term(SynthBatch(torch.zeros(3, 1, 1, 1), NetOutput(torch.zeros(3, 6)))).item() == pytest.approx(-math.log(6))
+    # before: over all six classes, spreading (ln 6) beat sharp answers for the asked three (ln 3); now they tie, and
+    # the one-hot term decides. Every class asked for: DAFL's value exactly
+    logits = torch.randn(12, 6)
+    every = SynthBatch(torch.zeros(12, 1, 1, 1), NetOutput(logits), labels=torch.arange(12) % 6)
+    assert torch.equal(term(every), entropy_loss(batch_mean_probs(logits), "ln"))
+    soft = torch.zeros(3, 6)
+    soft[0, 0] = soft[1, 1] = 1.0
+    soft[2, 1] = soft[2, 4] = 0.5  # a blend of classes 1 and 4: both count as asked
+    assert term.asked(soft, 6).tolist() == [True, True, False, False, True, False]
+
+
 def test_global_entropy_matches_one_big_batch_after_ddp_averaging():
     torch.manual_seed(0)
     a = torch.randn(4, 5, requires_grad=True)
