@@ -241,9 +241,11 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     batches = student_batches(config, context)
     labels = (lambda n, device, rng: balanced_labels(n, spec.num_classes, device)) if g.conditional else None
     context = callback_context(config, spec.num_classes, accelerator.process_index, accelerator.num_processes, budget)
-    # more classes than a batch holds: windows of classes that rotate batch to batch and rank to rank
+    # more classes than a batch holds: windows of classes that rotate batch to batch and rank to rank, two images of
+    # each where a per-class term reads the batch (it skips a class with fewer)
+    per_class = 2 if any(getattr(term, "per_class", False) for term in objective.terms) else 1
     context.order = label_order(spec.num_classes, min(t.batch_size, batches.batch_size or t.batch_size), g.conditional,
-                                accelerator.process_index, accelerator.num_processes)  # fmt: skip
+                                accelerator.process_index, accelerator.num_processes, per_class)  # fmt: skip
     labels = context.order.labels if context.order is not None else labels
     callbacks: list[Callback] = [*teacher.callbacks(),  # the recipe's, and coverage, which every run has
                                  *build_callbacks([(c.name, dict(c.params)) for c in config.callbacks], context),

@@ -70,8 +70,8 @@ class ClassQuota(Callback):
         order = self.order_of_classes
         start = order.start(n) if order is not None else None  # None while every class fits in a batch
         shares = self.shares(device)
-        if start is not None:  # K > n: the batch is shared among its window's n classes (datafree/callbacks/rotation.py) by gap
-            window = (torch.arange(n, device=shares.device) + start) % self.num_classes
+        if start is not None:  # K > n: the batch is shared among its window's classes (datafree/callbacks/rotation.py) by gap
+            window = (torch.arange(order.window(n), device=shares.device) + start) % self.num_classes
             return window[stratified_labels(shares[window], n)]
         return stratified_labels(shares, n)  # deterministic: rng unused
 

@@ -25,24 +25,33 @@ from generators.conditional import balanced_labels
 
 
 class RotatingLabels(Callback):
-    """``labels(n, device, rng)`` for the conditional generator: windows of consecutive classes that rotate."""
+    """``labels(n, device, rng)`` for the conditional generator: windows of consecutive classes that rotate, each
+    class of a window asked for ``per_class`` times (the per-class statistics terms skip a class with fewer than two
+    images in a batch, datafree/synthesis/feature_stats.py: with one image per class they would never act)."""
 
     order = 90  # last: the other callbacks keep their checkpoint entries' names
 
-    def __init__(self, num_classes: int, rank: int = 0, world: int = 1):
-        self.num_classes, self.rank, self.world = num_classes, rank, world
+    def __init__(self, num_classes: int, rank: int = 0, world: int = 1, per_class: int = 1):
+        self.num_classes, self.rank, self.world, self.per_class = num_classes, rank, world, per_class
         self.batches = 0  # batches made so far on this rank (every rank makes the same number)
+
+    def window(self, n: int) -> int:
+        """Classes in a batch of ``n``: n / per_class (at least one)."""
+        return max(1, n // self.per_class)
 
     def start(self, n: int) -> int | None:
         """The first class of the next batch of ``n``, and the window moved on; None while K <= n (every class fits)."""
         if self.num_classes <= n:
             return None
-        start = ((self.batches * self.world + self.rank) * n) % self.num_classes
+        start = ((self.batches * self.world + self.rank) * self.window(n)) % self.num_classes
         self.batches += 1
         return start
 
     def labels(self, n: int, device: torch.device | str, rng: torch.Generator | None = None) -> torch.Tensor:
-        return balanced_labels(n, self.num_classes, device, self.start(n) or 0)
+        start = self.start(n)
+        if start is None:
+            return balanced_labels(n, self.num_classes, device)
+        return (start + torch.arange(n, device=device) // (n // self.window(n))) % self.num_classes
 
     def checkpoint_state(self):
         return self
@@ -54,7 +63,8 @@ class RotatingLabels(Callback):
         self.batches = int(state["batches"])
 
 
-def label_order(num_classes: int, batch: int, conditional: bool, rank: int = 0, world: int = 1) -> RotatingLabels | None:
+def label_order(num_classes: int, batch: int, conditional: bool, rank: int = 0, world: int = 1,
+                per_class: int = 1) -> RotatingLabels | None:  # fmt: skip
     """The rotating windows of classes a conditional generator needs when a batch of ``batch`` cannot hold every
     class (K > batch); None otherwise (image i is for class i mod K)."""
-    return RotatingLabels(num_classes, rank, world) if conditional and num_classes > batch else None
+    return RotatingLabels(num_classes, rank, world, per_class) if conditional and num_classes > batch else None

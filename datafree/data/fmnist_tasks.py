@@ -62,7 +62,7 @@ class FashionPairs(_Built):
 
     crop_padding = 2
     info = DatasetInfo("fmnist-pairs100", 100, 1, 32, (0.1434,), (0.2689,),  # measured on the training split
-                       tuple(f"{a} | {b}" for a in NAMES for b in NAMES))  # fmt: skip
+                       tuple(f"{a} + {b}" for a in NAMES for b in NAMES))  # fmt: skip
 
     def build(self, root: Path, train: bool, download: bool) -> TensorDataset:
         items, labels = _items(root, train, download)
