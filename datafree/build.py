@@ -20,8 +20,8 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from datafree.batches import BatchContext, SameBatch, Synthesizer, build_chain, check_chain, label_autocast
-from datafree.callbacks import (Callback, CallbackContext, build_callbacks, chain_labels, label_order,
-                                steps_without_student, wrapper_callbacks)  # fmt: skip
+from datafree.callbacks import (Callback, CallbackContext, build_callbacks, chain_labels, images_per_class,
+                                label_order, steps_without_student, wrapper_callbacks)  # fmt: skip
 from datafree.config import Config, ConfigError, TermConfig
 from datafree.distill import create_loss, loss_class
 from datafree.distill.objective import StudentWithLosses
@@ -153,7 +153,10 @@ def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
     g = config.generator
     generator = create_generator(g.arch, latent_dim=g.latent_dim, image_size=spec.image_size, channels=spec.channels,
                                  width=g.width, bn_eps=g.bn_eps, output=g.output, mean=spec.mean, std=spec.std)  # fmt: skip
-    return ClassConditional(generator, spec.num_classes, g.latent_dim) if g.conditional else generator
+    if not g.conditional:
+        return generator
+    # a per-class offset of the latent where a batch cannot hold every class (generators/conditional.py)
+    return ClassConditional(generator, spec.num_classes, g.latent_dim, offset=spec.num_classes > config.train.batch_size)
 
 
 def student_batches(config: Config, context: BatchContext) -> SameBatch:
@@ -243,7 +246,7 @@ def assemble(config: Config, teacher: TeacherSource, student_net: nn.Module, spe
     context = callback_context(config, spec.num_classes, accelerator.process_index, accelerator.num_processes, budget)
     # more classes than a batch holds: windows of classes that rotate batch to batch and rank to rank, two images of
     # each where a per-class term reads the batch (it skips a class with fewer)
-    per_class = 2 if any(getattr(term, "per_class", False) for term in objective.terms) else 1
+    per_class = images_per_class(objective.terms)
     context.order = label_order(spec.num_classes, min(t.batch_size, batches.batch_size or t.batch_size), g.conditional,
                                 accelerator.process_index, accelerator.num_processes, per_class)  # fmt: skip
     labels = context.order.labels if context.order is not None else labels

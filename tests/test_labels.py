@@ -29,6 +29,27 @@ def test_k_100_at_batch_64_asks_for_every_class_within_two_batches_and_stays_bal
     assert counts.min() == counts.max() == 16
 
 
+def test_two_images_per_class_when_a_per_class_term_reads_the_batch():
+    """per_class = 2 (build's choice when a per-class statistics term is on: it skips a class with one image): each
+    window holds n / 2 classes, each twice, and still cycles through every class equally often."""
+    order = RotatingLabels(100, per_class=2)
+    first = order.labels(64, "cpu")
+    assert first.tolist()[:6] == [0, 0, 1, 1, 2, 2] and len(set(first.tolist())) == 32
+    assert torch.bincount(first, minlength=100).max() == 2
+    windows = [first] + [order.labels(64, "cpu") for _ in range(3)]
+    assert set(torch.cat(windows).tolist()) == set(range(100))  # every class within ceil(100 / 32) = 4 batches
+    order = RotatingLabels(100, per_class=2)
+    counts = torch.bincount(torch.cat([order.labels(64, "cpu") for _ in range(25)]), minlength=100)
+    assert counts.min() == counts.max() == 16  # 25 batches of 32 classes = 8 cycles, twice each
+    assert RotatingLabels(10, per_class=2).labels(64, "cpu").tolist() == [i % 10 for i in range(64)]  # K <= n: as before
+    from datafree.callbacks.rotation import images_per_class
+    from datafree.synthesis import create_synthesis_term
+
+    pooled, per_class = create_synthesis_term("feature_stats"), create_synthesis_term("class_feature_stats")
+    assert images_per_class([create_synthesis_term("onehot"), pooled]) == 1
+    assert images_per_class([pooled, per_class]) == 2
+
+
 def test_two_ranks_ask_for_disjoint_classes_and_cover_twice_as_many():
     ranks = [RotatingLabels(1000, rank=r, world=2) for r in range(2)]
     seen = set()

@@ -14,6 +14,6 @@ from datafree.callbacks.coverage import ClassCoverage  # noqa: F401
 from datafree.callbacks.ema import EMA  # noqa: F401
 from datafree.callbacks.precise_bn import PreciseBatchNorm  # noqa: F401
 from datafree.callbacks.quota import ClassQuota  # noqa: F401
-from datafree.callbacks.rotation import RotatingLabels, label_order  # noqa: F401
+from datafree.callbacks.rotation import RotatingLabels, images_per_class, label_order  # noqa: F401
 from datafree.callbacks.warmup import WarmUp  # noqa: F401
 from datafree.callbacks.wrapper_hooks import WrapperHooks, wrapper_callbacks  # noqa: F401

@@ -63,6 +63,12 @@ class RotatingLabels(Callback):
         self.batches = int(state["batches"])
 
 
+def images_per_class(terms) -> int:
+    """Images of each class in a rotated window: 2 when one of the generator's ``terms`` is per-class (it skips a
+    class with fewer than two images in a batch: datafree/synthesis/feature_stats.py), else 1."""
+    return 2 if any(getattr(term, "per_class", False) for term in terms) else 1
+
+
 def label_order(num_classes: int, batch: int, conditional: bool, rank: int = 0, world: int = 1,
                 per_class: int = 1) -> RotatingLabels | None:  # fmt: skip
     """The rotating windows of classes a conditional generator needs when a batch of ``batch`` cannot hold every
