@@ -73,26 +73,6 @@ def random_blur(images: torch.Tensor, max_sigma: float, rng: torch.Generator) ->
     return gaussian_blur(images, sigma, math.ceil(3 * max_sigma))
 
 
-def random_shrink(images: torch.Tensor, max_shrink: float, fill: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    """Scale each image about its centre by its own factor s ~ U(1 - max_shrink, 1) (bilinear), ``fill`` around it.
-
-    Why: the generator draws its items larger than real ones. On the held-out GroupNorm -> MLP pair the final
-    generator's items cover 0.57 of a 32 x 32 frame on average over the classes against 0.41 for the real test
-    images (pixels above 0.1; docs/changelog.md, 2026-12-05): a student that sees every pixel at its own place (an
-    MLP) learns templates of the wrong size, where a convolutional one pools over positions.
-    """
-    if max_shrink <= 0:
-        return images
-    n = images.shape[0]
-    scale = 1 - torch.rand(n, generator=rng, device=images.device) * max_shrink
-    theta = torch.zeros(n, 2, 3, device=images.device, dtype=torch.float32)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # output pixel -> source position: beyond the frame for s < 1
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    fill = fill.view(1, -1, 1, 1).to(images.dtype)
-    shrunk = F.grid_sample((images - fill).float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return (shrunk.to(images.dtype) + fill).contiguous(memory_format=torch.contiguous_format)
-
-
 def random_mix(images: torch.Tensor, fraction: float, rng: torch.Generator) -> torch.Tensor:
     """Replace the first ``round(fraction * n)`` images by mixes ``lam * x_i + (1 - lam) * x_j`` with another image
     of the batch (j a random permutation, lam ~ U(0, 1) per image): mixup's images, without its mixed labels.
@@ -112,10 +92,9 @@ def random_mix(images: torch.Tensor, fraction: float, rng: torch.Generator) -> t
 
 
 def augment(images: torch.Tensor, flip: bool, max_shift: int, fill: torch.Tensor, rng: torch.Generator,
-            mix: float = 0.0, blur: float = 0.0, shrink: float = 0.0) -> torch.Tensor:  # fmt: skip
-    """Flip, shrink and/or shift a batch, blur it, then mix a fraction of it; identity when all are off."""
+            mix: float = 0.0, blur: float = 0.0) -> torch.Tensor:  # fmt: skip
+    """Flip and/or shift a batch, blur it, then mix a fraction of it; identity when all are off."""
     if flip:
         images = random_flip(images, rng)
-    images = random_shrink(images, shrink, fill, rng)
     images = random_blur(random_shift(images, max_shift, fill, rng), blur, rng)
     return random_mix(images, mix, rng)

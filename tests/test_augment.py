@@ -1,4 +1,4 @@
-"""Flip/shrink/shift/blur/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the teacher."""
+"""Flip/shift/blur/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the teacher."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datafree.augment import augment, random_blur, random_flip, random_mix, random_shift, random_shrink
+from datafree.augment import augment, random_blur, random_flip, random_mix, random_shift
 from tests.conftest import save_random_teacher, tiny_config
 
 
@@ -47,31 +47,6 @@ def test_augment_is_identity_when_off_and_reproducible_from_the_seed():
     a = augment(images, True, 3, fill, torch.Generator().manual_seed(5))
     b = augment(images, True, 3, fill, torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and not torch.equal(a, images)
-
-
-def test_shrink_scales_each_item_about_the_centre_with_black_around():
-    """A 16 x 16 square centred in a 32 x 32 frame, shrunk by s ~ U(0.5, 1): its area becomes about s^2 of it, it stays
-    centred, the rest of the frame is the fill (black in the teacher's space), and the values stay between the two."""
-    fill = torch.tensor([-0.4, -0.2, -0.3])  # a different black per channel
-    images = fill.view(1, 3, 1, 1).expand(64, 3, 32, 32).clone()
-    images[:, :, 8:24, 8:24] = 1.0
-    out = random_shrink(images, 0.5, fill, torch.Generator().manual_seed(0))
-    covered = (out[:, 0] > 0.3).float().sum(dim=(1, 2)) / 256  # the share of the square's area left, per image
-    assert covered.min() > 0.2 and covered.max() <= 1.0 and covered.std() > 0.05  # each its own s in [0.5, 1]
-    assert torch.equal(out[:, :, :8], images[:, :, :8]) and torch.equal(out[:, :, :, 24:], images[:, :, :, 24:])
-    rows = (out[:, 0] > 0.3).float().sum(dim=2)  # (n, 32): the square's width on each row
-    centre = (rows * torch.arange(32)).sum(dim=1) / rows.sum(dim=1)
-    assert ((centre - 15.5).abs() < 0.6).all()  # about the centre
-    for c in range(3):
-        assert out[:, c].min() >= fill[c] - 1e-5 and out[:, c].max() <= 1.0 + 1e-5
-
-
-def test_shrink_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches():
-    images, fill = torch.randn(8, 1, 8, 8), torch.tensor([0.0])
-    a = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5)
-    b = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, shrink=0.0)
-    c = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, shrink=0.3)
-    assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
 def test_mix_replaces_the_given_fraction_by_convex_pairs_of_the_batch():
@@ -191,7 +166,7 @@ def test_trainer_blurs_the_student_batch_and_the_teacher_relabels_it(tmp_path):
         torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
 
 
-@pytest.mark.parametrize("key, value", [("mix", 1.5), ("blur", -0.5), ("blur", 9.0), ("shrink", 1.0), ("shrink", -0.1)])
+@pytest.mark.parametrize("key, value", [("mix", 1.5), ("blur", -0.5), ("blur", 9.0)])
 def test_augment_values_out_of_range_are_refused_naming_the_key(key, value):
     from datafree.build import check_batches
     from datafree.config import ConfigError, from_dict
@@ -199,8 +174,6 @@ def test_augment_values_out_of_range_are_refused_naming_the_key(key, value):
     config = from_dict({"batches": [{"name": "augment", "params": {key: value}}]})
     with pytest.raises(ConfigError, match=f'"augment": {key} '):
         check_batches(config)
-    if key == "shrink":
-        return  # newer than the train.augment_* spellings: it has none
     old_spelling = from_dict({"train": {f"augment_{key}": value}})  # train.augment_mix: onto the same piece
     with pytest.raises(ConfigError, match=f'"augment": {key} '):
         check_batches(old_spelling)

@@ -98,6 +98,6 @@ def translate_batch_keys(pieces: list[PieceConfig], old: dict[str, Any], where: 
         if find(piece) is not None:
             find(piece).params[param] = value
     augment = find("augment")
-    if augment is not None and not any(augment.params.get(k) for k in ("flip", "shift", "mix", "blur", "shrink")):
+    if augment is not None and not any(augment.params.get(k) for k in ("flip", "shift", "mix", "blur")):
         pieces.remove(augment)
     return pieces
