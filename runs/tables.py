@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from datafree.bench.common import search_steps_label, search_weight_label
+from datafree.bench.common import class_list, search_steps_label, search_weight_label
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -135,7 +135,7 @@ def _zoo_rows(rows: list[dict], names: list[str]) -> str:
              "|---|---|---:|---:|---:|---|---|---:|---|---|"]
     for r in rows:
         here = r.get("class_names") or names  # a pair on another dataset (e.g. 100 classes) records its own
-        below = ", ".join(here[c] for c in r["classes_below_half_teacher"]) or "none"
+        below = class_list(r["classes_below_half_teacher"], here)
         k = r["worst_class"]
         lines.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']} | "
                      f"{100 * r['teacher_acc']:.2f} | {pct(r['final_per_seed'])} | {pct(r['best_per_seed'])} | "
@@ -278,6 +278,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
     "image_size": ("image_size", image_size, "python runs/bench_image_size.py --record image_size"),
     "zoo_held_out": ("zoo_held_out", zoo, "python runs/bench_teachers.py --part held-out --seeds 3 --minutes 10 "
                      "--record zoo_held_out"),
+    "zoo_harder": ("zoo_harder", zoo, "python runs/bench_teachers.py --part harder --seeds 3 --minutes 10 "
+                   "--record zoo_harder"),
     "teacher_methods": ("teacher_methods", teacher_methods, "python runs/bench_teacher_methods.py --seeds 3 --steps 250 "
                         "--teacher-epochs 5 --record teacher_methods"),
     "teacher_methods_real": ("teacher_methods_real", teacher_methods, "python runs/bench_teacher_methods.py --seeds 3 "

@@ -91,4 +91,7 @@ def test_a_pair_on_a_dataset_with_more_classes_names_its_own_classes():
                          "class_names": names, "uses": [], "teacher_acc": 0.8}, [run])  # fmt: skip
     table = bench.table([row], ["T-shirt/top"] * 10)
     assert "| item57: 5.0 / 80.0 | item3, item57 |" in table
+    from datafree.bench.common import class_list
+
+    assert class_list(list(range(40)), names) == "40 of 100 (item0, item1, item2, ...)"  # dozens: counted
     assert bench.pooled([row])[0]["class_names"] == names and bench.pooled([row])[0]["part"] == "harder"

@@ -102,3 +102,13 @@ def search_steps_label(row: dict) -> str:
     """Each seed's search steps, a star on a search that stopped at its step limit above the budget."""
     steps, reached = row.get("search_steps", []), row.get("reached", [])
     return "/".join(f"{n}{'' if ok else '*'}" for n, ok in zip(steps, reached)) or "-"
+
+
+def class_list(indices: list[int], names: list[str], most: int = 6) -> str:
+    """Classes named for a table cell: all of them up to ``most``, else how many of K and the first few (a
+    100-class task can have dozens under half its teacher's accuracy)."""
+    if not indices:
+        return "none"
+    if len(indices) <= most:
+        return ", ".join(names[c] for c in indices)
+    return f"{len(indices)} of {len(names)} ({', '.join(names[c] for c in indices[:3])}, ...)"

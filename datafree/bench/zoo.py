@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from datafree.bench.args import bench_parser, load_recipe, overridden, parse, recipe_label
+from datafree.bench.common import class_list
 from datafree.config import Config
 from datafree.config.spellings import translate_batch_keys
 
@@ -194,7 +195,7 @@ def part_table(rows: list[dict], names: list[str]) -> str:
              "|---|---|---:|---:|---:|---|---|---:|---|---|---|"]  # fmt: skip
     for r in rows:
         k, names_here = r["worst_class"], r.get("class_names") or names  # a pair on another dataset: its own classes
-        below = ", ".join(names_here[c] for c in r["classes_below_half_teacher"]) or "none"
+        below = class_list(r["classes_below_half_teacher"], names_here)
         mostly = r.get("worst_class_mostly_as")
         mostly = f" (mostly as {names_here[mostly[0]]}, {100 * mostly[1]:.0f}%)" if mostly else ""
         uses = ", ".join(short_use(u) for u in r.get("uses", r["runs"][0].get("uses", []))) or "nothing"
