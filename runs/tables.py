@@ -137,7 +137,9 @@ def _zoo_rows(rows: list[dict], names: list[str]) -> str:
         here = r.get("class_names") or names  # a pair on another dataset (e.g. 100 classes) records its own
         below = class_list(r["classes_below_half_teacher"], here)
         k = r["worst_class"]
-        lines.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']} | "
+        data = r["pair"].partition("@")[2]  # a task other than Fashion-MNIST's items at 28 or 32 px: named
+        task = f" {data}" if data and not data.startswith("fashion-mnist") else ""
+        lines.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']}{task} | "
                      f"{100 * r['teacher_acc']:.2f} | {pct(r['final_per_seed'])} | {pct(r['best_per_seed'])} | "
                      f"{here[k]}: {100 * r['worst_class_student']:.1f} / {100 * r['worst_class_teacher']:.1f} | "
                      f"{below} | {min(r['min_coverage']):.3f} | {'/'.join(map(str, r['steps']))} | "
