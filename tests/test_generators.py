@@ -124,3 +124,22 @@ def test_auto_is_dafls_generator_up_to_32_px_bit_for_bit_and_the_staged_one_abov
     assert isinstance(auto, DAFLGenerator)
     assert all(torch.equal(a, b) for a, b in zip(auto.state_dict().values(), dafl.state_dict().values()))
     assert isinstance(create_generator("auto", image_size=64, **kwargs), StagedGenerator)
+
+
+def test_the_class_offset_only_where_a_batch_cannot_hold_every_class(tmp_path):
+    """K > batch: the latent gets a per-class offset (classes differ in its mean, not only its spread); K <= batch:
+    the scale alone, with no new parameter (the zoo's runs unchanged)."""
+    from datafree import build
+    from tests.conftest import tiny_config
+
+    many = tiny_config(tmp_path, data={"like": "cifar100"}, generator={"conditional": True})  # K = 100 > batch 16
+    few = tiny_config(tmp_path, generator={"conditional": True})  # K = 10 <= 16
+    g_many = build.build_generator(many, build.image_spec(many))
+    g_few = build.build_generator(few, build.image_spec(few))
+    assert sorted(g_few.state_dict())[:1] == ["embed.weight"] and "offset.weight" not in g_few.state_dict()
+    assert g_many.offset.weight.shape == (100, many.generator.latent_dim)
+    z = torch.zeros(2, many.generator.latent_dim)
+    seen = []
+    g_many.generator.register_forward_pre_hook(lambda module, args: seen.append(args[0]))  # what it is handed
+    g_many.eval()(z, torch.tensor([3, 7]))
+    assert torch.equal(seen[0], g_many.offset.weight[[3, 7]])  # z = 0: the scale gives 0, the offset the class
