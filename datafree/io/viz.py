@@ -15,14 +15,21 @@ def denormalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
     return (x.float() * std_t + mean_t).clamp(0, 1)
 
 
-def class_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int = 8) -> torch.Tensor:
-    """One row per class (the teacher's argmax), up to ``per_class`` images each; empty slots stay black."""
+def class_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int = 8,
+               max_rows: int = 20) -> torch.Tensor:  # fmt: skip
+    """One row per class (the teacher's argmax), up to ``per_class`` images each; empty slots stay black.
+
+    Up to ``max_rows`` classes every class has its row, at the same place at every step. Above it, the rows are
+    the lowest-numbered classes that the batch holds: a batch of a many-class teacher holds only a window of its
+    classes (datafree/callbacks/rotation.py), and rows for classes 0..19 would show a black grid whenever the
+    window lies elsewhere.
+    """
     c, h, w = images.shape[1:]
-    shown_classes = min(num_classes, 20)
-    grid = torch.zeros(shown_classes * per_class, c, h, w, dtype=images.dtype, device=images.device)
-    for k in range(shown_classes):
+    rows = list(range(num_classes)) if num_classes <= max_rows else labels.unique().tolist()[:max_rows]
+    grid = torch.zeros(len(rows) * per_class, c, h, w, dtype=images.dtype, device=images.device)
+    for row, k in enumerate(rows):
         members = images[labels == k][:per_class]
-        grid[k * per_class : k * per_class + len(members)] = members
+        grid[row * per_class : row * per_class + len(members)] = members
     return grid
 
 
