@@ -3,7 +3,7 @@
 The generator tends to settle on a few poses per class; a random horizontal flip and a random shift of
 a few pixels give the student more distinct images per generated one for the price of an index copy,
 a random blur shows it the teacher's answers on images with less fine detail than the generator paints,
-random colours show it the teacher's answers on colourings the generator does not make, mixes of two images give it points between classes, and the teacher relabels the augmented batch, so the
+mixes of two images give it points between classes, and the teacher relabels the augmented batch, so the
 targets stay exact. Randomness comes from the caller's ``torch.Generator`` (seeded per step), so resume replays
 the same augmentations.
 """
@@ -91,38 +91,10 @@ def random_mix(images: torch.Tensor, fraction: float, rng: torch.Generator) -> t
     return torch.cat([mixes, images[mixed:]])
 
 
-def random_colour(images: torch.Tensor, strength: float, mean: torch.Tensor, std: torch.Tensor,
-                  rng: torch.Generator) -> torch.Tensor:  # fmt: skip
-    """Recolour each image: its channels in a random order (colour images), then per channel ``a * pixel + b`` with
-    a ~ U(1 - strength, 1 + strength) and b ~ U(-strength / 2, strength / 2), clamped to [0, 1] pixels; ``mean`` /
-    ``std`` (shaped (1, C, 1, 1)) map the teacher's normalized space to pixels and back.
-
-    Why: the feature-statistics terms match each channel's mean and variance over a batch, which images of one
-    colouring can meet with their spatial variation alone; the generator then paints every image in the same
-    colours (measured on the 64-px colour task, ``fmnist-rgb64``: every image a green canvas with a magenta item,
-    and a student at chance on real images of random colours). Relabelled by the teacher, recoloured images teach
-    the student the teacher's answers across colourings; a teacher that cares about colour says so in its labels.
-    """
-    if strength <= 0:
-        return images
-    n, c = images.shape[:2]
-    pixels = images * std + mean
-    if c > 1:
-        order = torch.rand(n, c, generator=rng, device=images.device).argsort(dim=1)
-        pixels = pixels.gather(1, order[:, :, None, None].expand_as(pixels))
-    draws = torch.rand(2, n, c, 1, 1, generator=rng, device=images.device).to(images.dtype)
-    gain, shift = 1 + strength * (2 * draws[0] - 1), strength * (draws[1] - 0.5)
-    return ((gain * pixels + shift).clamp(0, 1) - mean) / std
-
-
 def augment(images: torch.Tensor, flip: bool, max_shift: int, fill: torch.Tensor, rng: torch.Generator,
-            mix: float = 0.0, blur: float = 0.0, colour: float = 0.0, mean: torch.Tensor | None = None,
-            std: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-    """Flip and/or shift a batch, blur it, recolour it, then mix a fraction of it; identity when all are off
-    (``mean`` / ``std``: the teacher's normalization, shaped (1, C, 1, 1), which recolouring needs)."""
+            mix: float = 0.0, blur: float = 0.0) -> torch.Tensor:  # fmt: skip
+    """Flip and/or shift a batch, blur it, then mix a fraction of it; identity when all are off."""
     if flip:
         images = random_flip(images, rng)
     images = random_blur(random_shift(images, max_shift, fill, rng), blur, rng)
-    if colour > 0:
-        images = random_colour(images, colour, mean, std, rng)
     return random_mix(images, mix, rng)

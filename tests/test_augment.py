@@ -1,4 +1,4 @@
-"""Flip/shift/blur/colour/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the teacher."""
+"""Flip/shift/blur/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the teacher."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datafree.augment import augment, random_blur, random_colour, random_flip, random_mix, random_shift
+from datafree.augment import augment, random_blur, random_flip, random_mix, random_shift
 from tests.conftest import save_random_teacher, tiny_config
 
 
@@ -117,45 +117,6 @@ def test_blur_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_ba
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
-def test_colour_permutes_channels_and_maps_each_by_its_own_affine_within_pixels():
-    """Each output channel is a * (some input channel) + b in pixel space, clamped to [0, 1], with |a - 1| and
-    2|b| at most the strength; the images get different colourings; pixels stay pixels."""
-    mean, std = torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1), torch.tensor([0.2, 0.25, 0.3]).view(1, 3, 1, 1)
-    pixels = torch.rand(16, 3, 6, 6) * 0.3 + 0.3  # in [0.3, 0.6]: the clamp never acts at strength 0.3
-    out = random_colour((pixels - mean) / std, 0.3, mean, std, torch.Generator().manual_seed(0)) * std + mean
-    assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
-    permuted = 0
-    for i in range(16):
-        sources = []
-        for c in range(3):  # the input channel and affine that give output channel c exactly
-            fits = []
-            for src in range(3):
-                x, y = pixels[i, src].flatten(), out[i, c].flatten()
-                a = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum()
-                b = y.mean() - a * x.mean()
-                if torch.allclose(a * x + b, y, atol=1e-4):
-                    fits.append((src, float(a), float(b)))
-            assert len(fits) == 1, (i, c, fits)
-            src, a, b = fits[0]
-            assert abs(a - 1) <= 0.3 + 1e-4 and abs(b) <= 0.15 + 1e-4
-            sources.append(src)
-        assert sorted(sources) == [0, 1, 2]  # a permutation of the channels
-        permuted += sources != [0, 1, 2]
-    assert permuted >= 8  # 5 of 6 orders move a channel
-    gray = torch.rand(8, 1, 4, 4)
-    one = random_colour(gray, 0.5, torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1), torch.Generator().manual_seed(1))
-    assert one.shape == gray.shape and not torch.allclose(one, gray)  # one channel: the affine alone
-
-
-def test_colour_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches():
-    images, fill = torch.randn(8, 3, 8, 8), torch.zeros(3)
-    mean, std = torch.full((1, 3, 1, 1), 0.5), torch.full((1, 3, 1, 1), 0.25)
-    a = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5)
-    b = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, colour=0.0, mean=mean, std=std)
-    c = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, colour=0.5, mean=mean, std=std)
-    assert torch.equal(a, b) and not torch.allclose(a, c)
-
-
 def test_trainer_relabels_the_augmented_student_batch_with_the_teacher(tmp_path):
     config = tiny_config(tmp_path, train={"student_steps": 2, "augment_flip": True, "augment_shift": 2, "steps": 2})
     save_random_teacher(config)
@@ -205,20 +166,6 @@ def test_trainer_blurs_the_student_batch_and_the_teacher_relabels_it(tmp_path):
         torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
 
 
-def test_trainer_recolours_the_student_batch_and_the_teacher_relabels_it(tmp_path):
-    config = tiny_config(tmp_path, train={"student_steps": 2, "steps": 2},
-                         batches=[{"name": "augment", "params": {"colour": 0.5}}])
-    save_random_teacher(config)
-    from datafree import build
-
-    trainer = build.trainer_from_config(config)
-    images, teacher_out = trainer.synthesize(0)
-    seen, targets = trainer.student_batches(0, 0, (images.detach(), teacher_out.detach()))
-    assert seen.shape == images.shape and not torch.allclose(seen, images)
-    with torch.no_grad():
-        torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
-
-
 @pytest.mark.parametrize("key, value", [("mix", 1.5), ("blur", -0.5), ("blur", 9.0)])
 def test_augment_values_out_of_range_are_refused_naming_the_key(key, value):
     from datafree.build import check_batches
@@ -230,11 +177,3 @@ def test_augment_values_out_of_range_are_refused_naming_the_key(key, value):
     old_spelling = from_dict({"train": {f"augment_{key}": value}})  # train.augment_mix: onto the same piece
     with pytest.raises(ConfigError, match=f'"augment": {key} '):
         check_batches(old_spelling)
-
-
-def test_colour_out_of_range_is_refused_naming_the_key():
-    from datafree.build import check_batches
-    from datafree.config import ConfigError, from_dict
-
-    with pytest.raises(ConfigError, match='"augment": colour is the strength'):
-        check_batches(from_dict({"batches": [{"name": "augment", "params": {"colour": 1.5}}]}))

@@ -28,21 +28,15 @@ def latent_seed(seed: int, rank: int, step: int, draw: int = 0) -> int:
 
 
 class Augmenter:
-    """Random flip / shift / blur / colour / mix of a batch (black fill in the teacher's normalized space), from the
-    latent RNG."""
+    """Random flip / shift / blur / mix of a batch (black fill in the teacher's normalized space), from the latent RNG."""
 
-    def __init__(self, flip: bool, max_shift: int, spec: ImageSpec, device, mix: float = 0.0, blur: float = 0.0,
-                 colour: float = 0.0):  # fmt: skip
-        self.flip, self.max_shift, self.mix, self.blur, self.colour = flip, max_shift, mix, blur, colour
-        repeat = spec.channels // len(spec.mean)  # one mean / std for every channel where the spec gives one
-        self.mean = torch.tensor(list(spec.mean) * repeat, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(list(spec.std) * repeat, device=device).view(1, -1, 1, 1)
+    def __init__(self, flip: bool, max_shift: int, spec: ImageSpec, device, mix: float = 0.0, blur: float = 0.0):
+        self.flip, self.max_shift, self.mix, self.blur = flip, max_shift, mix, blur
         black = [-m / s for m, s in zip(spec.mean, spec.std)]  # pixel 0 in the teacher's normalized space
-        self.fill = torch.tensor(black * repeat, device=device)
+        self.fill = torch.tensor(black * (spec.channels // len(black)), device=device)
 
     def __call__(self, images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        return augment(images, self.flip, self.max_shift, self.fill, rng, self.mix, self.blur, self.colour,
-                       self.mean, self.std)  # fmt: skip
+        return augment(images, self.flip, self.max_shift, self.fill, rng, self.mix, self.blur)
 
 
 def label_autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager] | None:
