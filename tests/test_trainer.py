@@ -19,6 +19,25 @@ from datafree.trainer import NonFiniteLossError
 from tests.conftest import assert_same_weights, crash_then_resume, save_random_teacher, tiny_config
 
 
+def test_class_hist_counts_every_generator_batch_since_the_last_line(tmp_path):
+    """With a line every 3 steps, its histogram holds 3 batches of the teacher's answers, not the last batch alone:
+    the last batches of a many-class run's lines can ask for the same window of classes every time."""
+    from datafree import build
+
+    config = tiny_config(tmp_path, train={"steps": 6, "log_every": 3, "eval_every": 6, "sample_every": 6,
+                                          "checkpoint_every": 6})  # fmt: skip
+    save_random_teacher(config)
+    trainer = build.trainer_from_config(config)
+    seen = []
+    for step in range(3):
+        trainer.train_step(step, 1)
+        seen.append(torch.bincount(trainer._last[1].argmax(dim=1), minlength=10))
+    stats = trainer._teacher_stats()
+    assert stats["class_hist"] == torch.stack(seen).sum(dim=0).tolist() and sum(stats["class_hist"]) == 3 * 16
+    trainer.train_step(3, 1)
+    assert sum(trainer._teacher_stats()["class_hist"]) == 16  # counted afresh after each line
+
+
 @pytest.mark.slow
 def test_short_run_writes_metrics_checkpoints_samples_and_report(tiny):
     results = distill_from_config(tiny)
