@@ -91,7 +91,7 @@ def _plot_losses(run_dir: Path, metrics: list[dict]) -> str | None:
 
 
 def class_balance(metrics: list[dict]) -> list[float]:
-    """Fraction of synthetic images per teacher class, over every logged batch of the run."""
+    """Fraction of synthetic images per teacher class, over every generator batch of the run (the metrics lines' ``class_hist``)."""
     hists = [m["class_hist"] for m in metrics if "class_hist" in m]
     totals = [sum(col) for col in zip(*hists)] if hists else []
     n = max(sum(totals), 1)
@@ -113,13 +113,13 @@ def _plot_teacher_view(run_dir: Path, metrics: list[dict], names: list[str]) -> 
     frac = [[h / max(sum(hist), 1) for h in hist] for _, hist in hists]
     image = axes[0].imshow(list(map(list, zip(*frac))), aspect="auto", cmap="viridis", interpolation="nearest",
                            extent=(hists[0][0], hists[-1][0], k - 0.5, -0.5))  # fmt: skip
-    fig.colorbar(image, ax=axes[0], label="fraction of batch")
-    axes[0].set(xlabel="step", ylabel="teacher class", title="teacher argmax per synthetic batch")
+    fig.colorbar(image, ax=axes[0], label="fraction of the images")
+    axes[0].set(xlabel="step", ylabel="teacher class", title="teacher argmax between metrics lines")
     if k <= 20:
         axes[0].set_yticks(range(k), names, fontsize=7)
     overall = class_balance(metrics)
     axes[1].bar(range(k), overall, label="whole run")
-    axes[1].plot(range(k), frac[-1], "k.", label="last batch")
+    axes[1].plot(range(k), frac[-1], "k.", label="last line")
     axes[1].axhline(1 / k, color="gray", linestyle="--", label="balanced")
     axes[1].set(xlabel="teacher class", ylabel="fraction", title="class histogram of synthetic images")
     if k <= 20:
