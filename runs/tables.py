@@ -129,6 +129,23 @@ def zoo(data: dict) -> str:
     return "\n\n".join(sections) + "\n\n" + provenance_line(data)
 
 
+def weights_only(data: dict) -> str:
+    """The zoo with nothing recorded beside the teacher's weights: the zoo's table, and the mean over the pairs whose
+    teacher has BatchNorm (its running statistics are part of its weights, and the run read them), per seed."""
+    text = zoo(data)
+    bn = [r for r in data["rows"] if any("BatchNorm running statistics" in use for use in r.get("uses", []))]
+    if not bn:
+        return text
+    seeds = min(len(r["final_per_seed"]) for r in bn)
+    per_seed = [statistics.fmean(r["final_per_seed"][i] for r in bn) for i in range(seeds)]
+    best = [statistics.fmean(r["best_per_seed"][i] for r in bn) for i in range(seeds)]
+    line = (f"Over the {len(bn)} pairs whose teacher has BatchNorm: student final {pct(per_seed)} (the mean over "
+            f"the pairs, mean ± std over {seeds} seeds; per seed {' / '.join(f'{100 * v:.2f}' for v in per_seed)}), "
+            f"best {pct(best)}.")
+    head, _, provenance = text.rpartition("\n\n")
+    return f"{head}\n\n{line}\n\n{provenance}"
+
+
 def _zoo_rows(rows: list[dict], names: list[str]) -> str:
     lines = ["| teacher -> student | input | teacher | student final | student best | worst class: student / teacher "
              "| classes < half the teacher's | rarest class share (1/K balanced) | steps | s per seed |",
@@ -282,6 +299,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
                      "--record zoo_held_out"),
     "zoo_harder": ("zoo_harder", zoo, "python runs/bench_teachers.py --part harder --seeds 3 --minutes 10 "
                    "--record zoo_harder"),
+    "zoo_weights_only": ("zoo_weights_only", weights_only, "python runs/bench_teachers.py --seeds 3 --minutes 10 "
+                         "--teacher.stats none --record zoo_weights_only"),
     "teacher_methods": ("teacher_methods", teacher_methods, "python runs/bench_teacher_methods.py --seeds 3 --steps 250 "
                         "--teacher-epochs 5 --record teacher_methods"),
     "teacher_methods_real": ("teacher_methods_real", teacher_methods, "python runs/bench_teacher_methods.py --seeds 3 "

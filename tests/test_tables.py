@@ -82,6 +82,25 @@ def test_zoo_table_by_hand_reports_each_part_apart():
     assert "| c11: 30.0 / 80.0 | c3, c11 |" in tables.zoo({**data, "rows": [many]})
 
 
+def test_weights_only_table_averages_the_batchnorm_pairs_per_seed():
+    hardware = {"cpu": "cpu", "cores": 2, "cpu_capability": "AVX2", "accelerator": None, "torch": "2", "threads": 1}
+
+    def row(finals: list[float], uses: list[str]) -> dict:
+        return {"pair": "t-s", "part": "tuned", "teacher": "t", "student": "s", "image_size": 28, "teacher_acc": 0.9,
+                "final_per_seed": finals, "best_per_seed": [f + 0.01 for f in finals], "worst_class": 1,
+                "worst_class_student": 0.3, "worst_class_teacher": 0.8, "classes_below_half_teacher": [],
+                "min_coverage": [0.09], "steps": [500, 510, 520], "wall_s": [600.0, 601.0, 602.0], "uses": uses}
+
+    bn = ["the teacher's BatchNorm running statistics"]
+    data = {"provenance": {"command": "python x", "commit": "abc", "date": "2026-12-05", "hardware": hardware},
+            "class_names": ["a", "b"], "rows": [row([0.80, 0.84, 0.82], bn), row([0.70, 0.72, 0.74], bn),
+                                                row([0.10, 0.10, 0.10], [])]}  # fmt: skip
+    text = tables.weights_only(data)
+    assert "Over the 2 pairs whose teacher has BatchNorm: student final 77.00 ± 1.73 (" in text  # 75, 78, 78
+    assert "per seed 75.00 / 78.00 / 78.00), best 78.00 ± 1.73." in text
+    assert text.endswith(tables.provenance_line(data)) and text.startswith(tables.zoo(data).rpartition("\n\n")[0])
+
+
 def test_verdict_needs_every_seed_on_one_side():
     assert tables.verdict([0.80, 0.81, 0.82], [0.70, 0.75, 0.79]) == "gain"
     assert tables.verdict([0.70, 0.75, 0.79], [0.80, 0.81, 0.82]) == "loss"
