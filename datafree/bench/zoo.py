@@ -22,7 +22,9 @@ teacher's weights. --preset strict measures the teacher-weights-only setting wit
 --table-only rewrites table.md from results.json; with --merge, from several roots' results.json (pairs run as
 separate processes, one per core) into --output-root; --pool makes one row of a pair's runs across the merged
 roots (more seeds of the same recipe run later with --first-seed: the parts must have run the same overrides,
-which only their commands, printed below the table, show). --smoke runs the chain in seconds on generated stand-in
+which only their commands, printed below the table, show). A --merge part may also be a file --record wrote
+(results/NAME.json): it keeps each seed's run in compact form, so a table recorded in one sitting pools with seeds
+or pairs run in a later one (datafree/bench/zoo_record.py). --smoke runs the chain in seconds on generated stand-in
 data (numbers meaningless).
 """
 
@@ -37,6 +39,7 @@ from pathlib import Path
 
 from datafree.bench.args import bench_parser, load_recipe, overridden, parse, recipe_label
 from datafree.bench.common import class_list
+from datafree.bench.zoo_record import compact_row, load_part, pooled
 from datafree.config import Config
 from datafree.config.spellings import translate_batch_keys
 
@@ -120,8 +123,10 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed:
     from datafree.build import reset_accelerate
     from datafree.supervised import ensure_for_recipe
     from datafree.data import dataset_info
+    from datafree.io.results import commit_of
     from datafree.pipeline import distill_from_config
 
+    code_commit = commit_of(Path(__file__).resolve().parents[2])
     teacher_acc = teacher_for(config)
     ensure_for_recipe(config)  # statistics the recipe reads that the teacher's file predates (e.g. its outputs)
     runs = []
@@ -134,6 +139,7 @@ def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed:
         results = distill_from_config(c)
         reset_accelerate()
         results["total_s"], results["seed"] = round(time.perf_counter() - start, 1), seed
+        results["commit"] = code_commit  # the code that ran (a snapshot's, when run from one), kept by --record
         runs.append(results)
     info = dataset_info(config.data.like or config.data.name)
     head = {"pair": config.name, "part": part, "teacher": teacher or config.teacher.arch, "student": config.student.arch,
@@ -218,26 +224,27 @@ def short_use(use: str) -> str:
     return ("recorded per-class stats" if "per-class" in use else "recorded stats") + (" (passed)" if "passed" in use else "")
 
 
-def pooled(rows: list[dict]) -> list[dict]:
-    """One row per pair (teacher, student, input size), its runs those of every row of that pair, summarized again."""
-    by_pair: dict[tuple, list[dict]] = {}
-    for row in rows:
-        by_pair.setdefault((row["teacher"], row["student"], row.get("image_size")), []).append(row)
-    out = []
-    for same in by_pair.values():
-        head = {k: same[0][k] for k in ("pair", "part", "teacher", "student", "image_size", "class_names", "uses",
-                                        "teacher_acc") if k in same[0]}  # fmt: skip
-        out.append(summary(head, [run for row in same for run in row["runs"]]))
-    return out
-
-
 def same_recipe(saved: dict) -> str:
     """A results.json's recipe by its file name: parts run from another checkout (a snapshot) still merge."""
     return Path(saved["recipe"]).name.removesuffix(".toml")
 
 
 def main(argv: list[str] | None = None, prog: str = "python runs/bench_teachers.py") -> int:
-    """``prog``: how the table's command line names this program (``datafree bench zoo`` from the CLI)."""
+    """``prog``: how the table's command line names this program (``datafree bench zoo`` from the CLI). Bad input
+    (a recipe, a dataset not on this machine, a results file that does not merge) ends in one line, not a traceback."""
+    from datafree.config import ConfigError
+    from datafree.data import DataMissingError
+    from datafree.io.checkpoint import CheckpointError
+    from datafree.trainer import NonFiniteLossError
+
+    try:
+        return _main(argv, prog)
+    except (ConfigError, CheckpointError, DataMissingError, NonFiniteLossError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
     from datafree.io.checkpoint import atomic_write_text
     from datafree.data import dataset_info
     from datafree.pipeline import hardware
@@ -253,8 +260,9 @@ def main(argv: list[str] | None = None, prog: str = "python runs/bench_teachers.
     parser.add_argument("--teacher-epochs", type=int, default=0, help="teacher training epochs (default: the recipe's)")
     parser.add_argument("--preset", default="", help="lay the recipe over this preset instead (e.g. strict)")
     parser.add_argument("--table-only", action="store_true", help="rewrite table.md from --output-root's results.json")
-    parser.add_argument("--merge", default="", help="with --table-only: comma-separated output roots whose rows "
-                        "(pairs run as separate processes, e.g. one per core) join --output-root's table")  # fmt: skip
+    parser.add_argument("--merge", default="", help="with --table-only: comma-separated output roots (or "
+                        "results/NAME.json files --record wrote) whose rows (pairs run as separate processes, e.g. one "
+                        "per core, or in another sitting) join --output-root's table")  # fmt: skip
     parser.add_argument("--pool", action="store_true", help="with --merge: one row per pair, over the runs of every "
                         "root (e.g. seeds 3-5 run later with --first-seed 3 beside seeds 0-2)")  # fmt: skip
     args = parse(parser, argv, owned={"train.seed": "--seeds / --first-seed", "train.max_minutes": "--minutes",
@@ -265,15 +273,15 @@ def main(argv: list[str] | None = None, prog: str = "python runs/bench_teachers.
         parser.error("--pool joins the rows of --merge's roots: give it with --table-only --merge ROOT,ROOT")
     if args.table_only:
         parts = [Path(p) for p in args.merge.split(",") if p] or [root]
-        saved = json.loads((parts[0] / "results.json").read_text())
+        saved = load_part(parts[0])
         for part in parts[1:]:
-            other = json.loads((part / "results.json").read_text())
+            other = load_part(part)
             if (same_recipe(other), other.get("preset"), other["minutes"]) != (same_recipe(saved), saved.get("preset"), saved["minutes"]):
                 parser.error(f"--merge: {part} ran another recipe, preset or budget than {parts[0]}")
             saved["rows"] += other["rows"]
             saved["command"] = f"{saved.get('command', '')}` and `{other.get('command', '')}"
         rows = pooled(saved["rows"]) if args.pool else saved["rows"]
-        counts = [len(r["runs"]) for r in rows]  # a pooled pair may have more seeds than another
+        counts = [len(r["runs"]) or len(r["final_per_seed"]) for r in rows]  # a pooled pair may have more seeds
         args.recipe, minutes = saved["recipe"], saved["minutes"]
         seeds = counts[0] if len(set(counts)) == 1 else "/".join(map(str, counts))
         args.smoke = saved.get("smoke", False)
@@ -313,12 +321,7 @@ def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, mi
     """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it)."""
     from datafree.io.results import record, results_path
 
-    keep = ("pair", "part", "teacher", "student", "image_size", "teacher_acc", "uses", "worst_class", "worst_class_student",
-            "worst_class_teacher", "classes_below_half_teacher", "min_coverage", "steps", "wall_s")
-    own = lambda r: {"class_names": r["class_names"]} if r.get("class_names", names) != names else {}  # noqa: E731
-    compact = [{**{k: r[k] for k in keep if k in r}, **own(r), "seeds": [run.get("seed") for run in r["runs"]],
-                "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
-                "best_per_seed": [run["student_acc_best"] for run in r["runs"]]} for r in rows]
+    compact = [compact_row(r, names) for r in rows]
     repo = Path.cwd()  # results/NAME.json of the checkout it runs from
     table = {"recipe": recipe_label(args.recipe, repo), "preset": base.preset, "minutes": minutes, "class_names": names, "rows": compact}  # fmt: skip
     return record(results_path(args.record, repo), table, repo,

@@ -1,0 +1,99 @@
+"""The zoo's figures as a results file that later measurements can join: per-seed runs kept in compact form.
+
+A 3-seed zoo table takes more machine time than one sitting has, and run folders do not outlive the machine they
+ran on. So ``--record NAME`` keeps, for every pair, each seed's run in a compact form (its final and best accuracy,
+the per-class accuracies of the student and the teacher, the class coverage, steps, seconds, and the commit the
+run's code was at): everything a table row is computed from (:func:`datafree.bench.zoo.summary`) but the
+confusion matrices. ``--table-only --merge results/NAME.json,outputs/ROOT --pool`` then pools a recorded table with
+runs made later (more seeds, more pairs) as if they had run together.
+
+A file recorded before runs were kept (its rows hold only per-seed figures) still merges, row by row, but such a
+row cannot be pooled with other runs of its pair: that is a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+HEAD = ("pair", "part", "teacher", "student", "image_size", "class_names", "uses", "teacher_acc")
+# a row's own fields recorded beside its runs (what the docs' tables read without recomputing)
+KEEP = ("pair", "part", "teacher", "student", "image_size", "teacher_acc", "uses", "worst_class", "worst_class_student",
+        "worst_class_teacher", "classes_below_half_teacher", "min_coverage", "steps", "wall_s")
+
+
+def compact_run(run: dict) -> dict:
+    """What a table row needs of one run's results.json, rounded to what the tables print."""
+    r4 = lambda values: [None if v is None else round(v, 4) for v in values]  # noqa: E731
+    return {"seed": run.get("seed"), "commit": run.get("commit"), "student_acc_final": run["student_acc_final"],
+            "student_acc_best": run["student_acc_best"],
+            "class_acc": {"student": r4(run["class_acc"]["student"]), "teacher": r4(run["class_acc"]["teacher"])},
+            "class_coverage": r4(run["class_coverage"]), "steps": run["steps"], "total_s": run["total_s"],
+            "uses": run.get("uses", [])}  # fmt: skip
+
+
+def compact_row(row: dict, names: list[str]) -> dict:
+    """A table row as recorded: its own figures, per-seed lists, and its runs in compact form (none for a row that
+    came from a file recorded before runs were kept)."""
+    runs = row.get("runs") or []
+    own = {"class_names": row["class_names"]} if row.get("class_names", names) != names else {}
+    per_seed = lambda key, run_key: [run[run_key] for run in runs] if runs else row[key]  # noqa: E731
+    return {**{k: row[k] for k in KEEP if k in row}, **own, "seeds": per_seed("seeds", "seed"),
+            "final_per_seed": per_seed("final_per_seed", "student_acc_final"),
+            "best_per_seed": per_seed("best_per_seed", "student_acc_best"),
+            **({"runs": [compact_run(run) for run in runs]} if runs else {})}  # fmt: skip
+
+
+def row_from_record(row: dict) -> dict:
+    """A recorded row as a table row: recomputed from its runs where it kept them, else its figures as they were."""
+    from datafree.bench.zoo import summary
+    from datafree.report import spread
+
+    if row.get("runs"):
+        return summary({k: row[k] for k in HEAD if k in row}, row["runs"])
+    return {**row, "final": spread(row["final_per_seed"]), "best": spread(row["best_per_seed"]), "runs": []}
+
+
+def load_part(path: Path) -> dict[str, Any]:
+    """One part of ``--merge``: an output root (its results.json) or a results file written by ``--record``
+    (``results/NAME.json``), as the fields the table is made from: rows, recipe, preset, minutes, hardware, command."""
+    from datafree.io.results import load
+
+    if path.suffix == ".json" and path.is_file():
+        data = load(path)  # a clear error for a file that is not a results file
+        if "rows" not in data or "minutes" not in data:
+            raise ValueError(f"--merge: {path} is a results file, but not a zoo table's (no rows / minutes)")
+        made = data["provenance"]
+        box = made.get("hardware", {})
+        hardware = (f"{box.get('cpu')} ({box.get('cores')} cores, ATen {box.get('cpu_capability')}); "
+                    f"torch {box.get('torch')}; recorded at {made.get('commit')} on {made.get('date')}")  # fmt: skip
+        return {"rows": [row_from_record(r) for r in data["rows"]], "recipe": data["recipe"],
+                "preset": data.get("preset"), "minutes": data["minutes"], "hardware": hardware,
+                "command": made.get("command", ""), "smoke": False}  # fmt: skip
+    results = path / "results.json"
+    if not results.is_file():
+        raise ValueError(f"--merge: {path} is neither an output root with a results.json nor a results file "
+                         "(results/NAME.json)")  # fmt: skip
+    return json.loads(results.read_text())
+
+
+def pooled(rows: list[dict]) -> list[dict]:
+    """One row per pair (teacher, student, input size), its runs those of every row of that pair, summarized again."""
+    from datafree.bench.zoo import summary
+
+    by_pair: dict[tuple, list[dict]] = {}
+    for row in rows:
+        by_pair.setdefault((row["teacher"], row["student"], row.get("image_size")), []).append(row)
+    out = []
+    for same in by_pair.values():
+        if len(same) == 1:
+            out.append(same[0])
+            continue
+        if any(not row["runs"] for row in same):
+            raise ValueError(f"--pool: {same[0]['pair']} comes from a results file recorded before runs were kept "
+                             "(per-seed figures only), so its seeds cannot be pooled with other runs; re-run the "
+                             "pair's seeds together, or merge without --pool")  # fmt: skip
+        head = {k: same[0][k] for k in HEAD if k in same[0]}
+        out.append(summary(head, [run for row in same for run in row["runs"]]))
+    return out
