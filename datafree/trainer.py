@@ -109,7 +109,6 @@ class DataFreeTrainer:
             student_teacher = self.teacher if roles.targets is roles.invert else student_teacher
         self.objective, self.callbacks = parts.objective, list(parts.callbacks)
         self.progress = Progress()
-        self._class_counts: torch.Tensor | None = None  # the teacher's argmax on G's batches since the last metrics line
         # generator-only steps first (a warm-up callback): no student update, no LR step
         self.generator_only_steps = steps_without_student(self.callbacks, train.steps)
         self.fixed_plan = any(callback.fixed_plan for callback in self.callbacks)  # keeps its step count
@@ -200,8 +199,6 @@ class DataFreeTrainer:
             self.sched_s.step()
             terms["s_total"] = s_loss.detach()
         self._last = (batch[0], batch[1].logits)
-        counts = torch.bincount(batch[1].logits.detach().argmax(dim=1), minlength=self.spec.num_classes)
-        self._class_counts = counts if self._class_counts is None else self._class_counts + counts
         return terms
 
     def _step(self, optimizers, loss: torch.Tensor) -> None:
@@ -311,17 +308,10 @@ class DataFreeTrainer:
 
     @torch.no_grad()
     def _teacher_stats(self) -> dict:
-        """How confident the teacher is on the current synthetic batch, and how its answers spread over the classes
-        on every generator batch since the last metrics line (``class_hist``, counts over all processes). Every
-        batch, not the last one alone: with more classes than a batch holds, the batch at a logged step asks for a
-        window of classes, and the windows cycle with a period that can divide ``train.log_every``, so the last
-        batches of the lines would show the same window again and again."""
+        """How confident the teacher is on the current synthetic batch (over all processes). How its answers spread
+        over the classes is the ``coverage`` callback's (``class_hist``, ``class_coverage``)."""
         probs = self.accelerator.gather(self._last[1].float().softmax(dim=1))
-        counts = self._class_counts if self._class_counts is not None else torch.zeros(
-            self.spec.num_classes, dtype=torch.long, device=self._last[1].device)  # fmt: skip
-        hist = self.accelerator.reduce(counts, reduction="sum")
-        self._class_counts = None
-        return {"teacher_conf": round(float(probs.max(dim=1).values.mean()), 4), "class_hist": hist.tolist()}
+        return {"teacher_conf": round(float(probs.max(dim=1).values.mean()), 4)}
 
     def _save_samples(self, step: int) -> None:
         if self.accelerator.is_main_process:

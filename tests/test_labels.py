@@ -117,7 +117,7 @@ def test_a_thousand_classes_are_summarized_in_the_metrics_line_and_the_warning_n
     batch = SimpleNamespace(teacher=SimpleNamespace(logits=logits))
     coverage.on_synthesized(None, 0, batch)
     record = {}
-    coverage.on_log(SimpleNamespace(accelerator=SimpleNamespace(print=print)), record)
+    coverage.on_log(SimpleNamespace(accelerator=SimpleNamespace(print=print, reduce=lambda t, reduction: t)), record)
     assert record["class_coverage"]["classes"] == 1000 and record["coverage_low"]["count"] == 940
     printed = capsys.readouterr().out
     assert "... and 930 more]" in printed and len(printed) < 400  # ten named, one line

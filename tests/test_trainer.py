@@ -21,21 +21,28 @@ from tests.conftest import assert_same_weights, crash_then_resume, save_random_t
 
 def test_class_hist_counts_every_generator_batch_since_the_last_line(tmp_path):
     """With a line every 3 steps, its histogram holds 3 batches of the teacher's answers, not the last batch alone:
-    the last batches of a many-class run's lines can ask for the same window of classes every time."""
+    the last batches of a many-class run's lines can ask for the same window of classes every time. The coverage
+    callback counts it beside its own window, which here (10% of 6 steps) is one step, shorter than the line."""
     from datafree import build
+    from datafree.callbacks.coverage import ClassCoverage
 
     config = tiny_config(tmp_path, train={"steps": 6, "log_every": 3, "eval_every": 6, "sample_every": 6,
                                           "checkpoint_every": 6})  # fmt: skip
     save_random_teacher(config)
     trainer = build.trainer_from_config(config)
+    coverage = next(c for c in trainer.callbacks if isinstance(c, ClassCoverage))
     seen = []
     for step in range(3):
         trainer.train_step(step, 1)
         seen.append(torch.bincount(trainer._last[1].argmax(dim=1), minlength=10))
-    stats = trainer._teacher_stats()
-    assert stats["class_hist"] == torch.stack(seen).sum(dim=0).tolist() and sum(stats["class_hist"]) == 3 * 16
+    record = {}
+    coverage.on_log(trainer, record)
+    assert record["class_hist"] == torch.stack(seen).sum(dim=0).tolist() and sum(record["class_hist"]) == 3 * 16
+    assert record["class_coverage"] == [round(float(c) / 16, 4) for c in seen[-1]]  # its window: the last step only
     trainer.train_step(3, 1)
-    assert sum(trainer._teacher_stats()["class_hist"]) == 16  # counted afresh after each line
+    record = {}
+    coverage.on_log(trainer, record)
+    assert sum(record["class_hist"]) == 16  # counted afresh after each line
 
 
 @pytest.mark.slow

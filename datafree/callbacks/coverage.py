@@ -18,6 +18,10 @@ class ClassCoverage(Callback):
     Counted on the device every step (no host sync); on each metrics line the shares go into the metrics
     line (``class_coverage``), and a class under ``min_share`` of the images (default 1/(3K)) is named there
     (``coverage_low``) and printed once, so a run never finishes silently with a student that saw no sandals.
+    The line also gets the counts of every generator batch since the previous line, over all processes
+    (``class_hist``): every batch, not the last one alone, because with more classes than a batch holds the batch
+    at a logged step asks for a window of classes, and the windows cycle with a period that can divide
+    ``train.log_every``, so the logged batches would show the same window again and again.
     ``summary()`` gives results.json the shares over the last ``window_fraction`` of the run.
     """
 
@@ -35,6 +39,7 @@ class ClassCoverage(Callback):
         self.size(num_classes, steps)
         self.counts = None  # (window, K) per-step histograms, a ring on the device
         self.counted = 0  # steps seen: no verdict before a full window (a young generator makes anything)
+        self.since_line = None  # (K,) counts since the last metrics line (class_hist): the ring may span fewer steps
         self.warned: set[int] = set()
 
     def size(self, num_classes: int, steps: int) -> None:
@@ -49,7 +54,9 @@ class ClassCoverage(Callback):
         labels = batch.teacher.logits.detach().argmax(dim=1)
         if self.counts is None:
             self.counts = torch.zeros(self.window, self.num_classes, dtype=torch.long, device=labels.device)
-        self.counts[step % self.window] = torch.bincount(labels, minlength=self.num_classes)
+        counts = torch.bincount(labels, minlength=self.num_classes)
+        self.counts[step % self.window] = counts
+        self.since_line = counts if self.since_line is None else self.since_line + counts
         self.counted += 1
 
     def shares(self) -> list[float]:
@@ -59,6 +66,8 @@ class ClassCoverage(Callback):
     def on_log(self, loop, record: dict) -> None:
         if self.counts is None:
             return
+        record["class_hist"] = loop.accelerator.reduce(self.since_line, reduction="sum").tolist()
+        self.since_line = torch.zeros_like(self.since_line)
         shares = self.shares()
         low = sorted((k for k, share in enumerate(shares) if share < self.min_share), key=lambda k: shares[k])
         record["class_coverage"] = per_class_field([round(s, 4) for s in shares])
