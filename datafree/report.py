@@ -90,10 +90,12 @@ def _plot_losses(run_dir: Path, metrics: list[dict]) -> str | None:
     return _save(fig, run_dir / "losses.png")
 
 
-def class_balance(metrics: list[dict]) -> list[float]:
-    """Fraction of synthetic images per teacher class, over every generator batch of the run (the metrics lines' ``class_hist``)."""
-    hists = [m["class_hist"] for m in metrics if "class_hist" in m]
-    totals = [sum(col) for col in zip(*hists)] if hists else []
+def class_balance(metrics: list[dict], results: dict | None = None) -> list[float]:
+    """Fraction of synthetic images per teacher class, over every generator batch of the run: the sum of the
+    metrics lines' ``class_hist`` lists, or beyond 100 classes (where a line holds only the histogram's summary)
+    results.json's ``class_hist_run``."""
+    hists = [m["class_hist"] for m in metrics if isinstance(m.get("class_hist"), list)]
+    totals = [sum(col) for col in zip(*hists)] if hists else list((results or {}).get("class_hist_run") or [])
     n = max(sum(totals), 1)
     return [t / n for t in totals]
 
@@ -103,23 +105,34 @@ def effective_classes(fractions: list[float]) -> float:
     return math.exp(-sum(p * math.log(p) for p in fractions if p > 0)) if fractions else 0.0
 
 
-def _plot_teacher_view(run_dir: Path, metrics: list[dict], names: list[str]) -> str | None:
-    hists = [(m["step"], m["class_hist"]) for m in metrics if "class_hist" in m]
-    if not hists:
+def _plot_teacher_view(run_dir: Path, metrics: list[dict], names: list[str], results: dict | None = None) -> str | None:
+    overall = class_balance(metrics, results)
+    if not overall:
         return None
+    hists = [(m["step"], m["class_hist"]) for m in metrics if isinstance(m.get("class_hist"), list)]
     plt = _pyplot()
-    k = len(hists[0][1])
+    k = len(overall)
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     frac = [[h / max(sum(hist), 1) for h in hist] for _, hist in hists]
-    image = axes[0].imshow(list(map(list, zip(*frac))), aspect="auto", cmap="viridis", interpolation="nearest",
-                           extent=(hists[0][0], hists[-1][0], k - 0.5, -0.5))  # fmt: skip
-    fig.colorbar(image, ax=axes[0], label="fraction of the images")
-    axes[0].set(xlabel="step", ylabel="teacher class", title="teacher argmax between metrics lines")
-    if k <= 20:
-        axes[0].set_yticks(range(k), names, fontsize=7)
-    overall = class_balance(metrics)
+    if hists:
+        image = axes[0].imshow(list(map(list, zip(*frac))), aspect="auto", cmap="viridis", interpolation="nearest",
+                               extent=(hists[0][0], hists[-1][0], k - 0.5, -0.5))  # fmt: skip
+        fig.colorbar(image, ax=axes[0], label="fraction of the images")
+        axes[0].set(xlabel="step", ylabel="teacher class", title="teacher argmax between metrics lines")
+        if k <= 20:
+            axes[0].set_yticks(range(k), names, fontsize=7)
+    else:  # the lines hold summaries (more than 100 classes): the rarest and the most frequent class per line
+        summaries = [(m["step"], m["class_hist"]) for m in metrics if isinstance(m.get("class_hist"), dict)]
+        steps = [step for step, _ in summaries]
+        scale = [max(h.get("mean", 0) * k, 1) for _, h in summaries]  # the line's images
+        for key in ("min", "max"):
+            axes[0].plot(steps, [h.get(key, 0) / n for (_, h), n in zip(summaries, scale)], label=f"{key} class")
+        axes[0].axhline(1 / k, color="gray", linestyle="--", label="balanced")
+        axes[0].set(xlabel="step", ylabel="fraction of the line's images", title="rarest / most frequent class per line")
+        axes[0].legend(fontsize=7)
     axes[1].bar(range(k), overall, label="whole run")
-    axes[1].plot(range(k), frac[-1], "k.", label="last line")
+    if frac:
+        axes[1].plot(range(k), frac[-1], "k.", label="last line")
     axes[1].axhline(1 / k, color="gray", linestyle="--", label="balanced")
     axes[1].set(xlabel="teacher class", ylabel="fraction", title="class histogram of synthetic images")
     if k <= 20:
@@ -202,9 +215,9 @@ def write_report(run_dir: str | Path, results: dict, spec=None) -> Path:
     """Write ``report.md`` (+ PNGs) in the run folder; every figure in it comes from files in that folder."""
     run_dir = Path(run_dir)
     metrics = read_metrics(run_dir)
-    k = spec.num_classes if spec is not None else len(next((m["class_hist"] for m in metrics if "class_hist" in m), []))
+    fractions = class_balance(metrics, results)
+    k = spec.num_classes if spec is not None else len(fractions)
     names = list(results.get("class_names") or class_names(run_dir, k))
-    fractions = class_balance(metrics)
     confs = [m["teacher_conf"] for m in metrics if "teacher_conf" in m]
     lines = [
         f"# Data-free distillation report: {results.get('name', run_dir.name)}",
@@ -245,7 +258,7 @@ def write_report(run_dir: str | Path, results: dict, spec=None) -> Path:
         losses = _plot_losses(run_dir, metrics)
         if losses:
             lines += ["", "## Loss terms over training", "", f"![losses]({losses})"]
-    view = _plot_teacher_view(run_dir, metrics, names) if metrics else None
+    view = _plot_teacher_view(run_dir, metrics, names, results) if metrics else None
     if view:
         lines += ["", "## What the teacher sees in the synthetic batches", "",
                   f"- mean teacher confidence (max softmax): first logged batch {confs[0]:.3f}, last {confs[-1]:.3f}",

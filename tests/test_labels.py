@@ -119,6 +119,10 @@ def test_a_thousand_classes_are_summarized_in_the_metrics_line_and_the_warning_n
     record = {}
     coverage.on_log(SimpleNamespace(accelerator=SimpleNamespace(print=print, reduce=lambda t, reduction: t)), record)
     assert record["class_coverage"]["classes"] == 1000 and record["coverage_low"]["count"] == 940
+    hist = record["class_hist"]  # the line's histogram summarized too; the run's counts go to results.json
+    assert hist["classes"] == 1000 and hist["min"] == 0 and hist["max"] == 2 and hist["lowest"][0] == [60, 0]
+    run = coverage.summary()["class_hist_run"]
+    assert len(run) == 1000 and sum(run) == 64 and run[0] == 2 and run[59] == 1 and run[60] == 0
     printed = capsys.readouterr().out
     assert "... and 930 more]" in printed and len(printed) < 400  # ten named, one line
 
@@ -150,3 +154,7 @@ def test_a_1000_class_224_px_run_takes_a_few_steps_on_the_imagenet_stand_in(tmp_
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert max(len(line) for line in lines) < 4000  # summaries, not 1000-long lists per line
     assert json.loads(lines[-1])["student_class_acc"]["classes"] == 1000
+    assert json.loads(lines[-1])["class_hist"]["classes"] == 1000  # summarized in the line...
+    assert len(results["class_hist_run"]) == 1000 and sum(results["class_hist_run"]) == 3 * 8  # ...whole in results
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "effective classes of 1000" in report and (tmp_path / "run" / "teacher_view.png").is_file()

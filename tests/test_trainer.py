@@ -155,6 +155,8 @@ def test_resume_reproduces_uninterrupted_run(tmp_path, monkeypatch, train):
     assert_same_weights(straight.train.output_dir, resumed.train.output_dir)
     steps = [json.loads(l)["step"] for l in open(f"{resumed.train.output_dir}/metrics.jsonl")]
     assert steps == [1, 2, 3, 4, 5, 6]  # lines written after the checkpoint were dropped, then rewritten
+    runs = [json.loads(open(f"{c.train.output_dir}/results.json").read()) for c in (straight, resumed)]
+    assert runs[0]["class_hist_run"] == runs[1]["class_hist_run"] and sum(runs[0]["class_hist_run"]) == 6 * 16
 
 
 @register_loss("test_nan_after_4")

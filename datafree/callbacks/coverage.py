@@ -21,7 +21,9 @@ class ClassCoverage(Callback):
     The line also gets the counts of every generator batch since the previous line, over all processes
     (``class_hist``): every batch, not the last one alone, because with more classes than a batch holds the batch
     at a logged step asks for a window of classes, and the windows cycle with a period that can divide
-    ``train.log_every``, so the logged batches would show the same window again and again.
+    ``train.log_every``, so the logged batches would show the same window again and again. Beyond
+    ``LIST_CLASSES_UP_TO`` classes the line holds the histogram's summary (min / mean / max, the rarest classes)
+    and results.json the whole run's counts (``class_hist_run``), which the report reads.
     ``summary()`` gives results.json the shares over the last ``window_fraction`` of the run.
     """
 
@@ -40,6 +42,7 @@ class ClassCoverage(Callback):
         self.counts = None  # (window, K) per-step histograms, a ring on the device
         self.counted = 0  # steps seen: no verdict before a full window (a young generator makes anything)
         self.since_line = None  # (K,) counts since the last metrics line (class_hist): the ring may span fewer steps
+        self.run_total = None  # (K,) the lines' counts over the whole run, all processes (results.json's class_hist_run)
         self.warned: set[int] = set()
 
     def size(self, num_classes: int, steps: int) -> None:
@@ -66,7 +69,9 @@ class ClassCoverage(Callback):
     def on_log(self, loop, record: dict) -> None:
         if self.counts is None:
             return
-        record["class_hist"] = loop.accelerator.reduce(self.since_line, reduction="sum").tolist()
+        hist = loop.accelerator.reduce(self.since_line, reduction="sum")
+        self.run_total = hist.cpu() if self.run_total is None else self.run_total + hist.cpu()
+        record["class_hist"] = per_class_field(hist.tolist())
         self.since_line = torch.zeros_like(self.since_line)
         shares = self.shares()
         low = sorted((k for k, share in enumerate(shares) if share < self.min_share), key=lambda k: shares[k])
@@ -85,15 +90,18 @@ class ClassCoverage(Callback):
 
     def state_dict(self) -> dict:
         counts = self.counts if self.counts is not None else torch.zeros(self.window, self.num_classes, dtype=torch.long)
-        return {"counts": counts, "counted": self.counted, "warned": sorted(self.warned)}
+        return {"counts": counts, "counted": self.counted, "warned": sorted(self.warned), "run_total": self.run_total}
 
     def load_state_dict(self, state: dict) -> None:
         self.counts, self.counted, self.warned = state["counts"], int(state["counted"]), set(state["warned"])
         self.window = len(self.counts)  # the window of the plan it was saved under (a budget may re-plan)
+        total = state.get("run_total")  # absent from a checkpoint written before it was kept
+        self.run_total = total.cpu() if total is not None else None
 
     def summary(self) -> dict:
         if self.counts is None:
             return {}
         shares = self.shares()
         return {"class_coverage": [round(s, 4) for s in shares],
-                "classes_under_coverage": [k for k, s in enumerate(shares) if s < self.min_share]}  # fmt: skip
+                "classes_under_coverage": [k for k, s in enumerate(shares) if s < self.min_share],
+                **({"class_hist_run": self.run_total.tolist()} if self.run_total is not None else {})}  # fmt: skip
