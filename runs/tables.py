@@ -146,6 +146,30 @@ def weights_only(data: dict) -> str:
     return f"{head}\n\n{line}\n\n{provenance}"
 
 
+def strict(data: dict) -> str:
+    """The teacher-weights-only preset (``strict``: not even BatchNorm statistics) on the zoo's pairs, then each pair's
+    gap to the default preset with nothing recorded (results/zoo_weights_only.json) and with statistics recorded
+    (results/zoo.json, results/zoo_held_out.json), on the means over seeds; "-" where that file has no such pair."""
+    text = zoo(data)
+    folder = Path(data.get("_results_dir", RESULTS))
+    by_pair = {name: {r["pair"]: statistics.fmean(r["final_per_seed"]) for r in json.loads(path.read_text())["rows"]}
+               for name in ("zoo_weights_only", "zoo", "zoo_held_out") if (path := folder / f"{name}.json").exists()}
+    recorded = {**by_pair.get("zoo", {}), **by_pair.get("zoo_held_out", {})}
+    lines = ["| teacher -> student | input | `strict` final | default, nothing recorded | `strict` - default | default, "
+             "recorded | `strict` - default |", "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in data["rows"]:
+        mine = statistics.fmean(r["final_per_seed"])
+        cells = []
+        for other in (by_pair.get("zoo_weights_only", {}).get(r["pair"]), recorded.get(r["pair"])):
+            cells += [f"{100 * other:.2f}", f"{100 * (mine - other):+.2f}"] if other is not None else ["-", "-"]
+        lines.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']} | {100 * mine:.2f} | "
+                     + " | ".join(cells) + " |")
+    head, _, provenance = text.rpartition("\n\n")
+    return (f"{head}\n\nThe gap to the default preset, mean final over each table's seeds (the default's figures from "
+            f"the `zoo_weights_only`, `zoo` and `zoo_held_out` tables, each with its own provenance):\n\n"
+            + "\n".join(lines) + f"\n\n{provenance}")
+
+
 def _zoo_rows(rows: list[dict], names: list[str]) -> str:
     lines = ["| teacher -> student | input | teacher | student final | student best | worst class: student / teacher "
              "| classes < half the teacher's | rarest class share (1/K balanced) | steps | s per seed |",
@@ -301,6 +325,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
                    "--record zoo_harder"),
     "zoo_weights_only": ("zoo_weights_only", weights_only, "python runs/bench_teachers.py --seeds 3 --minutes 10 "
                          "--teacher.stats none --record zoo_weights_only"),
+    "zoo_strict": ("zoo_strict", strict, "python runs/bench_teachers.py --part all --preset strict --seeds 3 --minutes 10 "
+                   "--record zoo_strict"),
     "teacher_methods": ("teacher_methods", teacher_methods, "python runs/bench_teacher_methods.py --seeds 3 --steps 250 "
                         "--teacher-epochs 5 --record teacher_methods"),
     "teacher_methods_real": ("teacher_methods_real", teacher_methods, "python runs/bench_teacher_methods.py --seeds 3 "
@@ -325,7 +351,7 @@ def render(name: str, results: Path = RESULTS) -> str:
     path = results / f"{stem}.json"
     if not path.exists():
         return missing(stem, command)
-    return renderer(json.loads(path.read_text()))
+    return renderer({**json.loads(path.read_text()), "_results_dir": str(results)})  # a renderer may read others
 
 
 def documents(root: Path = ROOT) -> list[Path]:

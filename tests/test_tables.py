@@ -101,6 +101,31 @@ def test_weights_only_table_averages_the_batchnorm_pairs_per_seed():
     assert text.endswith(tables.provenance_line(data)) and text.startswith(tables.zoo(data).rpartition("\n\n")[0])
 
 
+def test_strict_table_states_each_pairs_gap_to_the_default_tables(tmp_path):
+    hardware = {"cpu": "cpu", "cores": 2, "cpu_capability": "AVX2", "accelerator": None, "torch": "2", "threads": 1}
+    provenance = {"command": "python x", "commit": "abc", "date": "2026-12-05", "hardware": hardware}
+
+    def row(pair: str, finals: list[float]) -> dict:
+        return {"pair": pair, "part": "tuned", "teacher": pair[0], "student": "s", "image_size": 32, "teacher_acc": 0.9,
+                "final_per_seed": finals, "best_per_seed": finals, "worst_class": 1, "worst_class_student": 0.3,
+                "worst_class_teacher": 0.8, "classes_below_half_teacher": [], "min_coverage": [0.09], "steps": [500],
+                "wall_s": [600.0]}
+
+    def save(name: str, rows: list[dict]) -> None:
+        (tmp_path / f"{name}.json").write_text(json.dumps({"provenance": provenance, "rows": rows}))
+
+    save("zoo_weights_only", [row("a-s", [0.80, 0.82]), row("b-s", [0.70, 0.70])])
+    save("zoo", [row("a-s", [0.88, 0.88])])
+    save("zoo_held_out", [row("b-s", [0.75, 0.77])])
+    data = {"provenance": provenance, "class_names": ["x", "y"], "_results_dir": str(tmp_path),
+            "rows": [row("a-s", [0.50, 0.60]), row("b-s", [0.40, 0.40]), row("c-s", [0.30, 0.30])]}  # fmt: skip
+    text = tables.strict(data)
+    assert "| a -> s | 32x32 | 55.00 | 81.00 | -26.00 | 88.00 | -33.00 |" in text
+    assert "| b -> s | 32x32 | 40.00 | 70.00 | -30.00 | 76.00 | -36.00 |" in text  # held-out's recorded default
+    assert "| c -> s | 32x32 | 30.00 | - | - | - | - |" in text  # a pair no default table has
+    assert text.startswith(tables.zoo(data).rpartition("\n\n")[0]) and text.endswith(tables.provenance_line(data))
+
+
 def test_verdict_needs_every_seed_on_one_side():
     assert tables.verdict([0.80, 0.81, 0.82], [0.70, 0.75, 0.79]) == "gain"
     assert tables.verdict([0.70, 0.75, 0.79], [0.80, 0.81, 0.82]) == "loss"
