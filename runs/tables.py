@@ -34,12 +34,16 @@ def pct(values: list[float]) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def provenance_line(data: dict) -> str:
-    p = data["provenance"]
+def _made(p: dict) -> str:
     hw = p["hardware"]
     where = hw.get("accelerator") or f"{hw['cpu']} ({hw['cores']} cores, ATen {hw['cpu_capability']})"
-    return (f"<sub>`{p['command']}` · commit {p['commit']} · {p['date']} · {where} · torch {hw['torch']} · "
-            f"{hw['threads']} thread(s) per run</sub>")
+    return f"`{p['command']}` · commit {p['commit']} · {p['date']} · {where} · torch {hw['torch']} · {hw['threads']} thread(s) per run"
+
+
+def provenance_line(data: dict) -> str:
+    """The command, commit, date and machine that wrote the file, and those of the recorded files merged into it."""
+    earlier = "".join(f"<br>merged in, rows recorded by: {_made(p)}" for p in data.get("earlier", []))
+    return f"<sub>{_made(data['provenance'])}{earlier}</sub>"
 
 
 def missing(name: str, command: str) -> str:

@@ -101,6 +101,16 @@ def test_weights_only_table_averages_the_batchnorm_pairs_per_seed():
     assert text.endswith(tables.provenance_line(data)) and text.startswith(tables.zoo(data).rpartition("\n\n")[0])
 
 
+def test_provenance_names_the_records_merged_in():
+    hardware = {"cpu": "cpu", "cores": 2, "cpu_capability": "AVX2", "accelerator": None, "torch": "2", "threads": 1}
+    now = {"command": "python merge", "commit": "new", "date": "2026-12-06", "hardware": hardware}
+    before = {**now, "command": "python first", "commit": "old", "date": "2026-12-05"}
+    line = tables.provenance_line({"provenance": now, "earlier": [before]})
+    assert line.startswith("<sub>`python merge` · commit new · 2026-12-06 · cpu (2 cores, ATen AVX2)")
+    assert "<br>merged in, rows recorded by: `python first` · commit old · 2026-12-05" in line and line.endswith("</sub>")
+    assert "merged in" not in tables.provenance_line({"provenance": now})
+
+
 def test_strict_table_states_each_pairs_gap_to_the_default_tables(tmp_path):
     hardware = {"cpu": "cpu", "cores": 2, "cpu_capability": "AVX2", "accelerator": None, "torch": "2", "threads": 1}
     provenance = {"command": "python x", "commit": "abc", "date": "2026-12-05", "hardware": hardware}

@@ -280,6 +280,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
                 parser.error(f"--merge: {part} ran another recipe, preset or budget than {parts[0]}")
             saved["rows"] += other["rows"]
             saved["command"] = f"{saved.get('command', '')}` and `{other.get('command', '')}"
+            saved["earlier"] = [*saved.get("earlier", []), *other.get("earlier", [])]
         rows = pooled(saved["rows"]) if args.pool else saved["rows"]
         counts = [len(r["runs"]) or len(r["final_per_seed"]) for r in rows]  # a pooled pair may have more seeds
         args.recipe, minutes = saved["recipe"], saved["minutes"]
@@ -287,7 +288,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
         args.smoke = saved.get("smoke", False)
         command = saved.get("command", "")
         base, hardware_line = load_recipe(args.recipe, preset=saved.get("preset")), saved["hardware"]
+        earlier = saved.get("earlier", [])  # the provenance of recorded files merged in
     else:
+        earlier = []
         names_of_pairs = [p for p in (args.pairs or PARTS[args.part]).split(",") if p]
         pairs = [parse_pair(p) for p in names_of_pairs]
         if any(p is None for p in pairs):
@@ -311,19 +314,21 @@ def _main(argv: list[str] | None, prog: str) -> int:
                                                             "hardware": hardware_line, "smoke": args.smoke, "command": command,
                                                             "minutes": minutes}, indent=2))  # fmt: skip
     if args.record:
-        print(f"figures recorded in {record_rows(rows, names, args, minutes, base, argv, prog)}")
+        print(f"figures recorded in {record_rows(rows, names, args, minutes, base, argv, prog, earlier)}")
     print(text)
     return 0
 
 
 def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, minutes: float, base: Config,
-                argv: list[str] | None, prog: str) -> Path:  # fmt: skip
-    """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it)."""
+                argv: list[str] | None, prog: str, earlier: list[dict] | None = None) -> Path:  # fmt: skip
+    """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it) and that
+    of the recorded files merged into it (``earlier``: what made their rows)."""
     from datafree.io.results import record, results_path
 
     compact = [compact_row(r, names) for r in rows]
     repo = Path.cwd()  # results/NAME.json of the checkout it runs from
-    table = {"recipe": recipe_label(args.recipe, repo), "preset": base.preset, "minutes": minutes, "class_names": names, "rows": compact}  # fmt: skip
+    table = {"recipe": recipe_label(args.recipe, repo), "preset": base.preset, "minutes": minutes, "class_names": names,
+             "rows": compact, **({"earlier": earlier} if earlier else {})}  # fmt: skip
     return record(results_path(args.record, repo), table, repo,
                   [prog.removeprefix("python "), *(sys.argv[1:] if argv is None else argv)])  # fmt: skip
 

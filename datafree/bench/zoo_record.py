@@ -70,7 +70,8 @@ def load_part(path: Path) -> dict[str, Any]:
                     f"torch {box.get('torch')}; recorded at {made.get('commit')} on {made.get('date')}")  # fmt: skip
         return {"rows": [row_from_record(r) for r in data["rows"]], "recipe": data["recipe"],
                 "preset": data.get("preset"), "minutes": data["minutes"], "hardware": hardware,
-                "command": made.get("command", ""), "smoke": False}  # fmt: skip
+                "command": made.get("command", ""), "smoke": False,
+                "earlier": [*data.get("earlier", []), made]}  # what made its rows, kept by the next record  # fmt: skip
     results = path / "results.json"
     if not results.is_file():
         raise ValueError(f"--merge: {path} is neither an output root with a results.json nor a results file "
