@@ -75,6 +75,9 @@ def test_a_file_recorded_before_runs_were_kept_merges_but_does_not_pool(tmp_path
     old = load_part(path)["rows"][0]
     assert old["final"]["mean"] == 0.80 and old["runs"] == [] and old["worst_class"] == 0
     assert pooled([old, _row("u", [_run(0, 0.7, [0.4, 0.6, 0.7], 9)])])[0] is old  # alone in its pair: kept as it was
+    import datafree.bench.zoo as bench
+
+    assert "| t -> s | 32x32 | 80.00 | 80.00 ± 0.00 |" in bench.table([old], ["a", "b", "c"])  # the table takes it
     with pytest.raises(ValueError, match="recorded before runs were kept"):
         pooled([old, _row("t", [_run(1, 0.9, [0.9, 0.1, 0.7], 12)])])
 

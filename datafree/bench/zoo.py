@@ -204,7 +204,7 @@ def part_table(rows: list[dict], names: list[str]) -> str:
         below = class_list(r["classes_below_half_teacher"], names_here)
         mostly = r.get("worst_class_mostly_as")
         mostly = f" (mostly as {names_here[mostly[0]]}, {100 * mostly[1]:.0f}%)" if mostly else ""
-        uses = ", ".join(short_use(u) for u in r.get("uses", r["runs"][0].get("uses", []))) or "nothing"
+        uses = ", ".join(short_use(u) for u in (r["uses"] if "uses" in r else r["runs"][0].get("uses", []))) or "nothing"
         size = r.get("image_size") or dataset_info(r["runs"][0].get("dataset", "fashion-mnist")).image_size
         lines.append(f"| {r['teacher']} -> {r['student']} | {size}x{size} | {100 * r['teacher_acc']:.2f} | {pct(r['final'])} | "
                      f"{pct(r['best'])} | {names_here[k]}: {100 * r['worst_class_student']:.1f} / "
