@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from datafree import build, netcheck
+from datafree.adapt import adapt, check_adaptations
 from datafree.callbacks import BudgetPlan
 from datafree.io.checkpoint import atomic_write_text, readable_json
 from datafree.config import Config, ConfigError, validate
@@ -120,6 +121,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     validate(config)  # a Config built in Python or loaded from TOML gets the same checks as the command line
     build.check_batches(config)
     build.check_callbacks(config, spec.num_classes)
+    check_adaptations(config.train.adapt)
     out = Path(config.train.output_dir)
     check_output_dir(out, resume, config.train.overwrite)
     student_layout = netcheck.memory_format_of(student_net)
@@ -128,6 +130,9 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     if not isinstance(teacher, TeacherSource):
         teacher = build.build_teacher(config, spec, teacher, feature_layer)
     teacher_net = next(iter(teacher.networks().values()))
+    config, adapted = adapt(config, teacher_net, student_net)  # the preset's choices by the networks, said below
+    for line in adapted:
+        accelerator.print(f"adapted to these networks: {line}")
     teacher_confusion = untrained_acc = None
     eval_seconds = 0.0
     if eval_set is not None:
@@ -205,6 +210,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "uses": uses,  # what the run read beyond the teacher's weights ([] = weights only)
         "penultimate_layer": list(teacher.penultimate_taps),  # where the activation term and its statistics read
         "terms_off": objective.notes,
+        "adapted": adapted,  # what the preset's rules changed for these networks, and why (datafree/adapt/)
         "class_acc": class_acc,  # per true class of the real test set: {"teacher": [...], "student": [...]}
         "confusion": confusion,  # image counts on the real test set, [true class][predicted class], per role
         **({"class_names": list(spec.class_names)} if spec.class_names else {}),

@@ -123,6 +123,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     trackers: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]
+    adapt: list[str] = field(default_factory=list)  # the preset's automatic choices by the networks (datafree/adapt/)
 
 
 @dataclass

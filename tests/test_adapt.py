@@ -1,0 +1,78 @@
+"""The preset's automatic choices (datafree/adapt/): derived from the networks, said in the run, recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from datafree.adapt import adapt
+from datafree.config import ConfigError, from_dict
+from tests.conftest import BNTeacher
+
+
+def mlp(classes: int = 4) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, classes))
+
+
+def conv(classes: int = 4) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes))
+
+
+def weights(config) -> dict[str, float]:
+    return {term.name: term.weight for term in config.synthesis}
+
+
+def test_an_mlp_student_gets_the_per_class_priors_at_4x_and_a_conv_student_nothing():
+    config = from_dict({})  # the default preset lists the rule
+    assert config.train.adapt == ["no_conv_student"]
+    before = weights(config)
+    adapted, lines = adapt(config, BNTeacher(), mlp())
+    after = weights(adapted)
+    assert (after["class_feature_stats"], after["class_penultimate_stats"]) == (40.0, 20.0)
+    assert {k: v for k, v in after.items() if not k.startswith("class_")} == {
+        k: v for k, v in before.items() if not k.startswith("class_")}  # nothing else moves
+    (line,) = lines
+    assert "class_feature_stats and class_penultimate_stats at 4x" in line and "no convolution" in line
+    assert line.endswith("(no_conv_student)")
+    assert adapted.train.adapt == [] and weights(config) == before  # consumed; the recipe given is left as it was
+    assert adapt(adapted, BNTeacher(), mlp())[1] == []  # the config a run writes does not adapt twice
+    same, lines = adapt(config, BNTeacher(), conv())
+    assert lines == [] and weights(same) == before
+
+
+def test_a_rule_with_nothing_to_change_says_nothing_and_the_rules_can_be_turned_off():
+    strict = from_dict({"preset": "strict"})  # no per-class priors to weigh
+    assert adapt(strict, BNTeacher(), mlp())[1] == []
+    off = from_dict({"train": {"adapt": []}})
+    assert adapt(off, BNTeacher(), mlp())[1] == [] and weights(adapt(off, BNTeacher(), mlp())[0]) == weights(off)
+    assert from_dict({"preset": "dafl"}).train.adapt == []  # DAFL's objective as published
+
+
+def test_an_unknown_rule_is_refused_naming_the_rules():
+    with pytest.raises(ConfigError, match=r"train.adapt lists \['no_such'\].*no_conv_student"):
+        adapt(from_dict({"train": {"adapt": ["no_such"]}}), BNTeacher(), mlp())
+
+
+@pytest.mark.slow
+def test_a_run_with_an_mlp_student_says_what_it_adapted_and_writes_the_recipe_as_it_ran(tmp_path, capsys):
+    from datafree import distill_datafree
+    from datafree.nets.feature_stats import record_teacher_stats
+
+    torch.manual_seed(0)
+    teacher = BNTeacher().eval()
+    batches = [(torch.randn(16, 1, 16, 16), torch.arange(16) % 4) for _ in range(2)]
+    _, per_class = record_teacher_stats(teacher, batches, num_classes=4, taps=["features.0.0", "features.2.0"])
+    teacher.train()
+    out = tmp_path / "run"
+    train = {"steps": 2, "batch_size": 8, "eval_every": 2, "log_every": 1, "mixed_precision": "no", "output_dir": str(out)}
+    results = distill_datafree(teacher, mlp(), image_size=16, channels=1, num_classes=4, mean=(0.3,), std=(0.35,),
+                               train=train, class_feature_stats=per_class)  # fmt: skip
+    (line,) = results["adapted"]
+    assert "at 4x" in line and f"adapted to these networks: {line}" in capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["adapt"] == [] and weights(from_dict({"synthesis": saved["synthesis"]}))["class_feature_stats"] == 40.0
+    assert f"Adapted to these networks: {line}." in (out / "report.md").read_text()
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["g_class_stats"] >= 0  # the term runs
