@@ -125,3 +125,25 @@ def test_a_dataset_missing_on_this_machine_is_one_line_not_a_traceback(tmp_path,
     err = capsys.readouterr().err
     assert err.startswith("error: Fashion-MNIST not found") and "apt-get install dataset-fashion-mnist" in err
     assert "Traceback" not in err
+
+
+def test_replace_puts_a_pair_measured_again_in_place_of_its_recorded_rows(tmp_path, monkeypatch, capsys):
+    import datafree.bench.zoo as bench
+
+    monkeypatch.chdir(tmp_path)
+    old = _recorded(tmp_path, [_row("t", [_run(0, 0.70, [0.5, 0.6, 0.7], 10)]), _row("u", [_run(0, 0.6, [0.4, 0.6, 0.7], 9)])])
+    data = json.loads(old.read_text())
+    for row in data["rows"]:
+        del row["runs"]  # as the files recorded before runs were kept
+    old.write_text(json.dumps(data))
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "results.json").write_text(json.dumps({
+        "rows": [_row("t", [_run(0, 0.80, [0.5, 0.6, 0.7], 10), _run(1, 0.82, [0.5, 0.6, 0.7], 11)])],
+        "recipe": "zoo", "preset": "default", "hardware": "cpu", "command": "cmd again", "minutes": 10.0}))  # fmt: skip
+    merge = ["--table-only", "--merge", f"{old},{again}", "--pool", "--output-root", str(tmp_path / "m")]
+    assert bench.main(merge) == 2 and "cannot be pooled" in capsys.readouterr().err  # a frozen row does not pool
+    assert bench.main([*merge, "--replace", "--record", "new"]) == 0
+    rows = json.loads((tmp_path / "results" / "new.json").read_text())["rows"]
+    assert [(r["pair"], r["final_per_seed"]) for r in rows] == [("u", [0.6]), ("t", [0.80, 0.82])]  # t measured again
+    assert all("recorded" not in r for r in rows)

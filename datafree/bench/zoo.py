@@ -39,7 +39,7 @@ from pathlib import Path
 
 from datafree.bench.args import bench_parser, load_recipe, overridden, parse, recipe_label
 from datafree.bench.common import class_list
-from datafree.bench.zoo_record import compact_row, load_part, pooled
+from datafree.bench.zoo_record import compact_row, load_part, pooled, replaced
 from datafree.config import Config
 from datafree.config.spellings import translate_batch_keys
 
@@ -263,14 +263,16 @@ def _main(argv: list[str] | None, prog: str) -> int:
     parser.add_argument("--merge", default="", help="with --table-only: comma-separated output roots (or "
                         "results/NAME.json files --record wrote) whose rows (pairs run as separate processes, e.g. one "
                         "per core, or in another sitting) join --output-root's table")  # fmt: skip
+    parser.add_argument("--replace", action="store_true", help="with --merge: a pair that an output root has replaces "
+                        "its rows from a recorded results file (re-measured after a change) instead of joining them")
     parser.add_argument("--pool", action="store_true", help="with --merge: one row per pair, over the runs of every "
                         "root (e.g. seeds 3-5 run later with --first-seed 3 beside seeds 0-2)")  # fmt: skip
     args = parse(parser, argv, owned={"train.seed": "--seeds / --first-seed", "train.max_minutes": "--minutes",
                                       "train.output_dir": "--output-root", "teacher.arch": "--pairs",
                                       "student.arch": "--pairs"})  # fmt: skip
     root = Path(args.output_root)
-    if args.pool and not (args.table_only and args.merge):
-        parser.error("--pool joins the rows of --merge's roots: give it with --table-only --merge ROOT,ROOT")
+    if (args.pool or args.replace) and not (args.table_only and args.merge):
+        parser.error("--pool / --replace act on the rows of --merge's parts: give them with --table-only --merge ROOT,ROOT")
     if args.table_only:
         parts = [Path(p) for p in args.merge.split(",") if p] or [root]
         saved = load_part(parts[0])
@@ -281,7 +283,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
             saved["rows"] += other["rows"]
             saved["command"] = f"{saved.get('command', '')}` and `{other.get('command', '')}"
             saved["earlier"] = [*saved.get("earlier", []), *other.get("earlier", [])]
-        rows = pooled(saved["rows"]) if args.pool else saved["rows"]
+        rows = replaced(saved["rows"]) if args.replace else saved["rows"]
+        rows = [{k: v for k, v in row.items() if k != "recorded"} for row in (pooled(rows) if args.pool else rows)]
         counts = [len(r["runs"]) or len(r["final_per_seed"]) for r in rows]  # a pooled pair may have more seeds
         args.recipe, minutes = saved["recipe"], saved["minutes"]
         seeds = counts[0] if len(set(counts)) == 1 else "/".join(map(str, counts))

@@ -68,7 +68,7 @@ def load_part(path: Path) -> dict[str, Any]:
         box = made.get("hardware", {})
         hardware = (f"{box.get('cpu')} ({box.get('cores')} cores, ATen {box.get('cpu_capability')}); "
                     f"torch {box.get('torch')}; recorded at {made.get('commit')} on {made.get('date')}")  # fmt: skip
-        return {"rows": [row_from_record(r) for r in data["rows"]], "recipe": data["recipe"],
+        return {"rows": [{**row_from_record(r), "recorded": True} for r in data["rows"]], "recipe": data["recipe"],
                 "preset": data.get("preset"), "minutes": data["minutes"], "hardware": hardware,
                 "command": made.get("command", ""), "smoke": False,
                 "earlier": [*data.get("earlier", []), made]}  # what made its rows, kept by the next record  # fmt: skip
@@ -79,13 +79,24 @@ def load_part(path: Path) -> dict[str, Any]:
     return json.loads(results.read_text())
 
 
+def pair_key(row: dict) -> tuple:
+    return row["teacher"], row["student"], row.get("image_size")
+
+
+def replaced(rows: list[dict]) -> list[dict]:
+    """The rows with those of a recorded file dropped wherever an output root has rows of the same pair (a pair
+    measured again after a change replaces its recorded figures instead of pooling with them)."""
+    again = {pair_key(row) for row in rows if not row.get("recorded")}
+    return [row for row in rows if not (row.get("recorded") and pair_key(row) in again)]
+
+
 def pooled(rows: list[dict]) -> list[dict]:
     """One row per pair (teacher, student, input size), its runs those of every row of that pair, summarized again."""
     from datafree.bench.zoo import summary
 
     by_pair: dict[tuple, list[dict]] = {}
     for row in rows:
-        by_pair.setdefault((row["teacher"], row["student"], row.get("image_size")), []).append(row)
+        by_pair.setdefault(pair_key(row), []).append(row)
     out = []
     for same in by_pair.values():
         if len(same) == 1:
