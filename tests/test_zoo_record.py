@@ -74,6 +74,10 @@ def test_a_file_recorded_before_runs_were_kept_merges_but_does_not_pool(tmp_path
     path.write_text(json.dumps(data))
     old = load_part(path)["rows"][0]
     assert old["final"]["mean"] == 0.80 and old["runs"] == [] and old["worst_class"] == 0
+    del data["rows"][0]["part"]  # and before the zoo had parts: the part its pair is in now
+    data["rows"][0].update(pair="gn_cnn-mlp", teacher="gn_cnn", student="mlp")
+    path.write_text(json.dumps(data))
+    assert load_part(path)["rows"][0]["part"] == "held-out"
     assert pooled([old, _row("u", [_run(0, 0.7, [0.4, 0.6, 0.7], 9)])])[0] is old  # alone in its pair: kept as it was
     import datafree.bench.zoo as bench
 

@@ -47,9 +47,12 @@ def compact_row(row: dict, names: list[str]) -> dict:
 
 def row_from_record(row: dict) -> dict:
     """A recorded row as a table row: recomputed from its runs where it kept them, else its figures as they were."""
-    from datafree.bench.zoo import summary
+    from datafree.bench.zoo import part_of, summary
     from datafree.report import spread
 
+    if "part" not in row:  # recorded before the zoo had parts: the part its pair belongs to now
+        data = row["pair"].partition("@")[2]
+        row = {**row, "part": part_of(f"{row['teacher']}:{row['student']}" + (f"@{data}" if data else ""))}
     if row.get("runs"):
         return summary({k: row[k] for k in HEAD if k in row}, row["runs"])
     return {**row, "final": spread(row["final_per_seed"]), "best": spread(row["best_per_seed"]), "runs": []}
