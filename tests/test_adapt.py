@@ -26,8 +26,8 @@ def weights(config) -> dict[str, float]:
 
 
 def test_an_mlp_student_gets_the_per_class_priors_at_4x_and_a_conv_student_nothing():
-    config = from_dict({})  # the default preset lists the rule
-    assert config.train.adapt == ["no_conv_student"]
+    assert from_dict({}).train.adapt == []  # no preset lists a rule yet: a recipe opts in
+    config = from_dict({"train": {"adapt": ["no_conv_student"]}})
     before = weights(config)
     adapted, lines = adapt(config, BNTeacher(), mlp())
     after = weights(adapted)
@@ -44,7 +44,7 @@ def test_an_mlp_student_gets_the_per_class_priors_at_4x_and_a_conv_student_nothi
 
 
 def test_a_rule_with_nothing_to_change_says_nothing_and_the_rules_can_be_turned_off():
-    strict = from_dict({"preset": "strict"})  # no per-class priors to weigh
+    strict = from_dict({"preset": "strict", "train": {"adapt": ["no_conv_student"]}})  # no per-class priors to weigh
     assert adapt(strict, BNTeacher(), mlp())[1] == []
     off = from_dict({"train": {"adapt": []}})
     assert adapt(off, BNTeacher(), mlp())[1] == [] and weights(adapt(off, BNTeacher(), mlp())[0]) == weights(off)
@@ -69,7 +69,7 @@ def test_a_run_with_an_mlp_student_says_what_it_adapted_and_writes_the_recipe_as
     out = tmp_path / "run"
     train = {"steps": 2, "batch_size": 8, "eval_every": 2, "log_every": 1, "mixed_precision": "no", "output_dir": str(out)}
     results = distill_datafree(teacher, mlp(), image_size=16, channels=1, num_classes=4, mean=(0.3,), std=(0.35,),
-                               train=train, class_feature_stats=per_class)  # fmt: skip
+                               train={**train, "adapt": ["no_conv_student"]}, class_feature_stats=per_class)  # fmt: skip
     (line,) = results["adapted"]
     assert "at 4x" in line and f"adapted to these networks: {line}" in capsys.readouterr().out
     saved = json.loads((out / "config.json").read_text())

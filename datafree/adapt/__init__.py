@@ -1,6 +1,6 @@
 """The preset's automatic choices: settings derived from the teacher and the student, never set per pair by hand.
 
-A recipe names its rules in ``train.adapt`` (the ``default`` preset lists every rule below). Before a run starts,
+A recipe names its rules in ``train.adapt`` (no preset lists one yet: docs/recipes.md). Before a run starts,
 each rule looks at the two networks; where it applies, it returns the recipe changed and one line saying what it
 changed and why. The run prints those lines and records them in results.json (``adapted``) and report.md; its
 config.json holds the recipe as it ran, with ``train.adapt`` emptied, so running that file again changes nothing

@@ -6,7 +6,7 @@ recipe replaces the preset's list whole. Without a ``preset`` key a recipe start
 
 | preset | what it is | uses beyond the teacher's weights |
 |---|---|---|
-| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (DAFL's up to 32 px, one grown by stages above) (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, the one-hot term at weight 1 for the first half of the steps and 0.3 after, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), the teacher's penultimate features per class, generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged; the per-class priors at 4x for a student without convolutions (``train.adapt``, datafree/adapt/) | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics (per-class penultimate features among them) when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
+| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (DAFL's up to 32 px, one grown by stages above) (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, the one-hot term at weight 1 for the first half of the steps and 0.3 after, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), the teacher's penultimate features per class, generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics (per-class penultimate features among them) when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
 | ``strict`` | ``default`` without the feature-statistics terms (its one-hot term at weight 1 throughout) | nothing: the teacher's weights and the normalization of its inputs |
 | ``dafl`` | the paper's objective and generator, with the official code's weights (the dataclass defaults) | nothing |
 
@@ -30,8 +30,8 @@ _DEFAULT: dict[str, Any] = {
     # the generator's batch of 64 (its step costs half), flipped / shifted student batches (relabelled by the
     # teacher, no extra forward on the fresh ones: [[batches]] below), their labels from bf16 forwards where the
     # hardware has bf16 (on BatchNorm-folded copies, runtime.fold_batchnorm): measured on the zoo (docs/changelog.md)
-    # the networks decide a few settings (datafree/adapt/, docs/recipes.md): an MLP student's per-class priors at 4x
-    "train": {"steps": 1500, "batch_size": 64, "student_steps": 10, "adapt": ["no_conv_student"]},
+    # no automatic rule by the networks yet (train.adapt, datafree/adapt/): no_conv_student lost on a fresh MLP pair
+    "train": {"steps": 1500, "batch_size": 64, "student_steps": 10},
     "runtime": {"label_precision": "auto"},
     # the blends (the generator's quarter above: datafree/callbacks/blend.py), and the student's BatchNorm statistics
     # from 20 un-augmented generator batches before it is judged: its running ones average the flipped / shifted
