@@ -151,3 +151,27 @@ def test_replace_puts_a_pair_measured_again_in_place_of_its_recorded_rows(tmp_pa
     rows = json.loads((tmp_path / "results" / "new.json").read_text())["rows"]
     assert [(r["pair"], r["final_per_seed"]) for r in rows] == [("u", [0.6]), ("t", [0.80, 0.82])]  # t measured again
     assert all("recorded" not in r for r in rows)
+
+
+def test_a_merged_table_records_the_threads_its_runs_computed_with_not_the_merging_process(tmp_path, monkeypatch):
+    import torch
+
+    import datafree.bench.zoo as bench
+    from datafree.bench.zoo_record import runs_threads
+
+    monkeypatch.chdir(tmp_path)
+    first = _recorded(tmp_path, [_row("t", [_run(0, 0.80, [0.5, 0.6, 0.7], 10)])])  # this process's count, as run
+    recorded = json.loads(first.read_text())["provenance"]["hardware"]["threads"]
+    later = tmp_path / "later"
+    later.mkdir()
+    runs_line = f"AMD EPYC (2 cores, ATen AVX512); CPU, {recorded} threads; torch 2"
+    (later / "results.json").write_text(json.dumps({
+        "rows": [_row("u", [_run(1, 0.7, [0.4, 0.6, 0.7], 9)])], "recipe": "runs/zoo.toml", "preset": "default",
+        "hardware": runs_line, "command": "cmd later", "minutes": 10.0}))  # fmt: skip
+    merging = recorded + 3  # the merging process computes with another count than its runs did
+    monkeypatch.setattr(torch, "get_num_threads", lambda: merging)
+    assert bench.main(["--table-only", "--merge", f"{first},{later}", "--output-root", str(tmp_path / "m"),
+                       "--record", "merged"]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "results" / "merged.json").read_text())["provenance"]["hardware"]["threads"] == recorded
+    assert runs_threads(["x; CPU, 1 threads; y", "a; 2 threads; b"]) == "1 and 2"  # parts that disagree say so
+    assert runs_threads(["a line that names no threads"]) is None

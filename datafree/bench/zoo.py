@@ -39,7 +39,7 @@ from pathlib import Path
 
 from datafree.bench.args import bench_parser, load_recipe, overridden, parse, recipe_label
 from datafree.bench.common import class_list
-from datafree.bench.zoo_record import compact_row, load_part, pooled, replaced
+from datafree.bench.zoo_record import compact_row, load_part, pooled, replaced, runs_threads
 from datafree.config import Config
 from datafree.config.spellings import translate_batch_keys
 
@@ -276,11 +276,13 @@ def _main(argv: list[str] | None, prog: str) -> int:
     if args.table_only:
         parts = [Path(p) for p in args.merge.split(",") if p] or [root]
         saved = load_part(parts[0])
+        lines = [saved["hardware"]]
         for part in parts[1:]:
             other = load_part(part)
             if (same_recipe(other), other.get("preset"), other["minutes"]) != (same_recipe(saved), saved.get("preset"), saved["minutes"]):
                 parser.error(f"--merge: {part} ran another recipe, preset or budget than {parts[0]}")
             saved["rows"] += other["rows"]
+            lines.append(other["hardware"])
             saved["command"] = f"{saved.get('command', '')}` and `{other.get('command', '')}"
             saved["earlier"] = [*saved.get("earlier", []), *other.get("earlier", [])]
         rows = replaced(saved["rows"]) if args.replace else saved["rows"]
@@ -292,8 +294,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
         command = saved.get("command", "")
         base, hardware_line = load_recipe(args.recipe, preset=saved.get("preset")), saved["hardware"]
         earlier = saved.get("earlier", [])  # the provenance of recorded files merged in
+        threads = runs_threads(lines)  # the runs', not this process's
     else:
-        earlier = []
+        earlier, threads = [], None  # None: this process's, which ran the pairs
         names_of_pairs = [p for p in (args.pairs or PARTS[args.part]).split(",") if p]
         pairs = [parse_pair(p) for p in names_of_pairs]
         if any(p is None for p in pairs):
@@ -317,15 +320,17 @@ def _main(argv: list[str] | None, prog: str) -> int:
                                                             "hardware": hardware_line, "smoke": args.smoke, "command": command,
                                                             "minutes": minutes}, indent=2))  # fmt: skip
     if args.record:
-        print(f"figures recorded in {record_rows(rows, names, args, minutes, base, argv, prog, earlier)}")
+        print(f"figures recorded in {record_rows(rows, names, args, minutes, base, argv, prog, earlier, threads)}")
     print(text)
     return 0
 
 
 def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, minutes: float, base: Config,
-                argv: list[str] | None, prog: str, earlier: list[dict] | None = None) -> Path:  # fmt: skip
+                argv: list[str] | None, prog: str, earlier: list[dict] | None = None,
+                threads: int | str | None = None) -> Path:  # fmt: skip
     """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it) and that
-    of the recorded files merged into it (``earlier``: what made their rows)."""
+    of the recorded files merged into it (``earlier``: what made their rows); ``threads``: what the runs computed
+    with, where this process did not run them (None: this process's count)."""
     from datafree.io.results import record, results_path
 
     compact = [compact_row(r, names) for r in rows]
@@ -333,7 +338,7 @@ def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, mi
     table = {"recipe": recipe_label(args.recipe, repo), "preset": base.preset, "minutes": minutes, "class_names": names,
              "rows": compact, **({"earlier": earlier} if earlier else {})}  # fmt: skip
     return record(results_path(args.record, repo), table, repo,
-                  [prog.removeprefix("python "), *(sys.argv[1:] if argv is None else argv)])  # fmt: skip
+                  [prog.removeprefix("python "), *(sys.argv[1:] if argv is None else argv)], threads)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ row cannot be pooled with other runs of its pair: that is a clear error.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,8 @@ def load_part(path: Path) -> dict[str, Any]:
         made = data["provenance"]
         box = made.get("hardware", {})
         hardware = (f"{box.get('cpu')} ({box.get('cores')} cores, ATen {box.get('cpu_capability')}); "
-                    f"torch {box.get('torch')}; recorded at {made.get('commit')} on {made.get('date')}")  # fmt: skip
+                    f"{box.get('threads')} threads; torch {box.get('torch')}; recorded at {made.get('commit')} on "
+                    f"{made.get('date')}")  # fmt: skip
         return {"rows": [{**row_from_record(r), "recorded": True} for r in data["rows"]], "recipe": data["recipe"],
                 "preset": data.get("preset"), "minutes": data["minutes"], "hardware": hardware,
                 "command": made.get("command", ""), "smoke": False,
@@ -80,6 +82,14 @@ def load_part(path: Path) -> dict[str, Any]:
         raise ValueError(f"--merge: {path} is neither an output root with a results.json nor a results file "
                          "(results/NAME.json)")  # fmt: skip
     return json.loads(results.read_text())
+
+
+def runs_threads(hardware_lines: list[str]) -> int | str | None:
+    """The threads the merged parts' runs computed with, read from their hardware lines ("...; CPU, 1 threads; ..."):
+    a merged table is written by a process that ran nothing, so its own thread count says nothing about the runs.
+    One number where the parts agree, "1 and 2" where they do not, None where no line names it."""
+    counts = sorted({int(m.group(1)) for line in hardware_lines for m in [re.search(r"(\d+) threads", line)] if m})
+    return None if not counts else counts[0] if len(counts) == 1 else " and ".join(map(str, counts))
 
 
 def pair_key(row: dict) -> tuple:

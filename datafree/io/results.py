@@ -54,7 +54,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine(threads: int | None = None) -> dict[str, Any]:
+def machine(threads: int | str | None = None) -> dict[str, Any]:
     """The machine a figure was measured on, as fields (``datafree.pipeline.hardware`` is its one-line form);
     ``threads``: what the measured processes computed with, where that is not this process's count."""
     return {
@@ -68,7 +68,7 @@ def machine(threads: int | None = None) -> dict[str, Any]:
     }
 
 
-def provenance(repo: Path, argv: list[str] | None = None, threads: int | None = None) -> dict[str, Any]:
+def provenance(repo: Path, argv: list[str] | None = None, threads: int | str | None = None) -> dict[str, Any]:
     """Command, commit, date and machine of a measurement made now from the checkout ``repo``."""
     args = sys.argv if argv is None else argv
     return {
@@ -93,7 +93,7 @@ def in_repo(path: str | Path, repo: Path) -> str:
 
 
 def record(path: str | Path, table: dict[str, Any], repo: Path, argv: list[str] | None = None,
-           threads: int | None = None) -> Path:  # fmt: skip
+           threads: int | str | None = None) -> Path:  # fmt: skip
     """Write ``table`` (the benchmark's own figures: per-seed values, final and best) to ``path`` as JSON, under a
     ``provenance`` key; returns the path. The file is what ``runs/tables.py`` renders, so keep it small: no
     confusion matrices or per-step curves (those stay in the run folders)."""
