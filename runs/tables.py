@@ -20,30 +20,12 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from datafree.bench.common import class_list, search_steps_label, search_weight_label
+from datafree.bench.common import class_list, pct, provenance_line, search_steps_label, search_weight_label
+from datafree.bench.zoo_tables import strict, weights_only, zoo, zoo_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 MARKER = re.compile(r"(<!-- table: ([a-z0-9_]+) -->\n)(.*?)(<!-- /table -->)", re.S)
-
-
-def pct(values: list[float]) -> str:
-    """``mean ± std`` in percent over seeds (std 0 for one value)."""
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * mean:.2f} ± {100 * std:.2f}"
-
-
-def _made(p: dict) -> str:
-    hw = p["hardware"]
-    where = hw.get("accelerator") or f"{hw['cpu']} ({hw['cores']} cores, ATen {hw['cpu_capability']})"
-    return f"`{p['command']}` · commit {p['commit']} · {p['date']} · {where} · torch {hw['torch']} · {hw['threads']} thread(s) per run"
-
-
-def provenance_line(data: dict) -> str:
-    """The command, commit, date and machine that wrote the file, and those of the recorded files merged into it."""
-    earlier = "".join(f"<br>merged in, rows recorded by: {_made(p)}" for p in data.get("earlier", []))
-    return f"<sub>{_made(data['provenance'])}{earlier}</sub>"
 
 
 def missing(name: str, command: str) -> str:
@@ -114,82 +96,6 @@ def check_recipes(data: dict) -> str:
                     f"{' / '.join(f'{100 * f:.2f}' for f in finals)} | {pct(finals)} | "
                     f"{pct([r['best'] for r in p['runs']])} | {100 * p['floor']:.2f} |")
     return "\n".join(rows) + "\n\n" + provenance_line(data)
-
-
-def zoo(data: dict) -> str:
-    """The default recipe on each teacher -> student pair of the zoo, with a wall-time budget per run; one table per
-    part of the zoo (tuned, held-out) where the rows say which, each with its mean and its largest gap to the teacher."""
-    names = data.get("class_names") or [str(k) for k in range(10)]
-    parts = list(dict.fromkeys(r.get("part", "") for r in data["rows"]))
-    sections = []
-    for part in parts:
-        rows = [r for r in data["rows"] if r.get("part", "") == part]
-        finals = [statistics.fmean(r["final_per_seed"]) for r in rows]
-        gaps = [r["teacher_acc"] - f for r, f in zip(rows, finals)]
-        head = (f"**{part}** ({len(rows)} pairs): " if part else "") + (
-            f"student final {100 * statistics.fmean(finals):.2f}% on average over the pairs, "
-            f"{100 * statistics.fmean(gaps):.2f} points under their teachers (largest gap {100 * max(gaps):.2f})")
-        sections.append(head + "\n\n" + _zoo_rows(rows, names))
-    return "\n\n".join(sections) + "\n\n" + provenance_line(data)
-
-
-def weights_only(data: dict) -> str:
-    """The zoo with nothing recorded beside the teacher's weights: the zoo's table, and the mean over the pairs whose
-    teacher has BatchNorm (its running statistics are part of its weights, and the run read them), per seed."""
-    text = zoo(data)
-    bn = [r for r in data["rows"] if any("BatchNorm running statistics" in use for use in r.get("uses", []))]
-    if not bn:
-        return text
-    seeds = min(len(r["final_per_seed"]) for r in bn)
-    per_seed = [statistics.fmean(r["final_per_seed"][i] for r in bn) for i in range(seeds)]
-    best = [statistics.fmean(r["best_per_seed"][i] for r in bn) for i in range(seeds)]
-    line = (f"Over the {len(bn)} pairs whose teacher has BatchNorm: student final {pct(per_seed)} (the mean over "
-            f"the pairs, mean ± std over {seeds} seeds; per seed {' / '.join(f'{100 * v:.2f}' for v in per_seed)}), "
-            f"best {pct(best)}.")
-    head, _, provenance = text.rpartition("\n\n")
-    return f"{head}\n\n{line}\n\n{provenance}"
-
-
-def strict(data: dict) -> str:
-    """The teacher-weights-only preset (``strict``: not even BatchNorm statistics) on the zoo's pairs, then each pair's
-    gap to the default preset with nothing recorded (results/zoo_weights_only.json) and with statistics recorded
-    (results/zoo.json, results/zoo_held_out.json), on the means over seeds; "-" where that file has no such pair."""
-    text = zoo(data)
-    folder = Path(data.get("_results_dir", RESULTS))
-    by_pair = {name: {r["pair"]: statistics.fmean(r["final_per_seed"]) for r in json.loads(path.read_text())["rows"]}
-               for name in ("zoo_weights_only", "zoo", "zoo_held_out") if (path := folder / f"{name}.json").exists()}
-    recorded = {**by_pair.get("zoo", {}), **by_pair.get("zoo_held_out", {})}
-    lines = ["| teacher -> student | input | `strict` final | default, nothing recorded | `strict` - default | default, "
-             "recorded | `strict` - default |", "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for r in data["rows"]:
-        mine = statistics.fmean(r["final_per_seed"])
-        cells = []
-        for other in (by_pair.get("zoo_weights_only", {}).get(r["pair"]), recorded.get(r["pair"])):
-            cells += [f"{100 * other:.2f}", f"{100 * (mine - other):+.2f}"] if other is not None else ["-", "-"]
-        lines.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']} | {100 * mine:.2f} | "
-                     + " | ".join(cells) + " |")
-    head, _, provenance = text.rpartition("\n\n")
-    return (f"{head}\n\nThe gap to the default preset, mean final over each table's seeds (the default's figures from "
-            f"the `zoo_weights_only`, `zoo` and `zoo_held_out` tables, each with its own provenance):\n\n"
-            + "\n".join(lines) + f"\n\n{provenance}")
-
-
-def _zoo_rows(rows: list[dict], names: list[str]) -> str:
-    lines = ["| teacher -> student | input | teacher | student final | student best | worst class: student / teacher "
-             "| classes < half the teacher's | rarest class share (1/K balanced) | steps | s per seed |",
-             "|---|---|---:|---:|---:|---|---|---:|---|---|"]
-    for r in rows:
-        here = r.get("class_names") or names  # a pair on another dataset (e.g. 100 classes) records its own
-        below = class_list(r["classes_below_half_teacher"], here)
-        k = r["worst_class"]
-        data = r["pair"].partition("@")[2]  # a task other than Fashion-MNIST's items at 28 or 32 px: named
-        task = f" {data}" if data and not data.startswith("fashion-mnist") else ""
-        lines.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']}{task} | "
-                     f"{100 * r['teacher_acc']:.2f} | {pct(r['final_per_seed'])} | {pct(r['best_per_seed'])} | "
-                     f"{here[k]}: {100 * r['worst_class_student']:.1f} / {100 * r['worst_class_teacher']:.1f} | "
-                     f"{below} | {min(r['min_coverage']):.3f} | {'/'.join(map(str, r['steps']))} | "
-                     f"{'/'.join(f'{w:.0f}' for w in r['wall_s'])} |")  # fmt: skip
-    return "\n".join(lines)
 
 
 def image_size(data: dict) -> str:
@@ -323,9 +229,9 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
     "check_recipes": ("check_recipes", check_recipes, "python runs/check_recipes.py --seeds 4 --record"),
     "zoo": ("zoo", zoo, "python runs/bench_teachers.py --seeds 3 --minutes 10 --record zoo"),
     "image_size": ("image_size", image_size, "python runs/bench_image_size.py --record image_size"),
-    "zoo_held_out": ("zoo_held_out", zoo, "python runs/bench_teachers.py --part held-out --seeds 3 --minutes 10 "
+    "zoo_held_out": ("zoo_held_out", zoo_targets, "python runs/bench_teachers.py --part held-out --seeds 3 --minutes 10 "
                      "--record zoo_held_out"),
-    "zoo_harder": ("zoo_harder", zoo, "python runs/bench_teachers.py --part harder --seeds 3 --minutes 10 "
+    "zoo_harder": ("zoo_harder", zoo_targets, "python runs/bench_teachers.py --part harder --seeds 3 --minutes 10 "
                    "--record zoo_harder"),
     "zoo_weights_only": ("zoo_weights_only", weights_only, "python runs/bench_teachers.py --seeds 3 --minutes 10 "
                          "--teacher.stats none --record zoo_weights_only"),

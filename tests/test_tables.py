@@ -177,3 +177,32 @@ def test_search_table_compares_each_budgets_searched_row_with_its_hand_designed_
     assert "| 1.0 | searched: s | 0.05 growing | 40/50* |" in text and "| 0.5 | hand: s | - | - |" in text
     assert "- the searched student at budget 1.0 (`searched at 1.0` over `hand at 1.0`): +5.00 points, gain" in text
     assert "budget 0.5 (" not in text and text.count("A gain needs") == 1
+
+
+def test_held_out_targets_name_each_miss_with_its_figure_and_bound():
+    hardware = {"cpu": "cpu", "cores": 2, "cpu_capability": "AVX2", "accelerator": None, "torch": "2", "threads": 1}
+    hundred = {"class_names": [f"k{i}" for i in range(100)]}  # a 100-class task: 15 points, no per-class target
+
+    def row(pair: str, finals: list[float], below: list[int] = (), coverage: float = 0.2, **extra) -> dict:
+        return {"pair": pair, "part": "held-out", "teacher": pair.split("-")[0], "student": "s", "image_size": 28,
+                "teacher_acc": 0.90, "final_per_seed": finals, "best_per_seed": finals, "worst_class": 1,
+                "worst_class_student": 0.30, "worst_class_teacher": 0.80, "classes_below_half_teacher": list(below),
+                "min_coverage": [0.3, coverage], "steps": [500, 500], "wall_s": [600.0, 600.0], **extra}  # fmt: skip
+
+    rows = [row("ok-s", [0.82, 0.80]),  # 9 points under its teacher
+            row("far-s", [0.78, 0.80]),  # 11 points under
+            row("half-s", [0.85, 0.85], below=[1]),  # class b under half its teacher's
+            row("rare-s", [0.85, 0.85], coverage=0.1),  # one seed's rarest share 0.1 < 1/(3K) = 1/9
+            row("many-s@fmnist-pairs100", [0.76, 0.76], below=[0, 1], coverage=0.004, **hundred),  # all met
+            row("manyfar-s@fmnist-pairs100", [0.74, 0.74], coverage=0.003, **hundred)]  # fmt: skip
+    data = {"provenance": {"command": "python x", "commit": "abc", "date": "2026-12-06", "hardware": hardware},
+            "class_names": ["a", "b", "c"], "rows": rows}  # fmt: skip
+    text = tables.zoo_targets(data)
+    assert "Met by 2 of 6 pairs (ok -> s (28x28), many -> s (28x28 fmnist-pairs100)); missed:" in text
+    assert "\n- far -> s (28x28): 11.00 points under its teacher (at most 10)\n" in text
+    assert "\n- half -> s (28x28): b under half the teacher's accuracy (30.0 / 80.0)\n" in text
+    assert "\n- rare -> s (28x28): rarest class share 0.1000 (at least 1/(3K) = 0.1111)\n" in text
+    assert ("\n- manyfar -> s (28x28 fmnist-pairs100): 16.00 points under its teacher (at most 15); rarest class share "
+            "0.0030 (at least 1/(3K) = 0.0033)\n") in text  # fmt: skip
+    assert text.startswith(tables.zoo(data).rpartition("\n\n")[0]) and text.endswith(tables.provenance_line(data))
+    assert "missed" not in tables.zoo_targets({**data, "rows": rows[:1]})

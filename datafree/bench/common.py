@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import copy
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -112,3 +113,23 @@ def class_list(indices: list[int], names: list[str], most: int = 6) -> str:
     if len(indices) <= most:
         return ", ".join(names[c] for c in indices)
     return f"{len(indices)} of {len(names)} ({', '.join(names[c] for c in indices[:3])}, ...)"
+
+
+def pct(values: list[float]) -> str:
+    """``mean ± std`` in percent over seeds (std 0 for one value): how every table states a figure."""
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+
+
+def _made(p: dict) -> str:
+    hw = p["hardware"]
+    where = hw.get("accelerator") or f"{hw['cpu']} ({hw['cores']} cores, ATen {hw['cpu_capability']})"
+    return f"`{p['command']}` · commit {p['commit']} · {p['date']} · {where} · torch {hw['torch']} · {hw['threads']} thread(s) per run"
+
+
+def provenance_line(data: dict) -> str:
+    """The command, commit, date and machine that wrote a results file, and those of the recorded files merged
+    into it: the line under every generated table."""
+    earlier = "".join(f"<br>merged in, rows recorded by: {_made(p)}" for p in data.get("earlier", []))
+    return f"<sub>{_made(data['provenance'])}{earlier}</sub>"
