@@ -3,6 +3,7 @@
 The generator tends to settle on a few poses per class; a random horizontal flip and a random shift of
 a few pixels give the student more distinct images per generated one for the price of an index copy,
 a random blur shows it the teacher's answers on images with less fine detail than the generator paints,
+a random brightness widens the spread of intensities the generator's images have within a class,
 mixes of two images give it points between classes, and the teacher relabels the augmented batch, so the
 targets stay exact. Randomness comes from the caller's ``torch.Generator`` (seeded per step), so resume replays
 the same augmentations.
@@ -73,6 +74,27 @@ def random_blur(images: torch.Tensor, max_sigma: float, rng: torch.Generator) ->
     return gaussian_blur(images, sigma, math.ceil(3 * max_sigma))
 
 
+def random_brightness(images: torch.Tensor, amount: float, mean: torch.Tensor, std: torch.Tensor,
+                      rng: torch.Generator) -> torch.Tensor:  # fmt: skip
+    """Scale each image's pixel values by its own factor ~ U(1 - amount, 1 + amount), clipped to the pixel range
+    [0, 1]; ``mean`` / ``std`` (one value per channel) map the teacher's normalized space to pixels and back.
+
+    Why: within a class, the generator's images vary in brightness about half as much as real ones. On the
+    zoo's GroupNorm -> MLP pair (seed 0, 2,560 images of the final generator against the real test set) the
+    foreground's mean brightness had a per-class standard deviation of 0.06-0.10 on generated images and
+    0.10-0.19 on real ones, with the same per-class means; the MLP student lost 13 points on the real test images
+    darkened to half (x 0.5) where its teacher lost 7. The teacher's features hardly change with brightness, so
+    the feature priors do not ask for this spread; relabelled by the teacher, jittered images teach the student
+    the teacher's answers along that axis.
+    """
+    if amount <= 0:
+        return images
+    factor = 1 + amount * (2 * torch.rand(images.shape[0], generator=rng, device=images.device) - 1)
+    mean, std = mean.view(1, -1, 1, 1).to(images.dtype), std.view(1, -1, 1, 1).to(images.dtype)
+    pixels = (images * std + mean) * factor.view(-1, 1, 1, 1).to(images.dtype)
+    return (pixels.clamp(0, 1) - mean) / std
+
+
 def random_mix(images: torch.Tensor, fraction: float, rng: torch.Generator) -> torch.Tensor:
     """Replace the first ``round(fraction * n)`` images by mixes ``lam * x_i + (1 - lam) * x_j`` with another image
     of the batch (j a random permutation, lam ~ U(0, 1) per image): mixup's images, without its mixed labels.
@@ -92,9 +114,14 @@ def random_mix(images: torch.Tensor, fraction: float, rng: torch.Generator) -> t
 
 
 def augment(images: torch.Tensor, flip: bool, max_shift: int, fill: torch.Tensor, rng: torch.Generator,
-            mix: float = 0.0, blur: float = 0.0) -> torch.Tensor:  # fmt: skip
-    """Flip and/or shift a batch, blur it, then mix a fraction of it; identity when all are off."""
+            mix: float = 0.0, blur: float = 0.0, brightness: float = 0.0,
+            pixel_map: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    """Flip and/or shift a batch, blur it, change each image's brightness, then mix a fraction of it; identity
+    when all are off (and no random draw for an augmentation that is off). ``pixel_map``: (mean, std) per channel,
+    for the brightness."""
     if flip:
         images = random_flip(images, rng)
     images = random_blur(random_shift(images, max_shift, fill, rng), blur, rng)
+    if brightness > 0:
+        images = random_brightness(images, brightness, *pixel_map, rng)
     return random_mix(images, mix, rng)

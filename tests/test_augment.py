@@ -1,4 +1,5 @@
-"""Flip/shift/blur/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the teacher."""
+"""Flip/shift/blur/brightness/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the
+teacher."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datafree.augment import augment, random_blur, random_flip, random_mix, random_shift
+from datafree.augment import augment, random_blur, random_brightness, random_flip, random_mix, random_shift
 from tests.conftest import save_random_teacher, tiny_config
 
 
@@ -177,3 +178,60 @@ def test_augment_values_out_of_range_are_refused_naming_the_key(key, value):
     old_spelling = from_dict({"train": {f"augment_{key}": value}})  # train.augment_mix: onto the same piece
     with pytest.raises(ConfigError, match=f'"augment": {key} '):
         check_batches(old_spelling)
+
+
+def test_brightness_scales_each_images_pixels_by_its_own_factor_in_range_and_clips_to_the_pixel_range():
+    mean, std = torch.tensor([0.3, 0.5]), torch.tensor([0.4, 0.2])
+    pixels = 0.1 + 0.5 * torch.rand(64, 2, 6, 6, generator=torch.Generator().manual_seed(1))  # none clips below 1.5
+    pixels[:, :, 0, 0] = 0.0  # black stays black
+    pixels[:, :, 0, 1] = 1.0  # white clips at every factor above 1
+    normalized = (pixels - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    out = random_brightness(normalized, 0.5, mean, std, torch.Generator().manual_seed(0))
+    back = out * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
+    factor = back[:, :, 1:, :] / pixels[:, :, 1:, :]  # one factor per image, the same for every pixel and channel
+    per_image = factor.flatten(1).median(dim=1).values
+    torch.testing.assert_close(factor, per_image.view(-1, 1, 1, 1).expand_as(factor), rtol=1e-4, atol=1e-4)
+    assert per_image.min() >= 0.5 - 1e-5 and per_image.max() <= 1.5 + 1e-5
+    assert per_image.std() > 0.2  # spread over the range (U(0.5, 1.5) has std 0.29), not one factor for all
+    assert torch.allclose(back[:, :, 0, 0], torch.zeros(64, 2), atol=1e-5)
+    assert torch.allclose(back[:, :, 0, 1], per_image.clamp(max=1).view(-1, 1).expand(64, 2), atol=1e-5)
+    assert torch.equal(random_brightness(normalized, 0.0, mean, std, torch.Generator()), normalized)
+
+
+def test_brightness_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches():
+    images, fill = torch.randn(8, 1, 8, 8), torch.tensor([0.0])
+    pixel_map = (torch.tensor([0.3]), torch.tensor([0.4]))
+    a = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=1.0)
+    b = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=1.0, brightness=0.0,
+                pixel_map=pixel_map)  # fmt: skip
+    c = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=1.0, brightness=0.4,
+                pixel_map=pixel_map)  # fmt: skip
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_trainer_changes_the_brightness_of_the_student_batch_and_the_teacher_relabels_it(tmp_path):
+    config = tiny_config(tmp_path, train={"student_steps": 2, "steps": 2}, generator={"output": "pixels"},
+                         batches=[{"name": "augment", "params": {"brightness": 0.4}}])  # fmt: skip
+    save_random_teacher(config)
+    from datafree import build
+
+    spec = build.image_spec(config)
+    trainer = build.trainer_from_config(config)
+    images, teacher_out = trainer.synthesize(0)
+    seen, targets = trainer.student_batches(0, 0, (images.detach(), teacher_out.detach()))
+    pixels, seen_pixels = (x * spec.std[0] + spec.mean[0] for x in (images.detach(), seen))
+    ratio = seen_pixels.flatten(1).sum(1) / pixels.flatten(1).sum(1)  # each image's total (pixels in [0, 1]: a
+    # factor below 1 scales it exactly, one above 1 at most, where white clips)
+    assert (ratio <= 1.4 + 1e-4).all() and (ratio >= 0.6 - 1e-4).all() and ratio.std() > 0.05
+    with torch.no_grad():
+        torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, "0.4"])
+def test_brightness_out_of_range_is_refused_naming_the_key(value):
+    from datafree.build import check_batches
+    from datafree.config import ConfigError, from_dict
+
+    config = from_dict({"batches": [{"name": "augment", "params": {"brightness": value}}]})
+    with pytest.raises(ConfigError, match='"augment": brightness '):
+        check_batches(config)

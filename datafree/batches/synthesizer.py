@@ -28,15 +28,20 @@ def latent_seed(seed: int, rank: int, step: int, draw: int = 0) -> int:
 
 
 class Augmenter:
-    """Random flip / shift / blur / mix of a batch (black fill in the teacher's normalized space), from the latent RNG."""
+    """Random flip / shift / blur / brightness / mix of a batch (black fill in the teacher's normalized space), from
+    the latent RNG."""
 
-    def __init__(self, flip: bool, max_shift: int, spec: ImageSpec, device, mix: float = 0.0, blur: float = 0.0):
-        self.flip, self.max_shift, self.mix, self.blur = flip, max_shift, mix, blur
+    def __init__(self, flip: bool, max_shift: int, spec: ImageSpec, device, mix: float = 0.0, blur: float = 0.0,
+                 brightness: float = 0.0):  # fmt: skip
+        self.flip, self.max_shift, self.mix, self.blur, self.brightness = flip, max_shift, mix, blur, brightness
+        per_channel = lambda values: torch.tensor(list(values) * (spec.channels // len(values)), device=device)  # noqa: E731
+        self.pixel_map = (per_channel(spec.mean), per_channel(spec.std))  # normalized <-> pixels in [0, 1]
         black = [-m / s for m, s in zip(spec.mean, spec.std)]  # pixel 0 in the teacher's normalized space
         self.fill = torch.tensor(black * (spec.channels // len(black)), device=device)
 
     def __call__(self, images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        return augment(images, self.flip, self.max_shift, self.fill, rng, self.mix, self.blur)
+        return augment(images, self.flip, self.max_shift, self.fill, rng, self.mix, self.blur, self.brightness,
+                       self.pixel_map)  # fmt: skip
 
 
 def label_autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager] | None:
