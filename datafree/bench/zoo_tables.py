@@ -65,7 +65,7 @@ def strict(data: dict) -> str:
         mine = statistics.fmean(r["final_per_seed"])
         cells = []
         for other in (by_pair.get("zoo_weights_only", {}).get(r["pair"]), recorded.get(r["pair"])):
-            cells += [f"{100 * other:.2f}", f"{100 * (mine - other):+.2f}"] if other is not None else ["-", "-"]
+            cells += [f"{100 * other:.2f}", f"{round(100 * (mine - other), 2) + 0.0:+.2f}"] if other is not None else ["-", "-"]
         lines.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']} | {100 * mine:.2f} | "
                      + " | ".join(cells) + " |")
     head, _, provenance = text.rpartition("\n\n")
