@@ -36,7 +36,9 @@ class Augmenter:
         self.flip, self.max_shift, self.mix, self.blur, self.brightness = flip, max_shift, mix, blur, brightness
         per_channel = lambda values: torch.tensor(list(values) * (spec.channels // len(values)), device=device)  # noqa: E731
         self.pixel_map = (per_channel(spec.mean), per_channel(spec.std))  # normalized <-> pixels in [0, 1]
-        black = [-m / s for m, s in zip(spec.mean, spec.std)]  # pixel 0 in the teacher's normalized space
+        # pixel 0 in the teacher's normalized space, divided in Python floats (not from pixel_map's float32 values)
+        # so the fill stays bit for bit what recipes without brightness were measured with
+        black = [-m / s for m, s in zip(spec.mean, spec.std)]
         self.fill = torch.tensor(black * (spec.channels // len(black)), device=device)
 
     def __call__(self, images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:

@@ -16,6 +16,12 @@ from datafree.bench.common import class_list, pct, provenance_line
 POINTS, MANY_POINTS, MANY_CLASSES = 10.0, 15.0, 100
 
 
+def before_provenance(text: str, block: str) -> str:
+    """``text`` (a table ending in its provenance line) with ``block`` inserted as a paragraph before that line."""
+    head, _, provenance = text.rpartition("\n\n")
+    return f"{head}\n\n{block}\n\n{provenance}"
+
+
 def zoo(data: dict) -> str:
     """The default recipe on each teacher -> student pair of the zoo, with a wall-time budget per run; one table per
     part of the zoo (tuned, held-out) where the rows say which, each with its mean and its largest gap to the teacher."""
@@ -46,8 +52,7 @@ def weights_only(data: dict) -> str:
     line = (f"Over the {len(bn)} pairs whose teacher has BatchNorm: student final {pct(per_seed)} (the mean over "
             f"the pairs, mean ± std over {seeds} seeds; per seed {' / '.join(f'{100 * v:.2f}' for v in per_seed)}), "
             f"best {pct(best)}.")
-    head, _, provenance = text.rpartition("\n\n")
-    return f"{head}\n\n{line}\n\n{provenance}"
+    return before_provenance(text, line)
 
 
 def strict(data: dict) -> str:
@@ -68,10 +73,9 @@ def strict(data: dict) -> str:
             cells += [f"{100 * other:.2f}", f"{round(100 * (mine - other), 2) + 0.0:+.2f}"] if other is not None else ["-", "-"]
         lines.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']} | {100 * mine:.2f} | "
                      + " | ".join(cells) + " |")
-    head, _, provenance = text.rpartition("\n\n")
-    return (f"{head}\n\nThe gap to the default preset, mean final over each table's seeds (the default's figures from "
-            f"the `zoo_weights_only`, `zoo` and `zoo_held_out` tables, each with its own provenance):\n\n"
-            + "\n".join(lines) + f"\n\n{provenance}")
+    return before_provenance(text, "The gap to the default preset, mean final over each table's seeds (the default's "
+                             "figures from the `zoo_weights_only`, `zoo` and `zoo_held_out` tables, each with its own "
+                             "provenance):\n\n" + "\n".join(lines))
 
 
 def _zoo_rows(rows: list[dict], names: list[str]) -> str:
@@ -126,13 +130,12 @@ def zoo_targets(data: dict) -> str:
     """The zoo's table, then which pairs meet the targets and what each of the others misses."""
     text = zoo(data)
     names = data.get("class_names") or [str(k) for k in range(10)]
-    missed = [(r, m) for r in data["rows"] if (m := target_misses(r, names))]
-    met = [r for r in data["rows"] if not target_misses(r, names)]
+    misses = [(r, target_misses(r, names)) for r in data["rows"]]
+    missed, met = [(r, m) for r, m in misses if m], [r for r, m in misses if not m]
     pair = lambda r: f"{r['teacher']} -> {r['student']} ({r['image_size']}x{r['image_size']}{task_of(r)})"  # noqa: E731
     lines = [f"**Targets**: within {POINTS:g} points of the teacher, no class under half the teacher's accuracy, the "
              f"rarest class at least 1/(3K) of the generated images (a task of {MANY_CLASSES} classes or more: within "
              f"{MANY_POINTS:g} points, and the share). Met by {len(met)} of {len(data['rows'])} pairs"
              + (f" ({', '.join(pair(r) for r in met)})" if met else "") + ("; missed:" if missed else ".")]  # fmt: skip
     lines += [f"- {pair(r)}: {'; '.join(m)}" for r, m in missed]
-    head, _, provenance = text.rpartition("\n\n")
-    return f"{head}\n\n" + "\n".join(lines) + f"\n\n{provenance}"
+    return before_provenance(text, "\n".join(lines))
