@@ -51,6 +51,24 @@ def test_a_rule_with_nothing_to_change_says_nothing_and_the_rules_can_be_turned_
     assert from_dict({"preset": "dafl"}).train.adapt == []  # DAFL's objective as published
 
 
+def test_a_student_without_normalization_gets_the_penultimate_loss_and_one_with_it_nothing():
+    config = from_dict({"train": {"adapt": ["no_norm_student"]}})
+    adapted, lines = adapt(config, BNTeacher(), conv())  # convolutions, no normalization: the rule applies
+    assert [(t.name, t.weight) for t in adapted.distill] == [(t.name, t.weight) for t in config.distill] + [("penultimate", 1.0)]
+    assert weights(adapted) == weights(config)  # the generator's objective is untouched
+    (line,) = lines
+    assert "penultimate" in line and "no normalization layer" in line and line.endswith("(no_norm_student)")
+    assert [t.name for t in config.distill] == ["kd"]  # the recipe given is left as it was
+    normalized = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+    for student in (normalized, BNTeacher()):
+        same, lines = adapt(config, BNTeacher(), student)
+        assert lines == [] and [t.name for t in same.distill] == ["kd"]
+    listed = from_dict({"train": {"adapt": ["no_norm_student"]},
+                        "distill": [{"name": "kd"}, {"name": "penultimate", "weight": 0.5}]})  # fmt: skip
+    kept, lines = adapt(listed, BNTeacher(), mlp())
+    assert lines == [] and [(t.name, t.weight) for t in kept.distill] == [("kd", 1.0), ("penultimate", 0.5)]
+
+
 def test_an_unknown_rule_is_refused_naming_the_rules():
     with pytest.raises(ConfigError, match=r"train.adapt lists \['no_such'\].*no_conv_student"):
         adapt(from_dict({"train": {"adapt": ["no_such"]}}), BNTeacher(), mlp())
@@ -69,10 +87,14 @@ def test_a_run_with_an_mlp_student_says_what_it_adapted_and_writes_the_recipe_as
     out = tmp_path / "run"
     train = {"steps": 2, "batch_size": 8, "eval_every": 2, "log_every": 1, "mixed_precision": "no", "output_dir": str(out)}
     results = distill_datafree(teacher, mlp(), image_size=16, channels=1, num_classes=4, mean=(0.3,), std=(0.35,),
-                               train={**train, "adapt": ["no_conv_student"]}, class_feature_stats=per_class)  # fmt: skip
-    (line,) = results["adapted"]
-    assert "at 4x" in line and f"adapted to these networks: {line}" in capsys.readouterr().out
+                               train={**train, "adapt": ["no_conv_student", "no_norm_student"]},
+                               class_feature_stats=per_class)  # fmt: skip
+    line, second = results["adapted"]
+    printed = capsys.readouterr().out
+    assert "at 4x" in line and f"adapted to these networks: {line}" in printed and second in printed
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["adapt"] == [] and weights(from_dict({"synthesis": saved["synthesis"]}))["class_feature_stats"] == 40.0
-    assert f"Adapted to these networks: {line}." in (out / "report.md").read_text()
+    assert [term["name"] for term in saved["distill"]] == ["kd", "penultimate"]  # the MLP has no normalization either
+    report = (out / "report.md").read_text()
+    assert f"Adapted to these networks: {line}." in report and f"Adapted to these networks: {second}." in report
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["g_class_stats"] >= 0  # the term runs

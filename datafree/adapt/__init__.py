@@ -59,4 +59,4 @@ def adapt(config: Config, teacher: nn.Module, student: nn.Module) -> tuple[Confi
     return dataclasses.replace(config, train=dataclasses.replace(config.train, adapt=[])), lines
 
 
-from datafree.adapt import no_conv_student  # noqa: E402,F401  (registers the rule)
+from datafree.adapt import no_conv_student, no_norm_student  # noqa: E402,F401  (registers the rules)
