@@ -6,8 +6,8 @@ On BatchNorm students (ResNet-8-narrow, MobileNet-tiny; 3 seeds) the ``penultima
 (docs/changelog.md, 2026-11-30); on students without normalization it gained at every one of 3 seeds on VGG ->
 plain CNN (83.57 against 82.53: with it that held-out pair meets its targets) and on label-smoothed VGG -> MLP
 (75.64 against 74.30), and on average on GroupNorm -> MLP (75.87 against 75.31), but lost 2.3 points on ViT ->
-plain CNN at one seed (docs/changelog.md, 2026-12-06, later). Chosen on held-out pairs and not yet measured on the
-ViT pair at 3 seeds or on a pair outside them, so no preset lists it: a recipe opts in with
+plain CNN at one seed (docs/changelog.md, 2026-12-06, later). Those pairs chose it; on a pair outside them
+(ResNet-20 -> MLP, 3 seeds) it did not gain (68.77 against 69.64), so no preset lists it: a recipe opts in with
 ``train.adapt = ["no_norm_student"]``. A recipe that already lists ``penultimate`` keeps its own entry.
 """
 
