@@ -20,7 +20,8 @@ from torch import nn
 from datafree.adapt import Adaptation, register_adaptation
 from datafree.config import Config, TermConfig
 
-NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+# _NormBase: BatchNorm (1d/2d/3d, synced) and InstanceNorm
+NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm, nn.LocalResponseNorm)
 
 
 @register_adaptation("no_norm_student")
