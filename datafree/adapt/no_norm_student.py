@@ -5,8 +5,8 @@ representation (64-256 numbers in the zoo), more of what separates the classes o
 On BatchNorm students (ResNet-8-narrow, MobileNet-tiny; 3 seeds) the ``penultimate`` loss beside KD changed nothing
 (docs/changelog.md, 2026-11-30); on students without normalization it gained at every one of 3 seeds on VGG ->
 plain CNN (83.57 against 82.53: with it that held-out pair meets its targets) and on label-smoothed VGG -> MLP
-(75.64 against 74.30), and on average on GroupNorm -> MLP (75.87 against 75.31), but lost 2.3 points on ViT ->
-plain CNN at one seed (docs/changelog.md, 2026-12-06, later). Those pairs chose it; on a pair outside them
+(75.64 against 74.30), and on average on GroupNorm -> MLP (75.87 against 75.31), but lost 2.1 points on ViT ->
+plain CNN (71.74 against 73.83, 3 seeds; docs/changelog.md, 2026-12-06, later). Those pairs chose it; on a pair outside them
 (ResNet-20 -> MLP, 3 seeds) it did not gain (68.77 against 69.64), so no preset lists it: a recipe opts in with
 ``train.adapt = ["no_norm_student"]``. A recipe that already lists ``penultimate`` keeps its own entry.
 """
