@@ -70,7 +70,11 @@ def strict(data: dict) -> str:
         mine = statistics.fmean(r["final_per_seed"])
         cells = []
         for other in (by_pair.get("zoo_weights_only", {}).get(r["pair"]), recorded.get(r["pair"])):
-            cells += [f"{100 * other:.2f}", f"{round(100 * (mine - other), 2) + 0.0:+.2f}"] if other is not None else ["-", "-"]
+            if other is None:
+                cells += ["-", "-"]
+                continue
+            gap = round(100 * (mine - other), 2) + 0.0  # + 0.0: a gap that rounds to zero reads +0.00, not -0.00
+            cells += [f"{100 * other:.2f}", f"{gap:+.2f}"]
         lines.append(f"| {r['teacher']} -> {r['student']} | {r['image_size']}x{r['image_size']} | {100 * mine:.2f} | "
                      + " | ".join(cells) + " |")
     return before_provenance(text, "The gap to the default preset, mean final over each table's seeds (the default's "

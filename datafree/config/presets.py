@@ -30,7 +30,7 @@ _DEFAULT: dict[str, Any] = {
     # the generator's batch of 64 (its step costs half), flipped / shifted student batches (relabelled by the
     # teacher, no extra forward on the fresh ones: [[batches]] below), their labels from bf16 forwards where the
     # hardware has bf16 (on BatchNorm-folded copies, runtime.fold_batchnorm): measured on the zoo (docs/changelog.md)
-    # no automatic rule by the networks yet (train.adapt, datafree/adapt/): both rules were even on a fresh MLP pair
+    # no automatic rule by the networks yet (train.adapt, datafree/adapt/): neither rule gained on a fresh MLP pair
     "train": {"steps": 1500, "batch_size": 64, "student_steps": 10},
     "runtime": {"label_precision": "auto"},
     # the blends (the generator's quarter above: datafree/callbacks/blend.py), and the student's BatchNorm statistics
