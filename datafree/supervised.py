@@ -18,8 +18,9 @@ from datafree import build
 from datafree.io.checkpoint import atomic_write_text
 from datafree.config import Config, ConfigError
 from datafree.nets.evaluate import accuracy
-from datafree.nets.feature_stats import (PENULTIMATE_TAP, batchnorm_reference, has_class_stats, has_outputs,
-                                    record_teacher_stats, recorded_stats_path, save_reference, stats_path)  # fmt: skip
+from datafree.nets.feature_stats import (PENULTIMATE_TAP, batchnorm_reference, has_between_images, has_class_stats,
+                                    has_outputs, record_teacher_stats, recorded_stats_path, save_reference,
+                                    stats_path)  # fmt: skip
 from datafree.host_memory import keep_freed_host_memory
 from datafree.optim import make_optimizer, make_schedule
 from datafree.io.runlog import RunLog
@@ -136,6 +137,7 @@ def ensure_for_recipe(config) -> Path | None:
     need_class = "class_feature_stats" in used and not (path.exists() and has_class_stats(path))
     need_class |= "class_output_stats" in used and not (path.exists() and has_outputs(path))  # recorded before them
     need_class |= "class_penultimate_stats" in used and not (path.exists() and has_outputs(path, PENULTIMATE_TAP))
+    need_class |= "class_image_stats" in used and not (path.exists() and has_between_images(path))
     need_pooled = ("feature_stats" in used and not path.exists()
                    and not batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))))  # fmt: skip
     if not (need_class or need_pooled):

@@ -40,6 +40,10 @@ class Reference(dict):
 
 OUTPUT_TAP = "logits"  # the teacher's answers (its logits) per class, recorded beside the features under this key
 PENULTIMATE_TAP = "penultimate"  # ...and its penultimate features (the input of its last Linear) under this one
+# ...and, under ``<tap>@images``, each conv / token layer's per-image averages over positions: their mean and
+# spread *between* the images of a class (``synthesis.class_image_stats``), which a layer's moments over images x
+# positions mix with the spread within each image
+BETWEEN_IMAGES = "@images"
 
 
 def batchnorm_reference(net: nn.Module) -> Reference:
@@ -119,10 +123,16 @@ def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | Non
                 positions = value[0, 0].numel()  # H * W values per channel per image
                 # each image's spatial means in float32 (the features' own precision, pairwise-summed), then
                 # float64 for the sums over the dataset (not a float64 copy of every full map)
-                first, second = (rows.double() * positions for rows in image_moments(value))
+                rows = image_moments(value)
+                first, second = (row.double() * positions for row in rows)
                 sums[tap] = sums.get(tap, 0) + one_hot.T @ first
                 squares[tap] = squares.get(tap, 0) + one_hot.T @ second
                 counts[tap] = counts.get(tap, 0) + one_hot.sum(dim=0) * positions
+                if tap in taps and value.dim() > 2:  # the per-image averages themselves: one value per image
+                    between, means = tap + BETWEEN_IMAGES, rows[0].double()
+                    sums[between] = sums.get(between, 0) + one_hot.T @ means
+                    squares[between] = squares.get(between, 0) + one_hot.T @ (means * means)
+                    counts[between] = counts.get(between, 0) + one_hot.sum(dim=0)
     finally:
         hooks.remove()
         net.train(was_training)
@@ -239,6 +249,12 @@ def _keys(path: str | Path) -> list[str]:
 def has_class_stats(path: str | Path) -> bool:
     """Whether a statistics file has the per-class part (files written before it existed do not)."""
     return any(key.endswith("/class_mean") for key in _keys(path))
+
+
+def has_between_images(path: str | Path) -> bool:
+    """Whether a statistics file has the per-class spread between images (:data:`BETWEEN_IMAGES`; files written
+    before it was recorded do not)."""
+    return any(key.endswith(f"{BETWEEN_IMAGES}/class_mean") for key in _keys(path))
 
 
 def has_outputs(path: str | Path, key: str = OUTPUT_TAP) -> bool:

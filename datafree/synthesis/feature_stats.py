@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from datafree.io.checkpoint import CheckpointError
 from datafree.config import ConfigError
-from datafree.nets.feature_stats import (OUTPUT_TAP, PENULTIMATE_TAP, Reference, batchnorm_reference, load_reference,
-                                    recorded_stats_path)  # fmt: skip
+from datafree.nets.feature_stats import (BETWEEN_IMAGES, OUTPUT_TAP, PENULTIMATE_TAP, Reference, batchnorm_reference,
+                                    load_reference, recorded_stats_path)  # fmt: skip
 from datafree.nets.features import image_moments, penultimate_tap, pooled_moments
 from datafree.synthesis.base import SynthBatch, SynthesisTerm, TermContext, register_synthesis_term
 
@@ -287,10 +287,15 @@ def _given_with_class_stats(context: TermContext, name: str) -> TermContext:
 
 def _of_kind(reference: Reference, key: str | None) -> Reference:
     """A recorded file holds the features' statistics and (since the outputs were recorded) the logits' under
-    ``OUTPUT_TAP`` and the penultimate features' under ``PENULTIMATE_TAP``: the feature terms (``key`` None)
-    read the former, ``class_output_stats`` / ``class_penultimate_stats`` the one under their key."""
+    ``OUTPUT_TAP``, the penultimate features' under ``PENULTIMATE_TAP`` and each layer's spread between images
+    under ``<tap>@images`` (``BETWEEN_IMAGES``): the feature terms (``key`` None) read the first,
+    ``class_output_stats`` / ``class_penultimate_stats`` the one under their key, ``class_image_stats`` the last
+    (under the layers' own names)."""
     if key is None:
-        return {tap: v for tap, v in reference.items() if tap not in (OUTPUT_TAP, PENULTIMATE_TAP)}
+        return {tap: v for tap, v in reference.items()
+                if tap not in (OUTPUT_TAP, PENULTIMATE_TAP) and not tap.endswith(BETWEEN_IMAGES)}  # fmt: skip
+    if key == BETWEEN_IMAGES:
+        return {tap.removesuffix(key): v for tap, v in reference.items() if tap.endswith(key)}
     return {tap: v for tap, v in reference.items() if tap == key}
 
 
