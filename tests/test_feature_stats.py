@@ -232,7 +232,8 @@ def test_class_stats_recorded_per_class_and_pooled_from_one_pass():
         torch.testing.assert_close(pooled[tap][1], plain[tap][1], atol=1e-5, rtol=1e-5)
     # the teacher's answers are recorded too (test_output_stats.py), and its penultimate features: the input of
     # its last Linear, 64 values per image whose moments are across the class's images
-    assert set(per_class) == {"0", "2", "logits", "penultimate"}
+    assert set(per_class) == {"0", "2", "logits", "penultimate", "0@images", "2@images"}  # + each conv's spread
+    # between images (test_class_image_stats.py)
     flat = features["2"].flatten(1)
     for k in (0, 1):
         torch.testing.assert_close(per_class["penultimate"][0][k], flat[labels == k].mean(0), atol=1e-5, rtol=1e-5)

@@ -92,8 +92,9 @@ def _penultimate_or_none(net: nn.Module) -> str | None:
 def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | None, outputs: bool = False,
                 feature_layer: str | None = None):  # fmt: skip
     """Per-group float64 sums of x and x^2 over batch and space, and counts; groups = classes or one group;
-    ``outputs``: the logits too, under :data:`OUTPUT_TAP`, and the penultimate features (``feature_layer``, default
-    :func:`~datafree.nets.features.penultimate_tap`) under :data:`PENULTIMATE_TAP`."""
+    ``outputs``: the logits too, under :data:`OUTPUT_TAP`, the penultimate features (``feature_layer``, default
+    :func:`~datafree.nets.features.penultimate_tap`) under :data:`PENULTIMATE_TAP`, and each tap's per-image
+    averages under ``<tap>`` + :data:`BETWEEN_IMAGES`."""
     penultimate = (feature_layer or _penultimate_or_none(net)) if outputs else None
     hooks = FeatureTaps(net, list(dict.fromkeys([*taps, *([penultimate] if penultimate else [])])))
     was_training = net.training
@@ -128,7 +129,7 @@ def _accumulate(net: nn.Module, batches, taps: list[str], num_classes: int | Non
                 sums[tap] = sums.get(tap, 0) + one_hot.T @ first
                 squares[tap] = squares.get(tap, 0) + one_hot.T @ second
                 counts[tap] = counts.get(tap, 0) + one_hot.sum(dim=0) * positions
-                if tap in taps and value.dim() > 2:  # the per-image averages themselves: one value per image
+                if outputs and tap in taps and value.dim() > 2:  # each image's averages: one value per image
                     between, means = tap + BETWEEN_IMAGES, rows[0].double()
                     sums[between] = sums.get(between, 0) + one_hot.T @ means
                     squares[between] = squares.get(between, 0) + one_hot.T @ (means * means)
@@ -174,7 +175,8 @@ def record_teacher_stats(net: nn.Module, batches, num_classes: int, taps: list[s
     """(pooled, per-class) statistics from ONE pass over labelled training batches: what gets saved. With
     ``outputs`` both also hold the teacher's logits under :data:`OUTPUT_TAP` (per class: what the teacher answers
     on each class's images, ``synthesis.class_output_stats``) and its penultimate features under
-    :data:`PENULTIMATE_TAP` (``synthesis.class_penultimate_stats``); the feature terms ignore both keys.
+    :data:`PENULTIMATE_TAP` (``synthesis.class_penultimate_stats``), and each layer's per-image averages under
+    ``<tap>@images`` (:data:`BETWEEN_IMAGES`; ``synthesis.class_image_stats``); the feature terms ignore them all.
 
     ``feature_layer`` is the tap the penultimate features are read at (default: the model's declared one, else the
     input of its last Linear or head conv); both references keep it as ``.feature_layer`` and the saved file in its
