@@ -18,11 +18,11 @@ from datafree import build
 from datafree.io.checkpoint import atomic_write_text
 from datafree.config import Config, ConfigError
 from datafree.nets.evaluate import accuracy
-from datafree.nets.feature_stats import (PENULTIMATE_TAP, batchnorm_reference, has_between_images, has_class_stats,
-                                    has_outputs, record_teacher_stats, recorded_stats_path, save_reference,
-                                    stats_path)  # fmt: skip
+from datafree.nets.feature_stats import (batchnorm_reference, record_teacher_stats, recorded_keys, recorded_stats_path,
+                                    save_reference, stats_path)  # fmt: skip
 from datafree.host_memory import keep_freed_host_memory
 from datafree.optim import make_optimizer, make_schedule
+from datafree.synthesis import synthesis_term_class
 from datafree.io.runlog import RunLog
 
 
@@ -134,13 +134,14 @@ def ensure_for_recipe(config) -> Path | None:
     path, used = recorded_stats_path(config.teacher_checkpoint, config.teacher.stats), {t.name for t in config.synthesis if t.weight}
     if path is None:  # the weights-only case: nothing is recorded or read
         return None
-    need_class = "class_feature_stats" in used and not (path.exists() and has_class_stats(path))
-    need_class |= "class_output_stats" in used and not (path.exists() and has_outputs(path))  # recorded before them
-    need_class |= "class_penultimate_stats" in used and not (path.exists() and has_outputs(path, PENULTIMATE_TAP))
-    need_class |= "class_image_stats" in used and not (path.exists() and has_between_images(path))
-    need_pooled = ("feature_stats" in used and not path.exists()
-                   and not batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))))  # fmt: skip
-    if not (need_class or need_pooled):
+    keys = recorded_keys(path) if path.exists() else set()
+    # each term says what of the file it reads (SynthesisTerm.recorded_in): a file recorded before a term existed
+    # lacks its part; a BatchNorm teacher's running statistics stand in for the pooled part
+    missing = [cls for cls in map(synthesis_term_class, sorted(used)) if cls.recorded_in(keys) is False]
+    if any(getattr(cls, "batchnorm_suffices", False) for cls in missing):
+        if batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))):
+            missing = [cls for cls in missing if not getattr(cls, "batchnorm_suffices", False)]
+    if not missing:
         return None
     print("== recording the teacher's feature statistics on its training data (teacher side, once)")
     return record_for_recipe(config)

@@ -113,8 +113,10 @@ def test_train_teacher_keeps_route_and_statistics_and_the_prior_trains_the_gener
     saved = json.loads((folder / "teacher.json").read_text())
     assert saved["epochs"] == 2 and result["teacher_acc"] == saved["history"][-1]["test_acc"]
     reference = load_reference(stats_path(config.teacher_checkpoint))
-    # LeNet-5's declared stats_taps, its answers and its penultimate features (its declared feature_layer: 120)
-    assert list(reference) == ["conv1", "conv2", "conv3", "logits", "penultimate"]
+    # LeNet-5's declared stats_taps (and each one's spread between images), its answers and its penultimate
+    # features (its declared feature_layer: 120)
+    assert list(reference) == ["conv1", "conv1@images", "conv2", "conv2@images", "conv3", "conv3@images", "logits",
+                               "penultimate"]  # fmt: skip
     assert tuple(load_reference(stats_path(config.teacher_checkpoint), per_class=True)["penultimate"][0].shape) == (10, 120)
     assert tuple(load_reference(stats_path(config.teacher_checkpoint), per_class=True)["conv1"][0].shape) == (10, 6)
 

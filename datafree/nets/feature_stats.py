@@ -253,6 +253,11 @@ def has_class_stats(path: str | Path) -> bool:
     return any(key.endswith("/class_mean") for key in _keys(path))
 
 
+def recorded_keys(path: str | Path) -> set[str]:
+    """The keys a statistics file holds (``<tap>/mean``, ``<tap>/class_var``, ...), read from its header only."""
+    return set(_keys(path))
+
+
 def has_between_images(path: str | Path) -> bool:
     """Whether a statistics file has the per-class spread between images (:data:`BETWEEN_IMAGES`; files written
     before it was recorded do not)."""

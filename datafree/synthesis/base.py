@@ -78,6 +78,13 @@ class SynthesisTerm(nn.Module):
     def teacher_taps(self) -> tuple[str, ...]:
         return ()
 
+    @classmethod
+    def recorded_in(cls, keys: set[str]) -> bool | None:
+        """Whether a recorded statistics file with these keys holds what the term reads (None: it reads none).
+        Programs that own the whole chain record the file again where a term's part is missing
+        (:func:`datafree.supervised.ensure_for_recipe`): a file written before the term existed."""
+        return None
+
     def setup(self, context: TermContext) -> None:
         """Called once before training (load references, check shapes against the teacher)."""
 
@@ -91,6 +98,11 @@ TERMS = Registry("synthesis term", "terms")
 def register_synthesis_term(name: str, log_name: str | None = None) -> Callable[[type[SynthesisTerm]], type[SynthesisTerm]]:
     """Class decorator: ``@register_synthesis_term("tv")`` makes the term available to recipes by that name."""
     return TERMS.register(name, log_name=log_name or f"g_{name}")
+
+
+def synthesis_term_class(name: str) -> type[SynthesisTerm]:
+    """The registered class (its class-level facts, e.g. :meth:`SynthesisTerm.recorded_in`), without building it."""
+    return TERMS.get(name)
 
 
 def list_synthesis_terms() -> list[str]:

@@ -200,6 +200,16 @@ class _StatsTerm(SynthesisTerm):
     def teacher_taps(self) -> tuple[str, ...]:
         return tuple(self.reference)
 
+    @classmethod
+    def recorded_in(cls, keys: set[str]) -> bool:
+        """The pooled or per-class part of the file (``<tap>/mean`` or ``<tap>/class_mean``), under the term's key."""
+        part = "/class_mean" if cls.per_class else "/mean"
+        if cls.recorded_key == BETWEEN_IMAGES:
+            return any(key.endswith(BETWEEN_IMAGES + part) for key in keys)
+        if cls.recorded_key:
+            return cls.recorded_key + part in keys
+        return any(key.endswith(part) for key in keys)
+
     def _rows(self, batch: SynthBatch) -> Moments:
         return {tap: batch.image_moments(tap) for tap in self.reference}
 
@@ -302,6 +312,8 @@ def _of_kind(reference: Reference, key: str | None) -> Reference:
 @register_synthesis_term("feature_stats")
 class FeatureStats(_StatsTerm):
     """Pooled statistics: the batch's per-channel moments -> the training set's (``normalized``: in the layer's units)."""
+
+    batchnorm_suffices = True  # a BatchNorm teacher's running statistics stand in for a recorded file
 
     def forward(self, batch: SynthBatch) -> torch.Tensor:
         loss = relative_feature_stats_loss if self.normalized else feature_stats_loss
