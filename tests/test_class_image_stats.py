@@ -86,3 +86,17 @@ def test_a_run_reads_the_spread_between_images_and_an_old_file_is_recorded_again
     lines = [json.loads(line) for line in open(f"{config.train.output_dir}/metrics.jsonl")]
     assert all(line["g_image_stats"] > 0 for line in lines)
     assert any("spread between images" in use for use in results["uses"])
+
+
+def test_each_term_says_which_part_of_a_recorded_file_it_reads():
+    from datafree.synthesis import synthesis_term_class
+
+    layers_only = {"conv/mean", "conv/var", "conv/class_mean", "conv/class_var"}  # a file from before the outputs
+    everything = layers_only | {"logits/class_mean", "penultimate/class_mean", "conv@images/class_mean"}
+    reads = {name: (synthesis_term_class(name).recorded_in(set()), synthesis_term_class(name).recorded_in(layers_only),
+                    synthesis_term_class(name).recorded_in(everything))
+             for name in ["feature_stats", "class_feature_stats", "class_output_stats", "class_penultimate_stats",
+                          "class_image_stats", "onehot"]}  # fmt: skip
+    assert reads == {"feature_stats": (False, True, True), "class_feature_stats": (False, True, True),
+                     "class_output_stats": (False, False, True), "class_penultimate_stats": (False, False, True),
+                     "class_image_stats": (False, False, True), "onehot": (None, None, None)}  # fmt: skip
