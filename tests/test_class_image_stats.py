@@ -100,3 +100,11 @@ def test_each_term_says_which_part_of_a_recorded_file_it_reads():
     assert reads == {"feature_stats": (False, True, True), "class_feature_stats": (False, True, True),
                      "class_output_stats": (False, False, True), "class_penultimate_stats": (False, False, True),
                      "class_image_stats": (False, False, True), "onehot": (None, None, None)}  # fmt: skip
+
+
+def test_the_zoo_tables_name_what_the_term_read():
+    from datafree.bench.zoo import short_use
+
+    use = "recorded per-class spread between images (outputs/x/teacher.stats.safetensors)"
+    assert short_use(use) == "recorded per-class spread between images"
+    assert short_use("recorded per-class feature statistics (outputs/x/teacher.stats.safetensors)") == "recorded per-class stats"

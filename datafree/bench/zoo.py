@@ -221,6 +221,8 @@ def short_use(use: str) -> str:
         return "recorded per-class outputs" + (" (passed)" if "passed" in use else "")
     if "penultimate features" in use:
         return "recorded per-class penultimate" + (" (passed)" if "passed" in use else "")
+    if "spread between images" in use:
+        return "recorded per-class spread between images" + (" (passed)" if "passed" in use else "")
     return ("recorded per-class stats" if "per-class" in use else "recorded stats") + (" (passed)" if "passed" in use else "")
 
 
