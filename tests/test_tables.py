@@ -136,6 +136,27 @@ def test_strict_table_states_each_pairs_gap_to_the_default_tables(tmp_path):
     assert text.startswith(tables.zoo(data).rpartition("\n\n")[0]) and text.endswith(tables.provenance_line(data))
 
 
+def test_an_opt_in_variant_is_set_against_the_defaults_runs_of_the_same_seeds(tmp_path):
+    hardware = {"cpu": "cpu", "cores": 2, "cpu_capability": "AVX2", "accelerator": None, "torch": "2", "threads": 1}
+    provenance = {"command": "python x", "commit": "abc", "date": "2026-12-06", "hardware": hardware}
+
+    def row(pair: str, seeds: list[int], finals: list[float]) -> dict:
+        return {"pair": pair, "part": "held-out", "teacher": pair[0], "student": "s", "image_size": 28,
+                "teacher_acc": 0.9, "seeds": seeds, "final_per_seed": finals, "best_per_seed": finals, "worst_class": 1,
+                "worst_class_student": 0.5, "worst_class_teacher": 0.8, "classes_below_half_teacher": [],
+                "min_coverage": [0.09], "steps": [500] * len(seeds), "wall_s": [600.0] * len(seeds)}  # fmt: skip
+
+    (tmp_path / "zoo_held_out.json").write_text(json.dumps({"provenance": provenance, "rows": [
+        row("a-s", [0, 1, 2], [0.80, 0.82, 0.90]), row("b-s", [0, 1, 2], [0.70, 0.70, 0.70])]}))  # fmt: skip
+    data = {"provenance": provenance, "class_names": ["x", "y"], "_results_dir": str(tmp_path),
+            "rows": [row("a-s", [0, 1, 2], [0.81, 0.83, 0.85]), row("b-s", [2], [0.60]), row("c-s", [0], [0.5])]}
+    text = tables.against_default(data)
+    assert "| a -> s | 28x28 | 0/1/2 | 83.00 | 84.00 | -1.00 | 2 of 3 |" in text  # the mean hides seed 2's loss
+    assert "| b -> s | 28x28 | 2 | 60.00 | 70.00 | -10.00 | 0 of 1 |" in text  # only the seeds both ran
+    assert "| c -> s | 28x28 | 0 | 50.00 | - | - | - |" in text  # a pair the default tables do not have
+    assert text.startswith(tables.zoo_targets(data).rpartition("\n\n")[0])
+
+
 def test_verdict_needs_every_seed_on_one_side():
     assert tables.verdict([0.80, 0.81, 0.82], [0.70, 0.75, 0.79]) == "gain"
     assert tables.verdict([0.70, 0.75, 0.79], [0.80, 0.81, 0.82]) == "loss"

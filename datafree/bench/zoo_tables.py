@@ -143,3 +143,32 @@ def zoo_targets(data: dict) -> str:
              + (f" ({', '.join(pair(r) for r in met)})" if met else "") + ("; missed:" if missed else ".")]  # fmt: skip
     lines += [f"- {pair(r)}: {'; '.join(m)}" for r, m in missed]
     return before_provenance(text, "\n".join(lines))
+
+
+def against_default(data: dict) -> str:
+    """An opt-in variant of the default on the zoo's pairs (:func:`zoo_targets`' table), then each pair against the
+    default's recorded runs of the same seeds (results/zoo.json, results/zoo_held_out.json): a variant is judged seed
+    by seed, as recipe changes are; "-" where the default has no run of the pair."""
+    text = zoo_targets(data)
+    folder = Path(data["_results_dir"])  # where the renderer found this file (runs/tables.py sets it)
+    default = {r["pair"]: dict(zip(r["seeds"], r["final_per_seed"]))
+               for name in ("zoo", "zoo_held_out") if (path := folder / f"{name}.json").exists()
+               for r in json.loads(path.read_text())["rows"]}  # fmt: skip
+    lines = ["| teacher -> student | input | seeds | variant final | default final, same seeds | variant - default | "
+             "seeds above the default's |", "|---|---|---|---:|---:|---:|---|"]  # fmt: skip
+    for r in data["rows"]:
+        mine = dict(zip(r["seeds"], r["final_per_seed"]))
+        theirs = default.get(r["pair"], {})
+        seeds = [s for s in mine if s in theirs]
+        size = f"{r['image_size']}x{r['image_size']}{task_of(r)}"
+        if not seeds:
+            lines.append(f"| {r['teacher']} -> {r['student']} | {size} | {'/'.join(map(str, mine))} | "
+                         f"{100 * statistics.fmean(mine.values()):.2f} | - | - | - |")  # fmt: skip
+            continue
+        ours, base = statistics.fmean(mine[s] for s in seeds), statistics.fmean(theirs[s] for s in seeds)
+        above = sum(mine[s] > theirs[s] for s in seeds)
+        gap = round(100 * (ours - base), 2) + 0.0  # + 0.0: a gap that rounds to zero reads +0.00, not -0.00
+        lines.append(f"| {r['teacher']} -> {r['student']} | {size} | {'/'.join(map(str, seeds))} | {100 * ours:.2f} | "
+                     f"{100 * base:.2f} | {gap:+.2f} | {above} of {len(seeds)} |")  # fmt: skip
+    return before_provenance(text, "Against the default preset's runs of the same seeds (the `zoo` and `zoo_held_out` "
+                             "tables, each with its own provenance):\n\n" + "\n".join(lines))
