@@ -138,10 +138,8 @@ def ensure_for_recipe(config) -> Path | None:
     # each term says what of the file it reads (SynthesisTerm.recorded_in): a file recorded before a term existed
     # lacks its part; a BatchNorm teacher's running statistics stand in for the pooled part
     missing = [cls for cls in map(synthesis_term_class, sorted(used)) if cls.recorded_in(keys) is False]
-    if any(getattr(cls, "batchnorm_suffices", False) for cls in missing):
-        if batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config))):
-            missing = [cls for cls in missing if not getattr(cls, "batchnorm_suffices", False)]
-    if not missing:
+    if not missing or (all(getattr(cls, "batchnorm_suffices", False) for cls in missing)
+                       and batchnorm_reference(build.build_net(config.teacher.arch, build.image_spec(config)))):  # fmt: skip
         return None
     print("== recording the teacher's feature statistics on its training data (teacher side, once)")
     return record_for_recipe(config)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from datafree.nets.feature_stats import (BETWEEN_IMAGES, has_between_images, load_reference, record_teacher_stats,
+from datafree.nets.feature_stats import (BETWEEN_IMAGES, load_reference, record_teacher_stats, recorded_keys,
                                          save_reference, stats_path)  # fmt: skip
 from datafree.nets.features import NetOutput
 from datafree.synthesis import SynthBatch, create_synthesis_term
@@ -73,8 +73,9 @@ def test_a_run_reads_the_spread_between_images_and_an_old_file_is_recorded_again
     path = stats_path(config.teacher_checkpoint)
     old = [{tap: v for tap, v in ref.items() if not tap.endswith(BETWEEN_IMAGES)} for ref in (pooled, per_class)]
     save_reference(old[0], path, old[1])  # a file recorded before the term existed
-    assert not has_between_images(path)
-    assert ensure_for_recipe(config) == path and has_between_images(path)
+    reads = create_synthesis_term("class_image_stats").recorded_in
+    assert not reads(recorded_keys(path))
+    assert ensure_for_recipe(config) == path and reads(recorded_keys(path))
     recorded = load_reference(path, per_class=True)
     assert {tap.removesuffix(BETWEEN_IMAGES) for tap in recorded if tap.endswith(BETWEEN_IMAGES)} == set(old[1]) - {
         "logits", "penultimate"}

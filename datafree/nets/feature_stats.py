@@ -258,12 +258,6 @@ def recorded_keys(path: str | Path) -> set[str]:
     return set(_keys(path))
 
 
-def has_between_images(path: str | Path) -> bool:
-    """Whether a statistics file has the per-class spread between images (:data:`BETWEEN_IMAGES`; files written
-    before it was recorded do not)."""
-    return any(key.endswith(f"{BETWEEN_IMAGES}/class_mean") for key in _keys(path))
-
-
 def has_outputs(path: str | Path, key: str = OUTPUT_TAP) -> bool:
     """Whether a statistics file has the teacher's per-class outputs (``key``: its logits or its penultimate
     features; files written before them do not)."""
