@@ -313,7 +313,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
                          part_of(text), t + "".join(f"#{k}={v}" for k, v in training.items()))
                 for text, (t, s, d, training) in zip(names_of_pairs, pairs)]  # fmt: skip
     names = list(dataset_info(base.data.name, like=base.data.like or None).class_names)
-    text = (f"{table(rows, names)}\n\nRecipe {args.recipe} (preset {base.preset!r}) unchanged but for the networks; "
+    text = (f"{table(rows, names)}\n\nRecipe {args.recipe} (preset {base.preset!r}) with each pair's networks and what the "
+            f"command below overrides; "
             f"{seeds} seed(s), {minutes} min loop budget per run; {hardware_line}.\n" + (f"\n`{command}`\n" if command else ""))  # fmt: skip
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(root / "table.md", text)
