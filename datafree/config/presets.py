@@ -54,8 +54,8 @@ _DEFAULT: dict[str, Any] = {
         # (recorded; off without a record): measured on the zoo (docs/changelog.md)
         {"name": "class_penultimate_stats", "weight": 5.0, "params": dict(_STATS)},
         # each class's images as different from one another as its training images were, at the layers the feature
-        # priors read (recorded; off without a record): gained on the held-out pairs and held the tuned ones, 3 seeds
-        # each (docs/results.md, "class_image_stats"; docs/changelog.md)
+        # priors read (recorded; off without a record): above the default without it on every pair of the zoo, tuned
+        # and held-out, 3 seeds each (docs/changelog.md, 2026-12-06)
         {"name": "class_image_stats", "weight": 10.0, "params": dict(_STATS)},
     ],
     # the teacher's answers softened to T = 4 (T^2-scaled KL): the student learns how the teacher ranks the other
