@@ -14,7 +14,7 @@ from datafree import build
 from datafree.io.checkpoint import CheckpointError, save_weights
 from datafree.config import ConfigError
 from datafree.distill import create_loss
-from datafree.nets.feature_stats import record_teacher_stats, save_reference
+from datafree.nets.feature_stats import BETWEEN_IMAGES, record_teacher_stats, save_reference
 from datafree.nets.features import NetOutput
 from datafree.pipeline import distill_from_config
 from tests.conftest import crash_then_resume, tiny_config
@@ -105,7 +105,7 @@ def test_each_member_reads_its_own_statistics_and_a_stats_key_points_elsewhere(t
     parts = build.assemble(config, build.build_teacher(config, spec), build.build_net("lenet5_half", spec), spec,
                            build.make_accelerator(config))  # fmt: skip
     taps = parts.objective.teacher_taps
-    layers = {f"m0/{t}" for t in pooled if t not in ("logits", "penultimate") and not t.endswith("@images")}
+    layers = {f"m0/{t}" for t in pooled if t not in ("logits", "penultimate") and not t.endswith(BETWEEN_IMAGES)}
     assert layers <= set(taps) and "m0/logits" not in taps and "m1/features.0.1:input" in taps  # LeNet file, VGG's BN
 
 
