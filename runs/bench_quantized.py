@@ -25,8 +25,9 @@ number of steps (``--steps``: equal steps, so the comparison does not move with 
 Each student is then exported by ``datafree.ship.deploy`` (ONNX, int8-stored weights when quantized) and checked with
 onnxruntime on the real test set: the table gives the file size and latency per image (batch 1 and 64,
 ``--threads`` intra-op threads) of the file a user would ship. Each row is written to ``<root>/<row>/row.json``
-and table.md / results.json list every row found there, so rows may run as separate invocations. ``--record NAME``
-also writes that table's per-seed figures with their provenance to results/NAME.json (datafree.io.results).
+with the invocation that made it, and table.md / results.json list every row found there, so rows may run as separate
+invocations. ``--record NAME`` also writes that table's per-seed figures with their provenance to results/NAME.json
+(datafree.io.results): this invocation's, and under ``earlier`` those of the invocations that made the other rows.
 """
 
 from __future__ import annotations
@@ -138,10 +139,18 @@ def record_rows(teacher: dict, rows: list[dict], base: Config, args: argparse.Na
                         "final_per_seed": [run["student_acc_final"] for run in r["runs"]],
                         "best_per_seed": [run["student_acc_best"] for run in r["runs"]], "wall_s": r["wall_s"],
                         **{k: r[k] for k in keep}})  # fmt: skip
+    # rows an earlier invocation left under --output-root: the provenance of each such invocation, once, so that the
+    # table's line names every command that made a row, not only this one (datafree.bench.common.provenance_line)
+    mine = set(args.rows.split(","))
+    earlier: list[dict] = []
+    for r in rows:
+        if r["row"] not in mine and "made" in r and r["made"] not in earlier:
+            earlier.append(r["made"])
     table = {"recipe": recipe_label(args.recipe, ROOT), "preset": base.preset, "student": args.student,
              "steps": base.train.steps, "seeds": list(range(args.seeds)),
              "onnx_threads": args.threads, "smoke": args.smoke,
-             "teacher": {k: teacher[k] for k in ("arch", "seed", "teacher_acc")}, "rows": compact}  # fmt: skip
+             "teacher": {k: teacher[k] for k in ("arch", "seed", "teacher_acc")}, "rows": compact,
+             **({"earlier": earlier} if earlier else {})}  # fmt: skip
     return record(results_path(args.record, ROOT), table, ROOT,
                   ["runs/bench_quantized.py", *(sys.argv[1:] if argv is None else argv)])
 
@@ -150,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from datafree.io.checkpoint import atomic_write_text
+    from datafree.io.results import provenance
     from datafree.pipeline import hardware
     from datafree.bench.common import fixed_steps_recipe
 
@@ -167,9 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.output_root)
     base, teacher = fixed_steps_recipe(args.recipe, args.steps, args.teacher_epochs, args.smoke, args.teacher, root, args)
     base.student.arch = args.student
-    for row in rows:  # one file per row: several invocations (e.g. on two cores) fill one table
-        atomic_write_text(root / row / "row.json", json.dumps(run_row(row_config(base, row), row, args.seeds, root,
-                                                                      args.threads), indent=2))  # fmt: skip
+    made = provenance(ROOT, ["runs/bench_quantized.py", *(sys.argv[1:] if argv is None else argv)])
+    for row in rows:  # one file per row: several invocations (e.g. on two cores) fill one table, each row says which
+        measured = run_row(row_config(base, row), row, args.seeds, root, args.threads)
+        atomic_write_text(root / row / "row.json", json.dumps({**measured, "made": made}, indent=2))
     results = [json.loads((root / r / "row.json").read_text()) for r in ROWS if (root / r / "row.json").exists()]
     command = " ".join(["python runs/bench_quantized.py", *(sys.argv[1:] if argv is None else argv)])
     text = (f"{table(teacher, results)}\n\n{args.seeds} seed(s), {base.train.steps} steps per run; training on "

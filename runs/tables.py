@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from datafree.bench.common import class_list, pct, provenance_line, search_steps_label, search_weight_label
-from datafree.bench.zoo_tables import against_default, strict, weights_only, zoo, zoo_targets
+from datafree.bench.zoo_tables import strict, weights_only, zoo, zoo_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -235,10 +235,6 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
                    "--record zoo_harder"),
     "zoo_weights_only": ("zoo_weights_only", weights_only, "python runs/bench_teachers.py --seeds 3 --minutes 10 "
                          "--teacher.stats none --record zoo_weights_only"),
-    "zoo_image_stats": ("zoo_image_stats", against_default, "python runs/bench_teachers.py --pairs <pair> --seeds 1 "
-                        "--first-seed <k> --minutes 10 --teacher-epochs 5 --synthesis '[<the default's terms>, "
-                        "class_image_stats 10]' per pair and seed, then --table-only --merge ... --pool --record "
-                        "zoo_image_stats"),
     "zoo_strict": ("zoo_strict", strict, "python runs/bench_teachers.py --part all --preset strict --seeds 3 --minutes 10 "
                    "--record zoo_strict"),
     "teacher_methods": ("teacher_methods", teacher_methods, "python runs/bench_teacher_methods.py --seeds 3 --steps 250 "

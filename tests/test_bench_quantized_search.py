@@ -32,6 +32,11 @@ def test_quantized_rows_run_split_over_invocations_and_fill_one_table(tmp_path):
     assert data["seeds"] == [0] and data["steps"] == 4 and data["teacher"]["teacher_acc"] == results["teacher"]["teacher_acc"]
     assert data["preset"] == speq["preset"] == "default"
     assert [r["row"] for r in data["rows"]] == ["speq_add", "ternary_real"]
+    # the table's line names both commands: this one, and the earlier one that made the speq_add row
+    assert "--rows ternary_real" in data["provenance"]["command"]
+    assert [p["command"].split("--rows ")[1].split()[0] for p in data["earlier"]] == ["speq_add"]
+    from datafree.bench.common import provenance_line
+    assert provenance_line(data).count("--rows ") == 2
     assert data["rows"][0]["quantize"] == {"bits": 4, "act_bits": 4} and data["rows"][0]["distill"] == ["kd", "speq"]
     assert (data["rows"][0]["teacher_kind"], data["rows"][1]["transfer"]) == ("speq", "real")
     for mine, theirs in zip(data["rows"], results["rows"]):

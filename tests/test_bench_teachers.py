@@ -30,7 +30,7 @@ def test_smoke_runs_each_pair_with_the_unchanged_recipe_and_fills_the_table(tmp_
         assert saved["student"]["arch"] == row["student"] and saved["train"]["max_minutes"] > 0
     table = (tmp_path / "table.md").read_text()
     assert "| lenet5 -> lenet5_half | 32x32 |" in table and "| resnet20 -> resnet8_narrow | 28x28 |" in table
-    assert "BN statistics, recorded per-class stats, recorded per-class penultimate |" in table and "python runs/bench_teachers.py --smoke" in table
+    assert "BN statistics, recorded per-class stats, recorded per-class penultimate, recorded per-class spread between images |" in table and "python runs/bench_teachers.py --smoke" in table
     (tmp_path / "table.md").unlink()
     assert bench.main(["--table-only", "--output-root", str(tmp_path)]) == 0
     assert (tmp_path / "table.md").read_text() == table  # the table is rebuilt from results.json alone

@@ -46,10 +46,12 @@ def test_fewest_arguments_on_a_batchnorm_cnn_use_its_batchnorm_statistics_and_no
     torch.manual_seed(0)
     results, lines, report = run(tmp_path, BNTeacher())
     assert "g_feature_stats" in lines[0] and "g_class_stats" not in lines[0] and "g_penultimate_stats" not in lines[0]
+    assert "g_image_stats" not in lines[0]
     assert "g_onehot" in lines[0] and "g_activation" not in lines[0]  # the default preset, not DAFL's three
     assert results["preset"] == "default"
     assert results["uses"] == ["the teacher's BatchNorm running statistics"]
-    assert [note.split(" off")[0] for note in results["terms_off"]] == ["class_feature_stats", "class_penultimate_stats"]
+    assert [note.split(" off")[0] for note in results["terms_off"]] == ["class_feature_stats", "class_penultimate_stats",
+                                                                       "class_image_stats"]  # fmt: skip
     assert "Knowledge used beyond the teacher's weights: the teacher's BatchNorm running statistics." in report
     assert "the run reads: the teacher's BatchNorm running statistics" in capsys.readouterr().out
 
@@ -62,10 +64,12 @@ def test_recorded_per_class_statistics_are_used_when_passed(tmp_path):
     _, per_class = record_teacher_stats(teacher, batches, num_classes=4, taps=["features.0.0", "features.2.0"])
     teacher.train()
     results, lines, _ = run(tmp_path, teacher, class_feature_stats=per_class)
-    assert "g_class_stats" in lines[0] and "g_penultimate_stats" in lines[0] and results["terms_off"] == []
+    assert all(key in lines[0] for key in ("g_class_stats", "g_penultimate_stats", "g_image_stats"))
+    assert results["terms_off"] == []
     assert results["uses"] == ["the teacher's BatchNorm running statistics",
                                "per-class feature statistics passed as class_feature_stats=",
-                               "per-class penultimate features passed as class_feature_stats="]  # fmt: skip
+                               "per-class penultimate features passed as class_feature_stats=",
+                               "per-class spread between images passed as class_feature_stats="]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -76,9 +80,10 @@ def test_per_class_statistics_of_the_layers_only_leave_the_penultimate_term_out_
     per_class = record_feature_stats(teacher, batches, taps=["features.0.0", "features.2.0"], num_classes=4)
     teacher.train()
     results, lines, _ = run(tmp_path, teacher, class_feature_stats=per_class)
-    assert "g_class_stats" in lines[0] and "g_penultimate_stats" not in lines[0]
-    (note,) = results["terms_off"]
-    assert note.startswith("class_penultimate_stats off") and "record_teacher_stats records them all" in note
+    assert "g_class_stats" in lines[0] and "g_penultimate_stats" not in lines[0] and "g_image_stats" not in lines[0]
+    penultimate, between_images = results["terms_off"]  # what record_feature_stats does not record
+    assert penultimate.startswith("class_penultimate_stats off") and "record_teacher_stats records them all" in penultimate
+    assert between_images.startswith("class_image_stats off") and "record_teacher_stats" in between_images
 
 
 @pytest.mark.slow
@@ -86,7 +91,7 @@ def test_a_teacher_without_batchnorm_or_statistics_runs_on_its_weights_alone_and
     torch.manual_seed(0)
     results, lines, report = run(tmp_path, PlainTeacher())
     assert not any(key.endswith("stats") for key in lines[0])
-    assert results["uses"] == [] and len(results["terms_off"]) == 3
+    assert results["uses"] == [] and len(results["terms_off"]) == 4
     assert "has no BatchNorm layers" in results["terms_off"][0]
     assert "nothing beyond the teacher's weights" in report
     assert "the run reads: nothing beyond the teacher's weights" in capsys.readouterr().out

@@ -6,7 +6,7 @@ recipe replaces the preset's list whole. Without a ``preset`` key a recipe start
 
 | preset | what it is | uses beyond the teacher's weights |
 |---|---|---|
-| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (DAFL's up to 32 px, one grown by stages above) (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, the one-hot term at weight 1 for the first half of the steps and 0.3 after, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), the teacher's penultimate features per class, generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics (per-class penultimate features among them) when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
+| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (DAFL's up to 32 px, one grown by stages above) (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, the one-hot term at weight 1 for the first half of the steps and 0.3 after, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), the teacher's penultimate features per class, the spread between a class's images at the feature layers, generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics (per-class penultimate features and the spread between a class's images among them) when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
 | ``strict`` | ``default`` without the feature-statistics terms (its one-hot term at weight 1 throughout) | nothing: the teacher's weights and the normalization of its inputs |
 | ``dafl`` | the paper's objective and generator, with the official code's weights (the dataclass defaults) | nothing |
 
@@ -53,6 +53,10 @@ _DEFAULT: dict[str, Any] = {
         # the teacher's penultimate features per class, spread between images as the class's training images were
         # (recorded; off without a record): measured on the zoo (docs/changelog.md)
         {"name": "class_penultimate_stats", "weight": 5.0, "params": dict(_STATS)},
+        # each class's images as different from one another as its training images were, at the layers the feature
+        # priors read (recorded; off without a record): above the default without it on every pair of the zoo, tuned
+        # and held-out, 3 seeds each (docs/changelog.md, 2026-12-06)
+        {"name": "class_image_stats", "weight": 10.0, "params": dict(_STATS)},
     ],
     # the teacher's answers softened to T = 4 (T^2-scaled KL): the student learns how the teacher ranks the other
     # classes, which is what carries it to real images unlike the generator's (measured on the zoo: docs/changelog.md)
