@@ -164,3 +164,18 @@ def test_unknown_recipe_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         benchmark.main(["imagenet", "--smoke", "--output-root", str(tmp_path)])
     assert "mnist, fmnist, cifar10, cifar100, celeba" in capsys.readouterr().err
+
+
+def test_a_found_teacher_trained_otherwise_than_the_recipe_says_is_named(tmp_path, capsys):
+    """A teacher another command left at the recipe's path (here 1 epoch where fmnist.toml trains 20) is loaded, as
+    asked, but the run says so and how to retrain it; a teacher that matches the recipe gets no note."""
+    config = load_toml(ROOT / "runs" / "fmnist.toml")
+    config.teacher.checkpoint = str(tmp_path / "teacher.safetensors")
+    (tmp_path / "teacher.safetensors").write_bytes(b"")  # get_teacher reads only the record beside it
+    (tmp_path / "teacher.json").write_text(json.dumps({"teacher_acc": 0.56, "epochs": 1}))
+    assert benchmark.get_teacher(config, retrain=False) == {"source": "loaded", "checkpoint": config.teacher.checkpoint, "epochs": 1}
+    out = capsys.readouterr().out
+    assert f"trains its teacher {config.teacher_training.epochs} epochs, this one was trained 1" in out and "--retrain-teacher" in out
+    (tmp_path / "teacher.json").write_text(json.dumps({"teacher_acc": 0.9, "epochs": config.teacher_training.epochs}))
+    benchmark.get_teacher(config, retrain=False)
+    assert "note:" not in capsys.readouterr().out
