@@ -143,3 +143,19 @@ def ensure_for_recipe(config) -> Path | None:
         return None
     print("== recording the teacher's feature statistics on its training data (teacher side, once)")
     return record_for_recipe(config)
+
+
+def found_teacher_note(config) -> str | None:
+    """What to tell the user when the recipe's teacher checkpoint already exists but its record (``teacher.json``
+    beside it) says it was trained for other epochs than the recipe's [teacher_training]: a teacher another command
+    left at that path (a shorter training, another recipe) would otherwise be distilled and reported as if it were
+    the recipe's. None when the record agrees or is absent. For programs that own the whole chain (demo, benchmarks)."""
+    info = Path(config.teacher_checkpoint).with_suffix(".json")
+    try:
+        epochs = json.loads(info.read_text()).get("epochs")
+    except (OSError, ValueError, AttributeError):  # no record, or not one: nothing to compare
+        return None
+    if epochs is None or epochs == config.teacher_training.epochs:
+        return None
+    return (f"the recipe trains its teacher {config.teacher_training.epochs} epochs, the one at "
+            f"{config.teacher_checkpoint} was trained {epochs}; pass --retrain-teacher to train it as the recipe says")

@@ -59,18 +59,15 @@ def _fresh_accelerate_state() -> None:
 
 def get_teacher(config: Config, retrain: bool) -> dict:
     """Train the recipe's teacher unless its checkpoint exists; say which happened and how long it took."""
-    from datafree.supervised import train_teacher
+    from datafree.supervised import found_teacher_note, train_teacher
 
     path = Path(config.teacher_checkpoint)
     if path.exists() and not retrain:
+        print(f"== teacher found: {path}")
+        if note := found_teacher_note(config):
+            print(f"   note: {note}")
         info = path.with_suffix(".json")
         saved = json.loads(info.read_text()) if info.exists() else {}
-        print(f"== teacher found: {path}" + (f" ({saved['epochs']} epochs)" if "epochs" in saved else ""))
-        if saved.get("epochs") not in (None, config.teacher_training.epochs):
-            # a teacher left at the recipe's path by another command (a shorter training, another recipe) would be
-            # distilled and reported as if it were the recipe's: say so where the run starts
-            print(f"   note: the recipe trains its teacher {config.teacher_training.epochs} epochs, this one was trained "
-                  f"{saved['epochs']}; pass --retrain-teacher to train it as the recipe says")  # fmt: skip
         return {"source": "loaded", "checkpoint": str(path), "epochs": saved.get("epochs")}
     print(f"== training the teacher: {config.teacher.arch} on real {config.data.name} ({config.teacher_training.epochs} epochs)")
     start = time.perf_counter()

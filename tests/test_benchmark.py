@@ -175,7 +175,11 @@ def test_a_found_teacher_trained_otherwise_than_the_recipe_says_is_named(tmp_pat
     (tmp_path / "teacher.json").write_text(json.dumps({"teacher_acc": 0.56, "epochs": 1}))
     assert benchmark.get_teacher(config, retrain=False) == {"source": "loaded", "checkpoint": config.teacher.checkpoint, "epochs": 1}
     out = capsys.readouterr().out
-    assert f"trains its teacher {config.teacher_training.epochs} epochs, this one was trained 1" in out and "--retrain-teacher" in out
+    assert f"trains its teacher {config.teacher_training.epochs} epochs, the one at {config.teacher.checkpoint} was trained 1" in out
+    assert "--retrain-teacher" in out
     (tmp_path / "teacher.json").write_text(json.dumps({"teacher_acc": 0.9, "epochs": config.teacher_training.epochs}))
+    benchmark.get_teacher(config, retrain=False)
+    assert "note:" not in capsys.readouterr().out
+    (tmp_path / "teacher.json").unlink()  # no record: nothing to compare, no note
     benchmark.get_teacher(config, retrain=False)
     assert "note:" not in capsys.readouterr().out

@@ -17,7 +17,7 @@ from datafree.config.overrides import apply_overrides
 def main(argv: list[str] | None = None) -> int:
     from datafree.io.checkpoint import CheckpointError
     from datafree.data import DataMissingError
-    from datafree.supervised import ensure_for_recipe
+    from datafree.supervised import ensure_for_recipe, found_teacher_note
     from datafree.pipeline import distill_from_config
     from datafree.supervised import train_teacher
     from datafree.trainer import NonFiniteLossError
@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             train_teacher(config)
         else:
             print(f"== teacher found: {config.teacher_checkpoint}")
+            if note := found_teacher_note(config):
+                print(f"   note: {note}")
             ensure_for_recipe(config)  # a teacher trained before train_teacher.py wrote them
         print(f"== data-free distillation into {config.student.arch} (no training image is used)")
         results = distill_from_config(config)
