@@ -145,16 +145,24 @@ def ensure_for_recipe(config) -> Path | None:
     return record_for_recipe(config)
 
 
-def found_teacher_note(config) -> str | None:
-    """What to tell the user when the recipe's teacher checkpoint already exists but its record (``teacher.json``
-    beside it) says it was trained for other epochs than the recipe's [teacher_training]: a teacher another command
-    left at that path (a shorter training, another recipe) would otherwise be distilled and reported as if it were
-    the recipe's. None when the record agrees or is absent. For programs that own the whole chain (demo, benchmarks)."""
-    info = Path(config.teacher_checkpoint).with_suffix(".json")
+
+def teacher_record(checkpoint: str | Path) -> dict:
+    """The record ``train_teacher`` wrote beside a checkpoint (``teacher.json``: accuracy, epochs, history), or {} when
+    there is none or it is not a JSON object: a found teacher's record is untrusted input, read only to describe it."""
     try:
-        epochs = json.loads(info.read_text()).get("epochs")
-    except (OSError, ValueError, AttributeError):  # no record, or not one: nothing to compare
-        return None
+        record = json.loads(Path(checkpoint).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def found_teacher_note(config, record: dict) -> str | None:
+    """What to tell the user when the recipe's teacher checkpoint already exists but its ``record``
+    (:func:`teacher_record`) says it was trained for other epochs than the recipe's [teacher_training]: a teacher
+    another command left at that path (a shorter training, another recipe) would otherwise be distilled and reported
+    as if it were the recipe's. None when the record agrees or has no epochs. For programs that own the whole chain
+    (demo, benchmarks)."""
+    epochs = record.get("epochs")
     if epochs is None or epochs == config.teacher_training.epochs:
         return None
     return (f"the recipe trains its teacher {config.teacher_training.epochs} epochs, the one at "

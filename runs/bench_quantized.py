@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         measured = run_row(row_config(base, row), row, args.seeds, root, args.threads)
         atomic_write_text(root / row / "row.json", json.dumps({**measured, "made": made}, indent=2))
     results = [json.loads((root / r / "row.json").read_text()) for r in ROWS if (root / r / "row.json").exists()]
-    command = " ".join(["python runs/bench_quantized.py", *(sys.argv[1:] if argv is None else argv)])
+    command = made["command"]
     text = (f"{table(teacher, results)}\n\n{args.seeds} seed(s), {base.train.steps} steps per run; training on "
             f"{hardware()}; onnxruntime {args.threads} thread(s).\n\n`{command}`\n")  # fmt: skip
     atomic_write_text(root / "table.md", text)

@@ -59,15 +59,14 @@ def _fresh_accelerate_state() -> None:
 
 def get_teacher(config: Config, retrain: bool) -> dict:
     """Train the recipe's teacher unless its checkpoint exists; say which happened and how long it took."""
-    from datafree.supervised import found_teacher_note, train_teacher
+    from datafree.supervised import found_teacher_note, teacher_record, train_teacher
 
     path = Path(config.teacher_checkpoint)
     if path.exists() and not retrain:
         print(f"== teacher found: {path}")
-        if note := found_teacher_note(config):
+        saved = teacher_record(path)
+        if note := found_teacher_note(config, saved):
             print(f"   note: {note}")
-        info = path.with_suffix(".json")
-        saved = json.loads(info.read_text()) if info.exists() else {}
         return {"source": "loaded", "checkpoint": str(path), "epochs": saved.get("epochs")}
     print(f"== training the teacher: {config.teacher.arch} on real {config.data.name} ({config.teacher_training.epochs} epochs)")
     start = time.perf_counter()

@@ -183,3 +183,29 @@ def test_a_found_teacher_trained_otherwise_than_the_recipe_says_is_named(tmp_pat
     (tmp_path / "teacher.json").unlink()  # no record: nothing to compare, no note
     benchmark.get_teacher(config, retrain=False)
     assert "note:" not in capsys.readouterr().out
+    (tmp_path / "teacher.json").write_text("{not json")  # a record that is not one: described as unknown, no traceback
+    assert benchmark.get_teacher(config, retrain=False)["epochs"] is None
+    assert "note:" not in capsys.readouterr().out
+
+
+def test_make_demo_names_a_found_teacher_trained_otherwise(tmp_path, capsys, monkeypatch):
+    """runs/examples/demo.py (what `make demo` runs) says the same as the benchmark when it finds such a teacher; the
+    distillation itself is stopped right after (its own tests are elsewhere)."""
+    import datafree.pipeline
+    import datafree.supervised
+
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "runs" / "examples" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    (tmp_path / "teacher.safetensors").write_bytes(b"")
+    (tmp_path / "teacher.json").write_text(json.dumps({"teacher_acc": 0.56, "epochs": 1}))
+
+    def stop(config):
+        raise ValueError("stopped after the teacher step")
+
+    monkeypatch.setattr(datafree.supervised, "ensure_for_recipe", lambda config: None)
+    monkeypatch.setattr(datafree.pipeline, "distill_from_config", stop)
+    assert demo.main(["--teacher.checkpoint", str(tmp_path / "teacher.safetensors")]) == 2
+    captured = capsys.readouterr()
+    assert "epochs, the one at" in captured.out and "was trained 1; pass --retrain-teacher" in captured.out
+    assert "stopped after the teacher step" in captured.err

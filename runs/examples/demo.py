@@ -17,9 +17,8 @@ from datafree.config.overrides import apply_overrides
 def main(argv: list[str] | None = None) -> int:
     from datafree.io.checkpoint import CheckpointError
     from datafree.data import DataMissingError
-    from datafree.supervised import ensure_for_recipe, found_teacher_note
     from datafree.pipeline import distill_from_config
-    from datafree.supervised import train_teacher
+    from datafree.supervised import ensure_for_recipe, found_teacher_note, teacher_record, train_teacher
     from datafree.trainer import NonFiniteLossError
 
     parser = bench_parser(__doc__, recipe="fmnist", smoke=False, record=False)
@@ -34,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
             train_teacher(config)
         else:
             print(f"== teacher found: {config.teacher_checkpoint}")
-            if note := found_teacher_note(config):
+            if note := found_teacher_note(config, teacher_record(config.teacher_checkpoint)):
                 print(f"   note: {note}")
             ensure_for_recipe(config)  # a teacher trained before train_teacher.py wrote them
         print(f"== data-free distillation into {config.student.arch} (no training image is used)")
