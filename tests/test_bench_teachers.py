@@ -95,3 +95,17 @@ def test_a_pair_on_a_dataset_with_more_classes_names_its_own_classes():
 
     assert class_list(list(range(40)), names) == "40 of 100 (item0, item1, item2, ...)"  # dozens: counted
     assert bench.pooled([row])[0]["class_names"] == names and bench.pooled([row])[0]["part"] == "harder"
+
+
+def test_a_merged_row_run_before_its_pair_had_a_part_takes_the_part_it_has_now(tmp_path):
+    """A root run from a checkout whose part lists did not name its pair ("other") merges under the pair's part now;
+    a row that names its part keeps it."""
+    from datafree.bench.zoo_record import load_part
+
+    rows = [{"pair": "mobilenet_small-mobilenet_tiny@fmnist-pairs100", "part": "other", "teacher": "mobilenet_small",
+             "student": "mobilenet_tiny"},
+            {"pair": "lenet5-lenet5_half", "part": "held-out", "teacher": "lenet5", "student": "lenet5_half"},
+            {"pair": "lenet5-mlp", "part": "other", "teacher": "lenet5", "student": "mlp"}]  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps({"rows": rows, "recipe": "zoo", "minutes": 10}))
+    parts = [row["part"] for row in load_part(tmp_path)["rows"]]
+    assert parts == ["harder", "held-out", "other"]  # the pair in no list stays "other"; a named part is kept

@@ -46,14 +46,23 @@ def compact_row(row: dict, names: list[str]) -> dict:
             **({"runs": [compact_run(run) for run in runs]} if runs else {})}  # fmt: skip
 
 
+def with_current_part(row: dict) -> dict:
+    """The row with the part its pair belongs to now where it was run or recorded without one: before the zoo had
+    parts, or from a checkout whose part lists did not name the pair yet ("other")."""
+    from datafree.bench.zoo import part_of
+
+    if row.get("part", "other") != "other":
+        return row
+    data = row["pair"].partition("@")[2]
+    return {**row, "part": part_of(f"{row['teacher']}:{row['student']}" + (f"@{data}" if data else ""))}
+
+
 def row_from_record(row: dict) -> dict:
     """A recorded row as a table row: recomputed from its runs where it kept them, else its figures as they were."""
-    from datafree.bench.zoo import part_of, summary
+    from datafree.bench.zoo import summary
     from datafree.report import spread
 
-    if "part" not in row:  # recorded before the zoo had parts: the part its pair belongs to now
-        data = row["pair"].partition("@")[2]
-        row = {**row, "part": part_of(f"{row['teacher']}:{row['student']}" + (f"@{data}" if data else ""))}
+    row = with_current_part(row)
     if row.get("runs"):
         return summary({k: row[k] for k in HEAD if k in row}, row["runs"])
     return {**row, "final": spread(row["final_per_seed"]), "best": spread(row["best_per_seed"]), "runs": []}
@@ -81,7 +90,8 @@ def load_part(path: Path) -> dict[str, Any]:
     if not results.is_file():
         raise ValueError(f"--merge: {path} is neither an output root with a results.json nor a results file "
                          "(results/NAME.json)")  # fmt: skip
-    return json.loads(results.read_text())
+    saved = json.loads(results.read_text())
+    return {**saved, "rows": [with_current_part(row) for row in saved["rows"]]}
 
 
 def runs_threads(hardware_lines: list[str]) -> int | str | None:
