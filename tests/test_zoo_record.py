@@ -104,10 +104,15 @@ def test_merge_takes_a_results_file_beside_an_output_root_and_records_the_pooled
                                                                                    ("u", [1], [0.7])]  # fmt: skip
     assert [len(r["runs"]) for r in data["rows"]] == [2, 1]  # kept again, for the next sitting's seeds
     assert [p["command"] for p in data["earlier"]] == ["python runs/bench_teachers.py --record t.json"]  # what made them
+    assert data["made_by"] == ["cmd later"]  # the command that ran the output root's rows, not only the merge's
+    from datafree.bench.common import provenance_line
+
+    assert "rows run by: `cmd later`" in provenance_line(data)
     assert bench.main(["--table-only", "--merge", str(tmp_path / "results" / "both.json"), "--output-root",
                        str(tmp_path / "m1"), "--record", "again"]) == 0  # fmt: skip
     again = json.loads((tmp_path / "results" / "again.json").read_text())
     assert [p["command"].split()[-1] for p in again["earlier"]] == ["t.json", "both"]  # the whole history
+    assert again["made_by"] == ["cmd later"]  # carried by the recorded file into the next merge
     # a results file of another budget is not the same table: refused by name
     other = _recorded(tmp_path, [_row("t", [_run(3, 0.8, [0.5, 0.6, 0.7], 10)])], name="other.json", minutes=5.0)
     with pytest.raises(SystemExit):

@@ -129,7 +129,9 @@ def _made(p: dict) -> str:
 
 
 def provenance_line(data: dict) -> str:
-    """The command, commit, date and machine that wrote a results file, and those of the recorded files merged
-    into it: the line under every generated table."""
+    """The command, commit, date and machine that wrote a results file, the commands that ran its rows where it
+    merged output roots (``made_by``), and those of the recorded files merged into it: the line under every
+    generated table."""
     earlier = "".join(f"<br>merged in, rows recorded by: {_made(p)}" for p in data.get("earlier", []))
-    return f"<sub>{_made(data['provenance'])}{earlier}</sub>"
+    runs = "".join(f"<br>rows run by: `{command}`" for command in data.get("made_by", []))
+    return f"<sub>{_made(data['provenance'])}{runs}{earlier}</sub>"

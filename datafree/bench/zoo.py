@@ -39,7 +39,7 @@ from pathlib import Path
 
 from datafree.bench.args import bench_parser, load_recipe, overridden, parse, recipe_label
 from datafree.bench.common import class_list
-from datafree.bench.zoo_record import compact_row, load_part, pooled, replaced, runs_threads
+from datafree.bench.zoo_record import compact_row, load_part, pooled, replaced, runs_commands, runs_threads
 from datafree.config import Config
 from datafree.config.spellings import translate_batch_keys
 
@@ -280,13 +280,14 @@ def _main(argv: list[str] | None, prog: str) -> int:
     if args.table_only:
         parts = [Path(p) for p in args.merge.split(",") if p] or [root]
         saved = load_part(parts[0])
-        lines = [saved["hardware"]]
+        lines, made_by = [saved["hardware"]], runs_commands(saved)
         for part in parts[1:]:
             other = load_part(part)
             if (same_recipe(other), other.get("preset"), other["minutes"]) != (same_recipe(saved), saved.get("preset"), saved["minutes"]):
                 parser.error(f"--merge: {part} ran another recipe, preset or budget than {parts[0]}")
             saved["rows"] += other["rows"]
             lines.append(other["hardware"])
+            made_by += runs_commands(other)
             saved["command"] = f"{saved.get('command', '')}` and `{other.get('command', '')}"
             saved["earlier"] = [*saved.get("earlier", []), *other.get("earlier", [])]
         rows = replaced(saved["rows"]) if args.replace else saved["rows"]
@@ -300,7 +301,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
         earlier = saved.get("earlier", [])  # the provenance of recorded files merged in
         threads = runs_threads(lines)  # the runs', not this process's
     else:
-        earlier, threads = [], None  # None: this process's, which ran the pairs
+        earlier, threads, made_by = [], None, []  # None: this process's, which ran the pairs
         names_of_pairs = [p for p in (args.pairs or PARTS[args.part]).split(",") if p]
         pairs = [parse_pair(p) for p in names_of_pairs]
         if any(p is None for p in pairs):
@@ -323,25 +324,27 @@ def _main(argv: list[str] | None, prog: str) -> int:
     if not args.table_only or args.merge:
         atomic_write_text(root / "results.json", json.dumps({"rows": rows, "recipe": args.recipe, "preset": base.preset,
                                                             "hardware": hardware_line, "smoke": args.smoke, "command": command,
-                                                            "minutes": minutes}, indent=2))  # fmt: skip
+                                                            "minutes": minutes, **({"made_by": made_by} if made_by else {})},
+                                                           indent=2))  # fmt: skip
     if args.record:
-        print(f"figures recorded in {record_rows(rows, names, args, minutes, base, argv, prog, earlier, threads)}")
+        print(f"figures recorded in {record_rows(rows, names, args, minutes, base, argv, prog, earlier, threads, made_by)}")
     print(text)
     return 0
 
 
 def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, minutes: float, base: Config,
                 argv: list[str] | None, prog: str, earlier: list[dict] | None = None,
-                threads: int | str | None = None) -> Path:  # fmt: skip
+                threads: int | str | None = None, made_by: list[str] | None = None) -> Path:  # fmt: skip
     """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it) and that
     of the recorded files merged into it (``earlier``: what made their rows); ``threads``: what the runs computed
-    with, where this process did not run them (None: this process's count)."""
+    with, where this process did not run them (None: this process's count); ``made_by``: the commands that ran
+    the merged output roots' rows (a merge's own command names only the roots)."""
     from datafree.io.results import record, results_path
 
     compact = [compact_row(r, names) for r in rows]
     repo = Path.cwd()  # results/NAME.json of the checkout it runs from
     table = {"recipe": recipe_label(args.recipe, repo), "preset": base.preset, "minutes": minutes, "class_names": names,
-             "rows": compact, **({"earlier": earlier} if earlier else {})}  # fmt: skip
+             "rows": compact, **({"earlier": earlier} if earlier else {}), **({"made_by": made_by} if made_by else {})}  # fmt: skip
     return record(results_path(args.record, repo), table, repo,
                   [prog.removeprefix("python "), *(sys.argv[1:] if argv is None else argv)], threads)  # fmt: skip
 

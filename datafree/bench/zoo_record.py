@@ -84,7 +84,7 @@ def load_part(path: Path) -> dict[str, Any]:
                     f"{made.get('date')}")  # fmt: skip
         return {"rows": [{**row_from_record(r), "recorded": True} for r in data["rows"]], "recipe": data["recipe"],
                 "preset": data.get("preset"), "minutes": data["minutes"], "hardware": hardware,
-                "command": made.get("command", ""), "smoke": False,
+                "command": made.get("command", ""), "smoke": False, "made_by": data.get("made_by", []),
                 "earlier": [*data.get("earlier", []), made]}  # what made its rows, kept by the next record  # fmt: skip
     results = path / "results.json"
     if not results.is_file():
@@ -92,6 +92,14 @@ def load_part(path: Path) -> dict[str, Any]:
                          "(results/NAME.json)")  # fmt: skip
     saved = json.loads(results.read_text())
     return {**saved, "rows": [with_current_part(row) for row in saved["rows"]]}
+
+
+def runs_commands(part: dict) -> list[str]:
+    """The commands that ran a ``--merge`` part's rows: a merged part's list, a results file's (``--record``) list
+    (its own command is in its provenance, under ``earlier``), else the command that wrote the output root."""
+    if "made_by" in part:
+        return list(part["made_by"])
+    return [part["command"]] if part.get("command") else []
 
 
 def runs_threads(hardware_lines: list[str]) -> int | str | None:
