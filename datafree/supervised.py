@@ -145,7 +145,6 @@ def ensure_for_recipe(config) -> Path | None:
     return record_for_recipe(config)
 
 
-
 def teacher_record(checkpoint: str | Path) -> dict:
     """The record ``train_teacher`` wrote beside a checkpoint (``teacher.json``: accuracy, epochs, history), or {} when
     there is none or it is not a JSON object: a found teacher's record is untrusted input, read only to describe it."""

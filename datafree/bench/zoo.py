@@ -288,7 +288,6 @@ def _main(argv: list[str] | None, prog: str) -> int:
             saved["rows"] += other["rows"]
             lines.append(other["hardware"])
             made_by += runs_commands(other)
-            saved["command"] = f"{saved.get('command', '')}` and `{other.get('command', '')}"
             saved["earlier"] = [*saved.get("earlier", []), *other.get("earlier", [])]
         rows = replaced(saved["rows"]) if args.replace else saved["rows"]
         rows = [{k: v for k, v in row.items() if k != "recorded"} for row in (pooled(rows) if args.pool else rows)]
@@ -296,7 +295,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
         args.recipe, minutes = saved["recipe"], saved["minutes"]
         seeds = counts[0] if len(set(counts)) == 1 else "/".join(map(str, counts))
         args.smoke = saved.get("smoke", False)
-        command = saved.get("command", "")
+        command = "` and `".join(made_by) or saved.get("command", "")  # the runs' commands (a record's own: earlier)
         base, hardware_line = load_recipe(args.recipe, preset=saved.get("preset")), saved["hardware"]
         earlier = saved.get("earlier", [])  # the provenance of recorded files merged in
         threads = runs_threads(lines)  # the runs', not this process's
