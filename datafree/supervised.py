@@ -155,6 +155,19 @@ def teacher_record(checkpoint: str | Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
+def recorded_teacher_accuracy(checkpoint: str | Path) -> float:
+    """The real test accuracy ``train_teacher`` recorded beside ``checkpoint`` (``teacher.json``), for the benchmarks
+    that report it; a clear error naming the file when there is none (a teacher saved by other means, or its record
+    cut short), before the benchmark distills anything."""
+    accuracy = teacher_record(checkpoint).get("teacher_acc")
+    if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0.0 <= accuracy <= 1.0:
+        record = Path(checkpoint).with_suffix(".json")
+        raise ConfigError(f"{record}: no teacher accuracy recorded beside the teacher {checkpoint} (train_teacher "
+                          f"writes it as \"teacher_acc\" in [0, 1]); delete that folder so the benchmark trains the "
+                          f"teacher again")  # fmt: skip
+    return float(accuracy)
+
+
 def found_teacher_note(config, record: dict) -> str | None:
     """What to tell the user when the recipe's teacher checkpoint already exists but its ``record``
     (:func:`teacher_record`) says it was trained for other epochs than the recipe's [teacher_training]: a teacher

@@ -94,7 +94,7 @@ def run_pair(pair: str, seeds: list[int], root: Path, overrides: argparse.Namesp
 
     from datafree.build import reset_accelerate
     from datafree.pipeline import distill_from_config
-    from datafree.supervised import train_teacher
+    from datafree.supervised import recorded_teacher_accuracy, train_teacher
 
     torch.set_num_threads(1)
     config = short_config(pair, root, overrides, smoke)
@@ -102,7 +102,7 @@ def run_pair(pair: str, seeds: list[int], root: Path, overrides: argparse.Namesp
     if not checkpoint.exists():
         train_teacher(config)
         reset_accelerate()
-    teacher_acc = json.loads(checkpoint.with_suffix(".json").read_text())["teacher_acc"]
+    teacher_acc = recorded_teacher_accuracy(checkpoint)
     runs = []
     for seed in seeds:
         c = copy.deepcopy(config)

@@ -17,7 +17,7 @@ from datafree.config import Config
 def trained_teachers(base: Config, specs: list[str], root: Path) -> list[dict]:
     """Each ``arch@seed`` trained (unless present) under root/teachers, with its route checkpointed four times for
     RCO; ``[{arch, checkpoint, seed, teacher_acc}]``."""
-    from datafree.supervised import train_teacher
+    from datafree.supervised import recorded_teacher_accuracy, train_teacher
 
     teachers = []
     for text in specs:
@@ -29,7 +29,7 @@ def trained_teachers(base: Config, specs: list[str], root: Path) -> list[dict]:
         path = Path(c.teacher.checkpoint)
         if not path.exists():
             train_teacher(c)
-        acc = json.loads(path.with_suffix(".json").read_text())["teacher_acc"]
+        acc = recorded_teacher_accuracy(path)
         teachers.append({"arch": arch, "checkpoint": str(path), "seed": c.teacher_training.seed, "teacher_acc": acc})
     return teachers
 

@@ -109,14 +109,14 @@ def parse_pair(text: str) -> tuple[str, str, str, dict] | None:
 def teacher_for(config: Config) -> float:
     """Train the pair's teacher unless it exists; its real test accuracy."""
     from datafree.build import reset_accelerate
-    from datafree.supervised import train_teacher
+    from datafree.supervised import recorded_teacher_accuracy, train_teacher
 
     path = Path(config.teacher_checkpoint)
     if not path.exists():
         print(f"== training teacher {config.teacher.arch} ({config.teacher_training.epochs} epochs)", flush=True)
         train_teacher(config)
         reset_accelerate()
-    return json.loads(path.with_suffix(".json").read_text())["teacher_acc"]
+    return recorded_teacher_accuracy(path)
 
 
 def run_pair(config: Config, seeds: int, minutes: float, root: Path, first_seed: int = 0, part: str = "other",
