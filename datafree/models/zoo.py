@@ -9,6 +9,7 @@ shape rebuilds by name: ``create_model("vgg_bn", num_classes=10, in_channels=1, 
 | ``vgg_bn`` / ``vgg_bn_small`` | five 3x3 conv + BN + ReLU, max-pool after 1st/2nd/4th, GAP, hidden fc | 313K / 39K |
 | ``resnet20`` / ``resnet8`` | CIFAR ResNet (He et al. 2016): 16-32-64 stages of 3 / 1 basic blocks | 272K / 78K |
 | ``resnet8_narrow`` | the same at width 8-16-32 | 20K |
+| ``resnet20_s2`` / ``resnet8_narrow_s2`` | the two above with a stride-2 stem, for 64-px inputs: the stages then run at 32 px | 272K / 20K |
 | ``mobilenet_small`` / ``mobilenet_tiny`` | depthwise-separable blocks (MobileNet v1), width x2 / x1 | 141K / 38K |
 """
 
@@ -68,18 +69,22 @@ class Block(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """3x3 stem, three stages of ``blocks`` basic blocks at widths w, 2w, 4w (strides 1, 2, 2), GAP, fc."""
+    """3x3 stem, three stages of ``blocks`` basic blocks at widths w, 2w, 4w (strides 1, 2, 2), GAP, fc.
+
+    ``stem_stride = 2`` halves the image in the stem, as networks built for larger images do (ImageNet ResNets
+    by a strided 7x7 conv and a max-pool): at 64 px the stages then cost what they cost at 32 px, a quarter of
+    the stride-1 layout's compute."""
 
     feature_layer = "flatten"
     default_taps = ("stage1", "stage2", "stage3")
 
     def __init__(self, blocks: int, num_classes: int = 10, in_channels: int = 1, width: int = 16,
-                 inner: list[int] | None = None):  # fmt: skip
+                 inner: list[int] | None = None, stem_stride: int = 1):  # fmt: skip
         super().__init__()
         w = (width, 2 * width, 4 * width)
         if inner is not None and len(inner) != 3 * blocks:
             raise ValueError(f"inner: one width per block ({3 * blocks}), got {len(inner)}")
-        self.stem = conv_bn(in_channels, w[0])
+        self.stem = conv_bn(in_channels, w[0], stem_stride)
         stages, c_in = [], w[0]
         for i, c_out in enumerate(w):
             stages.append(nn.Sequential(*[Block(c_in if j == 0 else c_out, c_out, 2 if i and j == 0 else 1,
@@ -145,6 +150,18 @@ def resnet8(num_classes: int = 10, in_channels: int = 1, width: int = 16, inner:
 @register_model("resnet8_narrow", in_channels=1, image_size=28)
 def resnet8_narrow(num_classes: int = 10, in_channels: int = 1, width: int = 8, inner: list[int] | None = None) -> CifarResNet:
     return CifarResNet(1, num_classes, in_channels, width, inner)
+
+
+@register_model("resnet20_s2", in_channels=3, image_size=64)
+def resnet20_s2(num_classes: int = 10, in_channels: int = 3, width: int = 16, inner: list[int] | None = None) -> CifarResNet:
+    """ResNet-20 with a stride-2 stem: for 64-px images (the zoo's ``fmnist-rgb64`` task)."""
+    return CifarResNet(3, num_classes, in_channels, width, inner, stem_stride=2)
+
+
+@register_model("resnet8_narrow_s2", in_channels=3, image_size=64)
+def resnet8_narrow_s2(num_classes: int = 10, in_channels: int = 3, width: int = 8, inner: list[int] | None = None) -> CifarResNet:
+    """ResNet-8-narrow with a stride-2 stem: the student of ``resnet20_s2``."""
+    return CifarResNet(1, num_classes, in_channels, width, inner, stem_stride=2)
 
 
 @register_model("mobilenet_small", in_channels=1, image_size=28)
