@@ -40,6 +40,11 @@ CASES = {
                 {"stage1": (16, 28, 28), "stage2": (32, 14, 14), "stage3": (64, 7, 7), "flatten": (64,)}),
     "resnet8_narrow": (dict(num_classes=10, in_channels=1), (1, 28, 28),
                        {"stage1": (8, 28, 28), "stage2": (16, 14, 14), "stage3": (32, 7, 7), "flatten": (32,)}),
+    # the 64-px task's pair: a stride-2 stem, then the stages at half the image's size
+    "resnet20_s2": (dict(num_classes=10, in_channels=3), (3, 64, 64),
+                    {"stage1": (16, 32, 32), "stage2": (32, 16, 16), "stage3": (64, 8, 8), "flatten": (64,)}),
+    "resnet8_narrow_s2": (dict(num_classes=10, in_channels=3), (3, 64, 64),
+                          {"stage1": (8, 32, 32), "stage2": (16, 16, 16), "stage3": (32, 8, 8), "flatten": (32,)}),
     "mobilenet_small": (dict(num_classes=10, in_channels=1), (1, 28, 28),
                         {"blocks.1": (64, 14, 14), "blocks.3": (128, 7, 7), "blocks.5": (256, 4, 4), "flatten": (256,)}),
     "mobilenet_tiny": (dict(num_classes=10, in_channels=1), (1, 28, 28),
