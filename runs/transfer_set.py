@@ -125,7 +125,7 @@ def compare(runs: list[Path], batches: int, steps: int, seed: int = 0) -> list[t
     """(what the student learnt from, its real test accuracy, per class) for each set; printed as a table."""
     made = [generated_set(run, batches) for run in runs]
     trainer, config = made[0][2], made[0][3]
-    checkpoints = {str(m[3].teacher.checkpoint) for m in made}
+    checkpoints = {str(Path(m[3].teacher.checkpoint).resolve()) for m in made}  # one file under several names: one teacher
     if len(checkpoints) > 1:
         raise SystemExit(f"error: the runs distill different teachers ({', '.join(sorted(checkpoints))}); compare "
                          "runs of one teacher checkpoint")  # fmt: skip
