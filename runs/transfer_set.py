@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from datafree.bench.common import load_run, refused
 from datafree.callbacks.precise_bn import DRAW
+from datafree.config import ConfigError
 from datafree.data import dataset_info, recipe_split
+from datafree.io.checkpoint import CheckpointError
 from datafree.models import create_model
 from datafree.nets.features import logits_of
 
@@ -158,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.batches < 1 or args.steps < 1:
         print("error: --batches and --steps must be at least 1", file=sys.stderr)
         return 2
-    compare(args.runs, args.batches, args.steps, args.seed)
+    try:
+        compare(args.runs, args.batches, args.steps, args.seed)
+    except (CheckpointError, ConfigError) as error:  # a folder whose weights do not fit its recipe, a broken recipe
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -51,3 +51,23 @@ def test_a_run_is_measured_against_as_many_real_images_and_a_folder_that_is_not_
     assert rows[0][1] == rows[1][1]  # the same run twice: the same images, the same student
     assert all(0.0 <= acc <= 1.0 and len(per_class) == 10 for _, acc, per_class in rows)
     assert check.main([str(tmp_path)]) == 2 and "has no config.json" in capsys.readouterr().err
+
+
+def test_a_generator_file_that_does_not_fit_its_recipe_is_an_error_naming_it(tmp_path, capsys):
+    import json
+
+    import runs.transfer_set as check
+    from safetensors.torch import save_file
+
+    config = tiny_config(tmp_path, student={"arch": "mlp"}, generator={"conditional": True})
+    save_random_teacher(config)
+    run = tmp_path / "run"
+    run.mkdir()
+    from dataclasses import asdict
+
+    (run / "config.json").write_text(json.dumps(asdict(config)))
+    save_file({"not.a.generator": torch.zeros(1)}, str(run / "generator.safetensors"))
+    save_file({"not.a.student": torch.zeros(1)}, str(run / "student_last.safetensors"))
+    assert check.main([str(run), "--batches", "1", "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not match" in err and "Traceback" not in err
