@@ -68,6 +68,19 @@ def save_random_teacher(config, seed: int = 0) -> None:
     save_weights(net, config.teacher_checkpoint, {"arch": config.teacher.arch, "num_classes": spec.num_classes})
 
 
+def finished_conditional_run(out: Path, student: str) -> Path:
+    """A 2-step conditional run on a random teacher, finished: its folder (``out/run``), as the diagnostics read it."""
+    from datafree.build import reset_accelerate
+    from datafree.pipeline import distill_from_config
+
+    config = tiny_config(out, student={"arch": student}, generator={"conditional": True},
+                         train={"steps": 2, "eval_every": 2, "sample_every": 2, "checkpoint_every": 2})  # fmt: skip
+    save_random_teacher(config)
+    distill_from_config(config)
+    reset_accelerate()
+    return out / "run"
+
+
 @pytest.fixture
 def tiny(tmp_path):
     config = tiny_config(tmp_path)

@@ -8,20 +8,14 @@ import re
 
 import pytest
 
-from tests.conftest import save_random_teacher, tiny_config
+from tests.conftest import finished_conditional_run
 
 
 @pytest.mark.slow
 def test_a_student_that_is_its_teacher_agrees_everywhere_and_the_spreads_are_measured(tmp_path, capsys):
     import runs.class_gap as check
-    from datafree.build import reset_accelerate
-    from datafree.pipeline import distill_from_config
 
-    config = tiny_config(tmp_path, student={"arch": "lenet5"}, generator={"conditional": True},
-                         train={"steps": 2, "eval_every": 2, "sample_every": 2, "checkpoint_every": 2})  # fmt: skip
-    save_random_teacher(config)
-    distill_from_config(config)
-    reset_accelerate()
+    finished_conditional_run(tmp_path, "lenet5")
     (tmp_path / "run" / "student_last.safetensors").write_bytes((tmp_path / "teacher.safetensors").read_bytes())
     table = check.gap(tmp_path / "run", 4)
     assert len(table) == 10 and "64 generated images (step 2)" in capsys.readouterr().out

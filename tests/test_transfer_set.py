@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import save_random_teacher, tiny_config
+from tests.conftest import finished_conditional_run, save_random_teacher, tiny_config
 
 
 def test_a_fresh_student_learns_the_teachers_rule_from_its_logits_alone():
@@ -36,14 +36,8 @@ def test_an_equal_share_of_each_set_as_many_images_as_the_first():
 @pytest.mark.slow
 def test_a_run_is_measured_against_as_many_real_images_and_a_folder_that_is_not_a_run_is_refused(tmp_path, capsys):
     import runs.transfer_set as check
-    from datafree.build import reset_accelerate
-    from datafree.pipeline import distill_from_config
 
-    config = tiny_config(tmp_path, student={"arch": "mlp"}, generator={"conditional": True},
-                         train={"steps": 2, "eval_every": 2, "sample_every": 2, "checkpoint_every": 2})  # fmt: skip
-    save_random_teacher(config)
-    distill_from_config(config)
-    reset_accelerate()
+    finished_conditional_run(tmp_path, "mlp")
     rows = check.compare([tmp_path / "run", tmp_path / "run"], batches=2, steps=3)
     out = capsys.readouterr().out
     assert [r[0].split(":")[0] for r in rows] == ["generated", "generated", "generated", "real training images, the teacher's logits"]
