@@ -39,6 +39,7 @@ from datafree.config import ConfigError
 from datafree.data import dataset_info, recipe_split
 from datafree.io.checkpoint import CheckpointError
 from datafree.models import create_model
+from datafree.nets.evaluate import class_counts, overall, per_class
 from datafree.nets.features import logits_of
 
 TEMPERATURE = 4.0  # the default preset's KD temperature
@@ -48,38 +49,28 @@ BATCH = 64
 @torch.no_grad()
 def generated_set(run: Path, batches: int) -> tuple[torch.Tensor, torch.Tensor, object, object]:
     """(images, the teacher's logits on them, the run's trainer, its recipe): ``batches`` un-augmented batches of
-    the saved generator at the run's last step."""
+    the saved generator at the run's last step. The trainer is this script's own (``load_run``): its generator and
+    teacher are left in eval mode."""
     trainer, config = load_run(run)
-    generator, teacher = trainer.accelerator.unwrap_model(trainer.generator), trainer.parts.teacher
-    modes = [(m, m.training) for m in (generator, teacher)]
-    for module, _ in modes:
-        module.eval()
-    try:
-        images, logits = [], []
-        for i in range(batches):
-            x, _ = trainer.synthesize.images(trainer.progress.step, DRAW + i, rank=0)
-            images.append(x)
-            logits.append(logits_of(teacher(x)).float())
-    finally:
-        for module, was_training in modes:
-            module.train(was_training)
+    generator, teacher = trainer.accelerator.unwrap_model(trainer.generator).eval(), trainer.parts.teacher.eval()
+    images, logits = [], []
+    for i in range(batches):
+        x, _ = trainer.synthesize.images(trainer.progress.step, DRAW + i, rank=0)
+        images.append(x)
+        logits.append(logits_of(teacher(x)).float())
     return torch.cat(images), torch.cat(logits), trainer, config
 
 
 @torch.no_grad()
 def real_set(teacher: nn.Module, config, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` real training images drawn without replacement and the teacher's logits on them."""
+    """``count`` real training images drawn without replacement and the teacher's logits on them (the teacher in
+    eval mode, as :func:`generated_set` leaves it)."""
     split = recipe_split(config.data, train=True)
     if count > len(split):
         raise SystemExit(f"error: {count} images asked for, the training set has {len(split)}; lower --batches")
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:count]
     images = torch.stack([split[int(i)][0] for i in order])
-    was_training = teacher.training
-    teacher.eval()
-    try:
-        logits = torch.cat([logits_of(teacher(images[i : i + 512])).float() for i in range(0, count, 512)])
-    finally:
-        teacher.train(was_training)
+    logits = torch.cat([logits_of(teacher.eval()(images[i : i + 512])).float() for i in range(0, count, 512)])
     return images, logits
 
 
@@ -102,18 +93,6 @@ def train_student(arch: str, kwargs: dict, images: torch.Tensor, logits: torch.T
         optimizer.step()
         schedule.step()
     return net.eval()
-
-
-@torch.no_grad()
-def accuracy(net: nn.Module, loader, num_classes: int) -> tuple[float, list[float]]:
-    """(accuracy, per-class accuracy) on the real test set."""
-    hits, counts = torch.zeros(num_classes), torch.zeros(num_classes)
-    for images, labels in loader:
-        right = (logits_of(net(images)).argmax(dim=1) == labels).float()
-        hits += torch.zeros(num_classes).index_add_(0, labels, right)
-        counts += torch.bincount(labels, minlength=num_classes).float()
-    per_class = (hits / counts.clamp_min(1)).tolist()
-    return float(hits.sum() / counts.sum()), per_class
 
 
 def shares(sets: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -141,10 +120,11 @@ def compare(runs: list[Path], batches: int, steps: int, seed: int = 0) -> list[t
     rows = []
     for what, images, logits in sets:
         net = train_student(config.student.arch, kwargs, images, logits, steps, seed)
-        acc, per_class = accuracy(net, trainer.eval_loader, len(names))
-        worst = min(range(len(names)), key=per_class.__getitem__)
-        print(f"  {100 * acc:6.2f}  worst {names[worst]} {100 * per_class[worst]:.1f}  <- {what}")
-        rows.append((what, acc, per_class))
+        counts = class_counts(net, trainer.eval_loader)
+        acc, classes = overall(counts), per_class(counts)  # None: a class the test set lacks
+        worst = min((k for k, a in enumerate(classes) if a is not None), key=classes.__getitem__)
+        print(f"  {100 * acc:6.2f}  worst {names[worst]} {100 * classes[worst]:.1f}  <- {what}")
+        rows.append((what, acc, classes))
     return rows
 
 

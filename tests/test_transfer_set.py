@@ -49,6 +49,7 @@ def test_a_run_is_measured_against_as_many_real_images_and_a_folder_that_is_not_
 
 def test_a_generator_file_that_does_not_fit_its_recipe_is_an_error_naming_it(tmp_path, capsys):
     import json
+    from dataclasses import asdict
 
     import runs.transfer_set as check
     from safetensors.torch import save_file
@@ -57,8 +58,6 @@ def test_a_generator_file_that_does_not_fit_its_recipe_is_an_error_naming_it(tmp
     save_random_teacher(config)
     run = tmp_path / "run"
     run.mkdir()
-    from dataclasses import asdict
-
     (run / "config.json").write_text(json.dumps(asdict(config)))
     save_file({"not.a.generator": torch.zeros(1)}, str(run / "generator.safetensors"))
     save_file({"not.a.student": torch.zeros(1)}, str(run / "student_last.safetensors"))
