@@ -1,4 +1,4 @@
-"""Flip/shift/blur/brightness/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the
+"""Flip/shift/blur/brightness/colour/mix of synthetic batches: exact geometry, per-channel fill, seeded, relabelled by the
 teacher."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datafree.augment import augment, random_blur, random_brightness, random_flip, random_mix, random_shift
+from datafree.augment import (augment, random_blur, random_brightness, random_colour, random_flip, random_mix,
+                              random_shift)
 from tests.conftest import save_random_teacher, tiny_config
 
 
@@ -234,4 +235,83 @@ def test_brightness_out_of_range_is_refused_naming_the_key(value):
 
     config = from_dict({"batches": [{"name": "augment", "params": {"brightness": value}}]})
     with pytest.raises(ConfigError, match='"augment": brightness '):
+        check_batches(config)
+
+
+def _lines(pixels: torch.Tensor, out: torch.Tensor) -> tuple[list[tuple[int, ...]], torch.Tensor]:
+    """Reference: for each image, which input channel each output channel is an exact line of (slope, offset by
+    least squares, residual ~ 0), and the slopes; independent of how random_colour draws them."""
+    orders, slopes = [], []
+    for src, dst in zip(pixels, out):
+        order, slope = [], []
+        for d in dst:
+            fits = []
+            for j, c in enumerate(src):
+                design = torch.stack([c.flatten(), torch.ones(c.numel())], dim=1).double()
+                coef = torch.linalg.lstsq(design, d.flatten().double().unsqueeze(1)).solution.squeeze(1)
+                fits.append(((design @ coef - d.flatten().double()).abs().max().item(), j, coef[0].item()))
+            residual, j, a = min(fits)
+            assert residual < 1e-5, "each output channel is a line of one input channel"
+            order.append(j), slope.append(a)
+        orders.append(tuple(order)), slopes.append(slope)
+    return orders, torch.tensor(slopes)
+
+
+def test_colour_permutes_channels_and_maps_each_by_a_line_that_keeps_the_pixel_range():
+    mean, std = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.28, 0.3, 0.2])
+    pixels = torch.rand(200, 3, 5, 5, generator=torch.Generator().manual_seed(2))
+    pixels[:, :, 0, 0], pixels[:, :, 0, 1] = 0.0, 1.0  # the range's ends: they must land inside [0, 1]
+    normalized = (pixels - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    out = random_colour(normalized, 1.0, mean, std, torch.Generator().manual_seed(0)) * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
+    assert out.min() >= -1e-5 and out.max() <= 1 + 1e-5  # kept in range by the line, not by clipping (exact lines)
+    orders, slopes = _lines(pixels, out)
+    assert all(sorted(o) == [0, 1, 2] for o in orders)  # a permutation: every input channel used once
+    assert len(set(orders)) == 6  # all six orders occur over 200 images
+    assert slopes.min() >= -1 - 1e-4 and slopes.max() <= 1 + 1e-4
+    assert (slopes < 0).float().mean() > 0.3  # inverted channels occur (a ~ U(-1, 1))
+    assert slopes.std() > 0.4
+
+
+def test_colour_at_half_strength_keeps_the_order_of_about_half_and_never_inverts():
+    mean, std = torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.28, 0.28, 0.28])
+    pixels = torch.rand(300, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    out = random_colour((pixels - 0.5) / 0.28, 0.5, mean, std, torch.Generator().manual_seed(1)) * 0.28 + 0.5
+    orders, slopes = _lines(pixels, out)
+    kept = sum(o == (0, 1, 2) for o in orders) / len(orders)
+    assert 0.5 < kept < 0.7  # kept with probability 1/2, plus a random order that is the identity (1/12)
+    assert slopes.min() >= -1e-4 and slopes.max() <= 1 + 1e-4  # a ~ U(0, 1): no channel inverted
+
+
+def test_colour_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches():
+    images, fill = torch.randn(8, 3, 8, 8), torch.zeros(3)
+    pixel_map = (torch.full((3,), 0.5), torch.full((3,), 0.28))
+    a = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, brightness=0.4, pixel_map=pixel_map)
+    b = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, brightness=0.4, pixel_map=pixel_map,
+                colour=0.0)  # fmt: skip
+    c = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, brightness=0.4, pixel_map=pixel_map,
+                colour=1.0)  # fmt: skip
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+def test_trainer_recolours_the_student_batch_and_the_teacher_relabels_it(tmp_path):
+    config = tiny_config(tmp_path, train={"student_steps": 2, "steps": 2}, generator={"output": "pixels"},
+                         batches=[{"name": "augment", "params": {"colour": 1.0}}])  # fmt: skip
+    save_random_teacher(config)
+    from datafree import build
+
+    trainer = build.trainer_from_config(config)
+    images, teacher_out = trainer.synthesize(0)
+    seen, targets = trainer.student_batches(0, 0, (images.detach(), teacher_out.detach()))
+    assert seen.shape == images.shape and not torch.allclose(seen, images.detach(), atol=1e-3)
+    with torch.no_grad():
+        torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "1"])
+def test_colour_out_of_range_is_refused_naming_the_key(value):
+    from datafree.build import check_batches
+    from datafree.config import ConfigError, from_dict
+
+    config = from_dict({"batches": [{"name": "augment", "params": {"colour": value}}]})
+    with pytest.raises(ConfigError, match='"augment": colour '):
         check_batches(config)
