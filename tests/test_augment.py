@@ -199,14 +199,12 @@ def test_brightness_scales_each_images_pixels_by_its_own_factor_in_range_and_cli
     assert torch.equal(random_brightness(normalized, 0.0, mean, std, torch.Generator()), normalized)
 
 
-def test_brightness_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches():
-    images, fill = torch.randn(8, 1, 8, 8), torch.tensor([0.0])
-    pixel_map = (torch.tensor([0.3]), torch.tensor([0.4]))
-    a = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=1.0)
-    b = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=1.0, brightness=0.0,
-                pixel_map=pixel_map)  # fmt: skip
-    c = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=1.0, brightness=0.4,
-                pixel_map=pixel_map)  # fmt: skip
+@pytest.mark.parametrize("key", ["brightness", "colour"])
+def test_an_augmentation_left_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches(key):
+    images, fill = torch.randn(8, 3, 8, 8), torch.zeros(3)
+    pixel_map = (torch.full((3,), 0.5), torch.full((3,), 0.28))
+    a, b, c = (augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=1.0, pixel_map=pixel_map,
+                       **extra) for extra in ({}, {key: 0.0}, {key: 0.4}))  # fmt: skip
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
@@ -228,13 +226,14 @@ def test_trainer_changes_the_brightness_of_the_student_batch_and_the_teacher_rel
         torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
 
 
-@pytest.mark.parametrize("value", [-0.1, 1.0, "0.4"])
-def test_brightness_out_of_range_is_refused_naming_the_key(value):
+@pytest.mark.parametrize("key, value", [("brightness", -0.1), ("brightness", 1.0), ("brightness", "0.4"),
+                                        ("colour", -0.1), ("colour", 1.5), ("colour", "1")])  # fmt: skip
+def test_brightness_or_colour_out_of_range_is_refused_naming_the_key(key, value):
     from datafree.build import check_batches
     from datafree.config import ConfigError, from_dict
 
-    config = from_dict({"batches": [{"name": "augment", "params": {"brightness": value}}]})
-    with pytest.raises(ConfigError, match='"augment": brightness '):
+    config = from_dict({"batches": [{"name": "augment", "params": {key: value}}]})
+    with pytest.raises(ConfigError, match=f'"augment": {key} '):
         check_batches(config)
 
 
@@ -282,17 +281,6 @@ def test_colour_at_half_strength_keeps_the_order_of_about_half_and_never_inverts
     assert slopes.min() >= -1e-4 and slopes.max() <= 1 + 1e-4  # a ~ U(0, 1): no channel inverted
 
 
-def test_colour_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches():
-    images, fill = torch.randn(8, 3, 8, 8), torch.zeros(3)
-    pixel_map = (torch.full((3,), 0.5), torch.full((3,), 0.28))
-    a = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, brightness=0.4, pixel_map=pixel_map)
-    b = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, brightness=0.4, pixel_map=pixel_map,
-                colour=0.0)  # fmt: skip
-    c = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, brightness=0.4, pixel_map=pixel_map,
-                colour=1.0)  # fmt: skip
-    assert torch.equal(a, b) and not torch.allclose(a, c)
-
-
 def test_trainer_recolours_the_student_batch_and_the_teacher_relabels_it(tmp_path):
     config = tiny_config(tmp_path, train={"student_steps": 2, "steps": 2}, generator={"output": "pixels"},
                          batches=[{"name": "augment", "params": {"colour": 1.0}}])  # fmt: skip
@@ -305,13 +293,3 @@ def test_trainer_recolours_the_student_batch_and_the_teacher_relabels_it(tmp_pat
     assert seen.shape == images.shape and not torch.allclose(seen, images.detach(), atol=1e-3)
     with torch.no_grad():
         torch.testing.assert_close(targets.logits, trainer.teacher(seen).logits)
-
-
-@pytest.mark.parametrize("value", [-0.1, 1.5, "1"])
-def test_colour_out_of_range_is_refused_naming_the_key(value):
-    from datafree.build import check_batches
-    from datafree.config import ConfigError, from_dict
-
-    config = from_dict({"batches": [{"name": "augment", "params": {"colour": value}}]})
-    with pytest.raises(ConfigError, match='"augment": colour '):
-        check_batches(config)
