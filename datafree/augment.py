@@ -110,8 +110,8 @@ def random_colour(images: torch.Tensor, strength: float, mean: torch.Tensor, std
     and 49% with this recolouring at strength 1 (scratch check; real images in their own colours: 74%). In the
     loop (``resnet20_s2:resnet8_narrow_s2@fmnist-rgb64``, 3 seeds) strength 1 lifts the data-free student from
     10.7% to 13.8% (25.0% with DAFL's generator): still far from its teacher, so it is an option, not a default
-    (docs/changelog.md, 2026-12-07). Relabelled by the teacher, so the targets stay exact: colour distortion as in SimCLR (Chen et
-    al., ICML 2020) without assuming the teacher is invariant to it.
+    (docs/changelog.md, 2026-12-07). Relabelled by the teacher, so the targets stay exact: colour distortion as in
+    SimCLR (Chen et al., ICML 2020) without assuming the teacher is invariant to it.
     """
     if strength <= 0:
         return images

@@ -261,7 +261,8 @@ def test_colour_permutes_channels_and_maps_each_by_a_line_that_keeps_the_pixel_r
     pixels = torch.rand(200, 3, 5, 5, generator=torch.Generator().manual_seed(2))
     pixels[:, :, 0, 0], pixels[:, :, 0, 1] = 0.0, 1.0  # the range's ends: they must land inside [0, 1]
     normalized = (pixels - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-    out = random_colour(normalized, 1.0, mean, std, torch.Generator().manual_seed(0)) * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
+    recoloured = random_colour(normalized, 1.0, mean, std, torch.Generator().manual_seed(0))
+    out = recoloured * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
     assert out.min() >= -1e-5 and out.max() <= 1 + 1e-5  # kept in range by the line, not by clipping (exact lines)
     orders, slopes = _lines(pixels, out)
     assert all(sorted(o) == [0, 1, 2] for o in orders)  # a permutation: every input channel used once

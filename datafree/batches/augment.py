@@ -1,5 +1,5 @@
-"""``augment``: the student's batches flipped / shifted / blurred / brightened or darkened / recoloured / mixed, and relabelled
-by the teacher.
+"""``augment``: the student's batches flipped / shifted / blurred / brightened or darkened / recoloured / mixed,
+and relabelled by the teacher.
 
 The step's own batch is transformed here; the batches the later pieces draw (``fresh``, ``pool``) are
 transformed the same way by the synthesizer, which this piece hands its :class:`Augmenter`. The teacher labels
@@ -34,10 +34,11 @@ class Augmented(SameBatch):
                               f"a factor in [1 - b, 1 + b] with b in [0, 1) (0 = off, e.g. 0.4), got {brightness!r}")  # fmt: skip
         if not isinstance(colour, (int, float)) or not 0.0 <= colour <= 1.0:
             raise ConfigError(f"[[batches]] \"augment\": colour is how strongly each image is recoloured, in [0, 1] "
-                              f"(0 = off, 1 = any channel order and any range-keeping line per channel), got {colour!r}")  # fmt: skip
+                              f"(0 = off, 1 = any channel order and any range-keeping line per channel), "
+                              f"got {colour!r}")  # fmt: skip
         if not (flip or shift or mix or blur or brightness or colour):
-            raise ConfigError("[[batches]] \"augment\" with nothing on: set flip, shift, mix, blur, brightness or colour, or "
-                              "drop the piece")  # fmt: skip
+            raise ConfigError("[[batches]] \"augment\" with nothing on: set flip, shift, mix, blur, brightness or "
+                              "colour, or drop the piece")  # fmt: skip
         self.flip, self.shift, self.mix, self.blur = flip, shift, float(mix), float(blur)
         self.brightness, self.colour = float(brightness), float(colour)
 

@@ -28,8 +28,8 @@ def latent_seed(seed: int, rank: int, step: int, draw: int = 0) -> int:
 
 
 class Augmenter:
-    """Random flip / shift / blur / brightness / colour / mix of a batch (black fill in the teacher's normalized space), from
-    the latent RNG."""
+    """Random flip / shift / blur / brightness / colour / mix of a batch (black fill in the teacher's normalized
+    space), from the latent RNG."""
 
     def __init__(self, flip: bool, max_shift: int, spec: ImageSpec, device, mix: float = 0.0, blur: float = 0.0,
                  brightness: float = 0.0, colour: float = 0.0):  # fmt: skip
