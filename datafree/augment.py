@@ -13,10 +13,49 @@ the same augmentations.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+
+from datafree.config import ConfigError
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Which augmentations a student batch gets and how strongly: the ``[[batches]] augment`` piece's params, each
+    off at its zero. :func:`augment` applies them in this order; a new augmentation is a field here (with its check
+    below), its function in this file and one line in :func:`augment`."""
+
+    flip: bool = False
+    shift: int = 0  # pixels
+    blur: float = 0.0  # the largest sigma, pixels
+    brightness: float = 0.0  # factor in [1 - b, 1 + b]
+    colour: float = 0.0  # strength in [0, 1]
+    mix: float = 0.0  # fraction of the batch
+
+    def __post_init__(self) -> None:
+        where = '[[batches]] "augment":'
+        if not isinstance(self.flip, bool) or not isinstance(self.shift, int) or self.shift < 0:
+            raise ConfigError(f"{where} flip is true/false and shift a number of pixels >= 0, got {self.flip!r}, "
+                              f"{self.shift!r}")  # fmt: skip
+        if not 0.0 <= self.mix <= 1.0:
+            raise ConfigError(f"{where} mix is a fraction in [0, 1] of each student batch, got {self.mix}")
+        if not 0.0 <= self.blur <= 4.0:
+            raise ConfigError(f"{where} blur is the largest blur in pixels (0 = off, e.g. 1.0; at most 4), "
+                              f"got {self.blur}")  # fmt: skip
+        if not isinstance(self.brightness, (int, float)) or not 0.0 <= self.brightness < 1.0:
+            raise ConfigError(f"{where} brightness is how far each image's pixel values are scaled, a factor in "
+                              f"[1 - b, 1 + b] with b in [0, 1) (0 = off, e.g. 0.4), got {self.brightness!r}")  # fmt: skip
+        if not isinstance(self.colour, (int, float)) or not 0.0 <= self.colour <= 1.0:
+            raise ConfigError(f"{where} colour is how strongly each image is recoloured, in [0, 1] (0 = off, "
+                              f"1 = any channel order and any range-keeping line per channel), got {self.colour!r}")  # fmt: skip
+        for name in ("blur", "brightness", "colour", "mix"):  # validated numbers, kept as floats
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    def any_on(self) -> bool:
+        return bool(self.flip or self.shift or self.blur or self.brightness or self.colour or self.mix)
 
 
 def random_flip(images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
@@ -148,17 +187,17 @@ def random_mix(images: torch.Tensor, fraction: float, rng: torch.Generator) -> t
     return torch.cat([mixes, images[mixed:]])
 
 
-def augment(images: torch.Tensor, flip: bool, max_shift: int, fill: torch.Tensor, rng: torch.Generator,
-            mix: float = 0.0, blur: float = 0.0, brightness: float = 0.0,
-            pixel_map: tuple[torch.Tensor, torch.Tensor] | None = None, colour: float = 0.0) -> torch.Tensor:  # fmt: skip
+def augment(images: torch.Tensor, settings: AugmentSettings, fill: torch.Tensor, rng: torch.Generator,
+            pixel_map: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Flip and/or shift a batch, blur it, change each image's brightness, recolour it, then mix a fraction of it;
-    identity when all are off (and no random draw for an augmentation that is off). ``pixel_map``: (mean, std) per
-    channel, for the brightness and the colours."""
-    if flip:
+    identity when all are off (and no random draw for an augmentation that is off). ``fill``: black in the teacher's
+    normalized space, one value per channel; ``pixel_map``: (mean, std) per channel, for the brightness and the
+    colours."""
+    if settings.flip:
         images = random_flip(images, rng)
-    images = random_blur(random_shift(images, max_shift, fill, rng), blur, rng)
-    if brightness > 0:
-        images = random_brightness(images, brightness, *pixel_map, rng)
-    if colour > 0:
-        images = random_colour(images, colour, *pixel_map, rng)
-    return random_mix(images, mix, rng)
+    images = random_blur(random_shift(images, settings.shift, fill, rng), settings.blur, rng)
+    if settings.brightness > 0:
+        images = random_brightness(images, settings.brightness, *pixel_map, rng)
+    if settings.colour > 0:
+        images = random_colour(images, settings.colour, *pixel_map, rng)
+    return random_mix(images, settings.mix, rng)

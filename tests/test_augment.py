@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datafree.augment import (augment, random_blur, random_brightness, random_colour, random_flip, random_mix,
-                              random_shift)
+from datafree.augment import (AugmentSettings, augment, random_blur, random_brightness, random_colour, random_flip,
+                              random_mix, random_shift)
 from tests.conftest import save_random_teacher, tiny_config
 
 
@@ -45,9 +45,9 @@ def test_flip_mirrors_about_half_the_batch():
 def test_augment_is_identity_when_off_and_reproducible_from_the_seed():
     images = torch.randn(8, 1, 8, 8)
     fill = torch.tensor([0.0])
-    assert torch.equal(augment(images, False, 0, fill, torch.Generator()), images)
-    a = augment(images, True, 3, fill, torch.Generator().manual_seed(5))
-    b = augment(images, True, 3, fill, torch.Generator().manual_seed(5))
+    assert torch.equal(augment(images, AugmentSettings(), fill, torch.Generator()), images)
+    a = augment(images, AugmentSettings(flip=True, shift=3), fill, torch.Generator().manual_seed(5))
+    b = augment(images, AugmentSettings(flip=True, shift=3), fill, torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and not torch.equal(a, images)
 
 
@@ -113,9 +113,8 @@ def test_blur_of_an_impulse_is_the_gaussian_of_a_sigma_in_range_and_keeps_consta
 
 def test_blur_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches():
     images, fill = torch.randn(8, 1, 8, 8), torch.tensor([0.0])
-    a = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5)
-    b = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=0.0)
-    c = augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=1.0)
+    a, b, c = (augment(images, AugmentSettings(flip=True, shift=2, mix=0.5, **extra), fill, torch.Generator().manual_seed(4))
+               for extra in ({}, {"blur": 0.0}, {"blur": 1.0}))  # fmt: skip
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
@@ -203,8 +202,8 @@ def test_brightness_scales_each_images_pixels_by_its_own_factor_in_range_and_cli
 def test_an_augmentation_left_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches(key):
     images, fill = torch.randn(8, 3, 8, 8), torch.zeros(3)
     pixel_map = (torch.full((3,), 0.5), torch.full((3,), 0.28))
-    a, b, c = (augment(images, True, 2, fill, torch.Generator().manual_seed(4), mix=0.5, blur=1.0, pixel_map=pixel_map,
-                       **extra) for extra in ({}, {key: 0.0}, {key: 0.4}))  # fmt: skip
+    a, b, c = (augment(images, AugmentSettings(flip=True, shift=2, mix=0.5, blur=1.0, **extra), fill,
+                       torch.Generator().manual_seed(4), pixel_map) for extra in ({}, {key: 0.0}, {key: 0.4}))  # fmt: skip
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 

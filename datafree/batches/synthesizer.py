@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from datafree.augment import augment
+from datafree.augment import AugmentSettings, augment
 from datafree.nets.features import NetOutput
 from datafree.nets.spec import ImageSpec
 
@@ -28,13 +28,10 @@ def latent_seed(seed: int, rank: int, step: int, draw: int = 0) -> int:
 
 
 class Augmenter:
-    """Random flip / shift / blur / brightness / colour / mix of a batch (black fill in the teacher's normalized
-    space), from the latent RNG."""
+    """A batch augmented as ``settings`` say (black fill in the teacher's normalized space), from the latent RNG."""
 
-    def __init__(self, flip: bool, max_shift: int, spec: ImageSpec, device, mix: float = 0.0, blur: float = 0.0,
-                 brightness: float = 0.0, colour: float = 0.0):  # fmt: skip
-        self.flip, self.max_shift, self.mix, self.blur, self.brightness = flip, max_shift, mix, blur, brightness
-        self.colour = colour
+    def __init__(self, settings: AugmentSettings, spec: ImageSpec, device):
+        self.settings = settings
         per_channel = lambda values: torch.tensor(list(values) * (spec.channels // len(values)), device=device)  # noqa: E731
         self.pixel_map = (per_channel(spec.mean), per_channel(spec.std))  # normalized <-> pixels in [0, 1]
         # pixel 0 in the teacher's normalized space, divided in Python floats (not from pixel_map's float32 values)
@@ -43,8 +40,7 @@ class Augmenter:
         self.fill = torch.tensor(black * (spec.channels // len(black)), device=device)
 
     def __call__(self, images: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-        return augment(images, self.flip, self.max_shift, self.fill, rng, self.mix, self.blur, self.brightness,
-                       self.pixel_map, self.colour)  # fmt: skip
+        return augment(images, self.settings, self.fill, rng, self.pixel_map)
 
 
 def label_autocast(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager] | None:
