@@ -145,3 +145,42 @@ def test_the_class_offset_only_where_a_batch_cannot_hold_every_class(tmp_path):
     assert torch.equal(seen[0], g_many.offset.weight[[3, 7]])  # z = 0: the scale gives 0, the offset the class
     # the classes' codes start about 3 spreads apart (offset_std = 3), not 1: measured to make every class
     assert 2.6 < g_many.offset.weight.std().item() < 3.4, g_many.offset.weight.std()
+
+
+def test_upsample_makes_the_images_at_half_size_and_enlarges_them_bilinearly_within_the_pixel_range(tmp_path):
+    import torch.nn.functional as F
+
+    from datafree import build
+    from tests.conftest import tiny_config
+
+    full = tiny_config(tmp_path, generator={"output": "pixels", "conditional": True})
+    half = tiny_config(tmp_path, generator={"output": "pixels", "conditional": True, "upsample": 2})
+    spec = build.image_spec(half)
+    g_full, g_half = build.build_generator(full, spec).eval(), build.build_generator(half, spec).eval()
+    z, labels = torch.randn(6, half.generator.latent_dim), torch.arange(6)
+    out, small = g_half(z, labels), g_half.generator.inner(z * g_half.embed(labels))  # conditional, then enlarged
+    assert out.shape == g_full(z, labels).shape == (6, spec.channels, spec.image_size, spec.image_size)
+    assert small.shape[-2:] == (spec.image_size // 2, spec.image_size // 2)
+    torch.testing.assert_close(out, F.interpolate(small, scale_factor=2, mode="bilinear", align_corners=False))
+    assert not torch.allclose(out[:, :, ::2, ::2], out[:, :, 1::2, 1::2])  # bilinear, not a nearest-neighbour copy
+    mean, std = torch.tensor(spec.mean).view(1, -1, 1, 1), torch.tensor(spec.std).view(1, -1, 1, 1)
+    pixels = out * std + mean
+    assert float(pixels.min()) >= -1e-6 and float(pixels.max()) <= 1 + 1e-6
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(g_half) < count(g_full)  # DAFL's projection to (s/4)^2 shrinks four times
+
+
+@pytest.mark.parametrize("factor, needle", [(3, "must divide the image size 32"), (16, "must divide the image size 32"),
+                                            (0, "whole factor >= 1")])  # fmt: skip
+def test_an_upsample_the_image_size_cannot_take_is_refused_before_anything_is_written(tmp_path, factor, needle):
+    from datafree.config import ConfigError
+    from datafree.pipeline import distill_from_config
+    from tests.conftest import save_random_teacher, tiny_config
+
+    config = tiny_config(tmp_path, generator={"upsample": factor})
+    save_random_teacher(config)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1}\n')  # an earlier run's log
+    with pytest.raises(ConfigError, match=needle):
+        distill_from_config(config)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"step": 1}\n'

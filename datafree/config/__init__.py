@@ -101,6 +101,7 @@ class GeneratorConfig:
     bn_eps: float = 0.8  # official DAFL code: BatchNorm2d(C, 0.8) passes 0.8 as eps (not momentum)
     output: str = "bn"  # bn: DAFL's non-affine BatchNorm output | pixels: tanh -> [0, 1] pixels -> normalized
     conditional: bool = False  # balanced classes: image i of a batch is made for class i mod K (generators/conditional.py)
+    upsample: int = 1  # > 1: images made at image_size / upsample and enlarged bilinearly (generators/upsampled.py)
     lr: float = 0.2
     schedule: str = "constant"  # constant | cosine: G's LR over train.steps (cosine: G settles while the student anneals)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # official code: Adam defaults
@@ -366,6 +367,9 @@ def validate(config: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} = {value!r} is not one of {sorted(allowed)}")
+    if not isinstance(g.upsample, int) or isinstance(g.upsample, bool) or g.upsample < 1:
+        raise ConfigError(f"generator.upsample must be a whole factor >= 1 (1 = full size, 2 = half size enlarged "
+                          f"twice), got {g.upsample!r}")  # fmt: skip
     if t.max_minutes < 0:
         raise ConfigError(f"train.max_minutes must be >= 0 (0 = use train.steps), got {t.max_minutes}")
     if t.batch_size < 2:
