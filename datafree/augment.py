@@ -47,10 +47,12 @@ class AugmentSettings:
                               f"got {self.blur}")  # fmt: skip
         if not isinstance(self.brightness, (int, float)) or not 0.0 <= self.brightness < 1.0:
             raise ConfigError(f"{where} brightness is how far each image's pixel values are scaled, a factor in "
-                              f"[1 - b, 1 + b] with b in [0, 1) (0 = off, e.g. 0.4), got {self.brightness!r}")  # fmt: skip
+                              f"[1 - b, 1 + b] with b in [0, 1) (0 = off, e.g. 0.4), "
+                              f"got {self.brightness!r}")  # fmt: skip
         if not isinstance(self.colour, (int, float)) or not 0.0 <= self.colour <= 1.0:
             raise ConfigError(f"{where} colour is how strongly each image is recoloured, in [0, 1] (0 = off, "
-                              f"1 = any channel order and any range-keeping line per channel), got {self.colour!r}")  # fmt: skip
+                              f"1 = any channel order and any range-keeping line per channel), "
+                              f"got {self.colour!r}")  # fmt: skip
         for name in ("blur", "brightness", "colour", "mix"):  # validated numbers, kept as floats
             object.__setattr__(self, name, float(getattr(self, name)))
 

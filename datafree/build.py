@@ -157,7 +157,8 @@ def generator_size(config: Config, spec: ImageSpec) -> int:
     size = spec.image_size // factor
     if size * factor != spec.image_size or (factor > 1 and size % 4):
         raise ConfigError(f"generator.upsample = {factor} must divide the image size {spec.image_size} into a "
-                          f"multiple of 4 (the generators upsample x4 from image_size / 4); e.g. 2 at 64 px")  # fmt: skip
+                          f"multiple of 4 (the generators upsample x4 from image_size / 4); e.g. 2 at 64 px, "
+                          f"or 1 (off)")  # fmt: skip
     return size
 
 

@@ -113,8 +113,8 @@ def test_blur_of_an_impulse_is_the_gaussian_of_a_sigma_in_range_and_keeps_consta
 
 def test_blur_off_draws_nothing_from_the_rng_so_recipes_without_it_keep_their_batches():
     images, fill = torch.randn(8, 1, 8, 8), torch.tensor([0.0])
-    a, b, c = (augment(images, AugmentSettings(flip=True, shift=2, mix=0.5, **extra), fill, torch.Generator().manual_seed(4))
-               for extra in ({}, {"blur": 0.0}, {"blur": 1.0}))  # fmt: skip
+    a, b, c = (augment(images, AugmentSettings(flip=True, shift=2, mix=0.5, **extra), fill,
+                       torch.Generator().manual_seed(4)) for extra in ({}, {"blur": 0.0}, {"blur": 1.0}))  # fmt: skip
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
@@ -203,7 +203,8 @@ def test_an_augmentation_left_off_draws_nothing_from_the_rng_so_recipes_without_
     images, fill = torch.randn(8, 3, 8, 8), torch.zeros(3)
     pixel_map = (torch.full((3,), 0.5), torch.full((3,), 0.28))
     a, b, c = (augment(images, AugmentSettings(flip=True, shift=2, mix=0.5, blur=1.0, **extra), fill,
-                       torch.Generator().manual_seed(4), pixel_map) for extra in ({}, {key: 0.0}, {key: 0.4}))  # fmt: skip
+                       torch.Generator().manual_seed(4), pixel_map)
+               for extra in ({}, {key: 0.0}, {key: 0.4}))  # fmt: skip
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 

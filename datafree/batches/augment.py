@@ -23,7 +23,8 @@ class Augmented(SameBatch):
     def __init__(self, flip: bool = False, shift: int = 0, mix: float = 0.0, blur: float = 0.0, brightness: float = 0.0,
                  colour: float = 0.0):
         # what each value means and the checks on it: datafree/augment.py AugmentSettings
-        self.settings = AugmentSettings(flip=flip, shift=shift, blur=blur, brightness=brightness, colour=colour, mix=mix)
+        self.settings = AugmentSettings(flip=flip, shift=shift, blur=blur, brightness=brightness, colour=colour,
+                                        mix=mix)  # fmt: skip
         if not self.settings.any_on():
             raise ConfigError("[[batches]] \"augment\" with nothing on: set flip, shift, mix, blur, brightness or "
                               "colour, or drop the piece")  # fmt: skip
