@@ -35,7 +35,7 @@ from datafree.trainer import DataFreeTrainer
 from datafree.wrappers import create_student_wrapper
 from generators import create_generator
 from generators.conditional import ClassConditional, balanced_labels
-from generators.upsampled import Upsampled
+from generators.upsampled import coarse_size
 
 
 def resolve_precision(requested: str) -> str:
@@ -150,25 +150,20 @@ def build_synthesis(config: Config, teacher: TeacherSource, spec: ImageSpec, acc
     return objective
 
 
-def generator_size(config: Config, spec: ImageSpec) -> int:
-    """The size the generator makes its images at: the teacher's, or 1/``generator.upsample`` of it (checked
-    before a run writes anything)."""
-    factor = config.generator.upsample
-    size = spec.image_size // factor
-    if size * factor != spec.image_size or (factor > 1 and size % 4):
-        raise ConfigError(f"generator.upsample = {factor} must divide the image size {spec.image_size} into a "
-                          f"multiple of 4 (the generators upsample x4 from image_size / 4); e.g. 2 at 64 px, "
-                          f"or 1 (off)")  # fmt: skip
-    return size
+def check_generator(config: Config, spec: ImageSpec) -> None:
+    """``generator.upsample`` against the image size, before a run writes anything (generators/upsampled.py)."""
+    try:
+        coarse_size(spec.image_size, config.generator.upsample)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
     g = config.generator
-    size = generator_size(config, spec)  # generator.upsample: made smaller, enlarged to the teacher's size
-    generator = create_generator(g.arch, latent_dim=g.latent_dim, image_size=size, channels=spec.channels,
-                                 width=g.width, bn_eps=g.bn_eps, output=g.output, mean=spec.mean, std=spec.std)  # fmt: skip
-    if g.upsample > 1:
-        generator = Upsampled(generator, g.upsample)
+    check_generator(config, spec)
+    generator = create_generator(g.arch, latent_dim=g.latent_dim, image_size=spec.image_size, channels=spec.channels,
+                                 upsample=g.upsample, width=g.width, bn_eps=g.bn_eps, output=g.output, mean=spec.mean,
+                                 std=spec.std)  # fmt: skip
     if not g.conditional:
         return generator
     # a per-class offset of the latent where a batch cannot hold every class (generators/conditional.py)

@@ -121,7 +121,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
     validate(config)  # a Config built in Python or loaded from TOML gets the same checks as the command line
     build.check_batches(config)
     build.check_callbacks(config, spec.num_classes)
-    build.generator_size(config, spec)
+    build.check_generator(config, spec)
     check_adaptations(config.train.adapt)
     out = Path(config.train.output_dir)
     check_output_dir(out, resume, config.train.overwrite)

@@ -21,7 +21,13 @@ def list_generators() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_generator(name: str, latent_dim: int, image_size: int, channels: int, **kwargs) -> nn.Module:
+def create_generator(name: str, latent_dim: int, image_size: int, channels: int, upsample: int = 1,
+                     **kwargs) -> nn.Module:  # fmt: skip
+    """``upsample`` > 1: the generator built for ``image_size / upsample`` and enlarged (generators/upsampled.py)."""
+    from generators.upsampled import Upsampled, coarse_size
+
     if name not in _REGISTRY:
         raise ValueError(f"unknown generator {name!r}; registered generators: {', '.join(list_generators())}")
-    return _REGISTRY[name](latent_dim=latent_dim, image_size=image_size, channels=channels, **kwargs)
+    size = coarse_size(image_size, upsample)
+    generator = _REGISTRY[name](latent_dim=latent_dim, image_size=size, channels=channels, **kwargs)
+    return Upsampled(generator, upsample) if upsample > 1 else generator

@@ -22,6 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def coarse_size(image_size: int, factor: int) -> int:
+    """The size a generator enlarged ``factor`` times is built for; ValueError where ``factor`` cannot serve."""
+    size = image_size // factor if isinstance(factor, int) and factor >= 1 else 0
+    if size * factor != image_size or (factor > 1 and size % 4):
+        raise ValueError(f"generator.upsample = {factor} must divide the image size {image_size} into a multiple of 4 "
+                         f"(the generators upsample x4 from image_size / 4); e.g. 2 at 64 px, or 1 (off)")  # fmt: skip
+    return size
+
+
 class Upsampled(nn.Module):
     """``inner``'s images enlarged ``factor`` times (bilinear): ``forward`` takes what ``inner`` takes."""
 
