@@ -6,6 +6,8 @@ from typing import Callable
 
 from torch import nn
 
+from generators.upsampled import Upsampled, coarse_size
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -24,8 +26,6 @@ def list_generators() -> list[str]:
 def create_generator(name: str, latent_dim: int, image_size: int, channels: int, upsample: int = 1,
                      **kwargs) -> nn.Module:  # fmt: skip
     """``upsample`` > 1: the generator built for ``image_size / upsample`` and enlarged (generators/upsampled.py)."""
-    from generators.upsampled import Upsampled, coarse_size
-
     if name not in _REGISTRY:
         raise ValueError(f"unknown generator {name!r}; registered generators: {', '.join(list_generators())}")
     size = coarse_size(image_size, upsample)
