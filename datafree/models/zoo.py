@@ -11,6 +11,7 @@ shape rebuilds by name: ``create_model("vgg_bn", num_classes=10, in_channels=1, 
 | ``resnet8_narrow`` | the same at width 8-16-32 | 20K |
 | ``resnet20_s2`` / ``resnet8_narrow_s2`` | the two above with a stride-2 stem, for 64-px inputs: the stages then run at 32 px | 272K / 20K |
 | ``mobilenet_small`` / ``mobilenet_tiny`` | depthwise-separable blocks (MobileNet v1), width x2 / x1 | 141K / 38K |
+| ``mobilenet_small_s2`` / ``mobilenet_tiny_s2`` | the two above with a stride-2 stem, for 64-px inputs | 141K / 38K |
 """
 
 from __future__ import annotations
@@ -110,11 +111,11 @@ class MobileNetV1(nn.Module):
     feature_layer = "flatten"
     default_taps = ("blocks.1", "blocks.3", "blocks.5")
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width_mult: float = 1.0):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width_mult: float = 1.0, stem_stride: int = 1):
         super().__init__()
         plan = [(32, 1), (32, 2), (64, 1), (64, 2), (128, 1), (128, 2)]  # (output channels, stride) per block
         c = lambda n: max(8, int(n * width_mult))  # noqa: E731
-        self.stem = conv_bn(in_channels, c(16))
+        self.stem = conv_bn(in_channels, c(16), stem_stride)
         blocks, c_in = [], c(16)
         for c_out, stride in plan:
             blocks.append(nn.Sequential(conv_bn(c_in, c_in, stride, groups=c_in), conv_bn(c_in, c(c_out), kernel=1)))
@@ -124,6 +125,18 @@ class MobileNetV1(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.flatten(self.pool(self.blocks(self.stem(x)))))
+
+
+@register_model("mobilenet_small_s2", in_channels=3, image_size=64)
+def mobilenet_small_s2(num_classes: int = 10, in_channels: int = 3, width_mult: float = 2.0) -> MobileNetV1:
+    """MobileNet-small with a stride-2 stem: a second 64-px teacher of another family than ``resnet20_s2``."""
+    return MobileNetV1(num_classes, in_channels, width_mult, stem_stride=2)
+
+
+@register_model("mobilenet_tiny_s2", in_channels=3, image_size=64)
+def mobilenet_tiny_s2(num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0) -> MobileNetV1:
+    """MobileNet-tiny with a stride-2 stem: the student of ``mobilenet_small_s2``."""
+    return MobileNetV1(num_classes, in_channels, width_mult, stem_stride=2)
 
 
 @register_model("vgg_bn", in_channels=1, image_size=28)
