@@ -4,11 +4,12 @@
         [--teacher torchvision:resnet18] [--student torchvision:mobilenet_v2] [--record NAME]
 
 For each size, in a fresh process (so each peak is its own): the default preset's trainer (generator ``auto``: DAFL's
-up to 32 px, the staged one above) around randomly initialised networks, the statistics terms fed stand-in
-references (the random teacher on labelled noise: a term costs the same whatever it holds), one warm-up step, then
-one timed ``train_step`` (the generator's step and its student updates). Prints the generator's, the teacher's and
-the student's parameters, the peak resident memory over the process's baseline (CPU; CUDA: peak allocated) and the
-seconds of the step. Nothing is downloaded: the networks have random weights.
+up to 32 px; above, the one for half the size enlarged twice, shown as ``x2``) around randomly initialised
+networks, the statistics terms fed stand-in references (the random teacher on labelled noise: a term costs the
+same whatever it holds), one warm-up step, then one timed ``train_step`` (the generator's step and its student
+updates). Prints the generator's, the teacher's and the student's parameters, the peak resident memory over the
+process's baseline (CPU; CUDA: peak allocated) and the seconds of the step. Nothing is downloaded: the networks
+have random weights.
 """
 
 from __future__ import annotations
@@ -63,11 +64,18 @@ def measure(size: int, batch: int, classes: int, teacher_arch: str, student_arch
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
     generator = trainer.accelerator.unwrap_model(trainer.generator)
     inner = getattr(generator, "generator", generator)  # the conditional wrapper holds the registered generator
-    return {"image_size": size, "batch": batch, "classes": classes, "generator": type(inner).__name__,
+    return {"image_size": size, "batch": batch, "classes": classes, "generator": generator_label(inner),
             "generator_arch": config.generator.arch, "generator_params": count(generator),
             "teacher_params": count(teacher_net), "student_params": count(student_net),
             "peak_mb": round(peak, 1), "step_s": round(seconds, 3), "images_per_step": trainer.images_per_step,
             "device": str(device)}  # fmt: skip
+
+
+def generator_label(net) -> str:
+    """The generator's class; an enlarged one (generators/upsampled.py) as ``<class> x<factor>``."""
+    from generators.upsampled import Upsampled
+
+    return f"{type(net.inner).__name__} x{net.factor}" if isinstance(net, Upsampled) else type(net).__name__
 
 
 def table(rows: list[dict]) -> str:

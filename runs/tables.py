@@ -233,6 +233,9 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
                      "--record zoo_held_out"),
     "zoo_harder": ("zoo_harder", zoo_targets, "python runs/bench_teachers.py --part harder --seeds 3 --minutes 10 "
                    "--record zoo_harder"),
+    "zoo_harder_64": ("zoo_harder_64", zoo_targets, "python runs/bench_teachers.py --pairs resnet20_s2:resnet8_narrow_s2@"
+                      "fmnist-rgb64,mobilenet_small_s2:mobilenet_tiny_s2@fmnist-rgb64 --seeds 3 --minutes 10 "
+                      "--teacher-epochs 3 --record zoo_harder_64"),
     "zoo_weights_only": ("zoo_weights_only", weights_only, "python runs/bench_teachers.py --seeds 3 --minutes 10 "
                          "--teacher.stats none --record zoo_weights_only"),
     "zoo_strict": ("zoo_strict", strict, "python runs/bench_teachers.py --part all --preset strict --seeds 3 --minutes 10 "

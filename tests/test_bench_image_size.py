@@ -20,7 +20,7 @@ def test_each_size_is_measured_in_its_own_process_with_the_generator_auto_picks(
     assert bench.main(argv) == 0
     rows = json.loads((tmp_path / "sizes.json").read_text())["rows"]
     assert [r["image_size"] for r in rows] == [32, 64]
-    assert [r["generator"] for r in rows] == ["DAFLGenerator", "StagedGenerator"]  # auto: DAFL's up to 32 px
+    assert [r["generator"] for r in rows] == ["DAFLGenerator", "DAFLGenerator x2"]  # auto: above 32 px, at half size
     assert all(r["step_s"] > 0 and r["peak_mb"] > 0 and r["images_per_step"] > 4 for r in rows)
-    assert "| 64 | StagedGenerator" in capsys.readouterr().out
+    assert "| 64 | DAFLGenerator x2" in capsys.readouterr().out
     assert (ROOT / "runs" / "bench_image_size.py").exists()

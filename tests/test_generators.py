@@ -111,10 +111,11 @@ def test_at_224_px_and_1000_classes_the_staged_generator_stays_small_where_dafls
     assert dafl_projection > 400_000_000
 
 
-def test_auto_is_dafls_generator_up_to_32_px_bit_for_bit_and_the_staged_one_above():
+def test_auto_is_dafls_generator_up_to_32_px_bit_for_bit_and_above_the_one_for_half_the_size_enlarged():
     from generators import create_generator
     from generators.dafl import DAFLGenerator
     from generators.staged import StagedGenerator
+    from generators.upsampled import Upsampled
 
     kwargs = dict(latent_dim=16, channels=1, width=16, output="pixels", mean=(0.3,), std=(0.35,))
     torch.manual_seed(0)
@@ -123,7 +124,14 @@ def test_auto_is_dafls_generator_up_to_32_px_bit_for_bit_and_the_staged_one_abov
     dafl = create_generator("dafl", image_size=32, **kwargs)
     assert isinstance(auto, DAFLGenerator)
     assert all(torch.equal(a, b) for a, b in zip(auto.state_dict().values(), dafl.state_dict().values()))
-    assert isinstance(create_generator("auto", image_size=64, **kwargs), StagedGenerator)
+    torch.manual_seed(0)
+    auto64 = create_generator("auto", image_size=64, **kwargs)  # DAFL's at 32 px, enlarged: the same weights
+    assert isinstance(auto64, Upsampled) and isinstance(auto64.inner, DAFLGenerator) and auto64.factor == 2
+    assert all(torch.equal(a, b) for a, b in zip(auto64.inner.state_dict().values(), dafl.state_dict().values()))
+    assert auto64(torch.randn(2, 16)).shape == (2, 1, 64, 64)
+    auto128 = create_generator("auto", image_size=128, **kwargs)
+    assert isinstance(auto128.inner, StagedGenerator) and auto128(torch.randn(2, 16)).shape == (2, 1, 128, 128)
+    assert isinstance(create_generator("auto", image_size=36, **kwargs), StagedGenerator)  # 18 px: not a multiple of 4
 
 
 def test_the_class_offset_only_where_a_batch_cannot_hold_every_class(tmp_path):

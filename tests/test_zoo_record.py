@@ -180,3 +180,26 @@ def test_a_merged_table_records_the_threads_its_runs_computed_with_not_the_mergi
     assert json.loads((tmp_path / "results" / "merged.json").read_text())["provenance"]["hardware"]["threads"] == recorded
     assert runs_threads(["x; CPU, 1 threads; y", "a; 2 threads; b"]) == "1 and 2"  # parts that disagree say so
     assert runs_threads(["a line that names no threads"]) is None
+
+
+def test_pairs_with_table_only_drops_the_other_pairs_and_their_runs_commands(tmp_path, monkeypatch, capsys):
+    import datafree.bench.zoo as bench
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / "results.json").write_text(json.dumps({
+        "rows": [_row("a-b@x", [_run(0, 0.80, [0.5, 0.6, 0.7], 10)]), _row("c-d@y", [_run(0, 0.6, [0.4, 0.6, 0.7], 9)])],
+        "recipe": "zoo", "preset": "default", "hardware": "cpu", "minutes": 10.0,
+        "made_by": ["python runs/bench_teachers.py --pairs a:b@x --seeds 1", "python runs/bench_teachers.py --pairs c:d@y",
+                    "python runs/bench_teachers.py --pairs 'c:d@y,a:b@x'"]}))  # fmt: skip
+    args = ["--table-only", "--merge", str(root), "--output-root", str(tmp_path / "m"), "--pairs", "a:b@x"]
+    assert bench.main([*args, "--record", "kept"]) == 0
+    data = json.loads((tmp_path / "results" / "kept.json").read_text())
+    assert [r["pair"] for r in data["rows"]] == ["a-b@x"]
+    assert data["made_by"] == ["python runs/bench_teachers.py --pairs a:b@x --seeds 1",
+                               "python runs/bench_teachers.py --pairs 'c:d@y,a:b@x'"]  # fmt: skip
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        bench.main([*args[:-1], "e:f"])
+    assert "--pairs names e-f, which no merged part holds" in capsys.readouterr().err

@@ -102,6 +102,25 @@ def runs_commands(part: dict) -> list[str]:
     return [part["command"]] if part.get("command") else []
 
 
+def only_pairs(rows: list[dict], made_by: list[str], pairs: str) -> tuple[list[dict], list[str]]:
+    """The rows of the pairs named in ``pairs`` (as ``--pairs`` writes them), and the commands that ran them: a
+    pair dropped from a recorded table takes its runs' commands with it (a command that named only dropped pairs).
+    ValueError naming a pair that no row holds."""
+    names = [p for p in pairs.split(",") if p]
+    keep = {p.replace(":", "-", 1) for p in names}  # a row's pair is its run's name: teacher-student@data
+    unknown = sorted(keep - {row["pair"] for row in rows})
+    if unknown:
+        raise ValueError(f"--pairs names {', '.join(unknown)}, which no merged part holds; they hold "
+                         f"{', '.join(row['pair'] for row in rows)}")  # fmt: skip
+
+    def named(command: str) -> set[str]:
+        found = re.search(r"--pairs\s+'?([^\s']+)", command)
+        return {p.replace(":", "-", 1) for p in found.group(1).split(",")} if found else set()
+
+    commands = [c for c in made_by if not named(c) or named(c) & keep]
+    return [row for row in rows if row["pair"] in keep], commands
+
+
 def runs_threads(hardware_lines: list[str]) -> int | str | None:
     """The threads the merged parts' runs computed with, read from their hardware lines ("...; CPU, 1 threads; ..."):
     a merged table is written by a process that ran nothing, so its own thread count says nothing about the runs.
