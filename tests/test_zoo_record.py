@@ -177,7 +177,17 @@ def test_a_merged_table_records_the_threads_its_runs_computed_with_not_the_mergi
     monkeypatch.setattr(torch, "get_num_threads", lambda: merging)
     assert bench.main(["--table-only", "--merge", f"{first},{later}", "--output-root", str(tmp_path / "m"),
                        "--record", "merged"]) == 0  # fmt: skip
-    assert json.loads((tmp_path / "results" / "merged.json").read_text())["provenance"]["hardware"]["threads"] == recorded
+    merged = json.loads((tmp_path / "results" / "merged.json").read_text())
+    assert merged["provenance"]["hardware"]["threads"] == recorded
+    # the machines the runs ran on, not the merging process's: the recorded file's and the output root's
+    from datafree.bench.common import provenance_line
+    from datafree.io.results import cpu_name
+
+    here = json.loads(first.read_text())["provenance"]["hardware"]
+    assert merged["runs_on"] == sorted({f"{cpu_name()} ({here['cores']} cores, ATen {here['cpu_capability']})",
+                                        "AMD EPYC (2 cores, ATen AVX512)"})  # fmt: skip
+    line = provenance_line(merged)
+    assert "merged; its runs on " in line and "AMD EPYC (2 cores, ATen AVX512)" in line.split("<br>")[0]
     assert runs_threads(["x; CPU, 1 threads; y", "a; 2 threads; b"]) == "1 and 2"  # parts that disagree say so
     assert runs_threads(["a line that names no threads"]) is None
 

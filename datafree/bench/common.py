@@ -122,8 +122,12 @@ def pct(values: list[float]) -> str:
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def _made(p: dict) -> str:
+def _made(p: dict, runs_on: list[str] | None = None) -> str:
+    """``runs_on``: a merge's, the machines its runs ran on (the merging process measured nothing itself)."""
     hw = p["hardware"]
+    if runs_on:
+        return (f"`{p['command']}` · commit {p['commit']} · {p['date']} · merged; its runs on {' and '.join(runs_on)} · "
+                f"torch {hw['torch']} · {hw['threads']} thread(s) per run")  # fmt: skip
     where = hw.get("accelerator") or f"{hw['cpu']} ({hw['cores']} cores, ATen {hw['cpu_capability']})"
     return f"`{p['command']}` · commit {p['commit']} · {p['date']} · {where} · torch {hw['torch']} · {hw['threads']} thread(s) per run"
 
@@ -134,4 +138,4 @@ def provenance_line(data: dict) -> str:
     generated table."""
     earlier = "".join(f"<br>merged in, rows recorded by: {_made(p)}" for p in data.get("earlier", []))
     runs = "".join(f"<br>rows run by: `{command}`" for command in data.get("made_by", []))
-    return f"<sub>{_made(data['provenance'])}{runs}{earlier}</sub>"
+    return f"<sub>{_made(data['provenance'], data.get('runs_on'))}{runs}{earlier}</sub>"

@@ -335,24 +335,29 @@ def _main(argv: list[str] | None, prog: str) -> int:
                                                             "minutes": minutes, **({"made_by": made_by} if made_by else {})},
                                                            indent=2))  # fmt: skip
     if args.record:
-        print(f"figures recorded in {record_rows(rows, names, args, minutes, base, argv, prog, earlier, threads, made_by)}")
+        runs_on = sorted({line.split(";")[0] for line in lines}) if args.table_only else None  # the runs' machines
+        path = record_rows(rows, names, args, minutes, base, argv, prog, earlier, threads, made_by, runs_on)
+        print(f"figures recorded in {path}")
     print(text)
     return 0
 
 
 def record_rows(rows: list[dict], names: list[str], args: argparse.Namespace, minutes: float, base: Config,
                 argv: list[str] | None, prog: str, earlier: list[dict] | None = None,
-                threads: int | str | None = None, made_by: list[str] | None = None) -> Path:  # fmt: skip
+                threads: int | str | None = None, made_by: list[str] | None = None,
+                runs_on: list[str] | None = None) -> Path:  # fmt: skip
     """The table's figures, per seed, with their provenance (results/NAME.json; runs/tables.py renders it) and that
     of the recorded files merged into it (``earlier``: what made their rows); ``threads``: what the runs computed
     with, where this process did not run them (None: this process's count); ``made_by``: the commands that ran
-    the merged output roots' rows (a merge's own command names only the roots)."""
+    the merged output roots' rows (a merge's own command names only the roots); ``runs_on``: a merge's, the machines
+    its runs ran on, which the table names instead of the merging process's."""
     from datafree.io.results import record, results_path
 
     compact = [compact_row(r, names) for r in rows]
     repo = Path.cwd()  # results/NAME.json of the checkout it runs from
     table = {"recipe": recipe_label(args.recipe, repo), "preset": base.preset, "minutes": minutes, "class_names": names,
-             "rows": compact, **({"earlier": earlier} if earlier else {}), **({"made_by": made_by} if made_by else {})}  # fmt: skip
+             "rows": compact, **({"earlier": earlier} if earlier else {}), **({"made_by": made_by} if made_by else {}),
+             **({"runs_on": runs_on} if runs_on else {})}  # fmt: skip
     return record(results_path(args.record, repo), table, repo,
                   [prog.removeprefix("python "), *(sys.argv[1:] if argv is None else argv)], threads)  # fmt: skip
 
