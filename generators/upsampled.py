@@ -5,8 +5,10 @@ Why: at 64 px the generators learn slowly. On ``resnet20_s2:resnet8_narrow_s2@fm
 core) the one-hot term of the generator at full size was still at 3 nats after 200 steps, where at 32 px it falls
 under 2 within 60 (docs/changelog.md, 2026-12-06, night and late night). DAFL's generator at 32 px, enlarged twice,
 ran 1.3-1.7 times as many steps in the same time as DAFL's at 64 px, and with the colour augmentation its student
-reached 28.2% against 25.0% (3 seeds each; docs/changelog.md, 2026-12-07, morning): still far from the teacher
-(86.6%), so the option is off by default.
+reached 28.2% against 25.0% (3 seeds each; docs/changelog.md, 2026-12-07, morning); without the colour, on that
+pair and on a strided MobileNet pair, it was above the staged generator at full size at every seed (3 each;
+2026-12-07, noon), so ``arch = "auto"`` (the default preset's) uses it above 32 px, with f = 2
+(generators/staged.py). Still far from the teachers (81-87%).
 Coarse first is the idea of progressive GANs (Karras et al., ICLR 2018) and of DeepInversion's multi-resolution
 setting for ImageNet (Yin et al., CVPR 2020: the first iterations at half resolution). Deviation: here the whole
 run stays at the coarse size; nothing grows to full resolution later.

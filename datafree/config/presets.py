@@ -6,7 +6,7 @@ recipe replaces the preset's list whole. Without a ``preset`` key a recipe start
 
 | preset | what it is | uses beyond the teacher's weights |
 |---|---|---|
-| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (DAFL's up to 32 px, one grown by stages above) (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, the one-hot term at weight 1 for the first half of the steps and 0.3 after, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), the teacher's penultimate features per class, the spread between a class's images at the feature layers, generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics (per-class penultimate features and the spread between a class's images among them) when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
+| ``default`` | the robust recipe measured on the teacher zoo (``runs/bench_teachers.py``): conditional generator (DAFL's up to 32 px; above, the one for half the size, enlarged twice) (every class in every batch, a quarter of each batch made for blends of two neighbouring classes), bounded pixels, the one-hot term at weight 1 for the first half of the steps and 0.3 after, moment prior, feature statistics in the layer's own units, adversarial term (off for the last quarter of the steps), the teacher's penultimate features per class, the spread between a class's images at the feature layers, generator batches of 64, 10 student updates per generator step (9 on fresh batches of 64 images), student batches flipped / shifted by up to 2 px and relabelled by the teacher (bf16 forwards where the hardware computes bf16 natively), KD at temperature 4, the student's BatchNorm statistics recomputed on 20 un-augmented generator batches before it is judged | a BatchNorm teacher's running statistics; recorded pooled / per-class feature statistics (per-class penultimate features and the spread between a class's images among them) when they exist (``teacher.stats.safetensors``, or passed from Python); without either, nothing (the strict case) |
 | ``strict`` | ``default`` without the feature-statistics terms (its one-hot term at weight 1 throughout) | nothing: the teacher's weights and the normalization of its inputs |
 | ``dafl`` | the paper's objective and generator, with the official code's weights (the dataclass defaults) | nothing |
 
@@ -24,8 +24,9 @@ _STATS = {"normalized": True, "optional": True}  # in the layer's units; off (an
 _DEFAULT: dict[str, Any] = {
     "student": {"optimizer": "adam", "lr": 0.002, "schedule": "cosine"},
     # a quarter of every batch made for blends of two neighbouring classes (boundary images): measured on the zoo
-    # DAFL's generator up to 32 px (where the preset is measured), above it one that grows by stages from a
-    # small seed map (generators/staged.py): DAFL's projection to (s/4)^2 would not fit at 224 px
+    # DAFL's generator up to 32 px (where the preset is measured); above, the generator for half the size (DAFL's
+    # at 64 px, one that grows by stages from a small seed map beyond: DAFL's projection to (s/4)^2 would not fit
+    # at 224 px), enlarged twice: measured on two 64-px pairs (generators/staged.py, docs/changelog.md)
     "generator": {"arch": "auto", "output": "pixels", "width": 16, "lr": 0.03, "conditional": True},
     # the generator's batch of 64 (its step costs half), flipped / shifted student batches (relabelled by the
     # teacher, no extra forward on the fresh ones: [[batches]] below), their labels from bf16 forwards where the
