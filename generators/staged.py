@@ -83,8 +83,8 @@ def auto(latent_dim: int, image_size: int, channels: int, **kwargs) -> nn.Module
     beyond), enlarged twice (``generator.arch = "auto"``, the default preset's).
 
     Why half size: at 64 px both generators learn too slowly for a CPU budget, and the one made at 32 px and
-    enlarged (generators/upsampled.py) runs about 1.8 times the steps and gives better students on two 64-px
-    pairs of different families, 3 seeds each (docs/changelog.md, 2026-12-07, noon). A size whose half is not a
+    enlarged (generators/upsampled.py) ran up to 1.8 times the steps and gave a better student at every seed on
+    two 64-px pairs of different families, 3 seeds each (docs/changelog.md, 2026-12-07, noon). A size whose half is not a
     multiple of 4 gets the staged generator at full size."""
     if image_size <= AUTO_DAFL_UP_TO:
         return DAFLGenerator(latent_dim, image_size, channels, **kwargs)
