@@ -231,8 +231,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict], str], str]] = {
     "image_size": ("image_size", image_size, "python runs/bench_image_size.py --record image_size"),
     "zoo_held_out": ("zoo_held_out", zoo_targets, "python runs/bench_teachers.py --part held-out --seeds 3 --minutes 10 "
                      "--record zoo_held_out"),
-    "zoo_harder": ("zoo_harder", zoo_targets, "python runs/bench_teachers.py --part harder --seeds 3 --minutes 10 "
-                   "--record zoo_harder"),
+    "zoo_harder": ("zoo_harder", zoo_targets, "python runs/bench_teachers.py --pairs resnet20:resnet8_narrow@fmnist-"
+                   "pairs100,mobilenet_small:mobilenet_tiny@fmnist-pairs100 --seeds 3 --minutes 10 --record zoo_harder"),
     "zoo_harder_64": ("zoo_harder_64", zoo_targets, "python runs/bench_teachers.py --pairs resnet20_s2:resnet8_narrow_s2@"
                       "fmnist-rgb64,mobilenet_small_s2:mobilenet_tiny_s2@fmnist-rgb64 --seeds 3 --minutes 10 "
                       "--teacher-epochs 3 --record zoo_harder_64"),
