@@ -58,7 +58,7 @@ HELD_OUT = ("vgg_bn:plain_cnn@fashion-mnist-28,gn_cnn:mobilenet_tiny,vit_tiny:pl
 # harder real tasks made from Fashion-MNIST's images (datafree/data/fmnist_tasks.py): 100 classes and 64-px colour,
 # two pairs each, so that a change for many classes or large images is judged on more than one teacher. The 64-px
 # pairs have a stride-2 stem, as networks built for larger images do: with it the real images take the students
-# to 75-78% in 10 minutes on one core (stride 1: 36%), so the data-free gap is the method's, not the budget's
+# to 75-78% in 10 minutes on one core (stride 1: 36%), so nearly all of the data-free gap is the method's
 HARDER = ("resnet20:resnet8_narrow@fmnist-pairs100,mobilenet_small:mobilenet_tiny@fmnist-pairs100,"
           "resnet20_s2:resnet8_narrow_s2@fmnist-rgb64,mobilenet_small_s2:mobilenet_tiny_s2@fmnist-rgb64")
 PARTS = {"tuned": TUNED, "held-out": HELD_OUT, "harder": HARDER, "all": f"{TUNED},{HELD_OUT}"}
