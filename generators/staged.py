@@ -25,7 +25,7 @@ from torch import nn
 
 from generators.dafl import DAFLGenerator
 from generators.registry import register_generator
-from generators.upsampled import Upsampled
+from generators.upsampled import Upsampled, coarse_size
 
 
 def seed_size(image_size: int, most: int = 8) -> tuple[int, int]:
@@ -84,12 +84,13 @@ def auto(latent_dim: int, image_size: int, channels: int, **kwargs) -> nn.Module
 
     Why half size: at 64 px both generators learn too slowly for a CPU budget, and the one made at 32 px and
     enlarged (generators/upsampled.py) ran up to 1.8 times the steps and gave a better student at every seed on
-    two 64-px pairs of different families, 3 seeds each (docs/changelog.md, 2026-12-07, noon). A size whose half is not a
-    multiple of 4 gets the staged generator at full size."""
+    two 64-px pairs of different families, 3 seeds each (docs/changelog.md, 2026-12-07, noon). A size that
+    ``generator.upsample = 2`` could not take (its half not a multiple of 4) gets the staged generator at full size."""
     if image_size <= AUTO_DAFL_UP_TO:
         return DAFLGenerator(latent_dim, image_size, channels, **kwargs)
-    half = image_size // 2
-    if half * 2 != image_size or half % 4:
+    try:
+        half = coarse_size(image_size, 2)  # the enlargement's own size rule
+    except ValueError:
         return staged(latent_dim, image_size, channels, **kwargs)
     inner = DAFLGenerator if half <= AUTO_DAFL_UP_TO else staged
     return Upsampled(inner(latent_dim, half, channels, **kwargs), 2)
