@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 from torch import nn
@@ -21,6 +22,12 @@ def register_generator(name: str):
 
 def list_generators() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def takes_argument(name: str, argument: str) -> bool:
+    """Whether generator ``name``'s factory takes ``argument`` (by name, or through ``**kwargs``)."""
+    parameters = inspect.signature(_REGISTRY[name]).parameters.values()
+    return any(p.name == argument or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def create_generator(name: str, latent_dim: int, image_size: int, channels: int, upsample: int = 1,

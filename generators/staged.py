@@ -6,7 +6,7 @@ et al. 2024), this one projects the latent to a small seed map and doubles the r
 channels narrow::
 
     z -> Linear -> (c_0, s_0, s_0) -> BN -> [x2 upsample -> conv3x3 c_i -> c_{i+1} -> BN -> LeakyReLU(0.2)] x n
-      -> conv3x3 -> channels -> tanh -> (as DAFL's: non-affine BN, or the teacher's pixels)
+      -> conv3x3 -> channels -> [tone] -> tanh -> (as DAFL's: non-affine BN, or the teacher's pixels)
 
 ``s_0 = image_size / 2^n`` is the largest power-of-two division of the image size that stays at most 8 (8 for 32,
 64 and 128 px, 7 for 28 and 224 px); the channels start at ``width * 2^(n-1)`` (at most ``max_width``, 256) and halve at
@@ -25,6 +25,7 @@ from torch import nn
 
 from generators.dafl import DAFLGenerator
 from generators.registry import register_generator
+from generators.tone import LatentTone
 from generators.upsampled import Upsampled, coarse_size
 
 
@@ -39,7 +40,7 @@ def seed_size(image_size: int, most: int = 8) -> tuple[int, int]:
 class StagedGenerator(nn.Module):
     def __init__(self, latent_dim: int = 100, image_size: int = 224, channels: int = 3, width: int = 64,
                  max_width: int = 256, bn_eps: float = 1e-5, output: str = "pixels", mean: tuple[float, ...] = (0.5,),
-                 std: tuple[float, ...] = (0.5,)):  # fmt: skip
+                 std: tuple[float, ...] = (0.5,), tone: bool = False):  # fmt: skip
         super().__init__()
         if output not in ("bn", "pixels"):
             raise ValueError(f"generator output must be 'bn' (DAFL's) or 'pixels', got {output!r}")
@@ -55,7 +56,8 @@ class StagedGenerator(nn.Module):
                        nn.BatchNorm2d(c_out, eps=bn_eps), nn.LeakyReLU(0.2)]  # fmt: skip
             c_in = c_out
         self.stages = nn.Sequential(*layers)
-        self.to_image = nn.Sequential(nn.Conv2d(c_in, channels, 3, padding=1), nn.Tanh())
+        self.to_image = nn.Sequential(nn.Conv2d(c_in, channels, 3, padding=1))  # a Sequential: the saved keys stay
+        self.tone = LatentTone(latent_dim, channels) if tone else None  # generators/tone.py
         self.out_bn = nn.BatchNorm2d(channels, affine=False) if output == "bn" else nn.Identity()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
@@ -63,6 +65,7 @@ class StagedGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.bn0(self.project(z).view(z.shape[0], self.start, self.seed, self.seed))
         x = self.to_image(self.stages(x))
+        x = torch.tanh(self.tone(x, z) if self.tone is not None else x)
         if self.output == "pixels":  # tanh -> pixels in [0, 1] -> the teacher's normalized space
             return ((x + 1) / 2 - self.mean) / self.std
         return self.out_bn(x)
@@ -70,8 +73,10 @@ class StagedGenerator(nn.Module):
 
 @register_generator("staged")
 def staged(latent_dim: int, image_size: int, channels: int, width: int = 64, bn_eps: float = 1e-5,
-           output: str = "pixels", mean: tuple[float, ...] = (0.5,), std: tuple[float, ...] = (0.5,)) -> nn.Module:  # fmt: skip
-    return StagedGenerator(latent_dim, image_size, channels, width=width, bn_eps=bn_eps, output=output, mean=mean, std=std)
+           output: str = "pixels", mean: tuple[float, ...] = (0.5,), std: tuple[float, ...] = (0.5,),
+           tone: bool = False) -> nn.Module:  # fmt: skip
+    return StagedGenerator(latent_dim, image_size, channels, width=width, bn_eps=bn_eps, output=output, mean=mean, std=std,
+                           tone=tone)  # fmt: skip
 
 
 AUTO_DAFL_UP_TO = 32  # px: where DAFL's generator is measured (the zoo, the demo); above it, made at half size

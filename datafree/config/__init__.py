@@ -102,6 +102,7 @@ class GeneratorConfig:
     output: str = "bn"  # bn: DAFL's non-affine BatchNorm output | pixels: tanh -> [0, 1] pixels -> normalized
     conditional: bool = False  # balanced classes: image i of a batch is made for class i mod K (generators/conditional.py)
     upsample: int = 1  # > 1: images made at image_size / upsample and enlarged bilinearly (generators/upsampled.py)
+    tone: str = "off"  # on: each image's colours mixed by its own latent before the last tanh (generators/tone.py) | auto: on for colour images | off
     lr: float = 0.2
     schedule: str = "constant"  # constant | cosine: G's LR over train.steps (cosine: G settles while the student anneals)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # official code: Adam defaults
@@ -367,6 +368,9 @@ def validate(config: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} = {value!r} is not one of {sorted(allowed)}")
+    if g.tone not in ("off", "on", "auto"):
+        raise ConfigError(f"generator.tone is \"on\" (each image's colours mixed by its own latent), \"auto\" (on for "
+                          f"colour images) or \"off\", got {g.tone!r}")  # fmt: skip
     if not isinstance(g.upsample, int) or isinstance(g.upsample, bool) or g.upsample < 1:
         raise ConfigError(f"generator.upsample must be a whole factor >= 1 (1 = full size, 2 = half size enlarged "
                           f"twice), got {g.upsample!r}")  # fmt: skip
