@@ -167,7 +167,7 @@ def check_generator(config: Config, spec: ImageSpec) -> None:
     g = config.generator
     if generator_tone(config, spec) and g.arch in list_generators() and not takes_argument(g.arch, "tone"):
         raise ConfigError(f"generator.arch = {g.arch!r} does not take generator.tone (its factory has no `tone` "
-                          "argument); set generator.tone = false, or give the factory one (generators/tone.py)")  # fmt: skip
+                          "argument); set generator.tone = \"off\", or give the factory one (generators/tone.py)")  # fmt: skip
 
 
 def build_generator(config: Config, spec: ImageSpec) -> nn.Module:

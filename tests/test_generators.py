@@ -192,3 +192,70 @@ def test_an_upsample_the_image_size_cannot_take_is_refused_before_anything_is_wr
     with pytest.raises(ConfigError, match=needle):
         distill_from_config(config)
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == '{"step": 1}\n'
+
+
+@pytest.mark.parametrize("arch, size", [("dafl", 32), ("auto", 64), ("staged", 32)])
+def test_tone_starts_as_the_identity_and_leaves_the_other_layers_random_start_as_it_was(arch, size):
+    """A fresh generator with tone makes exactly the images, from exactly the weights, of one without it."""
+    kwargs = dict(latent_dim=16, image_size=size, channels=3, width=16, output="pixels", mean=(0.5,), std=(0.28,))
+    torch.manual_seed(0)
+    plain = create_generator(arch, **kwargs)
+    torch.manual_seed(0)
+    toned = create_generator(arch, tone=True, **kwargs)
+    extra = set(toned.state_dict()) - set(plain.state_dict())
+    assert extra and all(key.split(".")[-2] == "tone" for key in extra)
+    assert all(torch.equal(plain.state_dict()[k], toned.state_dict()[k]) for k in plain.state_dict())
+    z = torch.randn(5, 16)
+    assert torch.equal(plain(z), toned(z))
+
+
+def test_tone_gives_each_image_its_own_colour_mix_from_its_latent_and_is_trained_by_the_loss():
+    from generators.tone import LatentTone
+
+    tone = LatentTone(latent_dim=4, channels=3)
+    x, z = torch.randn(2, 3, 5, 5), torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    with torch.no_grad():  # M(z) = swap channels 0 and 1 for the first latent, b(z) = +2 on channel 2 for the second
+        tone.weight.zero_()
+        tone.weight[0 * 3 + 1, 0], tone.weight[1 * 3 + 0, 0] = 1.0, 1.0  # M[0, 1], M[1, 0] from z_0
+        tone.weight[0 * 3 + 0, 0], tone.weight[1 * 3 + 1, 0] = -1.0, -1.0  # cancel the identity on channels 0, 1
+        tone.weight[9 + 2, 1] = 2.0  # b[2] from z_1
+    out = tone(x, z)
+    torch.testing.assert_close(out[0], x[0][[1, 0, 2]])  # image 0: its channels 0 and 1 swapped
+    torch.testing.assert_close(out[1], x[1] + torch.tensor([0.0, 0.0, 2.0]).view(3, 1, 1))  # image 1: shifted
+    fresh = LatentTone(latent_dim=4, channels=3)
+    fresh(x, z).square().mean().backward()
+    assert fresh.weight.grad.abs().sum() > 0 and fresh.bias.grad.abs().sum() > 0  # zero start, not a dead end
+
+
+def test_tone_auto_is_on_for_colour_teachers_only_and_a_generator_without_it_is_refused_first(tmp_path):
+    from datafree import build
+    from datafree.config import ConfigError, validate
+    from datafree.pipeline import distill_from_config
+    from generators import register_generator
+    from generators.registry import _REGISTRY
+    from tests.conftest import save_random_teacher, tiny_config
+
+    def has_tone(config):
+        net = build.build_generator(config, build.image_spec(config))
+        return any("tone." in key for key in net.state_dict())
+
+    rgb = dict(data={"like": "cifar10"}, teacher={"arch": "resnet18"})
+    assert has_tone(tiny_config(tmp_path, generator={"tone": "auto", "output": "pixels"}, **rgb))
+    assert not has_tone(tiny_config(tmp_path, generator={"tone": "auto", "output": "pixels"}))  # grey
+    assert has_tone(tiny_config(tmp_path, generator={"tone": "on", "output": "pixels"}))  # asked for on grey
+    assert not has_tone(tiny_config(tmp_path, **rgb))  # off unless asked (the dataclass default; old run folders)
+    with pytest.raises(ConfigError, match="generator.tone"):
+        validate(tiny_config(tmp_path, generator={"tone": "yes"}))
+
+    @register_generator("no_tone_here")
+    def no_tone_here(latent_dim, image_size, channels, width=16, bn_eps=0.8, output="bn", mean=(0.5,), std=(0.5,)):
+        return create_generator("dafl", latent_dim, image_size, channels, width=width, output=output, mean=mean, std=std)
+
+    try:
+        config = tiny_config(tmp_path, generator={"arch": "no_tone_here", "tone": "on"})
+        save_random_teacher(config)
+        with pytest.raises(ConfigError, match="does not take generator.tone.*set generator.tone = \"off\""):
+            distill_from_config(config)
+        assert not (tmp_path / "run").exists()
+    finally:
+        _REGISTRY.pop("no_tone_here")
