@@ -153,8 +153,10 @@ def build_synthesis(config: Config, teacher: TeacherSource, spec: ImageSpec, acc
 
 def generator_tone(config: Config, spec: ImageSpec) -> bool:
     """Whether the generator mixes each image's colours by its latent (``generator.tone``; "auto": for colour
-    images only, generators/tone.py says why)."""
-    return config.generator.tone == "on" or (config.generator.tone == "auto" and spec.channels > 1)
+    images, where the architecture takes it; generators/tone.py says why)."""
+    g = config.generator
+    takes = g.arch not in list_generators() or takes_argument(g.arch, "tone")  # unknown: refused elsewhere
+    return g.tone == "on" or (g.tone == "auto" and spec.channels > 1 and takes)
 
 
 def check_generator(config: Config, spec: ImageSpec) -> None:
@@ -165,7 +167,7 @@ def check_generator(config: Config, spec: ImageSpec) -> None:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     g = config.generator
-    if generator_tone(config, spec) and g.arch in list_generators() and not takes_argument(g.arch, "tone"):
+    if g.tone == "on" and g.arch in list_generators() and not takes_argument(g.arch, "tone"):
         raise ConfigError(f"generator.arch = {g.arch!r} does not take generator.tone (its factory has no `tone` "
                           "argument); set generator.tone = \"off\", or give the factory one (generators/tone.py)")  # fmt: skip
 

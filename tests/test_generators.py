@@ -251,7 +251,8 @@ def test_tone_auto_is_on_for_colour_teachers_only_and_a_generator_without_it_is_
     def no_tone_here(latent_dim, image_size, channels, width=16, bn_eps=0.8, output="bn", mean=(0.5,), std=(0.5,)):
         return create_generator("dafl", latent_dim, image_size, channels, width=width, output=output, mean=mean, std=std)
 
-    try:
+    try:  # "auto" (the default preset's) builds it without the tone; "on" is refused before anything is written
+        assert not has_tone(tiny_config(tmp_path, generator={"arch": "no_tone_here", "tone": "auto"}, **rgb))
         config = tiny_config(tmp_path, generator={"arch": "no_tone_here", "tone": "on"})
         save_random_teacher(config)
         with pytest.raises(ConfigError, match="does not take generator.tone.*set generator.tone = \"off\""):
@@ -259,3 +260,17 @@ def test_tone_auto_is_on_for_colour_teachers_only_and_a_generator_without_it_is_
         assert not (tmp_path / "run").exists()
     finally:
         _REGISTRY.pop("no_tone_here")
+
+
+def test_a_generator_saved_without_tone_is_refused_with_the_setting_that_loads_it(tmp_path):
+    """A colour run folder written before generator.tone (its config.json without the key) builds a toned
+    generator under the default preset: the error says how to load the weights as they were."""
+    from safetensors.torch import save_file
+
+    from datafree.io.checkpoint import CheckpointError, load_weights
+
+    kwargs = dict(latent_dim=16, image_size=32, channels=3, width=16, output="pixels")
+    save_file(create_generator("dafl", **kwargs).state_dict(), str(tmp_path / "generator.safetensors"))
+    with pytest.raises(CheckpointError, match='generator.tone = "off"'):
+        load_weights(create_generator("dafl", tone=True, **kwargs), tmp_path / "generator.safetensors", "generator")
+    load_weights(create_generator("dafl", **kwargs), tmp_path / "generator.safetensors", "generator")  # as it was

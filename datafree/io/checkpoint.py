@@ -117,6 +117,10 @@ def load_weights(module: nn.Module, path: str | Path, what: str = "checkpoint") 
     unexpected = sorted(set(state) - set(own))
     wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
              for k in own.keys() & state.keys() if own[k].shape != state[k].shape]  # fmt: skip
+    if missing and not unexpected and not wrong and all(key.split(".")[-2] == "tone" for key in missing):
+        raise CheckpointError(f"{what} {path} was written without generator.tone (before it existed, or with it off), "
+                              "but the recipe builds the generator with it: set generator.tone = \"off\" (in a run "
+                              "folder's config.json: \"tone\": \"off\" under \"generator\") to load it as it was")  # fmt: skip
     if missing or unexpected or wrong:
         meta = read_metadata(path)
         hint = f" (the file says arch={meta.get('arch')!r}, num_classes={meta.get('num_classes')!r})" if meta else ""
