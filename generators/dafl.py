@@ -9,6 +9,8 @@ generator emits images already in the teacher's normalized input space. ``bn_eps
 because the official code writes ``nn.BatchNorm2d(C, 0.8)``, whose second positional argument is eps
 (a slip for momentum); the paper's numbers were produced with it, so the recipe keeps it by default.
 
+``[tone]`` (``tone=True``, not DAFL's) mixes each image's colours by its own latent: generators/tone.py.
+
 ``output="pixels"`` replaces the final BatchNorm by the teacher's own input mapping: tanh -> pixel values
 in [0, 1] -> (p - mean) / std. The BN output is unbounded, and on Fashion-MNIST the generator was seen to
 exploit that with sparse pixels far below black that no real image has; bounded pixels forbid it.

@@ -26,7 +26,9 @@ _DEFAULT: dict[str, Any] = {
     # a quarter of every batch made for blends of two neighbouring classes (boundary images): measured on the zoo
     # DAFL's generator up to 32 px (where the preset is measured); above, the generator for half the size (DAFL's
     # at 64 px, one that grows by stages from a small seed map beyond: DAFL's projection to (s/4)^2 would not fit
-    # at 224 px), enlarged twice: measured on two 64-px pairs (generators/staged.py, docs/changelog.md)
+    # at 224 px), enlarged twice: measured on two 64-px pairs (generators/staged.py, docs/changelog.md); for colour
+    # images each image's colours mixed by its own latent (tone "auto": on the 64-px pairs 19 -> 63% and 14 -> 20%; on
+    # grey teachers it cost points, so not there: generators/tone.py)
     "generator": {"arch": "auto", "output": "pixels", "width": 16, "lr": 0.03, "conditional": True, "tone": "auto"},
     # the generator's batch of 64 (its step costs half), flipped / shifted student batches (relabelled by the
     # teacher, no extra forward on the fresh ones: [[batches]] below), their labels from bf16 forwards where the
