@@ -34,7 +34,7 @@ from datafree.teachers.base import TargetSource
 from datafree.trainer import DataFreeTrainer
 from datafree.wrappers import create_student_wrapper
 from generators import create_generator, list_generators
-from generators.registry import takes_argument
+from generators.registry import tone_wanted
 from generators.conditional import ClassConditional, balanced_labels
 from generators.upsampled import coarse_size
 
@@ -151,34 +151,24 @@ def build_synthesis(config: Config, teacher: TeacherSource, spec: ImageSpec, acc
     return objective
 
 
-def generator_tone(config: Config, spec: ImageSpec) -> bool:
-    """Whether the generator mixes each image's colours by its latent (``generator.tone``; "auto": for colour
-    images, where the architecture takes it; generators/tone.py says why)."""
-    g = config.generator
-    takes = g.arch not in list_generators() or takes_argument(g.arch, "tone")  # unknown: refused elsewhere
-    return g.tone == "on" or (g.tone == "auto" and spec.channels > 1 and takes)
-
-
 def check_generator(config: Config, spec: ImageSpec) -> None:
     """``generator.upsample`` against the image size and ``generator.tone`` against the architecture, before a run
     writes anything (generators/upsampled.py, generators/tone.py)."""
+    g = config.generator
     try:
-        coarse_size(spec.image_size, config.generator.upsample)
+        coarse_size(spec.image_size, g.upsample)
+        if g.arch in list_generators():  # an unknown name is refused with the list of known ones elsewhere
+            tone_wanted(g.arch, g.tone, spec.channels)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    g = config.generator
-    if g.tone == "on" and g.arch in list_generators() and not takes_argument(g.arch, "tone"):
-        raise ConfigError(f"generator.arch = {g.arch!r} does not take generator.tone (its factory has no `tone` "
-                          "argument); set generator.tone = \"off\", or give the factory one (generators/tone.py)")  # fmt: skip
 
 
 def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
     g = config.generator
     check_generator(config, spec)
-    tone = {"tone": True} if generator_tone(config, spec) else {}  # asked only when on: a user's generator may not take it
     generator = create_generator(g.arch, latent_dim=g.latent_dim, image_size=spec.image_size, channels=spec.channels,
-                                 upsample=g.upsample, width=g.width, bn_eps=g.bn_eps, output=g.output, mean=spec.mean,
-                                 std=spec.std, **tone)  # fmt: skip
+                                 upsample=g.upsample, tone=g.tone, width=g.width, bn_eps=g.bn_eps, output=g.output,
+                                 mean=spec.mean, std=spec.std)  # fmt: skip
     if not g.conditional:
         return generator
     # a per-class offset of the latent where a batch cannot hold every class (generators/conditional.py)

@@ -201,7 +201,7 @@ def test_tone_starts_as_the_identity_and_leaves_the_other_layers_random_start_as
     torch.manual_seed(0)
     plain = create_generator(arch, **kwargs)
     torch.manual_seed(0)
-    toned = create_generator(arch, tone=True, **kwargs)
+    toned = create_generator(arch, tone="on", **kwargs)
     extra = set(toned.state_dict()) - set(plain.state_dict())
     assert extra and all(key.split(".")[-2] == "tone" for key in extra)
     assert all(torch.equal(plain.state_dict()[k], toned.state_dict()[k]) for k in plain.state_dict())
@@ -272,5 +272,5 @@ def test_a_generator_saved_without_tone_is_refused_with_the_setting_that_loads_i
     kwargs = dict(latent_dim=16, image_size=32, channels=3, width=16, output="pixels")
     save_file(create_generator("dafl", **kwargs).state_dict(), str(tmp_path / "generator.safetensors"))
     with pytest.raises(CheckpointError, match='generator.tone = "off"'):
-        load_weights(create_generator("dafl", tone=True, **kwargs), tmp_path / "generator.safetensors", "generator")
+        load_weights(create_generator("dafl", tone="on", **kwargs), tmp_path / "generator.safetensors", "generator")
     load_weights(create_generator("dafl", **kwargs), tmp_path / "generator.safetensors", "generator")  # as it was
