@@ -154,8 +154,8 @@ def random_colour(images: torch.Tensor, strength: float, mean: torch.Tensor, std
     ResNet pair from 14.9% to 28.2% (docs/changelog.md, 2026-12-07); on top of the tone, now the default's there,
     53.7% against 60.4% and 26.1% against 20.0% (seed 0; 2026-12-07, afternoon). An option, not a default: one pair
     each way, the only RGB task here is one whose colours are random by construction, and a teacher whose classes do
-    depend on colour (natural images) was not measured. Relabelled by the teacher, so the targets stay exact: colour distortion as in SimCLR (Chen et al.,
-    ICML 2020) without assuming the teacher is invariant to it.
+    depend on colour (natural images) was not measured. Relabelled by the teacher, so the targets stay exact:
+    colour distortion as in SimCLR (Chen et al., ICML 2020) without assuming the teacher is invariant to it.
     """
     if strength <= 0:
         return images

@@ -32,7 +32,10 @@ def takes_argument(name: str, argument: str) -> bool:
 
 def tone_wanted(name: str, tone: str, channels: int) -> bool:
     """Whether generator ``name`` gets ``generator.tone`` (generators/tone.py): "on", or "auto" for colour images
-    (channels > 1) where its factory takes a ``tone`` argument; ValueError for "on" where it does not."""
+    (channels > 1) where its factory takes a ``tone`` argument; ValueError for "on" where it does not, and for
+    any other value (a Python ``tone=True`` would otherwise read as off)."""
+    if tone not in ("off", "on", "auto"):
+        raise ValueError(f"generator tone must be \"off\", \"on\" or \"auto\" (generators/tone.py), got {tone!r}")
     takes = takes_argument(name, "tone")
     if tone == "on" and not takes:
         raise ValueError(f"generator.arch = {name!r} does not take generator.tone (its factory has no `tone` argument); "

@@ -274,3 +274,9 @@ def test_a_generator_saved_without_tone_is_refused_with_the_setting_that_loads_i
     with pytest.raises(CheckpointError, match='generator.tone = "off"'):
         load_weights(create_generator("dafl", tone="on", **kwargs), tmp_path / "generator.safetensors", "generator")
     load_weights(create_generator("dafl", **kwargs), tmp_path / "generator.safetensors", "generator")  # as it was
+
+
+@pytest.mark.parametrize("tone", [True, "yes", None])
+def test_a_tone_other_than_off_on_auto_is_refused_not_read_as_off(tone):
+    with pytest.raises(ValueError, match='"off", "on" or "auto"'):
+        create_generator("dafl", latent_dim=16, image_size=32, channels=3, width=16, output="pixels", tone=tone)
