@@ -147,6 +147,10 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         config, seconds = steps_for_budget(config, accelerator, teacher, student_net, spec, references, resume,
                                            started, eval_seconds)  # fmt: skip
         accelerator = build.make_accelerator(config)  # the timing's models stay out of the real run's state
+    config, planned = adapt(config, teacher_net, student_net, phase="plan")  # the rules that read the run's length
+    for line in planned:
+        accelerator.print(f"adapted to the planned run: {line}")
+    adapted += planned
     plan = None
     if seconds:  # a fresh budgeted run re-plans its length from its first steps, and stops if the machine slows
         def replanned(steps: int) -> None:  # config.train is the trainer's: its steps already moved
@@ -211,7 +215,7 @@ def distill(config: Config, teacher: TeacherSource | nn.Module, student_net: nn.
         "uses": uses,  # what the run read beyond the teacher's weights ([] = weights only)
         "penultimate_layer": list(teacher.penultimate_taps),  # where the activation term and its statistics read
         "terms_off": objective.notes,
-        "adapted": adapted,  # what the preset's rules changed for these networks, and why (datafree/adapt/)
+        "adapted": adapted,  # what the preset's rules changed for these networks and plan, and why (datafree/adapt/)
         "class_acc": class_acc,  # per true class of the real test set: {"teacher": [...], "student": [...]}
         "confusion": confusion,  # image counts on the real test set, [true class][predicted class], per role
         **({"class_names": list(spec.class_names)} if spec.class_names else {}),

@@ -241,7 +241,7 @@ def write_report(run_dir: str | Path, results: dict, spec=None) -> Path:
         read = "; ".join(results["uses"]) or "nothing beyond the teacher's weights and its input normalization"
         lines += ["", f"Preset `{results.get('preset')}`. Knowledge used beyond the teacher's weights: {read}."]
         lines += [f"Left out: {note}." for note in results.get("terms_off", [])]
-        lines += [f"Adapted to these networks: {line}." for line in results.get("adapted", [])]
+        lines += [f"Adapted: {line}." for line in results.get("adapted", [])]
     if results.get("source") == "export":
         lines += ["", f"Trained offline from the exported synthetic set `{results.get('export_dir')}` "
                   f"({results.get('images_generated')} images, KD on the stored teacher logits, "

@@ -26,7 +26,7 @@ def weights(config) -> dict[str, float]:
 
 
 def test_an_mlp_student_gets_the_per_class_priors_at_4x_and_a_conv_student_nothing():
-    assert from_dict({}).train.adapt == []  # no preset lists a rule yet: a recipe opts in
+    assert from_dict({}).train.adapt == ["short_run"]  # the default lists only the run-length rule: a recipe opts in
     config = from_dict({"train": {"adapt": ["no_conv_student"]}})
     before = weights(config)
     adapted, lines = adapt(config, BNTeacher(), mlp())
@@ -71,6 +71,29 @@ def test_a_student_without_normalization_gets_the_penultimate_loss_and_one_with_
     assert lines == [] and [(t.name, t.weight) for t in kept.distill] == [("kd", 1.0), ("penultimate", 0.5)]
 
 
+def test_a_short_run_doubles_the_students_learning_rate_after_the_plan_and_a_long_one_keeps_it():
+    config = from_dict({"train": {"steps": 499}})  # the default preset: 10 student updates a step, Adam at 0.002
+    assert config.train.adapt == ["short_run"] and config.student.lr == 0.002
+    networks, lines = adapt(config, BNTeacher(), conv())  # the networks' phase leaves the rule for the plan's
+    assert lines == [] and networks.train.adapt == ["short_run"] and networks.student.lr == 0.002
+    planned, lines = adapt(networks, BNTeacher(), conv(), phase="plan")
+    (line,) = lines
+    assert planned.student.lr == 0.004 and planned.train.adapt == [] and config.student.lr == 0.002
+    assert "4,990 student updates (499 steps x 10), fewer than 5,000" in line and "0.002 -> 0.004" in line
+    assert line.endswith("(short_run)")
+    assert adapt(planned, BNTeacher(), conv(), phase="plan")[0].student.lr == 0.004  # not twice
+    for recipe in ({"train": {"steps": 500}},  # 5,000 updates: as the default's runs of 550-2,600 steps, unchanged
+                   {"train": {"steps": 499}, "student": {"optimizer": "sgd", "lr": 0.1}},  # measured with Adam only
+                   {"train": {"steps": 499}, "student": {"lr": 0.001}},  # the recipe's own learning rate is kept
+                   {"train": {"steps": 499, "adapt": []}}):  # turned off
+        same, lines = adapt(adapt(from_dict(recipe), BNTeacher(), conv())[0], BNTeacher(), conv(), phase="plan")
+        assert lines == [] and same.student.lr == from_dict(recipe).student.lr and same.train.adapt == []
+    fewer = from_dict({"train": {"steps": 900, "student_steps": 5}})  # 4,500 updates: counted, not steps
+    assert adapt(fewer, BNTeacher(), conv(), phase="plan")[0].student.lr == 0.004
+    with pytest.raises(ValueError, match="phase"):
+        adapt(config, BNTeacher(), conv(), phase="later")
+
+
 def test_an_unknown_rule_is_refused_naming_the_rules():
     with pytest.raises(ConfigError, match=r"train.adapt lists \['no_such'\].*no_conv_student"):
         adapt(from_dict({"train": {"adapt": ["no_such"]}}), BNTeacher(), mlp())
@@ -98,5 +121,5 @@ def test_a_run_with_an_mlp_student_says_what_it_adapted_and_writes_the_recipe_as
     assert saved["train"]["adapt"] == [] and weights(from_dict({"synthesis": saved["synthesis"]}))["class_feature_stats"] == 40.0
     assert [term["name"] for term in saved["distill"]] == ["kd", "penultimate"]  # the MLP has no normalization either
     report = (out / "report.md").read_text()
-    assert f"Adapted to these networks: {line}." in report and f"Adapted to these networks: {second}." in report
+    assert f"Adapted: {line}." in report and f"Adapted: {second}." in report
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["g_class_stats"] >= 0  # the term runs

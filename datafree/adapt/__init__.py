@@ -1,11 +1,13 @@
 """The preset's automatic choices: settings derived from the teacher and the student, never set per pair by hand.
 
-A recipe names its rules in ``train.adapt`` (no preset lists one yet: docs/recipes.md). Before a run starts,
-each rule looks at the two networks; where it applies, it returns the recipe changed and one line saying what it
-changed and why. The run prints those lines and records them in results.json (``adapted``) and report.md; its
-config.json holds the recipe as it ran, with ``train.adapt`` emptied, so running that file again changes nothing
-twice. A new rule is one file with ``@register_adaptation("name")`` plus its import line below, and its row in
-docs/recipes.md ("How the default adapts to the networks").
+A recipe names its rules in ``train.adapt`` (the default preset lists ``short_run``: docs/recipes.md). Before
+step 0 each rule looks at the two networks and the recipe; where it applies, it returns the recipe changed and one
+line saying what it changed and why. The run prints those lines and records them in results.json (``adapted``) and
+report.md; its config.json holds the recipe as it ran, with ``train.adapt`` emptied, so running that file again
+changes nothing twice. A rule reads the recipe in one of two phases: ``"networks"`` (as written, before anything
+is timed) or ``"plan"`` (after a ``train.max_minutes`` budget has set ``train.steps``: the rules that depend on the
+run's length). A new rule is one file with ``@register_adaptation("name")`` plus its import line below, and its row
+in docs/recipes.md ("How the default adapts to the networks").
 """
 
 from __future__ import annotations
@@ -25,11 +27,17 @@ def register_adaptation(name: str):
     return ADAPTATIONS.register(name)
 
 
-class Adaptation:
-    """One rule: ``reason(teacher, student)`` says why it applies ("" where it does not), ``apply(config)`` returns
-    the recipe changed and what changed ("" where the recipe has nothing for the rule to change)."""
+PHASES = ("networks", "plan")
 
-    def reason(self, teacher: nn.Module, student: nn.Module) -> str:  # pragma: no cover - abstract
+
+class Adaptation:
+    """One rule: ``reason(teacher, student, config)`` says why it applies ("" where it does not), ``apply(config)``
+    returns the recipe changed and what changed ("" where the recipe has nothing for the rule to change).
+    ``phase``: when the run asks it (module docstring)."""
+
+    phase = "networks"
+
+    def reason(self, teacher: nn.Module, student: nn.Module, config: Config) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def apply(self, config: Config) -> tuple[Config, str]:  # pragma: no cover - abstract
@@ -44,19 +52,26 @@ def check_adaptations(names: list[str]) -> None:
                           "(datafree/adapt/); [] turns them all off")  # fmt: skip
 
 
-def adapt(config: Config, teacher: nn.Module, student: nn.Module) -> tuple[Config, list[str]]:
-    """The recipe after its ``train.adapt`` rules looked at ``teacher`` and ``student`` (neither is changed), with
-    ``train.adapt`` emptied; and one line per rule that changed it."""
+def adapt(config: Config, teacher: nn.Module, student: nn.Module,
+          phase: str = "networks") -> tuple[Config, list[str]]:  # fmt: skip
+    """The recipe after its ``train.adapt`` rules of ``phase`` looked at ``teacher``, ``student`` and the recipe
+    (neither network is changed), with those rules taken off ``train.adapt`` (the last phase, ``"plan"``, leaves it
+    empty); and one line per rule that changed it."""
     check_adaptations(config.train.adapt)
-    lines = []
+    if phase not in PHASES:
+        raise ValueError(f"phase = {phase!r}: one of {PHASES}")
+    lines, later = [], []
     for name in config.train.adapt:
         rule = ADAPTATIONS.create(name)
-        why = rule.reason(teacher, student)
-        if why:
-            config, what = rule.apply(config)
-            if what:
-                lines.append(f"{what}: {why} ({name})")
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, adapt=[])), lines
+        if PHASES.index(rule.phase) > PHASES.index(phase):
+            later.append(name)
+        elif rule.phase == phase:
+            why = rule.reason(teacher, student, config)
+            if why:
+                config, what = rule.apply(config)
+                if what:
+                    lines.append(f"{what}: {why} ({name})")
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, adapt=later)), lines
 
 
-from datafree.adapt import no_conv_student, no_norm_student  # noqa: E402,F401  (registers the rules)
+from datafree.adapt import no_conv_student, no_norm_student, short_run  # noqa: E402,F401  (registers the rules)

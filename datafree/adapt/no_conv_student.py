@@ -30,7 +30,7 @@ PER_CLASS_PRIORS = ("class_feature_stats", "class_penultimate_stats")
 class NoConvStudent(Adaptation):
     factor = 4.0
 
-    def reason(self, teacher: nn.Module, student: nn.Module) -> str:
+    def reason(self, teacher: nn.Module, student: nn.Module, config: Config) -> str:
         if any(isinstance(module, CONVOLUTIONS) for module in student.modules()):
             return ""
         return "the student has no convolution, so it learns from what the images look like, pixel by pixel"

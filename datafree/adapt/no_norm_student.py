@@ -29,7 +29,7 @@ NORMALIZATIONS = (nn.modules.batchnorm._BatchNorm, *PER_SAMPLE_NORMS, nn.RMSNorm
 class NoNormStudent(Adaptation):
     weight = 1.0
 
-    def reason(self, teacher: nn.Module, student: nn.Module) -> str:
+    def reason(self, teacher: nn.Module, student: nn.Module, config: Config) -> str:
         if any(isinstance(module, NORMALIZATIONS) for module in student.modules()):
             return ""
         return "the student has no normalization layer"

@@ -125,7 +125,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     trackers: list[str] = field(default_factory=list)  # e.g. ["tensorboard"]
-    adapt: list[str] = field(default_factory=list)  # the preset's automatic choices by the networks (datafree/adapt/)
+    # the preset's automatic choices by the networks and by the run's plan (datafree/adapt/)
+    adapt: list[str] = field(default_factory=list)
 
 
 @dataclass
