@@ -71,24 +71,26 @@ def test_a_student_without_normalization_gets_the_penultimate_loss_and_one_with_
     assert lines == [] and [(t.name, t.weight) for t in kept.distill] == [("kd", 1.0), ("penultimate", 0.5)]
 
 
-def test_a_short_run_doubles_the_students_learning_rate_after_the_plan_and_a_long_one_keeps_it():
-    config = from_dict({"train": {"steps": 499}})  # the default preset: 10 student updates a step, Adam at 0.002
+def test_a_short_budgeted_run_doubles_the_students_learning_rate_after_the_plan_and_a_long_one_keeps_it():
+    budgeted = {"steps": 499, "max_minutes": 10}  # the steps as the budget planned them
+    config = from_dict({"train": budgeted})  # the default preset: 10 student updates a step, Adam at 0.002
     assert config.train.adapt == ["short_run"] and config.student.lr == 0.002
     networks, lines = adapt(config, BNTeacher(), conv())  # the networks' phase leaves the rule for the plan's
     assert lines == [] and networks.train.adapt == ["short_run"] and networks.student.lr == 0.002
     planned, lines = adapt(networks, BNTeacher(), conv(), phase="plan")
     (line,) = lines
     assert planned.student.lr == 0.004 and planned.train.adapt == [] and config.student.lr == 0.002
-    assert "4,990 student updates (499 steps x 10), fewer than 5,000" in line and "0.002 -> 0.004" in line
-    assert line.endswith("(short_run)")
+    assert "10-minute budget fits 4,990 student updates (499 steps x 10), fewer than 5,000" in line
+    assert "0.002 -> 0.004" in line and line.endswith("(short_run)")
     assert adapt(planned, BNTeacher(), conv(), phase="plan")[0].student.lr == 0.004  # not twice
-    for recipe in ({"train": {"steps": 500}},  # 5,000 updates: as the default's runs of 550-2,600 steps, unchanged
-                   {"train": {"steps": 499}, "student": {"optimizer": "sgd", "lr": 0.1}},  # measured with Adam only
-                   {"train": {"steps": 499}, "student": {"lr": 0.001}},  # the recipe's own learning rate is kept
-                   {"train": {"steps": 499, "adapt": []}}):  # turned off
+    for recipe in ({"train": {**budgeted, "steps": 500}},  # 5,000 updates: as the zoo's runs of 550-2,600 steps
+                   {"train": {"steps": 499}},  # no budget: the recipe chose its length (the recipe check's runs)
+                   {"train": budgeted, "student": {"optimizer": "sgd", "lr": 0.1}},  # measured with Adam only
+                   {"train": budgeted, "student": {"lr": 0.001}},  # the recipe's own learning rate is kept
+                   {"train": {**budgeted, "adapt": []}}):  # turned off
         same, lines = adapt(adapt(from_dict(recipe), BNTeacher(), conv())[0], BNTeacher(), conv(), phase="plan")
         assert lines == [] and same.student.lr == from_dict(recipe).student.lr and same.train.adapt == []
-    fewer = from_dict({"train": {"steps": 900, "student_steps": 5}})  # 4,500 updates: counted, not steps
+    fewer = from_dict({"train": {**budgeted, "steps": 900, "student_steps": 5}})  # 4,500 updates: counted, not steps
     assert adapt(fewer, BNTeacher(), conv(), phase="plan")[0].student.lr == 0.004
     with pytest.raises(ValueError, match="phase"):
         adapt(config, BNTeacher(), conv(), phase="later")
@@ -123,3 +125,23 @@ def test_a_run_with_an_mlp_student_says_what_it_adapted_and_writes_the_recipe_as
     report = (out / "report.md").read_text()
     assert f"Adapted: {line}." in report and f"Adapted: {second}." in report
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["g_class_stats"] >= 0  # the term runs
+
+
+@pytest.mark.slow
+def test_a_budgeted_run_that_fits_few_steps_trains_its_student_at_twice_the_rate_and_says_so(tmp_path, capsys):
+    from datafree import distill_datafree
+
+    torch.manual_seed(0)
+    out = tmp_path / "run"
+    train = {"max_minutes": 0.3, "batch_size": 8, "eval_every": 1000, "log_every": 1, "mixed_precision": "no",
+             "output_dir": str(out)}  # fmt: skip
+    results = distill_datafree(BNTeacher(), conv(), image_size=16, channels=1, num_classes=4, mean=(0.3,),
+                               std=(0.35,), train=train)  # fmt: skip
+    (line,) = results["adapted"]
+    assert line.endswith("(short_run)") and "0.002 -> 0.004" in line
+    assert f"adapted to the planned run: {line}" in capsys.readouterr().out
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["student"]["lr"] == 0.004 and saved["train"]["adapt"] == [] and saved["train"]["steps"] < 500
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["lr_s"] > 0.002  # the optimizer runs at the doubled rate (the cosine's first step is near its top)
+    assert f"Adapted: {line}." in (out / "report.md").read_text()
