@@ -94,6 +94,9 @@ def test_a_short_budgeted_run_doubles_the_students_learning_rate_after_the_plan_
     assert adapt(fewer, BNTeacher(), conv(), phase="plan")[0].student.lr == 0.004
     with pytest.raises(ValueError, match="phase"):
         adapt(config, BNTeacher(), conv(), phase="later")
+    both = from_dict({"train": {**budgeted, "adapt": ["no_conv_student", "short_run"]}})
+    at_once, lines = adapt(both, BNTeacher(), mlp(), phase="plan")  # the networks' phase skipped: not dropped
+    assert len(lines) == 2 and at_once.student.lr == 0.004 and weights(at_once)["class_feature_stats"] == 40.0
 
 
 def test_an_unknown_rule_is_refused_naming_the_rules():

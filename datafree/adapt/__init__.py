@@ -55,8 +55,8 @@ def check_adaptations(names: list[str]) -> None:
 def adapt(config: Config, teacher: nn.Module, student: nn.Module,
           phase: str = "networks") -> tuple[Config, list[str]]:  # fmt: skip
     """The recipe after its ``train.adapt`` rules of ``phase`` looked at ``teacher``, ``student`` and the recipe
-    (neither network is changed), with those rules taken off ``train.adapt`` (the last phase, ``"plan"``, leaves it
-    empty); and one line per rule that changed it."""
+    (neither network is changed; an earlier phase's rules still listed are asked too), with those rules taken off
+    ``train.adapt`` (the last phase, ``"plan"``, leaves it empty); and one line per rule that changed it."""
     check_adaptations(config.train.adapt)
     if phase not in PHASES:
         raise ValueError(f"phase = {phase!r}: one of {PHASES}")
@@ -65,7 +65,7 @@ def adapt(config: Config, teacher: nn.Module, student: nn.Module,
         rule = ADAPTATIONS.create(name)
         if PHASES.index(rule.phase) > PHASES.index(phase):
             later.append(name)
-        elif rule.phase == phase:
+        else:  # this phase's rules, and an earlier phase's still listed (a caller that skipped it): asked now
             why = rule.reason(teacher, student, config)
             if why:
                 config, what = rule.apply(config)
