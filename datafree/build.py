@@ -171,8 +171,11 @@ def build_generator(config: Config, spec: ImageSpec) -> nn.Module:
                                  mean=spec.mean, std=spec.std)  # fmt: skip
     if not g.conditional:
         return generator
-    # a per-class offset of the latent where a batch cannot hold every class (generators/conditional.py)
-    return ClassConditional(generator, spec.num_classes, g.latent_dim, offset=spec.num_classes > config.train.batch_size)
+    # where a batch cannot hold every class: a per-class offset of the latent, and (class_norm "auto") a per-class gain
+    # and shift after each BatchNorm (generators/conditional.py)
+    crowded = spec.num_classes > config.train.batch_size
+    class_norm = g.class_norm == "on" or (g.class_norm == "auto" and crowded)
+    return ClassConditional(generator, spec.num_classes, g.latent_dim, offset=crowded, class_norm=class_norm)
 
 
 def student_batches(config: Config, context: BatchContext) -> SameBatch:

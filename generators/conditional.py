@@ -10,13 +10,69 @@ by construction. The embeddings start at N(1, embed_std^2) per coordinate: with 
 60 generator steps, against 2.4 at 1.0 with the default preset: runs/bench_teachers.py). ``forward(z)`` keeps the plain-generator signature, so export and notebooks need nothing new;
 ``forward(z, labels)`` makes other class counts (the ``quota`` callback: datafree/callbacks/quota.py); ``labels`` may also be
 soft targets (n, K), whose latent is scaled by the blend of the embeddings, ``t @ E`` (the ``blend`` callback:
-datafree/callbacks/blend.py).
+datafree/callbacks/blend.py). Where a batch cannot hold every class (K > batch) build adds a per-class offset of the
+latent and a per-class gain and shift after each of the generator's BatchNorms (:class:`ClassNorm`).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+class _BatchClasses:
+    """The classes of the batch being made, set by :class:`ClassConditional` for its :class:`ClassNorm` layers (one
+    object shared by all of them: a deep copy of the generator, e.g. a moving average of it, copies it once and
+    keeps it shared)."""
+
+    labels: torch.Tensor | None = None
+
+
+class ClassNorm(nn.Module):
+    """One of the generator's BatchNorms, then a per-class gain and shift (conditional BatchNorm, de Vries et al.,
+    "Modulating early visual processing by language", NeurIPS 2017; as in the class-conditional GANs since):
+
+        y_i = BN(x)_i * (1 + G[k_i]) + S[k_i],    G = 0 at the start, S ~ N(0, shift_std^2)
+
+    (for soft targets t_i, the blends G^T t_i and S^T t_i). Why: the latent offset alone carries the class only
+    through the generator's first layer; a 100-class teacher's generator of width 16 has ~10 features per class
+    there. The per-class shift moves every layer's features per class from the start, as the offset moves the latent
+    (generators/conditional.py, ClassConditional); measured on the 100-class pairs of the zoo (docs/changelog.md,
+    2026-12-07, night). Deviation from the paper: the gain and shift are free per-class tables, not predicted from an
+    embedding, and the shift starts random (the classes start apart) rather than at zero."""
+
+    def __init__(self, norm: nn.BatchNorm2d, num_classes: int, classes: _BatchClasses, shift_std: float = 0.5):
+        super().__init__()
+        self.norm, self.classes = norm, classes
+        self.gain = nn.Embedding(num_classes, norm.num_features)
+        self.shift = nn.Embedding(num_classes, norm.num_features)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.normal_(self.shift.weight, mean=0.0, std=shift_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, labels = self.norm(x), self.classes.labels
+        if labels is None:  # the inner generator called on its own: the plain BatchNorm
+            return out
+        gain = class_code(self.gain, labels).to(out.dtype)[:, :, None, None]
+        shift = class_code(self.shift, labels).to(out.dtype)[:, :, None, None]
+        return out * (1 + gain) + shift
+
+
+def class_code(table: nn.Embedding, labels: torch.Tensor) -> torch.Tensor:
+    """Each image's row of ``table``: its class's, or the blend ``labels[i] @ table`` for soft targets (n, K)."""
+    if labels.is_floating_point():
+        return labels.to(table.weight.dtype) @ table.weight
+    return table(labels)
+
+
+def with_class_norms(generator: nn.Module, num_classes: int, classes: _BatchClasses) -> int:
+    """Replace each affine BatchNorm2d of ``generator`` (in place, in module order) by a :class:`ClassNorm` around
+    it; how many. Non-affine ones (DAFL's output normalization) stay as they are."""
+    found = [(parent, name, child) for parent in generator.modules() for name, child in parent.named_children()
+             if isinstance(child, nn.BatchNorm2d) and child.affine]  # fmt: skip
+    for parent, name, child in found:
+        setattr(parent, name, ClassNorm(child, num_classes, classes))
+    return len(found)
 
 
 def balanced_labels(n: int, num_classes: int, device: torch.device | str | None = None, start: int = 0) -> torch.Tensor:
@@ -41,7 +97,7 @@ class ClassConditional(nn.Module):
     each), and at 5 it fell (docs/changelog.md, 2026-12-06, evening)."""
 
     def __init__(self, generator: nn.Module, num_classes: int, latent_dim: int, embed_std: float = 1.0,
-                 offset: bool = False, offset_std: float = 3.0):  # fmt: skip
+                 offset: bool = False, offset_std: float = 3.0, class_norm: bool = False):  # fmt: skip
         super().__init__()
         self.generator, self.num_classes = generator, num_classes
         self.embed = nn.Embedding(num_classes, latent_dim)
@@ -49,16 +105,18 @@ class ClassConditional(nn.Module):
         self.offset = nn.Embedding(num_classes, latent_dim) if offset else None
         if self.offset is not None:
             nn.init.normal_(self.offset.weight, mean=0.0, std=offset_std)
-
-    def code(self, table: nn.Embedding, labels: torch.Tensor) -> torch.Tensor:
-        """Each image's row of ``table``: its class's, or the blend ``labels[i] @ table`` for soft targets."""
-        if labels.is_floating_point():
-            return labels.to(table.weight.dtype) @ table.weight
-        return table(labels)
+        self.classes = _BatchClasses()
+        self.class_norms = with_class_norms(generator, num_classes, self.classes) if class_norm else 0
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Image i made for class ``labels[i]`` (default: i mod K, balanced), or for the blend ``labels[i] @ E``."""
         if labels is None:
             labels = balanced_labels(z.shape[0], self.num_classes, z.device)
-        latent = z * self.code(self.embed, labels)
-        return self.generator(latent if self.offset is None else latent + self.code(self.offset, labels))
+        latent = z * class_code(self.embed, labels)
+        if self.offset is not None:
+            latent = latent + class_code(self.offset, labels)
+        self.classes.labels = labels if self.class_norms else None
+        try:
+            return self.generator(latent)
+        finally:
+            self.classes.labels = None

@@ -103,6 +103,7 @@ class GeneratorConfig:
     conditional: bool = False  # balanced classes: image i of a batch is made for class i mod K (generators/conditional.py)
     upsample: int = 1  # > 1: images made at image_size / upsample and enlarged bilinearly (generators/upsampled.py)
     tone: str = "off"  # on: each image's colours mixed by its own latent before the last tanh (generators/tone.py) | auto: on for colour images | off
+    class_norm: str = "off"  # conditional: per-class gain/shift after G's BatchNorms (generators/conditional.py) | auto: where K > train.batch_size | on | off
     lr: float = 0.2
     schedule: str = "constant"  # constant | cosine: G's LR over train.steps (cosine: G settles while the student anneals)
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # official code: Adam defaults
@@ -369,9 +370,15 @@ def validate(config: Config) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key} = {value!r} is not one of {sorted(allowed)}")
-    if g.tone not in ("off", "on", "auto"):
-        raise ConfigError(f"generator.tone is \"on\" (each image's colours mixed by its own latent), \"auto\" (on for "
-                          f"colour images) or \"off\", got {g.tone!r}")  # fmt: skip
+    switches = {"tone": (g.tone, "each image's colours mixed by its own latent", "for colour images"),
+                "class_norm": (g.class_norm, "a per-class gain and shift after the conditional generator's BatchNorms",
+                               "where a batch cannot hold every class")}  # fmt: skip
+    for key, (value, on, auto) in switches.items():
+        if value not in ("off", "on", "auto"):
+            raise ConfigError(f"generator.{key} is \"on\" ({on}), \"auto\" (on {auto}) or \"off\", got {value!r}")
+    if g.class_norm == "on" and not g.conditional:
+        raise ConfigError("generator.class_norm = \"on\" needs generator.conditional = true (the classes the gain and "
+                          "shift are for): turn it on, or set class_norm to \"auto\" / \"off\"")  # fmt: skip
     if not isinstance(g.upsample, int) or isinstance(g.upsample, bool) or g.upsample < 1:
         raise ConfigError(f"generator.upsample must be a whole factor >= 1 (1 = full size, 2 = half size enlarged "
                           f"twice), got {g.upsample!r}")  # fmt: skip

@@ -121,6 +121,12 @@ def load_weights(module: nn.Module, path: str | Path, what: str = "checkpoint") 
         raise CheckpointError(f"{what} {path} was written without generator.tone (before it existed, or with it off), "
                               "but the recipe builds the generator with it: set generator.tone = \"off\" (in a run "
                               "folder's config.json: \"tone\": \"off\" under \"generator\") to load it as it was")  # fmt: skip
+    plain = {key.replace(".norm.", ".") for key in own if not key.endswith((".gain.weight", ".shift.weight"))}
+    if missing and not wrong and plain == set(state):
+        raise CheckpointError(f"{what} {path} was written without generator.class_norm (before it existed, or with it "
+                              "off), but the recipe builds the generator with it: set generator.class_norm = \"off\" (in "
+                              "a run folder's config.json: \"class_norm\": \"off\" under \"generator\") to load it as "
+                              "it was")  # fmt: skip
     if missing or unexpected or wrong:
         meta = read_metadata(path)
         hint = f" (the file says arch={meta.get('arch')!r}, num_classes={meta.get('num_classes')!r})" if meta else ""
