@@ -35,13 +35,13 @@ class ClassNorm(nn.Module):
 
         y_i = BN(x)_i * (1 + G[k_i]) + S[k_i],    G = 0 at the start, S ~ N(0, shift_std^2)
 
-    (for soft targets t_i, the blends G^T t_i and S^T t_i). Why: the latent offset alone carries the class only
-    through the generator's first layer; a 100-class teacher's generator of width 16 has ~10 features per class
-    there. The per-class shift moves every layer's features per class from the start, as the offset moves the latent
-    (:class:`ClassConditional`). Measured on the zoo's two 100-class pairs at 3 seeds: no better than the generator without
-    it (-0.1 and -1.8 points on average, seed to seed -4.9 to +6.3), so ``generator.class_norm`` is off unless asked
-    for (docs/changelog.md, 2026-12-07, night). Deviation from the paper: the gain and shift are free per-class tables, not predicted from an
-    embedding, and the shift starts random (the classes start apart) rather than at zero."""
+    (for soft targets t_i, the blends G^T t_i and S^T t_i). Why: the latent's class scale and offset reach the
+    generator only through its first layer; the per-class shift moves every layer's features per class from the
+    start, as the offset moves the latent (:class:`ClassConditional`). Measured on the zoo's two 100-class pairs at 3
+    seeds: no better than the generator without it (-0.1 and -1.8 points on average, seed to seed -4.9 to +6.3), so
+    ``generator.class_norm`` is off unless asked for (docs/changelog.md, 2026-12-07, night). Deviation from the
+    paper: the gain and shift are free per-class tables, not predicted from an embedding, and the shift starts
+    random (the classes start apart) rather than at zero."""
 
     def __init__(self, norm: nn.BatchNorm2d, num_classes: int, classes: _BatchClasses, shift_std: float = 0.5):
         super().__init__()

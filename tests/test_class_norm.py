@@ -78,7 +78,7 @@ def test_a_deep_copy_makes_its_own_classes_as_the_original_does():
     torch.testing.assert_close(twin(z, labels), g(z, labels), rtol=0, atol=0)
 
 
-def test_a_generator_saved_without_class_norm_is_refused_with_the_setting_that_loads_it(tmp_path):
+def test_a_generator_saved_with_or_without_class_norm_is_refused_with_the_setting_that_loads_it(tmp_path):
     from safetensors.torch import save_file
 
     from datafree.io.checkpoint import CheckpointError, load_weights
@@ -87,10 +87,14 @@ def test_a_generator_saved_without_class_norm_is_refused_with_the_setting_that_l
         inner = create_generator("dafl", latent_dim=16, image_size=32, channels=1, width=16, output="pixels")
         return ClassConditional(inner, 100, 16, offset=True, class_norm=class_norm)
 
-    save_file(make(False).state_dict(), str(tmp_path / "generator.safetensors"))
-    with pytest.raises(CheckpointError, match='generator.class_norm = "off"'):
-        load_weights(make(True), tmp_path / "generator.safetensors", "generator")
-    load_weights(make(False), tmp_path / "generator.safetensors", "generator")  # as it was
+    save_file(make(False).state_dict(), str(tmp_path / "without.safetensors"))
+    with pytest.raises(CheckpointError, match='written without generator.class_norm.*class_norm = "off"'):
+        load_weights(make(True), tmp_path / "without.safetensors", "generator")
+    load_weights(make(False), tmp_path / "without.safetensors", "generator")  # as it was
+    save_file(make(True).state_dict(), str(tmp_path / "with.safetensors"))
+    with pytest.raises(CheckpointError, match='written with generator.class_norm.*class_norm = "on"'):
+        load_weights(make(False), tmp_path / "with.safetensors", "generator")
+    load_weights(make(True), tmp_path / "with.safetensors", "generator")
 
 
 @pytest.mark.parametrize("settings, needle", [({"class_norm": "yes"}, 'is "on"'),

@@ -97,6 +97,12 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return {}
 
 
+def _without_class_norm(keys) -> set[str]:
+    """A generator's state keys as they are without generator.class_norm (generators/conditional.py ClassNorm wraps
+    each BatchNorm as ``.norm`` beside its ``.gain`` / ``.shift`` tables)."""
+    return {key.replace(".norm.", ".") for key in keys if not key.endswith((".gain.weight", ".shift.weight"))}
+
+
 def load_weights(module: nn.Module, path: str | Path, what: str = "checkpoint") -> nn.Module:
     """Load a safetensors state_dict; a missing file or a shape/key mismatch says what and how to fix."""
     path = Path(path)
@@ -121,12 +127,13 @@ def load_weights(module: nn.Module, path: str | Path, what: str = "checkpoint") 
         raise CheckpointError(f"{what} {path} was written without generator.tone (before it existed, or with it off), "
                               "but the recipe builds the generator with it: set generator.tone = \"off\" (in a run "
                               "folder's config.json: \"tone\": \"off\" under \"generator\") to load it as it was")  # fmt: skip
-    plain = {key.replace(".norm.", ".") for key in own if not key.endswith((".gain.weight", ".shift.weight"))}
-    if missing and not wrong and plain == set(state):
-        raise CheckpointError(f"{what} {path} was written without generator.class_norm (before it existed, or with it "
-                              "off), but the recipe builds the generator with it: set generator.class_norm = \"off\" (in "
-                              "a run folder's config.json: \"class_norm\": \"off\" under \"generator\") to load it as "
-                              "it was")  # fmt: skip
+    if (missing or unexpected) and not wrong and _without_class_norm(own) == _without_class_norm(state):
+        saved_with = any(key.endswith(".gain.weight") for key in state)
+        setting = "on" if saved_with else "off"
+        raise CheckpointError(f"{what} {path} was written {'with' if saved_with else 'without'} generator.class_norm, but "
+                              f"the recipe builds the generator {'without' if saved_with else 'with'} it: set "
+                              f"generator.class_norm = \"{setting}\" (in a run folder's config.json: \"class_norm\": "
+                              f"\"{setting}\" under \"generator\") to load it as it was")  # fmt: skip
     if missing or unexpected or wrong:
         meta = read_metadata(path)
         hint = f" (the file says arch={meta.get('arch')!r}, num_classes={meta.get('num_classes')!r})" if meta else ""
