@@ -161,3 +161,26 @@ def test_a_source_whose_weights_change_gives_no_labeller_and_an_ensemble_folds_e
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(labeller(x).logits, (nets[0](x) + nets[1](x)) / 2, rtol=1e-5, atol=1e-5)
+
+
+def test_a_grey_channels_last_network_reads_as_channels_last_and_its_folded_copy_computes_so():
+    """A grey image's first conv, (C, 1, 3, 3), and a 1x1 conv are contiguous in both layouts: they must not make a
+    channels_last network read as plain-contiguous, or its folded copy runs every layer in the slower layout."""
+    from datafree.nets.netcheck import memory_format_of
+
+    net = randomized(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 1),
+                                   nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+                                   nn.Flatten(), nn.Linear(6 * 16, 3)))  # fmt: skip
+    assert memory_format_of(net) == torch.contiguous_format
+    net.to(memory_format=torch.channels_last)
+    assert memory_format_of(net) == torch.channels_last
+    x = torch.randn(2, 1, 8, 8).contiguous(memory_format=torch.channels_last)
+    folded = folded_copy(net, x)
+    outputs = []
+    for module in folded.modules():
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+            module.register_forward_hook(lambda m, i, o: outputs.append(o))
+    with torch.no_grad():
+        folded(x)
+    assert len(outputs) == 4 and all(o.is_contiguous(memory_format=torch.channels_last) for o in outputs[1:])
+    assert not outputs[1].is_contiguous()  # (2, 4, 8, 8) maps: only one layout holds

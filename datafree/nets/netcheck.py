@@ -47,9 +47,14 @@ def check_network(net: nn.Module, spec: ImageSpec, role: str, taps: list[str] = 
 
 
 def memory_format_of(net: nn.Module) -> torch.memory_format:
-    """channels_last if every 4-D parameter is stored so (and not also plain-contiguous), else contiguous_format."""
+    """channels_last if every 4-D parameter that says which is stored so, else contiguous_format.
+
+    A weight with one input channel or a 1x1 kernel (a grey image's first conv, (C, 1, 3, 3); a pointwise conv) is
+    contiguous in both formats and says nothing: counting it as plain-contiguous made every grey channels_last
+    network read as contiguous, and its BatchNorm-folded copy ran in the slower plain layout."""
     weights = [p for p in net.parameters() if p.dim() == 4]
-    if weights and all(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous() for p in weights):
+    telling = [p for p in weights if not (p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last))]
+    if telling and all(p.is_contiguous(memory_format=torch.channels_last) for p in telling):
         return torch.channels_last
     return torch.contiguous_format
 
