@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
@@ -188,12 +186,12 @@ def test_a_grey_channels_last_network_reads_as_channels_last_and_its_folded_copy
     assert not outputs[1].is_contiguous()  # (2, 4, 8, 8) maps: only one layout holds
 
 
-def test_a_grey_channels_last_user_teacher_is_given_back_channels_last():
+def test_a_grey_channels_last_user_teacher_is_given_back_channels_last(tmp_path):
     """The source converts the teacher to the run's layout and ``release`` restores the layout it came in: a grey
     network that came channels_last goes back channels_last (it read as plain-contiguous before, and went back so)."""
     from datafree import build
 
-    config = tiny_config(Path("/tmp/unused"))
+    config = tiny_config(tmp_path)
     spec = build.image_spec(config)
     net = build.build_net("vgg_bn_small", spec).to(memory_format=torch.channels_last)
     telling = [p for p in net.parameters() if p.dim() == 4 and not p.is_contiguous()]
